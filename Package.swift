@@ -1,0 +1,56 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "JobRouter",
+    platforms: [.macOS(.v15)],
+    products: [
+        /// The library a Swift server uses to enqueue jobs and run worker groups in-process.
+        .library(name: "JobRouter", targets: ["JobRouter", "JobRouterRedis"]),
+        .executable(name: "jobrouter", targets: ["jobrouter"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CHiredis",
+            pkgConfig: "hiredis",
+            providers: [.apt(["libhiredis-dev"])]
+        ),
+        .target(
+            name: "JobRouter",
+            dependencies: [
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "TOMLKit", package: "TOMLKit"),
+            ]
+        ),
+        .target(
+            name: "JobRouterRedis",
+            dependencies: [
+                "JobRouter",
+                "CHiredis",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "jobrouter",
+            dependencies: [
+                "JobRouter",
+                "JobRouterRedis",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .testTarget(name: "JobRouterTests", dependencies: ["JobRouter"]),
+        .testTarget(
+            name: "JobRouterRedisTests",
+            dependencies: ["JobRouter", "JobRouterRedis", "CHiredis"]
+        ),
+    ]
+)

@@ -1,0 +1,216 @@
+import Foundation
+import TOMLKit
+
+/// Reads `queues.toml`.
+///
+/// Every key it knows (anything else is an error, with a suggestion for near misses):
+///
+/// | key | type | default |
+/// |---|---|---|
+/// | `default_queue` | string | `"default"` |
+/// | `redis.url` | string | `"redis://127.0.0.1:6379/0"`; `JOBROUTER_REDIS_URL` overrides |
+/// | `redis.namespace` | string | `"jobrouter"` |
+/// | `types.NAME.handler` | `"exec"`, `"noop"`, `"smtp"`, `"swift"` | required |
+/// | `types.NAME.command` | array of strings | required for `exec` |
+/// | `types.NAME.priorities` | table: priority → queue | none: the type goes to `default_queue` |
+/// | `types.NAME.default_priority` | string, a key of `priorities` | none: enqueue must name a priority |
+/// | `types.NAME.timeout` | duration string | `"5m"` |
+/// | `groups.NAME.queues` | array of queue names, in priority order | required |
+/// | `groups.NAME.concurrency` | integer ≥ 1 | `1` |
+/// | `groups.NAME.shutdown_timeout` | duration string | `"25s"` |
+///
+/// Durations are strings: `"250ms"`, `"30s"`, `"5m"`, `"1h"`.
+extension RouterConfiguration {
+    /// Reads and validates the file at `path`.
+    public static func load(path: String) throws -> RouterConfiguration {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw ConfigurationError(file: path, keyPath: "", message: "cannot read the file (\(Self.reason(error)))")
+        }
+        return try parse(toml: text, file: path)
+    }
+
+    /// Reads and validates TOML text; `file` names it in errors.
+    public static func parse(toml text: String, file: String? = nil) throws -> RouterConfiguration {
+        let root: TOMLTable
+        do {
+            root = try TOMLTable(string: text)
+        } catch let error as TOMLParseError {
+            throw ConfigurationError(
+                file: file, line: error.source.begin.line, keyPath: "",
+                message: "TOML syntax error at column \(error.source.begin.column): \(error.description)")
+        }
+        let reader = TOMLReader(file: file, locator: TOMLLocator(text: text))
+        var configuration = try reader.configuration(from: root)
+        configuration.file = file
+        do {
+            try configuration.validate()
+        } catch var error as ConfigurationError {
+            error.line = error.line ?? reader.locator.line(of: error.keyPath)
+            throw error
+        }
+        return configuration
+    }
+
+    private static func reason(_ error: Error) -> String {
+        let nsError = error as NSError
+        if let underlying = nsError.userInfo[NSUnderlyingErrorKey] as? NSError,
+           underlying.domain == NSPOSIXErrorDomain, let code = POSIXErrorCode(rawValue: Int32(underlying.code)) {
+            return String(cString: strerror(code.rawValue))
+        }
+        return nsError.localizedDescription
+    }
+}
+
+/// Walks the parsed TOML tree into configuration values, naming the key path of anything wrong.
+struct TOMLReader {
+    let file: String?
+    let locator: TOMLLocator
+
+    func fail(_ path: [String], _ message: String) -> ConfigurationError {
+        let keyPath = TOMLLocator.join(path)
+        return ConfigurationError(file: file, line: locator.line(of: keyPath), keyPath: keyPath, message: message)
+    }
+
+    func configuration(from root: TOMLTable) throws -> RouterConfiguration {
+        try checkKeys(root, path: [], allowed: ["default_queue", "redis", "types", "groups"])
+        var configuration = RouterConfiguration()
+        if let value = root["default_queue"] { configuration.defaultQueue = try string(value, ["default_queue"]) }
+        if let value = root["redis"] {
+            let table = try self.table(value, ["redis"])
+            try checkKeys(table, path: ["redis"], allowed: ["url", "namespace"])
+            if let url = table["url"] { configuration.redis.url = try string(url, ["redis", "url"]) }
+            if let namespace = table["namespace"] { configuration.redis.namespace = try string(namespace, ["redis", "namespace"]) }
+        }
+        if let value = root["types"] {
+            let types = try table(value, ["types"])
+            for name in types.keys {
+                guard let entry = types[name] else { continue }
+                configuration.types[name] = try jobType(name: name, try table(entry, ["types", name]))
+            }
+        }
+        if let value = root["groups"] {
+            let groups = try table(value, ["groups"])
+            for name in groups.keys {
+                guard let entry = groups[name] else { continue }
+                configuration.groups[name] = try group(name: name, try table(entry, ["groups", name]))
+            }
+        }
+        return configuration
+    }
+
+    private func jobType(name: String, _ table: TOMLTable) throws -> JobTypeConfiguration {
+        let path = ["types", name]
+        try checkKeys(table, path: path, allowed: ["handler", "command", "priorities", "default_priority", "timeout"])
+        guard let handlerValue = table["handler"] else {
+            throw fail(path + ["handler"], "missing; one of \(HandlerKind.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        let handlerName = try string(handlerValue, path + ["handler"])
+        guard let handler = HandlerKind(rawValue: handlerName) else {
+            throw fail(path + ["handler"], "unknown handler kind '\(handlerName)'; one of \(HandlerKind.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        var type = JobTypeConfiguration(name: name, handler: handler)
+        if let value = table["command"] { type.command = try strings(value, path + ["command"]) }
+        if let value = table["priorities"] {
+            let priorities = try self.table(value, path + ["priorities"])
+            for priority in priorities.keys {
+                guard let queue = priorities[priority] else { continue }
+                type.priorities[priority] = try string(queue, path + ["priorities", priority])
+            }
+        }
+        if let value = table["default_priority"] { type.defaultPriority = try string(value, path + ["default_priority"]) }
+        if let value = table["timeout"] { type.timeout = try duration(value, path + ["timeout"]) }
+        return type
+    }
+
+    private func group(name: String, _ table: TOMLTable) throws -> WorkerGroupConfiguration {
+        let path = ["groups", name]
+        try checkKeys(table, path: path, allowed: ["queues", "concurrency", "shutdown_timeout"])
+        guard let queuesValue = table["queues"] else {
+            throw fail(path + ["queues"], "missing; the ordered list of queues this group reads")
+        }
+        var group = WorkerGroupConfiguration(name: name, queues: try strings(queuesValue, path + ["queues"]))
+        if let value = table["concurrency"] {
+            guard value.type == .int, let concurrency = value.int else {
+                throw fail(path + ["concurrency"], "must be a whole number, not \(describe(value))")
+            }
+            group.concurrency = concurrency
+        }
+        if let value = table["shutdown_timeout"] { group.shutdownTimeout = try duration(value, path + ["shutdown_timeout"]) }
+        return group
+    }
+
+    // MARK: Typed access
+
+    private func checkKeys(_ table: TOMLTable, path: [String], allowed: Set<String>) throws {
+        for key in table.keys.sorted() where !allowed.contains(key) {
+            var message = "unknown key"
+            if let near = allowed.min(by: { editDistance(key, $0) < editDistance(key, $1) }), editDistance(key, near) <= 2 {
+                message += " (did you mean '\(near)'?)"
+            } else {
+                message += "; known keys: \(allowed.sorted().joined(separator: ", "))"
+            }
+            throw fail(path + [key], message)
+        }
+    }
+
+    private func table(_ value: TOMLValueConvertible, _ path: [String]) throws -> TOMLTable {
+        guard value.type == .table, let table = value.table else { throw fail(path, "must be a table, not \(describe(value))") }
+        return table
+    }
+
+    private func string(_ value: TOMLValueConvertible, _ path: [String]) throws -> String {
+        guard value.type == .string, let string = value.string else { throw fail(path, "must be a string, not \(describe(value))") }
+        return string
+    }
+
+    private func strings(_ value: TOMLValueConvertible, _ path: [String]) throws -> [String] {
+        guard value.type == .array, let array = value.array else {
+            throw fail(path, "must be an array of strings, not \(describe(value))")
+        }
+        return try array.enumerated().map { index, element in
+            guard element.type == .string, let string = element.string else {
+                throw fail(path, "element \(index + 1) must be a string, not \(describe(element))")
+            }
+            return string
+        }
+    }
+
+    private func duration(_ value: TOMLValueConvertible, _ path: [String]) throws -> Duration {
+        let text = try string(value, path)
+        guard let duration = DurationParser.parse(text) else {
+            throw fail(path, "bad duration '\(text)'; write a number and a unit: \"250ms\", \"30s\", \"5m\", \"1h\"")
+        }
+        return duration
+    }
+
+    private func describe(_ value: TOMLValueConvertible) -> String {
+        switch value.type {
+        case .string: return "the string \"\(value.string ?? "")\""
+        case .int: return "the integer \(value.int.map(String.init) ?? "")"
+        case .double: return "the number \(value.double.map { "\($0)" } ?? "")"
+        case .bool: return "the boolean \(value.bool.map { "\($0)" } ?? "")"
+        case .array: return "an array"
+        case .table: return "a table"
+        default: return "a date or time"
+        }
+    }
+}
+
+/// Levenshtein distance, for "did you mean" suggestions.
+func editDistance(_ a: String, _ b: String) -> Int {
+    let a = Array(a), b = Array(b)
+    if a.isEmpty { return b.count }
+    if b.isEmpty { return a.count }
+    var previous = Array(0...b.count)
+    for i in 1...a.count {
+        var current = [i] + Array(repeating: 0, count: b.count)
+        for j in 1...b.count {
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+        }
+        previous = current
+    }
+    return previous[b.count]
+}

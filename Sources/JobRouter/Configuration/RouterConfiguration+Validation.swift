@@ -1,0 +1,75 @@
+extension RouterConfiguration {
+    /// Checks everything that TOML types alone cannot: names, references between tables, limits.
+    /// Throws the first problem found, naming its key path; problems are looked for in a fixed order
+    /// (types and groups by name) so the same file always gives the same message.
+    public func validate() throws {
+        func fail(_ path: [String], _ message: String) -> ConfigurationError {
+            ConfigurationError(file: file, keyPath: TOMLLocator.join(path), message: message)
+        }
+        let namespace = redis.namespace
+        if namespace.isEmpty || namespace.contains(where: \.isWhitespace) {
+            throw fail(["redis", "namespace"], "must be a non-empty name without spaces")
+        }
+        func checkQueueName(_ queue: String, _ path: [String]) throws {
+            if queue.isEmpty { throw fail(path, "a queue name cannot be empty") }
+            if queue.contains(where: { $0.isWhitespace || $0.isNewline }) {
+                throw fail(path, "queue name '\(queue)' contains white space")
+            }
+            if queue == namespace || queue.hasPrefix(namespace + ":") {
+                throw fail(path, "queue name '\(queue)' is inside JobRouter's own key space '\(namespace):' (redis.namespace)")
+            }
+        }
+        try checkQueueName(defaultQueue, ["default_queue"])
+        if types.isEmpty { throw fail(["types"], "no job types declared; add a [types.NAME] table") }
+
+        for name in types.keys.sorted() {
+            guard let type = types[name] else { continue }
+            let path = ["types", name]
+            if name.isEmpty { throw fail(path, "a type name cannot be empty") }
+            switch type.handler {
+            case .exec:
+                if type.command.isEmpty || type.command[0].isEmpty {
+                    throw fail(path + ["command"], "handler \"exec\" needs a command: an array like [\"./scripts/job.sh\", \"--flag\"]")
+                }
+            case .noop, .smtp, .swift:
+                if !type.command.isEmpty {
+                    throw fail(path + ["command"], "only handler \"exec\" takes a command (this type's handler is \"\(type.handler.rawValue)\")")
+                }
+            }
+            for priority in type.priorities.keys.sorted() {
+                if priority.isEmpty { throw fail(path + ["priorities"], "a priority name cannot be empty") }
+                try checkQueueName(type.priorities[priority] ?? "", path + ["priorities", priority])
+            }
+            if let defaultPriority = type.defaultPriority {
+                if type.priorities.isEmpty {
+                    throw fail(path + ["default_priority"], "set, but the type has no priorities table")
+                }
+                if type.priorities[defaultPriority] == nil {
+                    throw fail(path + ["default_priority"],
+                               "'\(defaultPriority)' is not one of this type's priorities (\(type.priorities.keys.sorted().joined(separator: ", ")))")
+                }
+            }
+            if type.timeout <= .zero { throw fail(path + ["timeout"], "must be longer than zero") }
+        }
+
+        let declared = declaredQueues
+        for name in groups.keys.sorted() {
+            guard let group = groups[name] else { continue }
+            let path = ["groups", name]
+            if group.queues.isEmpty { throw fail(path + ["queues"], "must name at least one queue") }
+            var seen: Set<String> = []
+            for queue in group.queues {
+                if !seen.insert(queue).inserted {
+                    throw fail(path + ["queues"], "queue '\(queue)' is listed twice")
+                }
+                if !declared.contains(queue) {
+                    throw fail(path + ["queues"],
+                               "no type routes to queue '\(queue)'; declared queues: \(declared.sorted().joined(separator: ", "))")
+                }
+            }
+            if group.concurrency < 1 { throw fail(path + ["concurrency"], "must be at least 1, not \(group.concurrency)") }
+            if group.concurrency > 10_000 { throw fail(path + ["concurrency"], "must be at most 10000, not \(group.concurrency)") }
+            if group.shutdownTimeout < .zero { throw fail(path + ["shutdown_timeout"], "cannot be negative") }
+        }
+    }
+}

@@ -1,0 +1,137 @@
+/// Everything `queues.toml` declares: job types, how each (type, priority) maps to a queue,
+/// and the worker groups that read those queues.
+///
+/// Build one with ``RouterConfiguration/load(path:)`` or ``RouterConfiguration/parse(toml:file:)``;
+/// both validate before returning, so a value you hold is always usable.
+public struct RouterConfiguration: Sendable {
+    /// The queue for types that declare no `priorities` (TOML `default_queue`, default `"default"`).
+    public var defaultQueue: String
+    /// Where Redis is and how JobRouter names its own keys there (TOML `[redis]`).
+    public var redis: RedisSettings
+    /// Job types by name (TOML `[types.NAME]`).
+    public var types: [String: JobTypeConfiguration]
+    /// Worker groups by name (TOML `[groups.NAME]`).
+    public var groups: [String: WorkerGroupConfiguration]
+    /// The file this configuration was read from, for messages.
+    public var file: String?
+
+    /// Makes a configuration; call ``validate()`` before using one built by hand.
+    public init(
+        defaultQueue: String = "default",
+        redis: RedisSettings = RedisSettings(),
+        types: [String: JobTypeConfiguration] = [:],
+        groups: [String: WorkerGroupConfiguration] = [:],
+        file: String? = nil
+    ) {
+        self.defaultQueue = defaultQueue
+        self.redis = redis
+        self.types = types
+        self.groups = groups
+        self.file = file
+    }
+
+    /// Every queue a job can be routed to: the values of every `priorities` table, and `default_queue`
+    /// (which also takes entries pushed by other Redis clients).
+    public var declaredQueues: Set<String> {
+        var queues: Set<String> = [defaultQueue]
+        for type in types.values {
+            for queue in type.priorities.values { queues.insert(queue) }
+        }
+        return queues
+    }
+
+    /// Queues that some type routes to but no group reads: jobs sent there wait forever.
+    public var unreadQueues: [String] {
+        let read = Set(groups.values.flatMap(\.queues))
+        var routed = Set(types.values.flatMap { $0.priorities.values })
+        if types.values.contains(where: { $0.priorities.isEmpty }) { routed.insert(defaultQueue) }
+        return routed.subtracting(read).sorted()
+    }
+
+    /// The types whose jobs can arrive in `queue`.
+    public func types(routingTo queue: String) -> [String] {
+        types.values.filter { type in
+            type.priorities.isEmpty ? queue == defaultQueue : type.priorities.values.contains(queue)
+        }.map(\.name).sorted()
+    }
+}
+
+/// The `[redis]` table.
+public struct RedisSettings: Sendable, Equatable {
+    /// `redis://[[user]:password@]host[:port][/db]`; `JOBROUTER_REDIS_URL` overrides it. Default `redis://127.0.0.1:6379/0`.
+    public var url: String
+    /// Prefix of the keys JobRouter keeps for itself (dead letters, later leases and schedules). Default `"jobrouter"`.
+    /// Queue names may not start with it.
+    public var namespace: String
+
+    /// Makes the settings; the defaults suit a local Redis.
+    public init(url: String = "redis://127.0.0.1:6379/0", namespace: String = "jobrouter") {
+        self.url = url
+        self.namespace = namespace
+    }
+}
+
+/// What runs a job of a given type.
+public enum HandlerKind: String, Sendable, CaseIterable {
+    /// Runs `command` without a shell, with the job's JSON on stdin.
+    case exec
+    /// Succeeds at once: for load tests and demos.
+    case noop
+    /// Sends mail over SMTP. Not available yet: `check` says so and workers refuse to run it.
+    case smtp
+    /// A handler registered from Swift with ``HandlerRegistry/register(type:_:)``.
+    case swift
+}
+
+/// A `[types.NAME]` table.
+public struct JobTypeConfiguration: Sendable, Equatable {
+    /// The type's name, the key of its table.
+    public var name: String
+    /// What runs jobs of this type (TOML `handler`, required).
+    public var handler: HandlerKind
+    /// The program and its arguments for `exec` (TOML `command`, required for `exec` only).
+    public var command: [String]
+    /// Priority name → queue (TOML `priorities`). Empty: every job of this type goes to `default_queue`.
+    public var priorities: [String: String]
+    /// The priority used when a job names none (TOML `default_priority`).
+    public var defaultPriority: String?
+    /// How long one run may take before it is stopped and fails (TOML `timeout`, default `"5m"`).
+    public var timeout: Duration
+
+    /// Makes a type.
+    public init(
+        name: String,
+        handler: HandlerKind,
+        command: [String] = [],
+        priorities: [String: String] = [:],
+        defaultPriority: String? = nil,
+        timeout: Duration = .seconds(300)
+    ) {
+        self.name = name
+        self.handler = handler
+        self.command = command
+        self.priorities = priorities
+        self.defaultPriority = defaultPriority
+        self.timeout = timeout
+    }
+}
+
+/// A `[groups.NAME]` table: workers that read an ordered list of queues.
+public struct WorkerGroupConfiguration: Sendable, Equatable {
+    /// The group's name, the key of its table.
+    public var name: String
+    /// Queues in strict priority order: a job in an earlier queue is always taken first (TOML `queues`, required).
+    public var queues: [String]
+    /// How many jobs this group runs at once in one process (TOML `concurrency`, default 1).
+    public var concurrency: Int
+    /// How long running jobs may go on after a shutdown signal before they are put back (TOML `shutdown_timeout`, default `"25s"`).
+    public var shutdownTimeout: Duration
+
+    /// Makes a group.
+    public init(name: String, queues: [String], concurrency: Int = 1, shutdownTimeout: Duration = .seconds(25)) {
+        self.name = name
+        self.queues = queues
+        self.concurrency = concurrency
+        self.shutdownTimeout = shutdownTimeout
+    }
+}

@@ -1,0 +1,145 @@
+import Foundation
+
+/// A job as it is stored in a Redis list: one JSON object.
+///
+/// ```json
+/// {"id":"01JDX…","type":"email","priority":"high","queue":"emails:high","payload":{…},"attempt":1,"enqueued_at":"2026-11-22T10:00:00.123Z"}
+/// ```
+/// Entries written by other Redis clients need only `type` (and usually `payload`); the rest is
+/// filled in when a worker takes them (see ``decode(_:queue:now:)``).
+public struct JobEnvelope: Sendable, Equatable {
+    /// Unique and time-ordered.
+    public var id: JobID
+    /// The job type, a key of `[types]`.
+    public var type: String
+    /// The priority it was routed with; `nil` for types without priorities.
+    public var priority: String?
+    /// The queue (Redis list) it was routed to, and goes back to when put back.
+    public var queue: String
+    /// What the handler works on; any JSON value.
+    public var payload: JSONValue
+    /// Which run this is, from 1.
+    public var attempt: Int
+    /// When it was first enqueued.
+    public var enqueuedAt: Date
+
+    /// Makes an envelope for a new job.
+    public init(
+        id: JobID = .make(), type: String, priority: String?, queue: String,
+        payload: JSONValue, attempt: Int = 1, enqueuedAt: Date = Date()
+    ) {
+        self.id = id
+        self.type = type
+        self.priority = priority
+        self.queue = queue
+        self.payload = payload
+        self.attempt = attempt
+        self.enqueuedAt = enqueuedAt
+    }
+
+    /// The compact JSON stored in Redis.
+    public var jsonText: String {
+        var out = "{\"id\":"
+        JSONValue.writeString(id.rawValue, to: &out)
+        out += ",\"type\":"
+        JSONValue.writeString(type, to: &out)
+        out += ",\"priority\":"
+        if let priority { JSONValue.writeString(priority, to: &out) } else { out += "null" }
+        out += ",\"queue\":"
+        JSONValue.writeString(queue, to: &out)
+        out += ",\"payload\":"
+        payload.write(to: &out)
+        out += ",\"attempt\":"
+        out += String(attempt)
+        out += ",\"enqueued_at\":\""
+        out += Timestamp.format(enqueuedAt)
+        out += "\"}"
+        return out
+    }
+
+    /// Reads an entry taken from `queue`, filling in what a foreign producer left out:
+    /// a new `id`, `attempt` 1, `enqueued_at` = `now`, `payload` null. The `queue` field is always
+    /// set to where the entry really was, so putting it back returns it there.
+    public static func decode(_ raw: Data, queue: String, now: Date = Date()) throws(EnvelopeError) -> JobEnvelope {
+        let value: JSONValue
+        do {
+            value = try JSONValue.parse(raw)
+        } catch {
+            throw EnvelopeError(message: "not valid JSON")
+        }
+        guard case .object(let fields) = value else {
+            throw EnvelopeError(message: "not a JSON object (found \(value.typeName))")
+        }
+        guard let typeValue = fields["type"] else { throw EnvelopeError(message: "no \"type\" field") }
+        guard let type = typeValue.stringValue, !type.isEmpty else {
+            throw EnvelopeError(message: "\"type\" must be a non-empty string, not \(typeValue.typeName)")
+        }
+        var envelope = JobEnvelope(id: .make(now: now), type: type, priority: nil, queue: queue,
+                                   payload: fields["payload"] ?? .null, attempt: 1, enqueuedAt: now)
+        switch fields["id"] {
+        case nil, .null?: break
+        case .string(let id)? where !id.isEmpty: envelope.id = JobID(rawValue: id)
+        case .integer(let id)?: envelope.id = JobID(rawValue: String(id))
+        case let other?: throw EnvelopeError(message: "\"id\" must be a non-empty string, not \(other.typeName)")
+        }
+        switch fields["priority"] {
+        case nil, .null?: break
+        case .string(let priority)?: envelope.priority = priority
+        case let other?: throw EnvelopeError(message: "\"priority\" must be a string, not \(other.typeName)")
+        }
+        switch fields["attempt"] {
+        case nil, .null?: break
+        case let value?:
+            guard let attempt = value.intValue, attempt >= 1 else {
+                throw EnvelopeError(message: "\"attempt\" must be a whole number from 1")
+            }
+            envelope.attempt = attempt
+        }
+        switch fields["enqueued_at"] {
+        case nil, .null?: break
+        case .string(let text)?:
+            guard let date = Timestamp.parse(text) else {
+                throw EnvelopeError(message: "\"enqueued_at\" is not an ISO 8601 time: \"\(text.prefix(40))\"")
+            }
+            envelope.enqueuedAt = date
+        case .integer(let seconds)?: envelope.enqueuedAt = Date(timeIntervalSince1970: Double(seconds))
+        case .number(let seconds)?: envelope.enqueuedAt = Date(timeIntervalSince1970: seconds)
+        case let other?: throw EnvelopeError(message: "\"enqueued_at\" must be a time string, not \(other.typeName)")
+        }
+        return envelope
+    }
+}
+
+/// An entry that is not a job JobRouter can run.
+public struct EnvelopeError: Error, CustomStringConvertible, Sendable, Equatable {
+    /// What is wrong with the entry (never its content: payloads may hold personal data).
+    public var message: String
+    public var description: String { message }
+}
+
+/// UTC timestamps as `2026-11-22T10:00:00.123Z`, written and read without a formatter object.
+public enum Timestamp {
+    /// Formats `date` in UTC with milliseconds.
+    public static func format(_ date: Date) -> String {
+        let millisTotal = Int64((date.timeIntervalSince1970 * 1000).rounded(.down))
+        var seconds = time_t(millisTotal / 1000)
+        let millis = Int(millisTotal - Int64(seconds) * 1000)
+        var parts = tm()
+        gmtime_r(&seconds, &parts)
+        func pad(_ value: Int32, _ width: Int) -> String {
+            let text = String(value)
+            return text.count >= width ? text : String(repeating: "0", count: width - text.count) + text
+        }
+        return pad(parts.tm_year + 1900, 4) + "-" + pad(parts.tm_mon + 1, 2) + "-" + pad(parts.tm_mday, 2)
+            + "T" + pad(parts.tm_hour, 2) + ":" + pad(parts.tm_min, 2) + ":" + pad(parts.tm_sec, 2)
+            + "." + pad(Int32(millis), 3) + "Z"
+    }
+
+    /// Reads an ISO 8601 time with or without fractional seconds, `Z` or a numeric offset.
+    public static func parse(_ text: String) -> Date? {
+        if let date = try? Date(text, strategy: Date.ISO8601FormatStyle(includingFractionalSeconds: true)) {
+            return date
+        }
+        return try? Date(text, strategy: Date.ISO8601FormatStyle())
+    }
+}

@@ -1,0 +1,68 @@
+import Foundation
+
+/// Enqueues jobs: routes each by type and priority, then pushes it to its queue.
+///
+/// ```swift
+/// let client = JobRouterClient(configuration: config, driver: try RedisQueueDriver(configuration: config))
+/// let job = try await client.enqueue(type: "email", priority: "high", payload: ["to": "a@example.org"])
+/// print(job.id, job.queue)
+/// ```
+public struct JobRouterClient: Sendable {
+    /// The routing table in use.
+    public let router: Router
+    private let driver: any JobQueueDriver
+    private let recorders: [any JobEventRecorder]
+
+    /// Makes a client for `configuration`'s routing, pushing through `driver`.
+    public init(configuration: RouterConfiguration, driver: any JobQueueDriver, recorders: [any JobEventRecorder] = []) {
+        self.router = Router(configuration: configuration)
+        self.driver = driver
+        self.recorders = recorders
+    }
+
+    /// Routes and pushes one job; returns it as stored (with its id and queue).
+    @discardableResult
+    public func enqueue(type: String, priority: String? = nil, payload: JSONValue = .null) async throws -> JobEnvelope {
+        try await enqueue([JobRequest(type: type, priority: priority, payload: payload)])[0]
+    }
+
+    /// Routes and pushes one job whose payload is any `Encodable` value.
+    @discardableResult
+    public func enqueue<Payload: Encodable>(type: String, priority: String? = nil, payload: Payload) async throws -> JobEnvelope {
+        let data = try JSONEncoder().encode(payload)
+        return try await enqueue(type: type, priority: priority, payload: try JSONValue.parse(data))
+    }
+
+    /// Routes every request first (any routing error throws before anything is pushed), then pushes
+    /// them all in as few round trips as the driver can.
+    public func enqueue(_ requests: [JobRequest]) async throws -> [JobEnvelope] {
+        let now = Date()
+        let jobs = try requests.map { request in
+            let route = try router.route(type: request.type, priority: request.priority)
+            return JobEnvelope(id: .make(now: now), type: request.type, priority: route.priority, queue: route.queue,
+                               payload: request.payload, enqueuedAt: now)
+        }
+        try await driver.push(jobs)
+        for job in jobs {
+            for recorder in recorders { recorder.record(.enqueued(job)) }
+        }
+        return jobs
+    }
+}
+
+/// One job to enqueue.
+public struct JobRequest: Sendable, Equatable {
+    /// The type, a key of `[types]`.
+    public var type: String
+    /// The priority, or `nil` for the type's `default_priority`.
+    public var priority: String?
+    /// Any JSON value.
+    public var payload: JSONValue
+
+    /// Makes a request.
+    public init(type: String, priority: String? = nil, payload: JSONValue = .null) {
+        self.type = type
+        self.priority = priority
+        self.payload = payload
+    }
+}

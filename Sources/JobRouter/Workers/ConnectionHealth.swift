@@ -1,0 +1,41 @@
+import Logging
+import Synchronization
+
+/// Remembers whether the queue server is reachable, so a lost connection is logged once (not once
+/// per retry) and its return once; and computes the capped backoff between attempts.
+public final class ConnectionHealth: Sendable {
+    private let state = Mutex<(down: Bool, failures: Int)>((false, 0))
+    private let logger: Logger
+
+    /// Logs to `logger`.
+    public init(logger: Logger) {
+        self.logger = logger
+    }
+
+    /// Notes a failed call; returns how long to wait before the next one (100 ms doubling to 5 s).
+    public func failed(_ error: Error) -> Duration {
+        let (firstFailure, failures) = state.withLock { state -> (Bool, Int) in
+            defer { state.down = true; state.failures += 1 }
+            return (!state.down, state.failures + 1)
+        }
+        if firstFailure {
+            logger.error("queue server unreachable: \(error); retrying with backoff until it is back")
+        }
+        return Self.backoff(afterFailures: failures)
+    }
+
+    /// Notes a call that worked.
+    public func succeeded() {
+        let wasDown = state.withLock { state -> Bool in
+            defer { state = (false, 0) }
+            return state.down
+        }
+        if wasDown { logger.notice("queue server reachable again") }
+    }
+
+    /// 100 ms after the first failure, doubling, at most 5 s.
+    public static func backoff(afterFailures failures: Int) -> Duration {
+        let exponent = min(max(failures - 1, 0), 6)
+        return .milliseconds(min(100 * (1 << exponent), 5000))
+    }
+}

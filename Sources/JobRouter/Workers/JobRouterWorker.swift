@@ -1,0 +1,94 @@
+import Logging
+import ServiceLifecycle
+
+/// Runs worker groups from a configuration in this process.
+///
+/// A `Service`: run it in a `ServiceGroup` beside your HTTP server, or call ``run()`` directly.
+/// Graceful shutdown stops fetching at once and lets running jobs finish within each group's
+/// `shutdown_timeout`; jobs still running then, or when the task is cancelled (or
+/// ``shutdown(immediately:)`` is called with `true`), are put back at the head of their queue
+/// with their attempt unchanged.
+public struct JobRouterWorker: Service {
+    private let runners: [WorkerGroupRunner]
+    private let controller: ShutdownController
+
+    /// Prepares the groups named in `groups` (every group when empty).
+    ///
+    /// Throws when a group is unknown, or when a type whose jobs those groups read has no usable
+    /// handler (an `smtp` type, or a `swift` type not registered in `handlers`).
+    public init(
+        configuration: RouterConfiguration,
+        driver: any JobQueueDriver,
+        handlers registry: HandlerRegistry = HandlerRegistry(),
+        groups names: [String] = [],
+        logger: Logger,
+        recorders: [any JobEventRecorder]? = nil
+    ) throws {
+        let known = configuration.groups.keys.sorted()
+        for name in names where configuration.groups[name] == nil {
+            throw WorkerError(message: "unknown group '\(name)'; groups: \(known.joined(separator: ", "))")
+        }
+        let selected = (names.isEmpty ? known : names).compactMap { configuration.groups[$0] }
+        if selected.isEmpty { throw WorkerError(message: "the configuration declares no worker groups") }
+
+        // Types whose jobs these groups will take must be runnable; others resolve when they can.
+        let queues = Set(selected.flatMap(\.queues))
+        let needed = Set(queues.flatMap { configuration.types(routingTo: $0) })
+        var handlers: [String: any JobHandler] = [:]
+        var unavailable: [String: String] = [:]
+        for name in configuration.types.keys.sorted() {
+            do {
+                handlers.merge(try registry.resolve([name], in: configuration)) { $1 }
+            } catch {
+                if needed.contains(name) { throw WorkerError(message: error.description) }
+                unavailable[name] = error.message
+            }
+        }
+
+        let controller = ShutdownController()
+        let health = ConnectionHealth(logger: logger)
+        let events = JobEventFanout(recorders: recorders ?? [LoggingJobEventRecorder(logger: logger)])
+        self.controller = controller
+        self.runners = selected.map { group in
+            var groupLogger = logger
+            groupLogger[metadataKey: "group"] = "\(group.name)"
+            return WorkerGroupRunner(
+                group: group, configuration: configuration, handlers: handlers, unavailable: unavailable,
+                driver: driver, shutdown: controller, health: health, events: events, logger: logger)
+        }
+    }
+
+    /// The names of the groups this worker runs.
+    public var groupNames: [String] { runners.map(\.group.name) }
+
+    /// Runs every group until shutdown; returns once each has stopped and put back what it must.
+    public func run() async {
+        await withGracefulShutdownHandler {
+            await withTaskCancellationHandler {
+                await withDiscardingTaskGroup { tasks in
+                    for runner in runners {
+                        tasks.addTask { await runner.run() }
+                    }
+                }
+            } onCancel: {
+                controller.advance(to: .aborting)
+            }
+        } onGracefulShutdown: {
+            controller.advance(to: .draining)
+        }
+    }
+
+    /// Starts shutdown: graceful (running jobs may finish within `shutdown_timeout`), or immediate
+    /// (running jobs are stopped and put back now). A graceful shutdown already under way can be
+    /// made immediate by calling again with `true`.
+    public func shutdown(immediately: Bool = false) {
+        controller.advance(to: immediately ? .aborting : .draining)
+    }
+}
+
+/// A worker that cannot start.
+public struct WorkerError: Error, CustomStringConvertible, Sendable {
+    /// What is wrong.
+    public var message: String
+    public var description: String { message }
+}

@@ -1,0 +1,91 @@
+import Synchronization
+
+/// Counts a group's free job slots so it never runs more than `concurrency` jobs, and lets its
+/// one fetch loop wait (without polling) until at least one slot is free.
+final class SlotPool: Sendable {
+    private struct State {
+        var free: Int
+        var closed = false
+        var acquirer: CheckedContinuation<Int, Never>?
+        var nextWaiter = 0
+        var idleWaiters: [Int: CheckedContinuation<Void, Never>] = [:]
+    }
+
+    let capacity: Int
+    private let state: Mutex<State>
+
+    init(capacity: Int) {
+        self.capacity = capacity
+        self.state = Mutex(State(free: capacity))
+    }
+
+    /// How many slots are in use.
+    var inUse: Int { state.withLock { capacity - $0.free } }
+
+    /// Waits until a slot is free and takes every free slot; returns how many (0 once closed).
+    /// Only one task (the fetch loop) may call this at a time.
+    func acquireAll() async -> Int {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Int, Never>) in
+            let taken = state.withLock { state -> Int? in
+                if state.closed { return 0 }
+                if state.free > 0 {
+                    defer { state.free = 0 }
+                    return state.free
+                }
+                state.acquirer = continuation
+                return nil
+            }
+            if let taken { continuation.resume(returning: taken) }
+        }
+    }
+
+    /// Gives back `count` slots.
+    func release(_ count: Int) {
+        guard count > 0 else { return }
+        let (acquirer, taken, drained) = state.withLock { state -> (CheckedContinuation<Int, Never>?, Int, [CheckedContinuation<Void, Never>]) in
+            state.free += count
+            var drained: [CheckedContinuation<Void, Never>] = []
+            if state.free == capacity {
+                drained = Array(state.idleWaiters.values)
+                state.idleWaiters = [:]
+            }
+            guard let acquirer = state.acquirer, !state.closed else { return (nil, 0, drained) }
+            state.acquirer = nil
+            defer { state.free = 0 }
+            return (acquirer, state.free, drained)
+        }
+        acquirer?.resume(returning: taken)
+        for waiter in drained { waiter.resume() }
+    }
+
+    /// Stops handing out slots: a waiting ``acquireAll()`` returns 0, and so do later calls.
+    func close() {
+        let acquirer = state.withLock { state -> CheckedContinuation<Int, Never>? in
+            state.closed = true
+            defer { state.acquirer = nil }
+            return state.acquirer
+        }
+        acquirer?.resume(returning: 0)
+    }
+
+    /// Returns once every slot is free (no job running), or the calling task is cancelled.
+    func waitUntilIdle() async {
+        let id = state.withLock { state -> Int in
+            state.nextWaiter += 1
+            return state.nextWaiter
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let resumeNow = state.withLock { state -> Bool in
+                    if state.free == capacity || Task.isCancelled { return true }
+                    state.idleWaiters[id] = continuation
+                    return false
+                }
+                if resumeNow { continuation.resume() }
+            }
+        } onCancel: {
+            let continuation = state.withLock { $0.idleWaiters.removeValue(forKey: id) }
+            continuation?.resume()
+        }
+    }
+}

@@ -1,0 +1,211 @@
+import CHiredis
+import Foundation
+import JobRouter
+
+/// One hiredis connection. Owns its `redisContext` and frees it in `deinit`.
+///
+/// Blocking and not `Sendable`: it lives on one ``RedisConnectionThread`` and is created there.
+/// A call that fails with an error whose ``RedisError/closesConnection`` is `true` leaves it unusable;
+/// its owner drops it and connects again.
+public final class RedisConnection {
+    private let context: UnsafeMutablePointer<redisContext>
+    /// The server this is connected to.
+    public let endpoint: RedisEndpoint
+    private var scriptHashes: [String: String] = [:]
+    private var cachedClientID: Int64?
+
+    /// Connects, authenticates and selects the database. `timeout` bounds the connect and every
+    /// later read or write (a blocking command must wait less than this).
+    public init(endpoint: RedisEndpoint, timeout: Duration) throws(RedisError) {
+        signal(SIGPIPE, SIG_IGN) // a server that goes away must be an error, not the end of the process
+        self.endpoint = endpoint
+        let tv = Self.timeval(timeout)
+        guard let context = redisConnectWithTimeout(endpoint.host, Int32(endpoint.port), tv) else {
+            throw RedisError(code: .connection, message: "cannot allocate a connection", server: endpoint.description)
+        }
+        if context.pointee.err != 0 {
+            let message = Self.errorText(context)
+            redisFree(context)
+            throw RedisError(code: .connection, message: message, server: endpoint.description)
+        }
+        self.context = context
+        redisSetTimeout(context, tv)
+        redisEnableKeepAlive(context)
+        do {
+            if let password = endpoint.password {
+                let auth = endpoint.username.map { ["AUTH", $0, password] } ?? ["AUTH", password]
+                try checkOK(try command(auth), "AUTH")
+            }
+            if endpoint.database != 0 {
+                try checkOK(try command(["SELECT", String(endpoint.database)]), "SELECT")
+            }
+        } catch {
+            // deinit frees the context; report the failure as a connection failure.
+            throw RedisError(code: .connection, message: error.message, command: error.command, server: endpoint.description)
+        }
+    }
+
+    deinit {
+        redisFree(context)
+    }
+
+    /// Sends one command and waits for its reply. An error reply throws ``RedisError/Code/server``.
+    public func command(_ arguments: [String]) throws(RedisError) -> RedisReply {
+        try command(bytes: arguments.map { Array($0.utf8) })
+    }
+
+    /// Sends one command with binary-safe arguments and waits for its reply.
+    public func command(bytes arguments: [[UInt8]]) throws(RedisError) -> RedisReply {
+        let name = Self.commandName(arguments)
+        let raw = Self.withArgv(arguments) { argc, argv, lengths in
+            redisCommandArgv(context, argc, argv, lengths)
+        }
+        guard let raw else { throw connectionError(name) }
+        let reply = raw.assumingMemoryBound(to: redisReply.self)
+        defer { freeReplyObject(raw) }
+        let value = RedisReply(reply)
+        if case .error(let message) = value {
+            throw RedisError(code: .server, message: message, command: name, server: endpoint.description)
+        }
+        return value
+    }
+
+    /// Sends every command before reading any reply (one round trip), then returns the replies in
+    /// order. Error replies are returned as ``RedisReply/error(_:)``, not thrown, so the caller sees
+    /// which command failed.
+    public func pipeline(_ commands: [[[UInt8]]]) throws(RedisError) -> [RedisReply] {
+        for arguments in commands {
+            let status = Self.withArgv(arguments) { argc, argv, lengths in
+                redisAppendCommandArgv(context, argc, argv, lengths)
+            }
+            if status != REDIS_OK { throw connectionError(Self.commandName(arguments)) }
+        }
+        var replies: [RedisReply] = []
+        replies.reserveCapacity(commands.count)
+        for arguments in commands {
+            var raw: UnsafeMutableRawPointer?
+            guard redisGetReply(context, &raw) == REDIS_OK, let raw else {
+                throw connectionError(Self.commandName(arguments))
+            }
+            replies.append(RedisReply(raw.assumingMemoryBound(to: redisReply.self)))
+            freeReplyObject(raw)
+        }
+        return replies
+    }
+
+    /// Runs a Lua script by its SHA1, loading it first on this connection (and again after the
+    /// server lost it, e.g. on restart or `SCRIPT FLUSH`).
+    public func evaluate(_ script: RedisScript, keys: [String], arguments: [[UInt8]]) throws(RedisError) -> RedisReply {
+        for _ in 0..<2 {
+            let hash: String
+            if let known = scriptHashes[script.name] {
+                hash = known
+            } else {
+                let loaded = try command(["SCRIPT", "LOAD", script.source])
+                guard case .string(let bytes) = loaded else {
+                    throw RedisError(code: .unexpectedReply, message: "SCRIPT LOAD returned no hash", command: "SCRIPT LOAD")
+                }
+                hash = String(decoding: bytes, as: UTF8.self)
+                scriptHashes[script.name] = hash
+            }
+            let call = [Array("EVALSHA".utf8), Array(hash.utf8), Array(String(keys.count).utf8)]
+                + keys.map { Array($0.utf8) } + arguments
+            do {
+                return try command(bytes: call)
+            } catch where error.code == .server && error.message.hasPrefix("NOSCRIPT") {
+                scriptHashes[script.name] = nil
+            } catch {
+                throw RedisError(code: error.code, message: error.message, command: "script \(script.name)", server: error.server)
+            }
+        }
+        throw RedisError(code: .server, message: "the server keeps losing the script", command: "script \(script.name)")
+    }
+
+    /// This connection's id on the server (`CLIENT ID`), for `CLIENT UNBLOCK` from another connection.
+    public func clientID() throws(RedisError) -> Int64 {
+        if let cachedClientID { return cachedClientID }
+        let id = try command(["CLIENT", "ID"]).integer(for: "CLIENT ID")
+        cachedClientID = id
+        return id
+    }
+
+    // MARK: hiredis plumbing
+
+    private func checkOK(_ reply: RedisReply, _ name: String) throws(RedisError) {
+        guard case .status("OK") = reply else {
+            throw RedisError(code: .unexpectedReply, message: "expected OK", command: name, server: endpoint.description)
+        }
+    }
+
+    private func connectionError(_ name: String) -> RedisError {
+        let code: RedisError.Code = context.pointee.err == REDIS_ERR_PROTOCOL ? .protocol : .io
+        return RedisError(code: code, message: Self.errorText(context), command: name, server: endpoint.description)
+    }
+
+    private static func errorText(_ context: UnsafeMutablePointer<redisContext>) -> String {
+        let text = withUnsafeBytes(of: context.pointee.errstr) { buffer in
+            String(decoding: buffer.prefix(while: { $0 != 0 }), as: UTF8.self)
+        }
+        switch (Int32(context.pointee.err), text) {
+        case (REDIS_ERR_EOF, _): return "the server closed the connection"
+        case (_, "Resource temporarily unavailable"): return "timed out waiting for the server"
+        case (_, ""): return "error \(context.pointee.err)"
+        default: return text
+        }
+    }
+
+    private static func commandName(_ arguments: [[UInt8]]) -> String {
+        arguments.first.map { String(decoding: $0, as: UTF8.self).uppercased() } ?? ""
+    }
+
+    private static func timeval(_ duration: Duration) -> Glibc.timeval {
+        let micros = max(duration.inMilliseconds, 1) * 1000
+        return Glibc.timeval(tv_sec: Int(micros / 1_000_000), tv_usec: Int(micros % 1_000_000))
+    }
+
+    /// Lays the arguments out in one buffer and calls `body` with hiredis's argc/argv/argvlen.
+    private static func withArgv<Result>(
+        _ arguments: [[UInt8]],
+        _ body: (Int32, UnsafeMutablePointer<UnsafePointer<CChar>?>, UnsafePointer<Int>) -> Result
+    ) -> Result {
+        let total = arguments.reduce(0) { $0 + $1.count }
+        let storage = UnsafeMutableRawPointer.allocate(byteCount: max(total, 1), alignment: 1)
+        defer { storage.deallocate() }
+        var pointers: [UnsafePointer<CChar>?] = []
+        var lengths: [Int] = []
+        pointers.reserveCapacity(arguments.count)
+        lengths.reserveCapacity(arguments.count)
+        var offset = 0
+        for argument in arguments {
+            argument.withUnsafeBytes { bytes in
+                if let base = bytes.baseAddress { (storage + offset).copyMemory(from: base, byteCount: bytes.count) }
+            }
+            pointers.append(UnsafePointer((storage + offset).assumingMemoryBound(to: CChar.self)))
+            lengths.append(argument.count)
+            offset += argument.count
+        }
+        return pointers.withUnsafeMutableBufferPointer { argv in
+            lengths.withUnsafeBufferPointer { lengthBuffer in
+                // Both buffers hold at least one element: every command has a name.
+                body(Int32(arguments.count), argv.baseAddress!, lengthBuffer.baseAddress!)
+            }
+        }
+    }
+}
+
+@available(*, unavailable)
+extension RedisConnection: Sendable {}
+
+/// A Lua script run with `EVALSHA`.
+public struct RedisScript: Sendable {
+    /// A short name for errors and the hash cache.
+    public var name: String
+    /// The Lua source.
+    public var source: String
+
+    /// Makes a script.
+    public init(name: String, source: String) {
+        self.name = name
+        self.source = source
+    }
+}
