@@ -66,3 +66,32 @@ public struct JobRequest: Sendable, Equatable {
         self.payload = payload
     }
 }
+
+extension JobRequest {
+    /// Reads one line of an NDJSON batch: `{"type": "...", "priority": "...", "payload": ...}`
+    /// (`priority` and `payload` may be left out).
+    public init(ndjsonLine line: Data) throws(EnvelopeError) {
+        let value: JSONValue
+        do {
+            value = try JSONValue.parse(line)
+        } catch {
+            throw EnvelopeError(message: "not valid JSON")
+        }
+        guard case .object(let fields) = value else {
+            throw EnvelopeError(message: "not a JSON object (found \(value.typeName))")
+        }
+        for key in fields.keys.sorted() where !["type", "priority", "payload"].contains(key) {
+            throw EnvelopeError(message: "unknown field \"\(key)\"; a line has \"type\", \"priority\" and \"payload\"")
+        }
+        guard let type = fields["type"]?.stringValue, !type.isEmpty else {
+            throw EnvelopeError(message: "\"type\" must be a non-empty string")
+        }
+        var priority: String?
+        switch fields["priority"] {
+        case nil, .null?: priority = nil
+        case .string(let text)?: priority = text
+        case let other?: throw EnvelopeError(message: "\"priority\" must be a string, not \(other.typeName)")
+        }
+        self.init(type: type, priority: priority, payload: fields["payload"] ?? .null)
+    }
+}

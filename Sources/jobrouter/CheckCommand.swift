@@ -1,0 +1,64 @@
+import ArgumentParser
+import JobRouter
+
+/// `jobrouter check`: validates the configuration and prints the routing table and groups.
+struct CheckCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check", abstract: "Validate the configuration; print the routing table and the groups.")
+
+    @OptionGroup var options: CommonOptions
+
+    func run() async throws {
+        try await CommandFailure.reporting {
+            let configuration = try options.loadConfiguration()
+            print(CheckReport(configuration: configuration).text)
+        }
+    }
+}
+
+/// What `check` prints; a value so it can be tested.
+struct CheckReport {
+    let configuration: RouterConfiguration
+
+    var text: String {
+        let router = Router(configuration: configuration)
+        var lines = ["\(configuration.file ?? "configuration"): OK", "", "routes (type, priority -> queue):"]
+        let rows = router.table
+        let typeWidth = rows.map(\.type.count).max() ?? 4
+        let priorityWidth = max(rows.map { ($0.priority ?? "-").count }.max() ?? 1, 1)
+        for row in rows {
+            var line = "  " + row.type.padding(toLength: typeWidth, withPad: " ", startingAt: 0)
+            line += "  " + (row.priority ?? "-").padding(toLength: priorityWidth, withPad: " ", startingAt: 0)
+            line += "  -> " + row.queue
+            if let type = configuration.types[row.type] {
+                if row.priority != nil, row.priority == type.defaultPriority { line += "  (default)" }
+            }
+            lines.append(line)
+        }
+        lines.append("")
+        lines.append("types:")
+        for name in configuration.types.keys.sorted() {
+            guard let type = configuration.types[name] else { continue }
+            var line = "  \(name): handler \(type.handler.rawValue)"
+            if type.handler == .exec { line += " \(type.command.joined(separator: " "))" }
+            line += ", timeout \(DurationParser.format(type.timeout))"
+            if let problem = HandlerRegistry.availability(of: type) { line += "  [\(problem)]" }
+            lines.append(line)
+        }
+        lines.append("")
+        lines.append("groups (queues in priority order):")
+        for name in configuration.groups.keys.sorted() {
+            guard let group = configuration.groups[name] else { continue }
+            lines.append("  \(name): \(group.queues.joined(separator: " > ")), concurrency \(group.concurrency), shutdown_timeout \(DurationParser.format(group.shutdownTimeout))")
+        }
+        let warnings = configuration.unreadQueues.map { "warning: queue '\($0)' receives jobs but no group reads it" }
+            + configuration.types.values.sorted { $0.name < $1.name }.compactMap { type in
+                HandlerRegistry.availability(of: type).map { "note: types.\(type.name): \($0)" }
+            }
+        if !warnings.isEmpty {
+            lines.append("")
+            lines.append(contentsOf: warnings)
+        }
+        return lines.joined(separator: "\n")
+    }
+}

@@ -1,0 +1,197 @@
+import ArgumentParser
+import Foundation
+import JobRouter
+import JobRouterRedis
+
+/// `jobrouter enqueue`: one job from flags, or many from NDJSON with `--batch`.
+struct EnqueueCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "enqueue",
+        abstract: "Enqueue a job (prints '<job-id> <queue>'), or many with --batch.",
+        discussion: """
+            Batch input is NDJSON, one job a line: {"type": "email", "priority": "high", "payload": {...}}.
+            A bad line is reported with its line number while the good lines still go in; the exit
+            status is then 1.
+            """)
+
+    @OptionGroup var options: CommonOptions
+
+    @Argument(help: "The job type (a key of [types]).")
+    var type: String?
+
+    @Option(name: .long, help: "The priority (default: the type's default_priority).")
+    var priority: String?
+
+    @Option(name: .long, help: "The payload as JSON text.")
+    var payload: String?
+
+    @Option(name: .long, help: "Read the payload from a file, or '-' for stdin.")
+    var payloadFile: String?
+
+    @Option(name: .long, help: "Enqueue NDJSON lines from a file, or '-' for stdin.")
+    var batch: String?
+
+    func validate() throws {
+        if batch != nil {
+            if type != nil || priority != nil || payload != nil || payloadFile != nil {
+                throw ValidationError("--batch takes its types, priorities and payloads from the input; give no TYPE, --priority or --payload")
+            }
+        } else {
+            if type == nil { throw ValidationError("missing TYPE (or use --batch FILE)") }
+            if payload != nil && payloadFile != nil { throw ValidationError("give --payload or --payload-file, not both") }
+        }
+    }
+
+    func run() async throws {
+        try await CommandFailure.reporting {
+            let configuration = try options.loadConfiguration()
+            let driver = try options.makeDriver(configuration)
+            let client = JobRouterClient(configuration: configuration, driver: driver)
+            if let batch {
+                try await BatchEnqueue(client: client, source: batch).run()
+            } else if let type {
+                let job = try await client.enqueue(type: type, priority: priority, payload: try readPayload())
+                print("\(job.id) \(job.queue)")
+            }
+        }
+    }
+
+    private func readPayload() throws -> JSONValue {
+        let data: Data
+        let origin: String
+        if let payload {
+            data = Data(payload.utf8)
+            origin = "--payload"
+        } else if let payloadFile {
+            origin = payloadFile == "-" ? "stdin" : payloadFile
+            do {
+                data = payloadFile == "-" ? FileHandle.standardInput.readDataToEndOfFile()
+                    : try Data(contentsOf: URL(fileURLWithPath: payloadFile))
+            } catch {
+                throw CommandFailure("cannot read payload file \(payloadFile): \(error.localizedDescription)")
+            }
+        } else {
+            return .null
+        }
+        do {
+            return try JSONValue.parse(data)
+        } catch {
+            throw CommandFailure("\(origin): the payload is not valid JSON")
+        }
+    }
+}
+
+/// Reads NDJSON, routes each line, and pushes good jobs in pipelined chunks.
+struct BatchEnqueue {
+    let client: JobRouterClient
+    let source: String
+
+    static let chunkSize = 5000
+
+    func run() async throws {
+        let file: UnsafeMutablePointer<FILE>
+        var totalBytes: Int?
+        if source == "-" {
+            guard let standardInput = fdopen(STDIN_FILENO, "r") else {
+                throw CommandFailure("cannot read stdin: \(String(cString: strerror(errno)))")
+            }
+            file = standardInput
+        } else {
+            guard let opened = fopen(source, "r") else {
+                throw CommandFailure("cannot read batch file \(source): \(String(cString: strerror(errno)))")
+            }
+            file = opened
+            var info = stat()
+            if stat(source, &info) == 0 { totalBytes = Int(info.st_size) }
+        }
+        defer { fclose(file) }
+
+        let origin = source == "-" ? "stdin" : source
+        let progress = ProgressBar(totalBytes: totalBytes)
+        let started = ContinuousClock.now
+        var lineNumber = 0
+        var bytesRead = 0
+        var enqueued = 0
+        var rejected = 0
+        var perQueue: [String: Int] = [:]
+        var pending: [JobRequest] = []
+        pending.reserveCapacity(Self.chunkSize)
+
+        func flush() async throws {
+            guard !pending.isEmpty else { return }
+            let jobs = try await client.enqueue(pending)
+            for job in jobs { perQueue[job.queue, default: 0] += 1 }
+            enqueued += jobs.count
+            pending.removeAll(keepingCapacity: true)
+            progress.update(lines: lineNumber, bytes: bytesRead)
+        }
+
+        var buffer: UnsafeMutablePointer<CChar>?
+        var capacity = 0
+        defer { free(buffer) }
+        while true {
+            let length = getline(&buffer, &capacity, file)
+            guard length >= 0, let buffer else { break }
+            lineNumber += 1
+            bytesRead += length
+            let data = Data(bytes: buffer, count: length)
+            if data.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }) { continue }
+            do {
+                let request = try JobRequest(ndjsonLine: data)
+                _ = try client.router.route(type: request.type, priority: request.priority)
+                pending.append(request)
+            } catch {
+                rejected += 1
+                progress.clear()
+                FileHandle.standardError.write(Data("jobrouter: \(origin):\(lineNumber): \(error)\n".utf8))
+            }
+            if pending.count >= Self.chunkSize { try await flush() }
+        }
+        if ferror(file) != 0 { throw CommandFailure("reading \(origin) failed: \(String(cString: strerror(errno)))") }
+        try await flush()
+        progress.finish()
+
+        let seconds = max(started.duration(to: .now).inSeconds, 1e-6)
+        let queues = perQueue.keys.sorted().map { "\($0) \(perQueue[$0] ?? 0)" }.joined(separator: ", ")
+        var summary = "enqueued \(enqueued) job(s) in \(String(format: "%.2f", seconds))s (\(Int(Double(enqueued) / seconds)) jobs/s)"
+        if !queues.isEmpty { summary += ": \(queues)" }
+        if rejected > 0 { summary += "; \(rejected) line(s) rejected" }
+        FileHandle.standardError.write(Data((summary + "\n").utf8))
+        if rejected > 0 { throw ExitCode.failure }
+    }
+}
+
+/// A one-line progress bar on stderr, drawn only when stderr is a terminal.
+final class ProgressBar {
+    private let totalBytes: Int?
+    private let enabled = isatty(STDERR_FILENO) == 1
+    private var drawn = false
+
+    init(totalBytes: Int?) {
+        self.totalBytes = totalBytes
+    }
+
+    func update(lines: Int, bytes: Int) {
+        guard enabled else { return }
+        var text = "\r"
+        if let totalBytes, totalBytes > 0 {
+            let fraction = min(1, Double(bytes) / Double(totalBytes))
+            let filled = Int(fraction * 30)
+            text += "[" + String(repeating: "#", count: filled) + String(repeating: ".", count: 30 - filled) + "] "
+            text += String(format: "%3.0f%% ", fraction * 100)
+        }
+        text += "\(lines) lines"
+        FileHandle.standardError.write(Data(text.utf8))
+        drawn = true
+    }
+
+    func clear() {
+        guard enabled, drawn else { return }
+        FileHandle.standardError.write(Data("\r\u{1B}[K".utf8))
+        drawn = false
+    }
+
+    func finish() {
+        clear()
+    }
+}
