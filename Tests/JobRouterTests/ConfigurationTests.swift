@@ -1,0 +1,157 @@
+import Testing
+@testable import JobRouter
+
+/// A valid configuration; tests replace parts of it to make one thing wrong at a time.
+let sampleTOML = """
+    default_queue = "default"
+
+    [redis]
+    url = "redis://127.0.0.1:6379/0"
+
+    [types.email]
+    handler = "exec"
+    command = ["./send.sh"]
+    priorities = { high = "emails:high", low = "emails:low" }
+    default_priority = "low"
+    timeout = "30s"
+
+    [types.report]
+    handler = "noop"
+
+    [groups.mail]
+    queues = ["emails:high", "emails:low"]
+    concurrency = 8
+    shutdown_timeout = "25s"
+
+    [groups.general]
+    queues = ["default"]
+    concurrency = 4
+    """
+
+func parseError(_ toml: String) -> ConfigurationError? {
+    do {
+        _ = try RouterConfiguration.parse(toml: toml, file: "queues.toml")
+        return nil
+    } catch let error as ConfigurationError {
+        return error
+    } catch {
+        Issue.record("unexpected error type: \(error)")
+        return nil
+    }
+}
+
+@Suite struct ConfigurationTests {
+    @Test func parsesTheSample() throws {
+        let configuration = try RouterConfiguration.parse(toml: sampleTOML, file: "queues.toml")
+        #expect(configuration.defaultQueue == "default")
+        #expect(configuration.types["email"]?.priorities == ["high": "emails:high", "low": "emails:low"])
+        #expect(configuration.types["email"]?.timeout == .seconds(30))
+        #expect(configuration.types["email"]?.command == ["./send.sh"])
+        #expect(configuration.types["report"]?.timeout == .seconds(300))
+        #expect(configuration.groups["mail"]?.queues == ["emails:high", "emails:low"])
+        #expect(configuration.groups["mail"]?.concurrency == 8)
+        #expect(configuration.groups["general"]?.shutdownTimeout == .seconds(25))
+        #expect(configuration.redis.namespace == "jobrouter")
+        #expect(configuration.unreadQueues.isEmpty)
+    }
+
+    @Test func shippedFileIsValid() throws {
+        let path = #filePath.replacingOccurrences(of: "Tests/JobRouterTests/ConfigurationTests.swift", with: "queues.toml")
+        let configuration = try RouterConfiguration.load(path: path)
+        #expect(configuration.groups.keys.sorted() == ["general", "mail"])
+    }
+
+    @Test func typoInKeyIsReportedWithSuggestionAndLine() throws {
+        let error = try #require(parseError(sampleTOML.replacingOccurrences(of: "concurrency = 8", with: "concurency = 8")))
+        #expect(error.keyPath == "groups.mail.concurency")
+        #expect(error.message.contains("did you mean 'concurrency'"))
+        #expect(error.line == 18)
+        #expect(error.description.hasPrefix("queues.toml:18: groups.mail.concurency: unknown key"))
+    }
+
+    @Test func unknownTopLevelKey() throws {
+        let error = try #require(parseError("defualt_queue = \"x\"\n" + sampleTOML))
+        #expect(error.keyPath == "defualt_queue")
+        #expect(error.line == 1)
+    }
+
+    @Test func syntaxErrorNamesTheLine() throws {
+        let error = try #require(parseError(sampleTOML.replacingOccurrences(of: "concurrency = 4", with: "concurrency = = 4")))
+        #expect(error.line == 23)
+        #expect(error.message.contains("TOML syntax error"))
+    }
+
+    @Test(arguments: [
+        ("concurrency = 8", "concurrency = 0", "groups.mail.concurrency", "at least 1"),
+        ("concurrency = 8", "concurrency = -2", "groups.mail.concurrency", "at least 1"),
+        ("concurrency = 8", "concurrency = \"8\"", "groups.mail.concurrency", "whole number"),
+        ("queues = [\"default\"]", "queues = [\"default\", \"nowhere\"]", "groups.general.queues", "no type routes to queue 'nowhere'"),
+        ("queues = [\"default\"]", "queues = [\"default\", \"default\"]", "groups.general.queues", "listed twice"),
+        ("queues = [\"default\"]", "queues = []", "groups.general.queues", "at least one queue"),
+        ("handler = \"noop\"", "handler = \"magic\"", "types.report.handler", "unknown handler kind 'magic'"),
+        ("default_priority = \"low\"", "default_priority = \"urgent\"", "types.email.default_priority", "'urgent' is not one of"),
+        ("timeout = \"30s\"", "timeout = \"30 parsecs\"", "types.email.timeout", "bad duration"),
+        ("timeout = \"30s\"", "timeout = 30", "types.email.timeout", "must be a string"),
+        ("shutdown_timeout = \"25s\"", "shutdown_timeout = \"soon\"", "groups.mail.shutdown_timeout", "bad duration"),
+        ("command = [\"./send.sh\"]", "command = []", "types.email.command", "needs a command"),
+        ("handler = \"noop\"", "handler = \"noop\"\ncommand = [\"x\"]", "types.report.command", "only handler \"exec\""),
+        ("emails:low\" }", "jobrouter:low\" }", "types.email.priorities.low", "JobRouter's own key space"),
+    ])
+    func validationErrorsNameTheKeyPath(original: String, replacement: String, keyPath: String, message: String) throws {
+        #expect(sampleTOML.contains(original))
+        let error = try #require(parseError(sampleTOML.replacingOccurrences(of: original, with: replacement)))
+        #expect(error.keyPath == keyPath)
+        #expect(error.message.contains(message), "\(error)")
+        #expect(error.file == "queues.toml")
+        #expect(error.line != nil, "\(error)")
+        #expect(!error.description.contains("\n"))
+    }
+
+    @Test func missingHandler() throws {
+        let error = try #require(parseError(sampleTOML.replacingOccurrences(of: "handler = \"noop\"", with: "")))
+        #expect(error.keyPath == "types.report.handler")
+    }
+
+    @Test func unreadQueueIsAWarningNotAnError() throws {
+        let toml = sampleTOML.replacingOccurrences(of: "queues = [\"emails:high\", \"emails:low\"]", with: "queues = [\"emails:high\"]")
+        let configuration = try RouterConfiguration.parse(toml: toml)
+        #expect(configuration.unreadQueues == ["emails:low"])
+    }
+
+    @Test func smtpParsesButIsReportedUnavailable() throws {
+        let toml = sampleTOML.replacingOccurrences(of: "handler = \"exec\"\ncommand = [\"./send.sh\"]", with: "handler = \"smtp\"")
+        let configuration = try RouterConfiguration.parse(toml: toml)
+        let email = try #require(configuration.types["email"])
+        #expect(HandlerRegistry.availability(of: email)?.contains("not available yet") == true)
+        #expect(throws: HandlerResolutionError.self) { try HandlerRegistry().resolve(["email"], in: configuration) }
+    }
+
+    @Test func unreadableFile() {
+        #expect {
+            _ = try RouterConfiguration.load(path: "/nonexistent/queues.toml")
+        } throws: { error in
+            "\(error)".hasPrefix("/nonexistent/queues.toml: cannot read the file")
+        }
+    }
+}
+
+@Suite struct DurationParserTests {
+    @Test(arguments: [
+        ("250ms", Duration.milliseconds(250)), ("30s", .seconds(30)), ("5m", .seconds(300)),
+        ("1h", .seconds(3600)), ("1.5s", .milliseconds(1500)), ("7d", .seconds(7 * 86400)), ("0s", .zero),
+    ])
+    func parses(text: String, expected: Duration) {
+        #expect(DurationParser.parse(text) == expected)
+    }
+
+    @Test(arguments: ["", "5", "s", "-1s", "5 minutes", "1e3s", "ms", "5x"])
+    func rejects(text: String) {
+        #expect(DurationParser.parse(text) == nil)
+    }
+
+    @Test func formats() {
+        #expect(DurationParser.format(.seconds(30)) == "30s")
+        #expect(DurationParser.format(.seconds(300)) == "5m")
+        #expect(DurationParser.format(.milliseconds(250)) == "250ms")
+    }
+}

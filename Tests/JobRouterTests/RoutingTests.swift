@@ -1,0 +1,128 @@
+import Foundation
+import Testing
+@testable import JobRouter
+
+@Suite struct RoutingTests {
+    let router: Router
+
+    init() throws {
+        router = Router(configuration: try RouterConfiguration.parse(toml: sampleTOML))
+    }
+
+    @Test func routesByTypeAndPriority() throws {
+        #expect(try router.route(type: "email", priority: "high") == Route(queue: "emails:high", priority: "high"))
+        #expect(try router.route(type: "email", priority: "low") == Route(queue: "emails:low", priority: "low"))
+    }
+
+    @Test func missingPriorityUsesTheDefault() throws {
+        #expect(try router.route(type: "email", priority: nil) == Route(queue: "emails:low", priority: "low"))
+    }
+
+    @Test func typeWithoutPrioritiesGoesToTheDefaultQueue() throws {
+        #expect(try router.route(type: "report", priority: nil) == Route(queue: "default", priority: nil))
+        #expect(throws: RoutingError.self) { try router.route(type: "report", priority: "high") }
+    }
+
+    @Test func unknownTypeListsTheKnownTypes() {
+        #expect {
+            try router.route(type: "sms", priority: nil)
+        } throws: { error in
+            (error as? RoutingError)?.message == "unknown job type 'sms'; known types: email, report"
+        }
+    }
+
+    @Test func unknownPriorityListsTheTypesPriorities() {
+        #expect {
+            try router.route(type: "email", priority: "urgent")
+        } throws: { error in
+            (error as? RoutingError)?.message == "unknown priority 'urgent' for type 'email'; its priorities: high, low"
+        }
+    }
+
+    @Test func noDefaultPriorityNeedsOne() throws {
+        let toml = sampleTOML.replacingOccurrences(of: "default_priority = \"low\"\n", with: "")
+        let router = Router(configuration: try RouterConfiguration.parse(toml: toml))
+        #expect(throws: RoutingError.self) { try router.route(type: "email", priority: nil) }
+    }
+
+    @Test func everyAnswerIsADeclaredQueue() throws {
+        let configuration = try RouterConfiguration.parse(toml: sampleTOML)
+        for type in ["email", "report", "x", "../etc"] {
+            for priority in [nil, "high", "low", "default", "emails:high"] as [String?] {
+                if let route = try? router.route(type: type, priority: priority) {
+                    #expect(configuration.declaredQueues.contains(route.queue))
+                }
+            }
+        }
+    }
+}
+
+@Suite struct EnvelopeTests {
+    @Test func roundTrips() throws {
+        let job = JobEnvelope(type: "email", priority: "high", queue: "emails:high",
+                              payload: .object(["to": .string("ä@x.org"), "n": .integer(3), "f": .number(1.5), "quote": .string("a\"b\n")]),
+                              attempt: 2, enqueuedAt: Date(timeIntervalSince1970: 1_763_800_000.123))
+        var decoded = try JobEnvelope.decode(Data(job.jsonText.utf8), queue: "emails:high")
+        // Stored times keep milliseconds.
+        #expect(abs(decoded.enqueuedAt.timeIntervalSince(job.enqueuedAt)) < 0.001)
+        decoded.enqueuedAt = job.enqueuedAt
+        #expect(decoded == job)
+    }
+
+    @Test func foreignEntryGetsMissingFieldsFilledIn() throws {
+        let now = Date(timeIntervalSince1970: 1_763_800_000)
+        let job = try JobEnvelope.decode(Data(#"{"type":"report","payload":{"n":1}}"#.utf8), queue: "default", now: now)
+        #expect(job.type == "report")
+        #expect(job.payload == .object(["n": .integer(1)]))
+        #expect(job.queue == "default")
+        #expect(job.attempt == 1)
+        #expect(job.enqueuedAt == now)
+        #expect(job.priority == nil)
+        #expect(job.id.rawValue.count == 26)
+    }
+
+    @Test func queueFieldFollowsWhereTheEntryWas() throws {
+        let job = try JobEnvelope.decode(Data(#"{"type":"report","queue":"elsewhere"}"#.utf8), queue: "default")
+        #expect(job.queue == "default")
+    }
+
+    @Test(arguments: [
+        ("not json", "not valid JSON"), ("[1,2]", "not a JSON object (found array)"), ("{}", "no \"type\" field"),
+        (#"{"type":7}"#, "\"type\" must be a non-empty string"), (#"{"type":"x","attempt":0}"#, "\"attempt\" must be"),
+        (#"{"type":"x","enqueued_at":"yesterday"}"#, "not an ISO 8601 time"), ("", "not valid JSON"),
+    ])
+    func malformedEntriesAreRejectedWithAReason(raw: String, reason: String) {
+        #expect {
+            _ = try JobEnvelope.decode(Data(raw.utf8), queue: "default")
+        } throws: { error in
+            "\(error)".contains(reason)
+        }
+    }
+
+    @Test func timestampsRoundTrip() throws {
+        let date = Date(timeIntervalSince1970: 1_763_800_000.5)
+        #expect(Timestamp.format(date) == "2025-11-22T08:26:40.500Z")
+        #expect(Timestamp.parse("2025-11-22T08:26:40.500Z") == date)
+        #expect(Timestamp.parse("2025-11-22T08:26:40Z") == Date(timeIntervalSince1970: 1_763_800_000))
+    }
+
+    @Test func jobIDsAreUniqueAndOrdered() {
+        let ids = (0..<20_000).map { _ in JobID.make() }
+        #expect(Set(ids).count == ids.count)
+        #expect(ids == ids.sorted())
+        #expect(ids.allSatisfy { $0.rawValue.count == 26 })
+    }
+
+    @Test func batchLines() throws {
+        let request = try JobRequest(ndjsonLine: Data(#"{"type":"email","priority":"high","payload":{"to":"a@x.org"}}"#.utf8))
+        #expect(request == JobRequest(type: "email", priority: "high", payload: .object(["to": .string("a@x.org")])))
+        #expect(throws: EnvelopeError.self) { try JobRequest(ndjsonLine: Data(#"{"type":"email","prio":"high"}"#.utf8)) }
+        #expect(throws: EnvelopeError.self) { try JobRequest(ndjsonLine: Data("{".utf8)) }
+    }
+
+    @Test func backoffIsCapped() {
+        #expect(ConnectionHealth.backoff(afterFailures: 1) == .milliseconds(100))
+        #expect(ConnectionHealth.backoff(afterFailures: 2) == .milliseconds(200))
+        #expect(ConnectionHealth.backoff(afterFailures: 50) == .seconds(5))
+    }
+}
