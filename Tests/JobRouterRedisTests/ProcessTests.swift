@@ -1,0 +1,150 @@
+import Foundation
+import JobRouter
+import JobRouterRedis
+import Testing
+
+/// The `jobrouter` binary as a user runs it: signals, exit codes, one-line errors.
+@Suite(.timeLimit(.minutes(2)))
+struct ProcessTests {
+    /// Writes a queues.toml for this test and returns its path.
+    func writeConfig(_ keys: TestKeys, _ body: String) throws -> String {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(keys.prefix)
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let path = directory.appendingPathComponent("queues.toml").path
+        try body.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    func sleeperConfig(_ keys: TestKeys, shutdownTimeout: String) -> String {
+        """
+        default_queue = "\(keys.queue("default"))"
+        [redis]
+        url = "\(try! TestRedis.url)"
+        namespace = "\(keys.namespace)"
+        [types.sleep]
+        handler = "exec"
+        command = ["/bin/sh", "-c", "sleep $(cat | sed -n 's/.*\\"seconds\\":\\\\([0-9.]*\\\\).*/\\\\1/p')"]
+        [groups.sleepers]
+        queues = ["\(keys.queue("default"))"]
+        concurrency = 2
+        shutdown_timeout = "\(shutdownTimeout)"
+        """
+    }
+
+    @Test func sigtermExitsInTimeAndPutsUnfinishedJobsBack() async throws {
+        let keys = TestKeys()
+        let driver = try TestRedis.driver(namespace: keys.namespace)
+        defer { Task { await cleanUp(driver, keys) } }
+        let path = try writeConfig(keys, sleeperConfig(keys, shutdownTimeout: "1s"))
+        let queue = keys.queue("default")
+        // Two short jobs finish; then two long ones run when SIGTERM arrives; one waits.
+        var ids: [String] = []
+        for seconds in ["0.1", "0.1", "30", "30", "0"] {
+            let result = try await runCLI(["enqueue", "sleep", "--config", path, "--payload", #"{"seconds":\#(seconds)}"#])
+            #expect(result.status == 0, "\(result.err)")
+            let fields = result.out.split(separator: " ")
+            #expect(fields.count == 2 && fields[1] == "\(queue)\n")
+            ids.append(String(fields[0]))
+        }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try TestRedis.binary)
+        process.arguments = ["work", "--config", path]
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        // Both long jobs are running once only the last job is left waiting.
+        #expect(try await eventually { try await driver.depths(of: [queue])[queue] == 1 })
+        try await Task.sleep(for: .milliseconds(300))
+        let clock = ContinuousClock()
+        let signalled = clock.now
+        process.terminate() // SIGTERM
+        #expect(await eventually(timeout: .seconds(5)) { !process.isRunning })
+        let took = signalled.duration(to: clock.now)
+        #expect(took < .seconds(3), "exit took \(took); shutdown_timeout is 1s")
+        #expect(process.terminationStatus == 0)
+        #expect(process.terminationReason == .exit)
+
+        let remaining = try await listContents(driver, queue).map { try JobEnvelope.decode(Data($0.utf8), queue: queue) }
+        #expect(remaining.map(\.id.rawValue) == [ids[2], ids[3], ids[4]])
+        #expect(remaining.map(\.attempt) == [1, 1, 1])
+        let log = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(log.contains("job=\(ids[0])") && log.contains("outcome=ok"))
+        #expect(log.contains("outcome=requeued"))
+    }
+
+    @Test func brokenConfigurationIsOneClearLine() async throws {
+        let keys = TestKeys()
+        let path = try writeConfig(keys, """
+            [types.email]
+            handler = "noop"
+            [groups.mail]
+            queues = ["default"]
+            concurency = 3
+            """)
+        for command in [["check"], ["work"], ["status"], ["enqueue", "email"]] {
+            let result = try await runCLI(command + ["--config", path])
+            #expect(result.status != 0)
+            #expect(result.err == "jobrouter: \(path):5: groups.mail.concurency: unknown key (did you mean 'concurrency'?)\n")
+        }
+        let missing = try await runCLI(["check", "--config", "/nonexistent.toml"])
+        #expect(missing.status == 1)
+        #expect(missing.err.hasPrefix("jobrouter: /nonexistent.toml: cannot read the file"))
+    }
+
+    @Test func enqueueRejectsBadInputInOneLine() async throws {
+        let keys = TestKeys()
+        let path = try writeConfig(keys, sleeperConfig(keys, shutdownTimeout: "1s"))
+        let unknownType = try await runCLI(["enqueue", "nope", "--config", path])
+        #expect(unknownType.status == 1)
+        #expect(unknownType.err == "jobrouter: unknown job type 'nope'; known types: sleep\n")
+        let badPayload = try await runCLI(["enqueue", "sleep", "--config", path, "--payload", "{oops"])
+        #expect(badPayload.status == 1)
+        #expect(badPayload.err == "jobrouter: --payload: the payload is not valid JSON\n")
+    }
+
+    @Test func batchEnqueueKeepsGoodLinesAndNamesBadOnes() async throws {
+        let keys = TestKeys()
+        let driver = try TestRedis.driver(namespace: keys.namespace)
+        defer { Task { await cleanUp(driver, keys) } }
+        let path = try writeConfig(keys, sleeperConfig(keys, shutdownTimeout: "1s"))
+        let input = """
+            {"type":"sleep","payload":{"seconds":1}}
+            {"type":"nope"}
+
+            not json
+            {"type":"sleep","priority":"high"}
+            {"type":"sleep","payload":[2]}
+            """
+        let result = try await runCLI(["enqueue", "--batch", "-", "--config", path], stdin: input)
+        #expect(result.status == 1)
+        let lines = result.err.split(separator: "\n").map(String.init)
+        #expect(lines.contains("jobrouter: stdin:2: unknown job type 'nope'; known types: sleep"))
+        #expect(lines.contains("jobrouter: stdin:4: not valid JSON"))
+        #expect(lines.contains { $0.hasPrefix("jobrouter: stdin:5: type 'sleep' has no priorities") })
+        #expect(lines.last?.hasPrefix("enqueued 2 job(s)") == true)
+        #expect(lines.last?.hasSuffix("; 3 line(s) rejected") == true)
+        let stored = try await listContents(driver, keys.queue("default"))
+        #expect(try stored.map { try JobEnvelope.decode(Data($0.utf8), queue: "q").payload }
+                == [.object(["seconds": .integer(1)]), .array([.integer(2)])])
+    }
+
+    @Test func statusShowsDepthsAndGroups() async throws {
+        let keys = TestKeys()
+        let driver = try TestRedis.driver(namespace: keys.namespace)
+        defer { Task { await cleanUp(driver, keys) } }
+        let path = try writeConfig(keys, sleeperConfig(keys, shutdownTimeout: "1s"))
+        for _ in 0..<3 { _ = try await runCLI(["enqueue", "sleep", "--config", path]) }
+        let result = try await runCLI(["status", "--json", "--config", path])
+        #expect(result.status == 0, "\(result.err)")
+        let status = try JSONValue.parse(result.out)
+        guard case .array(let queues)? = status["queues"] else {
+            Issue.record("no queues in \(result.out)")
+            return
+        }
+        #expect(queues.first?["depth"] == .integer(3))
+        #expect(queues.first?["groups"] == .array([.string("sleepers")]))
+        #expect(status["dead"] == .integer(0))
+        #expect(!result.out.contains("password"))
+    }
+}

@@ -1,0 +1,77 @@
+import Foundation
+import JobRouter
+import JobRouterRedis
+import Testing
+
+/// A private redis-server this test can stop and start again on the same port.
+final class PrivateRedis: @unchecked Sendable {
+    let port: Int
+    let directory: URL
+    private var process: Process?
+
+    init() throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("jobrouter-redis-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        port = Int.random(in: 20000...40000)
+    }
+
+    var url: String { "redis://127.0.0.1:\(port)/0" }
+
+    func start() async throws {
+        let server = ProcessInfo.processInfo.environment["JOBROUTER_TEST_REDIS_SERVER"] ?? "/usr/bin/redis-server"
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: server)
+        process.arguments = ["--bind", "127.0.0.1", "--port", String(port), "--dir", directory.path, "--save", "", "--appendonly", "no"]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        self.process = process
+        let driver = RedisQueueDriver(endpoint: try RedisEndpoint(url: url), namespace: "probe")
+        let up = await eventually(timeout: .seconds(5)) { (try? await driver.command(["PING"])) != nil }
+        guard up else { throw TestSetupError("private redis-server on port \(port) did not start") }
+    }
+
+    func stop() async {
+        guard let process else { return }
+        process.terminate()
+        _ = await eventually(timeout: .seconds(5)) { !process.isRunning }
+        self.process = nil
+    }
+}
+
+@Suite(.timeLimit(.minutes(2)))
+struct ReconnectTests {
+    @Test func workerCarriesOnAfterRedisRestarts() async throws {
+        let redis = try PrivateRedis()
+        try await redis.start()
+        let keys = TestKeys()
+        var configuration = RouterConfiguration(defaultQueue: keys.queue("default"))
+        configuration.redis.namespace = keys.namespace
+        configuration.types["job"] = JobTypeConfiguration(name: "job", handler: .swift)
+        configuration.groups["g"] = WorkerGroupConfiguration(name: "g", queues: [keys.queue("default")], concurrency: 2)
+        let driver = RedisQueueDriver(endpoint: try RedisEndpoint(url: redis.url), namespace: keys.namespace)
+        let client = JobRouterClient(configuration: configuration, driver: driver)
+        let ran = Observations<JobID>()
+        var handlers = HandlerRegistry()
+        handlers.register(type: "job") { job, _ in ran.append(job.id) }
+        let worker = try JobRouterWorker(configuration: configuration, driver: driver, handlers: handlers,
+                                         logger: testLogger, recorders: [])
+        do {
+            try await withWorker(worker) {
+                let first = try await client.enqueue(type: "job")
+                #expect(await eventually { ran.all.contains(first.id) })
+
+                await redis.stop()
+                try await Task.sleep(for: .seconds(1))
+                try await redis.start()
+
+                let second = try await client.enqueue(type: "job")
+                #expect(await eventually(timeout: .seconds(15)) { ran.all.contains(second.id) })
+            }
+        } catch {
+            await redis.stop()
+            throw error
+        }
+        await redis.stop()
+    }
+}

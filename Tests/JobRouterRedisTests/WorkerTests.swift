@@ -1,0 +1,264 @@
+import Foundation
+import JobRouter
+import JobRouterRedis
+import Testing
+
+/// Worker groups against a real Redis: priority, concurrency, shutdown, foreign and malformed entries.
+@Suite(.timeLimit(.minutes(2)))
+struct WorkerTests {
+    /// One `job` type with high/low priorities read by one group, plus optional extras.
+    func configuration(_ keys: TestKeys, concurrency: Int, shutdownTimeout: Duration = .seconds(25),
+                       timeout: Duration = .seconds(300)) throws -> RouterConfiguration {
+        var configuration = RouterConfiguration(defaultQueue: keys.queue("default"))
+        configuration.redis.namespace = keys.namespace
+        configuration.types["job"] = JobTypeConfiguration(
+            name: "job", handler: .swift, priorities: ["high": keys.queue("high"), "low": keys.queue("low")],
+            defaultPriority: "low", timeout: timeout)
+        configuration.types["plain"] = JobTypeConfiguration(name: "plain", handler: .swift)
+        configuration.groups["main"] = WorkerGroupConfiguration(
+            name: "main", queues: [keys.queue("high"), keys.queue("low")], concurrency: concurrency,
+            shutdownTimeout: shutdownTimeout)
+        configuration.groups["other"] = WorkerGroupConfiguration(name: "other", queues: [keys.queue("default")], concurrency: 2)
+        try configuration.validate()
+        return configuration
+    }
+
+    @Test(arguments: [1, 4])
+    func everyHighJobStartsBeforeAnyLowJob(concurrency: Int) async throws {
+        let keys = TestKeys()
+        let driver = try TestRedis.driver(namespace: keys.namespace)
+        defer { Task { await cleanUp(driver, keys) } }
+        let configuration = try configuration(keys, concurrency: concurrency)
+        let client = JobRouterClient(configuration: configuration, driver: driver)
+        _ = try await client.enqueue((0..<200).map { JobRequest(type: "job", priority: "low", payload: .integer(Int64($0))) })
+        _ = try await client.enqueue((0..<200).map { JobRequest(type: "job", priority: "high", payload: .integer(Int64($0))) })
+
+        let started = Observations<String>()
+        var handlers = HandlerRegistry()
+        handlers.register(type: "job") { job, _ in started.append(job.priority ?? "?") }
+        handlers.register(type: "plain") { _, _ in }
+        let worker = try JobRouterWorker(configuration: configuration, driver: driver, handlers: handlers,
+                                         groups: ["main"], logger: testLogger, recorders: [])
+        try await withWorker(worker) {
+            #expect(await eventually { started.count == 400 })
+        }
+        let order = started.all
+        #expect(order.count == 400)
+        #expect(Array(order.prefix(200)) == Array(repeating: "high", count: 200))
+        #expect(Array(order.suffix(200)) == Array(repeating: "low", count: 200))
+    }
+
+    @Test func highJobEnqueuedWhileLowJobsRunIsTakenNext() async throws {
+        let keys = TestKeys()
+        let driver = try TestRedis.driver(namespace: keys.namespace)
+        defer { Task { await cleanUp(driver, keys) } }
+        let configuration = try configuration(keys, concurrency: 1)
+        let client = JobRouterClient(configuration: configuration, driver: driver)
+        let started = Observations<String>()
+        var handlers = HandlerRegistry()
+        handlers.register(type: "job") { job, _ in
+            started.append(job.payload.stringValue ?? "?")
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        handlers.register(type: "plain") { _, _ in }
+        let worker = try JobRouterWorker(configuration: configuration, driver: driver, handlers: handlers,
+                                         groups: ["main"], logger: testLogger, recorders: [])
+        try await withWorker(worker) {
+            _ = try await client.enqueue((0..<10).map { JobRequest(type: "job", priority: "low", payload: .string("low\($0)")) })
+            #expect(await eventually { started.count >= 2 })
+            try await client.enqueue(type: "job", priority: "high", payload: .string("HIGH"))
+            #expect(await eventually { started.count == 11 })
+        }
+        let order = started.all
+        let highIndex = try #require(order.firstIndex(of: "HIGH"))
+        let seenWhenEnqueued = 2
+        // It must run right after the job running when it arrived (at most one more low may have started).
+        #expect(highIndex <= seenWhenEnqueued + 1, "order: \(order)")
+    }
+
+    @Test func concurrencyIsNeverExceededAndIsReached() async throws {
+        let keys = TestKeys()
+        let driver = try TestRedis.driver(namespace: keys.namespace)
+        defer { Task { await cleanUp(driver, keys) } }
+        let configuration = try configuration(keys, concurrency: 3)
+        let client = JobRouterClient(configuration: configuration, driver: driver)
+        let mainGauge = ConcurrencyGauge()
+        let otherGauge = ConcurrencyGauge()
+        let mainDone = Observations<ContinuousClock.Instant>()
+        let otherDone = Observations<ContinuousClock.Instant>()
+        var handlers = HandlerRegistry()
+        handlers.register(type: "job") { _, _ in
+            mainGauge.enter()
+            defer { mainGauge.leave() }
+            try await Task.sleep(for: .milliseconds(300))
+            mainDone.append(.now)
+        }
+        handlers.register(type: "plain") { _, _ in
+            otherGauge.enter()
+            defer { otherGauge.leave() }
+            try await Task.sleep(for: .milliseconds(100))
+            otherDone.append(.now)
+        }
+        _ = try await client.enqueue((0..<12).map { _ in JobRequest(type: "job") })
+        _ = try await client.enqueue((0..<4).map { _ in JobRequest(type: "plain") })
+        let worker = try JobRouterWorker(configuration: configuration, driver: driver, handlers: handlers,
+                                         logger: testLogger, recorders: [])
+        let start = ContinuousClock.now
+        try await withWorker(worker) {
+            #expect(await eventually { mainDone.count == 12 && otherDone.count == 4 })
+        }
+        #expect(mainGauge.peak == 3)
+        #expect(otherGauge.peak == 2)
+        // 12 jobs of 0.3 s, 3 at a time, need at least four rounds.
+        let mainElapsed = start.duration(to: try #require(mainDone.all.max()))
+        #expect(mainElapsed >= .milliseconds(1150))
+        // The other group ran alongside: it finished while the first was still busy.
+        #expect(try #require(otherDone.all.max()) < (try #require(mainDone.all.max())))
+    }
+
+    @Test func gracefulShutdownPutsUnfinishedJobsBackAtTheHead() async throws {
+        let keys = TestKeys()
+        let driver = try TestRedis.driver(namespace: keys.namespace)
+        defer { Task { await cleanUp(driver, keys) } }
+        let configuration = try configuration(keys, concurrency: 2, shutdownTimeout: .milliseconds(300))
+        let client = JobRouterClient(configuration: configuration, driver: driver)
+        let started = Observations<String>()
+        let finished = Observations<String>()
+        var handlers = HandlerRegistry()
+        handlers.register(type: "job") { job, _ in
+            let name = job.payload["name"]?.stringValue ?? "?"
+            started.append(name)
+            try await Task.sleep(for: .milliseconds(job.payload["ms"]?.intValue ?? 0))
+            finished.append(name)
+        }
+        handlers.register(type: "plain") { _, _ in }
+        let jobs = try await client.enqueue([
+            JobRequest(type: "job", payload: .object(["name": .string("quick"), "ms": .integer(20)])),
+            JobRequest(type: "job", payload: .object(["name": .string("slowA"), "ms": .integer(20_000)])),
+            JobRequest(type: "job", payload: .object(["name": .string("slowB"), "ms": .integer(20_000)])),
+            JobRequest(type: "job", payload: .object(["name": .string("waiting"), "ms": .integer(0)])),
+        ])
+        let worker = try JobRouterWorker(configuration: configuration, driver: driver, handlers: handlers,
+                                         groups: ["main"], logger: testLogger, recorders: [])
+        let clock = ContinuousClock()
+        var stopStarted = clock.now
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await worker.run() }
+            #expect(await eventually { started.all.contains("slowB") })
+            stopStarted = clock.now
+            worker.shutdown()
+            try await group.waitForAll()
+        }
+        let stopTook = stopStarted.duration(to: clock.now)
+        #expect(stopTook >= .milliseconds(250) && stopTook < .seconds(2), "took \(stopTook)")
+        #expect(finished.all == ["quick"])
+
+        let remaining = try await listContents(driver, keys.queue("low"))
+        let decoded = try remaining.map { try JobEnvelope.decode(Data($0.utf8), queue: keys.queue("low")) }
+        // Interrupted jobs first, in the order they were taken, then the one never taken; same ids and attempts.
+        #expect(decoded.map(\.id) == [jobs[1].id, jobs[2].id, jobs[3].id])
+        #expect(decoded.map(\.attempt) == [1, 1, 1])
+        #expect(try await driver.deadLetterCount() == 0)
+    }
+
+    @Test func secondSignalSkipsTheWait() async throws {
+        let keys = TestKeys()
+        let driver = try TestRedis.driver(namespace: keys.namespace)
+        defer { Task { await cleanUp(driver, keys) } }
+        let configuration = try configuration(keys, concurrency: 1, shutdownTimeout: .seconds(60))
+        let client = JobRouterClient(configuration: configuration, driver: driver)
+        let started = Observations<JobID>()
+        var handlers = HandlerRegistry()
+        handlers.register(type: "job") { job, _ in
+            started.append(job.id)
+            try await Task.sleep(for: .seconds(60))
+        }
+        handlers.register(type: "plain") { _, _ in }
+        let job = try await client.enqueue(type: "job")
+        let worker = try JobRouterWorker(configuration: configuration, driver: driver, handlers: handlers,
+                                         groups: ["main"], logger: testLogger, recorders: [])
+        let clock = ContinuousClock()
+        var stopStarted = clock.now
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await worker.run() }
+            #expect(await eventually { started.count == 1 })
+            stopStarted = clock.now
+            worker.shutdown()
+            try await Task.sleep(for: .milliseconds(100))
+            worker.shutdown(immediately: true)
+            try await group.waitForAll()
+        }
+        #expect(stopStarted.duration(to: clock.now) < .seconds(3))
+        let remaining = try await listContents(driver, keys.queue("low"))
+        #expect(remaining.count == 1)
+        #expect(try JobEnvelope.decode(Data(remaining[0].utf8), queue: keys.queue("low")).id == job.id)
+    }
+
+    @Test func foreignAndMalformedEntriesNeverStopTheWorker() async throws {
+        let keys = TestKeys()
+        let driver = try TestRedis.driver(namespace: keys.namespace)
+        defer { Task { await cleanUp(driver, keys) } }
+        let configuration = try configuration(keys, concurrency: 2)
+        let ran = Observations<JobEnvelope>()
+        var handlers = HandlerRegistry()
+        handlers.register(type: "job") { job, _ in ran.append(job) }
+        handlers.register(type: "plain") { job, _ in ran.append(job) }
+        let queue = keys.queue("default")
+        _ = try await driver.command(["RPUSH", queue, "not json", #"{"type":"plain","payload":{"n":1}}"#,
+                                      #"{"type":"nope"}"#, "[1,2]", #"{"type":"plain","payload":{"n":2}}"#])
+        let events = EventLog()
+        let worker = try JobRouterWorker(configuration: configuration, driver: driver, handlers: handlers,
+                                         groups: ["other"], logger: testLogger, recorders: [events])
+        try await withWorker(worker) {
+            #expect(await eventually { ran.count == 2 && events.deadLettered.count == 3 })
+        }
+        #expect(Set(ran.all.compactMap { $0.payload["n"]?.intValue }) == [1, 2])
+        #expect(ran.all.allSatisfy { $0.queue == queue && $0.attempt == 1 && $0.id.rawValue.count == 26 })
+        #expect(try await driver.deadLetterCount() == 3)
+        let records = try await driver.deadLetters()
+        let raws = Set(records.compactMap { try? JSONValue.parse($0)["raw"]?.stringValue })
+        #expect(raws == ["not json", #"{"type":"nope"}"#, "[1,2]"])
+        #expect(records.contains { $0.contains("unknown job type 'nope'") })
+        #expect(try await driver.depths(of: [queue])[queue] == 0)
+    }
+
+    @Test func failedJobIsKeptWithItsReason() async throws {
+        let keys = TestKeys()
+        let driver = try TestRedis.driver(namespace: keys.namespace)
+        defer { Task { await cleanUp(driver, keys) } }
+        let configuration = try configuration(keys, concurrency: 1, timeout: .milliseconds(200))
+        let client = JobRouterClient(configuration: configuration, driver: driver)
+        var handlers = HandlerRegistry()
+        handlers.register(type: "job") { job, _ in
+            if job.payload.stringValue == "fail" { throw JobFailure("mailbox full") }
+            try await Task.sleep(for: .seconds(30))
+        }
+        handlers.register(type: "plain") { _, _ in }
+        let failing = try await client.enqueue(type: "job", payload: .string("fail"))
+        let hanging = try await client.enqueue(type: "job", payload: .string("hang"))
+        let events = EventLog()
+        let worker = try JobRouterWorker(configuration: configuration, driver: driver, handlers: handlers,
+                                         groups: ["main"], logger: testLogger, recorders: [events])
+        try await withWorker(worker) {
+            #expect(await eventually { events.deadLettered.count == 2 })
+        }
+        let reasons = Dictionary(uniqueKeysWithValues: events.deadLettered.map { ($0.id, $0.reason) })
+        #expect(reasons[failing.id] == "mailbox full")
+        #expect(reasons[hanging.id] == "timed out after 200ms")
+    }
+
+    @Test func unavailableHandlerStopsTheWorkerFromStarting() throws {
+        let keys = TestKeys()
+        var configuration = try configuration(keys, concurrency: 1)
+        configuration.types["job"]?.handler = .smtp
+        let driver = try TestRedis.driver(namespace: keys.namespace)
+        #expect {
+            _ = try JobRouterWorker(configuration: configuration, driver: driver, groups: ["main"], logger: testLogger)
+        } throws: { error in
+            "\(error)".contains("types.job: handler \"smtp\" is not available yet")
+        }
+        #expect(throws: WorkerError.self) {
+            _ = try JobRouterWorker(configuration: configuration, driver: driver, groups: ["nope"], logger: testLogger)
+        }
+    }
+}
