@@ -81,7 +81,9 @@ extension JSONValue: Codable {
 extension JSONValue {
     /// Parses one JSON document (any value at the top level).
     public static func parse(_ data: Data) throws -> JSONValue {
-        try JSONDecoder().decode(JSONValue.self, from: data)
+        try data.withUnsafeBytes { raw in
+            try JSONParser.parse(raw.bindMemory(to: UInt8.self))
+        }
     }
 
     /// Parses one JSON document from text.

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// A job as it is stored in a Redis list: one JSON object.
 ///
@@ -119,11 +120,26 @@ public struct EnvelopeError: Error, CustomStringConvertible, Sendable, Equatable
 
 /// UTC timestamps as `2026-11-22T10:00:00.123Z`, written and read without a formatter object.
 public enum Timestamp {
+    /// The last second formatted, since jobs enqueued together share it.
+    private static let lastSecond = Mutex<(seconds: Int64, text: String)>((-1, ""))
+
     /// Formats `date` in UTC with milliseconds.
     public static func format(_ date: Date) -> String {
         let millisTotal = Int64((date.timeIntervalSince1970 * 1000).rounded(.down))
-        var seconds = time_t(millisTotal / 1000)
-        let millis = Int(millisTotal - Int64(seconds) * 1000)
+        let wholeSeconds = millisTotal / 1000
+        let millis = Int(millisTotal - wholeSeconds * 1000)
+        let millisText = millis < 10 ? "00\(millis)" : millis < 100 ? "0\(millis)" : String(millis)
+        if let cached = lastSecond.withLock({ $0.seconds == wholeSeconds ? $0.text : nil }) {
+            return cached + "." + millisText + "Z"
+        }
+        let text = formatSeconds(wholeSeconds)
+        lastSecond.withLock { $0 = (wholeSeconds, text) }
+        return text + "." + millisText + "Z"
+    }
+
+    /// `2026-11-22T10:00:00` for whole seconds since the epoch.
+    private static func formatSeconds(_ wholeSeconds: Int64) -> String {
+        var seconds = time_t(wholeSeconds)
         var parts = tm()
         gmtime_r(&seconds, &parts)
         func pad(_ value: Int32, _ width: Int) -> String {
@@ -132,7 +148,6 @@ public enum Timestamp {
         }
         return pad(parts.tm_year + 1900, 4) + "-" + pad(parts.tm_mon + 1, 2) + "-" + pad(parts.tm_mday, 2)
             + "T" + pad(parts.tm_hour, 2) + ":" + pad(parts.tm_min, 2) + ":" + pad(parts.tm_sec, 2)
-            + "." + pad(Int32(millis), 3) + "Z"
     }
 
     /// Reads an ISO 8601 time with or without fractional seconds, `Z` or a numeric offset.

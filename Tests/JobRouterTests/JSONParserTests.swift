@@ -1,0 +1,38 @@
+import Foundation
+import Testing
+@testable import JobRouter
+
+@Suite struct JSONParserTests {
+    @Test(arguments: [
+        ("null", JSONValue.null), ("true", .bool(true)), (" false ", .bool(false)), ("0", .integer(0)),
+        ("-12", .integer(-12)), ("1.5", .number(1.5)), ("1e3", .number(1000)), ("-0.25E-2", .number(-0.0025)),
+        ("9223372036854775807", .integer(Int64.max)), ("9223372036854775808", .number(9223372036854775808)),
+        (#""a\"b\\c\/\n\t""#, .string("a\"b\\c/\n\t")), (#""\u00e9\ud83d\ude00""#, .string("é😀")), (#""ünï""#, .string("ünï")),
+        ("[]", .array([])), ("{}", .object([:])), (#"{"a":[1,{"b":null}],"c":"d"}"#, .object(["a": .array([.integer(1), .object(["b": .null])]), "c": .string("d")])),
+    ])
+    func parses(text: String, expected: JSONValue) throws {
+        #expect(try JSONValue.parse(text) == expected)
+    }
+
+    @Test(arguments: [
+        "", " ", "nul", "tru", "01", "1.", ".5", "-", "1e", "+1", "[1,]", "{\"a\":1,}", "{a:1}", "[1 2]", "{\"a\" 1}",
+        "\"unterminated", "\"\u{01}\"", #""\x""#, #""\ud83d""#, #""\ude00""#, "[1]x", "NaN", "1e999", "'a'",
+    ])
+    func rejects(text: String) {
+        #expect(throws: (any Error).self) { try JSONValue.parse(text) }
+    }
+
+    @Test func limitsNesting() {
+        let deep = String(repeating: "[", count: 600) + String(repeating: "]", count: 600)
+        #expect(throws: (any Error).self) { try JSONValue.parse(deep) }
+        let fine = String(repeating: "[", count: 100) + String(repeating: "]", count: 100)
+        #expect(throws: Never.self) { try JSONValue.parse(fine) }
+    }
+
+    @Test func writesWhatItReads() throws {
+        let text = #"{"a":[1,2.5,"x\"\n\u0001"],"b":{"c":null,"d":true}}"#
+        let value = try JSONValue.parse(text)
+        #expect(try JSONValue.parse(value.jsonText) == value)
+        #expect(value.jsonText == text)
+    }
+}
