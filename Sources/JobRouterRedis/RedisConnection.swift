@@ -121,6 +121,27 @@ public final class RedisConnection {
         throw RedisError(code: .server, message: "the server keeps losing the script", command: "script \(script.name)")
     }
 
+    /// Runs a script once per call in one round trip (loading it first if needed). Throws the first
+    /// error reply.
+    public func evaluatePipelined(_ script: RedisScript, _ calls: [(keys: [String], arguments: [[UInt8]])]) throws(RedisError) {
+        guard !calls.isEmpty else { return }
+        if scriptHashes[script.name] == nil {
+            _ = try evaluate(script, keys: calls[0].keys, arguments: calls[0].arguments)
+            try evaluatePipelined(script, Array(calls.dropFirst()))
+            return
+        }
+        let hash = Array((scriptHashes[script.name] ?? "").utf8)
+        let commands = calls.map { call in
+            [Array("EVALSHA".utf8), hash, Array(String(call.keys.count).utf8)] + call.keys.map { Array($0.utf8) } + call.arguments
+        }
+        for reply in try pipeline(commands) {
+            if case .error(let message) = reply {
+                if message.hasPrefix("NOSCRIPT") { scriptHashes[script.name] = nil }
+                throw RedisError(code: .server, message: message, command: "script \(script.name)", server: endpoint.description)
+            }
+        }
+    }
+
     /// This connection's id on the server (`CLIENT ID`), for `CLIENT UNBLOCK` from another connection.
     public func clientID() throws(RedisError) -> Int64 {
         if let cachedClientID { return cachedClientID }

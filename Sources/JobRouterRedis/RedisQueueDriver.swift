@@ -2,27 +2,28 @@ import Foundation
 import JobRouter
 import Synchronization
 
-/// The Redis backend: queues are Redis lists, pushed at the tail and taken from the head.
+/// The Redis backend: queues are Redis lists, pushed at the tail and claimed from the head.
 ///
-/// JobRouter's own keys live under the configured namespace (`jobrouter:` by default):
-/// `NS:dead` (sorted set of dead job ids by time) and `NS:dead:jobs` (hash id → record JSON).
-///
-/// Commands run on dedicated threads (one for this driver's own calls, one per fetcher), never on
-/// Swift's cooperative pool.
+/// Every change that must not be torn is one Lua script (see ``RedisScripts`` for the keys kept
+/// under the namespace). Commands run on dedicated threads (one for this driver's own calls, one per
+/// fetcher), never on Swift's cooperative pool. Needs Redis 6.2 or later, not Redis Cluster.
 public final class RedisQueueDriver: JobQueueDriver {
     /// The server, without credentials.
     public let endpoint: RedisEndpoint
     /// The prefix of JobRouter's own keys.
     public let namespace: String
     private let timeout: Duration
-    private let commands: RedisConnectionThread
+    let commands: RedisConnectionThread
+    private let completions: CompletionBatcher
 
     /// Connects lazily to `endpoint`; `timeout` bounds connecting and each command.
     public init(endpoint: RedisEndpoint, namespace: String = "jobrouter", timeout: Duration = .seconds(10)) {
         self.endpoint = endpoint
         self.namespace = namespace
         self.timeout = timeout
-        self.commands = RedisConnectionThread(endpoint: endpoint, timeout: timeout, name: "jobrouter-redis")
+        let commands = RedisConnectionThread(endpoint: endpoint, timeout: timeout, name: "jobrouter-redis")
+        self.commands = commands
+        self.completions = CompletionBatcher(thread: commands, namespace: namespace)
     }
 
     /// Uses `configuration.redis`, with `JOBROUTER_REDIS_URL` from `environment` in place of the URL when set.
@@ -35,41 +36,109 @@ public final class RedisQueueDriver: JobQueueDriver {
         commands.stop()
     }
 
-    var deadIndexKey: String { "\(namespace):dead" }
-    var deadRecordsKey: String { "\(namespace):dead:jobs" }
-
-    /// Most entries sent in one RPUSH/LPUSH.
+    /// Most entries sent in one script call or command.
     static let entriesPerCommand = 1000
+
+    private var ns: [UInt8] { Array(namespace.utf8) }
 
     public func push(_ jobs: [JobEnvelope]) async throws {
         guard !jobs.isEmpty else { return }
-        let commands = Self.pushCommands("RPUSH", jobs.map { ($0.queue, Array($0.jsonText.utf8)) })
-        try await self.commands.run { connection throws(RedisError) in
-            try Self.checkReplies(try connection.pipeline(commands), "RPUSH")
+        // One `push` script call per run of jobs for the same queue: each job goes in with its
+        // wake-up token, atomically; the calls are pipelined.
+        let calls = Self.chunks(jobs.map { ($0.queue, Array($0.jsonText.utf8)) }).map { queue, entries in
+            (keys: [queue], arguments: [ns] + entries)
+        }
+        try await commands.run { connection throws(RedisError) in
+            try connection.evaluatePipelined(RedisScripts.push, calls)
         }
     }
 
-    public func requeueAtHead(_ entries: [FetchedEntry]) async throws {
-        guard !entries.isEmpty else { return }
-        // LPUSH puts each argument at the head in turn, so the last one pushed ends up first:
-        // pushing in reverse leaves `entries` in their own order at the head.
-        let commands = Self.pushCommands("LPUSH", entries.reversed().map { ($0.queue, [UInt8]($0.raw)) })
-        try await self.commands.run { connection throws(RedisError) in
-            try Self.checkReplies(try connection.pipeline(commands), "LPUSH")
+    public func schedule(_ jobs: [JobEnvelope], at date: Date) async throws {
+        try await schedule(jobs, mode: "at", milliseconds: Int64(date.timeIntervalSince1970 * 1000))
+    }
+
+    public func schedule(_ jobs: [JobEnvelope], after delay: Duration) async throws {
+        try await schedule(jobs, mode: "in", milliseconds: delay.inMilliseconds)
+    }
+
+    private func schedule(_ jobs: [JobEnvelope], mode: String, milliseconds: Int64) async throws {
+        guard !jobs.isEmpty else { return }
+        var calls: [(keys: [String], arguments: [[UInt8]])] = []
+        for start in stride(from: 0, to: jobs.count, by: Self.entriesPerCommand) {
+            var arguments = [ns, Array(mode.utf8), Array(String(milliseconds).utf8)]
+            for job in jobs[start..<min(start + Self.entriesPerCommand, jobs.count)] {
+                arguments.append(Array(job.queue.utf8))
+                arguments.append(Array(job.jsonText.utf8))
+            }
+            calls.append(([], arguments))
+        }
+        try await commands.run { [calls] connection throws(RedisError) in
+            try connection.evaluatePipelined(RedisScripts.schedule, calls)
         }
     }
 
-    public func deadLetter(_ record: DeadLetter) async throws {
-        let keys = [deadIndexKey, deadRecordsKey]
-        let arguments = [Array(record.id.rawValue.utf8), Array(String(Int64(record.failedAt.timeIntervalSince1970 * 1000)).utf8),
-                         Array(record.jsonText.utf8)]
+    public func makeFetcher(queues: [String], label: String, worker: String, terms: LeaseTerms) -> any JobFetcher {
+        RedisJobFetcher(queues: queues, namespace: namespace, worker: worker, terms: terms, endpoint: endpoint,
+                        timeout: timeout, label: label, control: commands)
+    }
+
+    public func complete(_ claim: ClaimedEntry, jobID: JobID) async throws -> Bool {
+        try await completions.complete(token: claim.token, jobID: jobID.rawValue)
+    }
+
+    public func retry(_ claim: ClaimedEntry, as job: JobEnvelope, after delay: Duration) async throws -> Bool {
+        let arguments = [ns, Array(claim.token.utf8), Array(String(delay.inMilliseconds).utf8), Array(job.queue.utf8),
+                         Array(job.jsonText.utf8)]
+        return try await commands.run { connection throws(RedisError) in
+            try connection.evaluate(RedisScripts.retry, keys: [], arguments: arguments).integer(for: "retry") == 1
+        }
+    }
+
+    public func requeueAtHead(_ claims: [ClaimedEntry], as entries: [Data]) async throws -> Int {
+        guard !claims.isEmpty else { return 0 }
+        var arguments = [ns]
+        for (claim, entry) in zip(claims, entries) {
+            arguments += [Array(claim.token.utf8), Array(claim.queue.utf8), [UInt8](entry)]
+        }
+        return try await commands.run { [arguments] connection throws(RedisError) in
+            Int(try connection.evaluate(RedisScripts.requeue, keys: [], arguments: arguments).integer(for: "requeue"))
+        }
+    }
+
+    public func deadLetter(_ record: DeadLetter, claim: ClaimedEntry?, maxDead: Int) async throws -> Bool {
+        let arguments = [ns, Array((claim?.token ?? "").utf8), Array(record.id.rawValue.utf8), Array(record.jsonText.utf8),
+                         Array(String(maxDead).utf8)]
+        return try await commands.run { connection throws(RedisError) in
+            try connection.evaluate(RedisScripts.deadLetter, keys: [], arguments: arguments).integer(for: "dead-letter") == 1
+        }
+    }
+
+    public func heartbeat(_ worker: WorkerDescription, renewing tokens: [String], lease: Duration) async throws {
+        let ttl = max(lease.inMilliseconds * 3, 3000)
+        let arguments = [ns, Array(worker.id.utf8), Array(worker.jsonText.utf8), Array(String(ttl).utf8),
+                         Array(String(lease.inMilliseconds).utf8)] + tokens.map { Array($0.utf8) }
         _ = try await commands.run { connection throws(RedisError) in
-            try connection.evaluate(RedisScripts.deadLetter, keys: keys, arguments: arguments)
+            try connection.evaluate(RedisScripts.heartbeat, keys: [], arguments: arguments)
         }
     }
 
-    public func makeFetcher(queues: [String], label: String) -> any JobFetcher {
-        RedisJobFetcher(queues: queues, endpoint: endpoint, timeout: timeout, label: label, control: commands)
+    public func recoverExpiredLeases(limit: Int, maxDead: Int) async throws -> RecoveryReport {
+        let arguments = [ns, Array(String(limit).utf8), Array(String(maxDead).utf8)]
+        return try await commands.run { connection throws(RedisError) in
+            let reply = try connection.evaluate(RedisScripts.recover, keys: [], arguments: arguments).array(for: "recover") ?? []
+            guard reply.count == 2 else { throw RedisError(code: .unexpectedReply, message: "expected two counts", command: "recover") }
+            return RecoveryReport(recovered: Int(try reply[0].integer(for: "recover")), poisoned: Int(try reply[1].integer(for: "recover")))
+        }
+    }
+
+    public func moveDueJobs(limit: Int) async throws -> (moved: Int, nextDue: Duration?) {
+        let arguments = [ns, Array(String(limit).utf8)]
+        return try await commands.run { connection throws(RedisError) in
+            let reply = try connection.evaluate(RedisScripts.moveDue, keys: [], arguments: arguments).array(for: "move-due") ?? []
+            guard reply.count == 2 else { throw RedisError(code: .unexpectedReply, message: "expected two numbers", command: "move-due") }
+            let wait = try reply[1].integer(for: "move-due")
+            return (Int(try reply[0].integer(for: "move-due")), wait < 0 ? nil : .milliseconds(wait))
+        }
     }
 
     public func depths(of queues: [String]) async throws -> [String: Int] {
@@ -83,25 +152,9 @@ public final class RedisQueueDriver: JobQueueDriver {
     }
 
     public func deadLetterCount() async throws -> Int {
-        let key = deadIndexKey
+        let key = "\(namespace):dead"
         return try await commands.run { connection throws(RedisError) in
             Int(try connection.command(["ZCARD", key]).integer(for: "ZCARD"))
-        }
-    }
-
-    /// The dead-letter records, newest first (at most `limit`).
-    public func deadLetters(limit: Int = 100) async throws -> [String] {
-        let (index, records) = (deadIndexKey, deadRecordsKey)
-        return try await commands.run { connection throws(RedisError) in
-            let ids = try connection.command(["ZREVRANGE", index, "0", String(max(limit, 1) - 1)]).array(for: "ZREVRANGE") ?? []
-            guard !ids.isEmpty else { return [] }
-            var arguments = [Array("HMGET".utf8), Array(records.utf8)]
-            for id in ids { arguments.append(try id.bytes(for: "ZREVRANGE")) }
-            let values = try connection.command(bytes: arguments)
-            return (try values.array(for: "HMGET") ?? []).compactMap { reply in
-                if case .string(let bytes) = reply { return String(decoding: bytes, as: UTF8.self) }
-                return nil
-            }
         }
     }
 
@@ -110,106 +163,69 @@ public final class RedisQueueDriver: JobQueueDriver {
         try await commands.run { connection throws(RedisError) in try connection.command(arguments) }
     }
 
-    /// Groups consecutive entries for the same queue into commands of at most ``entriesPerCommand``.
-    static func pushCommands(_ verb: String, _ entries: [(queue: String, bytes: [UInt8])]) -> [[[UInt8]]] {
-        var commands: [[[UInt8]]] = []
-        var current: [[UInt8]] = []
-        var currentQueue: String?
+    /// Splits entries into runs of the same queue of at most ``entriesPerCommand``.
+    static func chunks(_ entries: [(queue: String, bytes: [UInt8])]) -> [(queue: String, entries: [[UInt8]])] {
+        var chunks: [(queue: String, entries: [[UInt8]])] = []
         for entry in entries {
-            if entry.queue != currentQueue || current.count > entriesPerCommand {
-                if !current.isEmpty { commands.append(current) }
-                current = [Array(verb.utf8), Array(entry.queue.utf8)]
-                currentQueue = entry.queue
+            if let last = chunks.last, last.queue == entry.queue, last.entries.count < entriesPerCommand {
+                chunks[chunks.count - 1].entries.append(entry.bytes)
+            } else {
+                chunks.append((entry.queue, [entry.bytes]))
             }
-            current.append(entry.bytes)
         }
-        if !current.isEmpty { commands.append(current) }
-        return commands
-    }
-
-    static func checkReplies(_ replies: [RedisReply], _ command: String) throws(RedisError) {
-        for reply in replies {
-            if case .error(let message) = reply { throw RedisError(code: .server, message: message, command: command) }
-        }
+        return chunks
     }
 }
 
-/// Takes a group's entries with the claim script, and waits with `BLPOP` when every queue is empty.
-final class RedisJobFetcher: JobFetcher {
-    private let queues: [String]
+/// Gathers completions from many jobs into one `complete` script call: while one call is on the
+/// wire, the next ones queue up and go together.
+final class CompletionBatcher: Sendable {
+    private typealias Waiter = (token: String, jobID: String, continuation: CheckedContinuation<Bool, Error>)
+    private let state = Mutex<(pending: [Waiter], flushing: Bool)>(([], false))
     private let thread: RedisConnectionThread
-    private let control: RedisConnectionThread
-    /// The fetch connection's id while it waits in BLPOP; whether `interrupt()` was called.
-    private let state = FetchState()
+    private let namespace: [UInt8]
 
-    init(queues: [String], endpoint: RedisEndpoint, timeout: Duration, label: String, control: RedisConnectionThread) {
-        self.queues = queues
-        self.control = control
-        // The socket timeout must outlast the longest BLPOP wait, or hiredis drops the connection.
-        self.thread = RedisConnectionThread(endpoint: endpoint, timeout: timeout + .seconds(5), name: "jobrouter-fetch-\(label)")
+    init(thread: RedisConnectionThread, namespace: String) {
+        self.thread = thread
+        self.namespace = Array(namespace.utf8)
     }
 
-    func fetch(max: Int, wait: Duration) async throws -> [FetchedEntry] {
-        let queues = self.queues
-        let waitSeconds = String(format: "%.3f", wait.inSeconds)
-        return try await thread.run { [state] connection throws(RedisError) in
-            let reply = try connection.evaluate(RedisScripts.claim, keys: queues, arguments: [Array(String(max).utf8)])
-            let flat = try reply.array(for: "claim") ?? []
-            var entries: [FetchedEntry] = []
-            entries.reserveCapacity(flat.count / 2)
-            var index = 0
-            while index + 1 < flat.count {
-                entries.append(FetchedEntry(queue: String(decoding: try flat[index].bytes(for: "claim"), as: UTF8.self),
-                                            raw: Data(try flat[index + 1].bytes(for: "claim"))))
-                index += 2
+    func complete(token: String, jobID: String) async throws -> Bool {
+        try await withCheckedThrowingContinuation { continuation in
+            let startFlush = state.withLock { state -> Bool in
+                state.pending.append((token, jobID, continuation))
+                if state.flushing { return false }
+                state.flushing = true
+                return true
             }
-            if !entries.isEmpty { return entries }
-
-            let id = try connection.clientID()
-            guard state.beginWait(client: id) else { return [] }
-            defer { state.endWait() }
-            let popped = try connection.command(["BLPOP"] + queues + [waitSeconds]).array(for: "BLPOP")
-            guard let popped, popped.count == 2 else { return [] }
-            return [FetchedEntry(queue: String(decoding: try popped[0].bytes(for: "BLPOP"), as: UTF8.self),
-                                 raw: Data(try popped[1].bytes(for: "BLPOP")))]
+            if startFlush { thread.submit { [self] session in flush(session) } }
         }
     }
 
-    func interrupt() {
-        guard let client = state.interrupt() else { return }
-        // From another connection: CLIENT UNBLOCK makes the waiting BLPOP return nil at once.
-        control.submit { session in
-            _ = try? session.connection().command(["CLIENT", "UNBLOCK", String(client)])
-        }
-    }
-
-    func close() async {
-        thread.stop()
-    }
-}
-
-/// Whether a fetcher waits in BLPOP (and as which client), and whether it was told to stop waiting.
-private final class FetchState: Sendable {
-    private let state = Mutex<(blockedClient: Int64?, interrupted: Bool)>((nil, false))
-
-    /// Records that `client` is about to wait; `false` when it must not, having been interrupted.
-    func beginWait(client: Int64) -> Bool {
-        state.withLock { state in
-            guard !state.interrupted else { return false }
-            state.blockedClient = client
-            return true
-        }
-    }
-
-    func endWait() {
-        state.withLock { $0.blockedClient = nil }
-    }
-
-    /// Marks the fetcher interrupted; returns the client to unblock if it is waiting now.
-    func interrupt() -> Int64? {
-        state.withLock { state in
-            state.interrupted = true
-            return state.blockedClient
+    private func flush(_ session: RedisConnectionThread.Session) {
+        while true {
+            let batch = state.withLock { state -> [Waiter] in
+                let batch = Array(state.pending.prefix(RedisQueueDriver.entriesPerCommand))
+                state.pending.removeFirst(batch.count)
+                if batch.isEmpty { state.flushing = false }
+                return batch
+            }
+            if batch.isEmpty { return }
+            var arguments = [namespace]
+            for waiter in batch {
+                arguments.append(Array(waiter.token.utf8))
+                arguments.append(Array(waiter.jobID.utf8))
+            }
+            do throws(RedisError) {
+                let reply = try session.connection().evaluate(RedisScripts.complete, keys: [], arguments: arguments)
+                let flags = try reply.array(for: "complete") ?? []
+                for (index, waiter) in batch.enumerated() {
+                    waiter.continuation.resume(returning: index < flags.count && flags[index] == .integer(1))
+                }
+            } catch {
+                if error.closesConnection { session.drop() }
+                for waiter in batch { waiter.continuation.resume(throwing: error) }
+            }
         }
     }
 }

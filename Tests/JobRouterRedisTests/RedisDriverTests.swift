@@ -17,11 +17,12 @@ struct RedisDriverTests {
         }
         try await driver.push(jobs)
 
-        let fetchers = (0..<6).map { driver.makeFetcher(queues: [high, low], label: "f\($0)") }
-        let taken = try await withThrowingTaskGroup(of: [FetchedEntry].self) { group in
+        let terms = LeaseTerms(lease: .seconds(30), maxRecoveries: 3)
+        let fetchers = (0..<6).map { driver.makeFetcher(queues: [high, low], label: "f\($0)", worker: "w\($0)", terms: terms) }
+        let taken = try await withThrowingTaskGroup(of: [ClaimedEntry].self) { group in
             for fetcher in fetchers {
                 group.addTask {
-                    var mine: [FetchedEntry] = []
+                    var mine: [ClaimedEntry] = []
                     while true {
                         let batch = try await fetcher.fetch(max: 7, wait: .milliseconds(50))
                         if batch.isEmpty { return mine }
@@ -35,6 +36,18 @@ struct RedisDriverTests {
             return try await group.reduce(into: []) { $0 += $1 }
         }
         for fetcher in fetchers { await fetcher.close() }
+        #expect(Set(taken.map(\.token)).count == 3000)
+        // Every claim is recorded in flight, and completing them all leaves nothing behind.
+        #expect(try await driver.command(["HLEN", "\(keys.namespace):inflight"]) == .integer(3000))
+        let completed = try await withThrowingTaskGroup(of: Bool.self) { group in
+            for entry in taken {
+                group.addTask { try await driver.complete(entry, jobID: JobID(rawValue: "x")) }
+            }
+            return try await group.reduce(into: 0) { $0 += $1 ? 1 : 0 }
+        }
+        #expect(completed == 3000)
+        #expect(try await driver.command(["HLEN", "\(keys.namespace):inflight"]) == .integer(0))
+        #expect(try await driver.command(["ZCARD", "\(keys.namespace):leases"]) == .integer(0))
         let indices = try taken.map { try JobEnvelope.decode($0.raw, queue: $0.queue).payload.intValue ?? -1 }
         #expect(indices.count == 3000)
         #expect(Set(indices) == Set(0..<3000))
@@ -49,7 +62,7 @@ struct RedisDriverTests {
         let driver = try TestRedis.driver(namespace: keys.namespace)
         defer { Task { await cleanUp(driver, keys) } }
         let queue = keys.queue("q")
-        let fetcher = driver.makeFetcher(queues: [queue], label: "idle")
+        let fetcher = driver.makeFetcher(queues: [queue], label: "idle", worker: "w", terms: LeaseTerms(lease: .seconds(30), maxRecoveries: 3))
         let clock = ContinuousClock()
         let pushedAt = Mutex<ContinuousClock.Instant?>(nil)
         async let fetched = fetcher.fetch(max: 1, wait: .seconds(5))
@@ -66,7 +79,7 @@ struct RedisDriverTests {
     @Test func interruptWakesABlockedFetchAtOnce() async throws {
         let keys = TestKeys()
         let driver = try TestRedis.driver(namespace: keys.namespace)
-        let fetcher = driver.makeFetcher(queues: [keys.queue("q")], label: "interrupt")
+        let fetcher = driver.makeFetcher(queues: [keys.queue("q")], label: "interrupt", worker: "w", terms: LeaseTerms(lease: .seconds(30), maxRecoveries: 3))
         let clock = ContinuousClock()
         let start = clock.now
         async let fetched = fetcher.fetch(max: 1, wait: .seconds(10))
@@ -82,8 +95,15 @@ struct RedisDriverTests {
         let driver = try TestRedis.driver(namespace: keys.namespace)
         defer { Task { await cleanUp(driver, keys) } }
         let queue = keys.queue("q")
-        _ = try await driver.command(["RPUSH", queue, "later"])
-        try await driver.requeueAtHead(["a", "b", "c"].map { FetchedEntry(queue: queue, raw: Data($0.utf8)) })
+        _ = try await driver.command(["RPUSH", queue, "a", "b", "c", "later"])
+        let fetcher = driver.makeFetcher(queues: [queue], label: "r", worker: "w", terms: LeaseTerms(lease: .seconds(30), maxRecoveries: 3))
+        let claims = try await fetcher.fetch(max: 3, wait: .zero)
+        await fetcher.close()
+        #expect(try await listContents(driver, queue) == ["later"])
+        #expect(try await driver.requeueAtHead(claims, as: claims.map(\.raw)) == 3)
+        #expect(try await listContents(driver, queue) == ["a", "b", "c", "later"])
+        // A claim can be settled once: a second requeue (or a stale worker) changes nothing.
+        #expect(try await driver.requeueAtHead(claims, as: claims.map(\.raw)) == 0)
         #expect(try await listContents(driver, queue) == ["a", "b", "c", "later"])
     }
 

@@ -8,6 +8,7 @@ import TOMLKit
 /// | key | type | default |
 /// |---|---|---|
 /// | `default_queue` | string | `"default"` |
+/// | `max_dead` | integer ≥ 1 | `10000` |
 /// | `redis.url` | string | `"redis://127.0.0.1:6379/0"`; `JOBROUTER_REDIS_URL` overrides |
 /// | `redis.namespace` | string | `"jobrouter"` |
 /// | `types.NAME.handler` | `"exec"`, `"noop"`, `"smtp"`, `"swift"` | required |
@@ -15,9 +16,13 @@ import TOMLKit
 /// | `types.NAME.priorities` | table: priority → queue | none: the type goes to `default_queue` |
 /// | `types.NAME.default_priority` | string, a key of `priorities` | none: enqueue must name a priority |
 /// | `types.NAME.timeout` | duration string | `"5m"` |
+/// | `types.NAME.max_attempts` | integer ≥ 1 | `5` |
+/// | `types.NAME.backoff` | table `{ base = "1s", max = "1h" }` | `base = "1s"`, `max = "1h"` |
 /// | `groups.NAME.queues` | array of queue names, in priority order | required |
 /// | `groups.NAME.concurrency` | integer ≥ 1 | `1` |
 /// | `groups.NAME.shutdown_timeout` | duration string | `"25s"` |
+/// | `groups.NAME.lease` | duration string | `"30s"` |
+/// | `groups.NAME.max_recoveries` | integer ≥ 0 | `3` |
 ///
 /// Durations are strings: `"250ms"`, `"30s"`, `"5m"`, `"1h"`.
 extension RouterConfiguration {
@@ -75,9 +80,10 @@ struct TOMLReader {
     }
 
     func configuration(from root: TOMLTable) throws -> RouterConfiguration {
-        try checkKeys(root, path: [], allowed: ["default_queue", "redis", "types", "groups"])
+        try checkKeys(root, path: [], allowed: ["default_queue", "max_dead", "redis", "types", "groups"])
         var configuration = RouterConfiguration()
         if let value = root["default_queue"] { configuration.defaultQueue = try string(value, ["default_queue"]) }
+        if let value = root["max_dead"] { configuration.maxDead = try integer(value, ["max_dead"]) }
         if let value = root["redis"] {
             let table = try self.table(value, ["redis"])
             try checkKeys(table, path: ["redis"], allowed: ["url", "namespace"])
@@ -103,7 +109,7 @@ struct TOMLReader {
 
     private func jobType(name: String, _ table: TOMLTable) throws -> JobTypeConfiguration {
         let path = ["types", name]
-        try checkKeys(table, path: path, allowed: ["handler", "command", "priorities", "default_priority", "timeout"])
+        try checkKeys(table, path: path, allowed: ["handler", "command", "priorities", "default_priority", "timeout", "max_attempts", "backoff"])
         guard let handlerValue = table["handler"] else {
             throw fail(path + ["handler"], "missing; one of \(HandlerKind.allCases.map(\.rawValue).joined(separator: ", "))")
         }
@@ -122,22 +128,26 @@ struct TOMLReader {
         }
         if let value = table["default_priority"] { type.defaultPriority = try string(value, path + ["default_priority"]) }
         if let value = table["timeout"] { type.timeout = try duration(value, path + ["timeout"]) }
+        if let value = table["max_attempts"] { type.maxAttempts = try integer(value, path + ["max_attempts"]) }
+        if let value = table["backoff"] {
+            let backoff = try self.table(value, path + ["backoff"])
+            try checkKeys(backoff, path: path + ["backoff"], allowed: ["base", "max"])
+            if let base = backoff["base"] { type.backoff.base = try duration(base, path + ["backoff", "base"]) }
+            if let max = backoff["max"] { type.backoff.max = try duration(max, path + ["backoff", "max"]) }
+        }
         return type
     }
 
     private func group(name: String, _ table: TOMLTable) throws -> WorkerGroupConfiguration {
         let path = ["groups", name]
-        try checkKeys(table, path: path, allowed: ["queues", "concurrency", "shutdown_timeout"])
+        try checkKeys(table, path: path, allowed: ["queues", "concurrency", "shutdown_timeout", "lease", "max_recoveries"])
         guard let queuesValue = table["queues"] else {
             throw fail(path + ["queues"], "missing; the ordered list of queues this group reads")
         }
         var group = WorkerGroupConfiguration(name: name, queues: try strings(queuesValue, path + ["queues"]))
-        if let value = table["concurrency"] {
-            guard value.type == .int, let concurrency = value.int else {
-                throw fail(path + ["concurrency"], "must be a whole number, not \(describe(value))")
-            }
-            group.concurrency = concurrency
-        }
+        if let value = table["concurrency"] { group.concurrency = try integer(value, path + ["concurrency"]) }
+        if let value = table["lease"] { group.lease = try duration(value, path + ["lease"]) }
+        if let value = table["max_recoveries"] { group.maxRecoveries = try integer(value, path + ["max_recoveries"]) }
         if let value = table["shutdown_timeout"] { group.shutdownTimeout = try duration(value, path + ["shutdown_timeout"]) }
         return group
     }
@@ -164,6 +174,13 @@ struct TOMLReader {
     private func string(_ value: TOMLValueConvertible, _ path: [String]) throws -> String {
         guard value.type == .string, let string = value.string else { throw fail(path, "must be a string, not \(describe(value))") }
         return string
+    }
+
+    private func integer(_ value: TOMLValueConvertible, _ path: [String]) throws -> Int {
+        guard value.type == .int, let integer = value.int else {
+            throw fail(path, "must be a whole number, not \(describe(value))")
+        }
+        return integer
     }
 
     private func strings(_ value: TOMLValueConvertible, _ path: [String]) throws -> [String] {

@@ -20,6 +20,7 @@ extension RouterConfiguration {
             }
         }
         try checkQueueName(defaultQueue, ["default_queue"])
+        if maxDead < 1 { throw fail(["max_dead"], "must be at least 1, not \(maxDead)") }
         if types.isEmpty { throw fail(["types"], "no job types declared; add a [types.NAME] table") }
 
         for name in types.keys.sorted() {
@@ -50,6 +51,11 @@ extension RouterConfiguration {
                 }
             }
             if type.timeout <= .zero { throw fail(path + ["timeout"], "must be longer than zero") }
+            if type.maxAttempts < 1 { throw fail(path + ["max_attempts"], "must be at least 1, not \(type.maxAttempts)") }
+            if type.backoff.base <= .zero { throw fail(path + ["backoff", "base"], "must be longer than zero") }
+            if type.backoff.max < type.backoff.base {
+                throw fail(path + ["backoff", "max"], "must not be shorter than backoff.base")
+            }
         }
 
         let declared = declaredQueues
@@ -70,6 +76,8 @@ extension RouterConfiguration {
             if group.concurrency < 1 { throw fail(path + ["concurrency"], "must be at least 1, not \(group.concurrency)") }
             if group.concurrency > 10_000 { throw fail(path + ["concurrency"], "must be at most 10000, not \(group.concurrency)") }
             if group.shutdownTimeout < .zero { throw fail(path + ["shutdown_timeout"], "cannot be negative") }
+            if group.lease < .seconds(1) { throw fail(path + ["lease"], "must be at least 1s") }
+            if group.maxRecoveries < 0 { throw fail(path + ["max_recoveries"], "cannot be negative") }
         }
     }
 }

@@ -12,6 +12,8 @@ public struct RouterConfiguration: Sendable {
     public var types: [String: JobTypeConfiguration]
     /// Worker groups by name (TOML `[groups.NAME]`).
     public var groups: [String: WorkerGroupConfiguration]
+    /// Most records the dead-letter store keeps; the oldest are trimmed and counted (TOML `max_dead`, default 10000).
+    public var maxDead: Int
     /// The file this configuration was read from, for messages.
     public var file: String?
 
@@ -21,8 +23,10 @@ public struct RouterConfiguration: Sendable {
         redis: RedisSettings = RedisSettings(),
         types: [String: JobTypeConfiguration] = [:],
         groups: [String: WorkerGroupConfiguration] = [:],
+        maxDead: Int = 10_000,
         file: String? = nil
     ) {
+        self.maxDead = maxDead
         self.defaultQueue = defaultQueue
         self.redis = redis
         self.types = types
@@ -97,6 +101,10 @@ public struct JobTypeConfiguration: Sendable, Equatable {
     public var defaultPriority: String?
     /// How long one run may take before it is stopped and fails (TOML `timeout`, default `"5m"`).
     public var timeout: Duration
+    /// How many runs a job gets before it is dead-lettered (TOML `max_attempts`, default 5).
+    public var maxAttempts: Int
+    /// The wait before each retry (TOML `backoff = { base = "1s", max = "1h" }`).
+    public var backoff: RetryBackoff
 
     /// Makes a type.
     public init(
@@ -105,8 +113,12 @@ public struct JobTypeConfiguration: Sendable, Equatable {
         command: [String] = [],
         priorities: [String: String] = [:],
         defaultPriority: String? = nil,
-        timeout: Duration = .seconds(300)
+        timeout: Duration = .seconds(300),
+        maxAttempts: Int = 5,
+        backoff: RetryBackoff = RetryBackoff()
     ) {
+        self.maxAttempts = maxAttempts
+        self.backoff = backoff
         self.name = name
         self.handler = handler
         self.command = command
@@ -126,9 +138,18 @@ public struct WorkerGroupConfiguration: Sendable, Equatable {
     public var concurrency: Int
     /// How long running jobs may go on after a shutdown signal before they are put back (TOML `shutdown_timeout`, default `"25s"`).
     public var shutdownTimeout: Duration
+    /// How long a job stays claimed by a worker process that stops heartbeating before another process
+    /// puts it back (TOML `lease`, default `"30s"`).
+    public var lease: Duration
+    /// How many times a job may be recovered from dead workers before it is dead-lettered as poison
+    /// (TOML `max_recoveries`, default 3).
+    public var maxRecoveries: Int
 
     /// Makes a group.
-    public init(name: String, queues: [String], concurrency: Int = 1, shutdownTimeout: Duration = .seconds(25)) {
+    public init(name: String, queues: [String], concurrency: Int = 1, shutdownTimeout: Duration = .seconds(25),
+                lease: Duration = .seconds(30), maxRecoveries: Int = 3) {
+        self.lease = lease
+        self.maxRecoveries = maxRecoveries
         self.name = name
         self.queues = queues
         self.concurrency = concurrency

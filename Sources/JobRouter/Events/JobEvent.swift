@@ -12,6 +12,12 @@ public enum JobEvent: Sendable {
     case succeeded(JobEnvelope, group: String, wait: Duration, run: Duration)
     /// A handler threw or timed out.
     case failed(JobEnvelope, group: String, wait: Duration, run: Duration, error: String)
+    /// A failed job will run again after `delay` (its envelope is the next attempt's).
+    case retryScheduled(JobEnvelope, group: String, delay: Duration)
+    /// A job was scheduled to run later.
+    case scheduled(JobEnvelope, at: Date)
+    /// Jobs of a worker that stopped were put back (or dead-lettered as poison).
+    case recovered(RecoveryReport)
     /// A job (or an entry that is not one) was kept aside with its reason.
     case deadLettered(DeadLetter, group: String)
     /// A running job was put back at the head of its queue (shutdown).
@@ -36,8 +42,12 @@ public struct LoggingJobEventRecorder: JobEventRecorder {
 
     public func record(_ event: JobEvent) {
         switch event {
-        case .enqueued, .started:
+        case .enqueued, .started, .scheduled:
             break
+        case .retryScheduled(let job, let group, let delay):
+            logger.notice("\(Self.describe(job, group: group)) outcome=retry in=\(Self.format(delay))")
+        case .recovered(let report):
+            logger.notice("recovered \(report.recovered) job(s) from stopped workers; \(report.poisoned) dead-lettered as poison")
         case .succeeded(let job, let group, let wait, let run):
             logger.info("\(Self.describe(job, group: group)) wait=\(Self.format(wait)) run=\(Self.format(run)) outcome=ok")
         case .failed(let job, let group, let wait, let run, let error):

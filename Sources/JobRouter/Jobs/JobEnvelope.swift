@@ -23,6 +23,8 @@ public struct JobEnvelope: Sendable, Equatable {
     public var attempt: Int
     /// When it was first enqueued.
     public var enqueuedAt: Date
+    /// Why the previous attempt failed, on a retry.
+    public var lastError: String?
 
     /// Makes an envelope for a new job.
     public init(
@@ -54,7 +56,12 @@ public struct JobEnvelope: Sendable, Equatable {
         out += String(attempt)
         out += ",\"enqueued_at\":\""
         out += Timestamp.format(enqueuedAt)
-        out += "\"}"
+        out += "\""
+        if let lastError {
+            out += ",\"last_error\":"
+            JSONValue.writeString(lastError, to: &out)
+        }
+        out += "}"
         return out
     }
 
@@ -96,6 +103,7 @@ public struct JobEnvelope: Sendable, Equatable {
             }
             envelope.attempt = attempt
         }
+        if case .string(let lastError)? = fields["last_error"] { envelope.lastError = lastError }
         switch fields["enqueued_at"] {
         case nil, .null?: break
         case .string(let text)?:

@@ -1,16 +1,90 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
-/// An entry exactly as it was taken from a queue.
-public struct FetchedEntry: Sendable, Equatable {
+/// An entry a worker has claimed: taken from its queue and recorded as in flight under a lease,
+/// in one atomic step. Finishing, retrying, putting back or dead-lettering it names the claim's
+/// token, so a worker whose lease expired cannot touch a job someone else now owns.
+public struct ClaimedEntry: Sendable, Equatable {
+    /// Identifies this claim (not the job: a job claimed twice has two tokens).
+    public var token: String
     /// The queue (Redis list) it came from.
     public var queue: String
     /// Its bytes, which may not be a valid job at all.
     public var raw: Data
 
     /// Makes an entry.
-    public init(queue: String, raw: Data) {
+    public init(token: String, queue: String, raw: Data) {
+        self.token = token
         self.queue = queue
         self.raw = raw
+    }
+}
+
+/// What a worker group promises when it claims jobs.
+public struct LeaseTerms: Sendable, Equatable {
+    /// How long a claim lasts without a heartbeat.
+    public var lease: Duration
+    /// How many recoveries from dead workers a job may have before it is poison.
+    public var maxRecoveries: Int
+
+    /// Makes terms.
+    public init(lease: Duration, maxRecoveries: Int) {
+        self.lease = lease
+        self.maxRecoveries = maxRecoveries
+    }
+}
+
+/// One worker process, as it reports itself in its heartbeats.
+public struct WorkerDescription: Sendable, Equatable {
+    /// Unique per process: `host:pid:random`.
+    public var id: String
+    /// The groups it runs.
+    public var groups: [String]
+    /// Jobs it runs now.
+    public var inFlight: Int
+    /// When it started.
+    public var startedAt: Date
+
+    /// Makes a description.
+    public init(id: String, groups: [String], inFlight: Int, startedAt: Date) {
+        self.id = id
+        self.groups = groups
+        self.inFlight = inFlight
+        self.startedAt = startedAt
+    }
+
+    /// A new, unique id for this process.
+    public static func makeID() -> String {
+        var host = [CChar](repeating: 0, count: 256)
+        gethostname(&host, 255)
+        let name = String(decoding: host.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let suffix = String(UInt32.random(in: 0...UInt32.max), radix: 36)
+        return "\(name.isEmpty ? "host" : name):\(getpid()):\(suffix)"
+    }
+
+    /// The JSON stored with each heartbeat.
+    public var jsonText: String {
+        JSONValue.object([
+            "id": .string(id), "groups": .array(groups.map(JSONValue.string)),
+            "in_flight": .integer(Int64(inFlight)), "pid": .integer(Int64(getpid())),
+            "started_at": .string(Timestamp.format(startedAt)),
+        ]).jsonText
+    }
+}
+
+/// What one pass of lease recovery did.
+public struct RecoveryReport: Sendable, Equatable {
+    /// Jobs put back at the head of their queue.
+    public var recovered: Int
+    /// Jobs dead-lettered as poison.
+    public var poisoned: Int
+
+    /// Makes a report.
+    public init(recovered: Int, poisoned: Int) {
+        self.recovered = recovered
+        self.poisoned = poisoned
     }
 }
 
@@ -42,11 +116,10 @@ public struct DeadLetter: Sendable, Equatable {
         self.failedAt = failedAt
     }
 
-    /// The JSON kept in the dead-letter store.
+    /// The JSON kept in the dead-letter store (the time is the store's index score).
     public var jsonText: String {
         var fields: [String: JSONValue] = [
-            "id": .string(id.rawValue), "queue": .string(queue), "reason": .string(reason),
-            "raw": .string(raw), "failed_at": .string(Timestamp.format(failedAt)),
+            "id": .string(id.rawValue), "queue": .string(queue), "reason": .string(reason), "raw": .string(raw),
         ]
         if let type { fields["type"] = .string(type) }
         if let attempt { fields["attempt"] = .integer(Int64(attempt)) }
@@ -58,19 +131,42 @@ public struct DeadLetter: Sendable, Equatable {
 /// stored jobs goes through here, so a backend is one type (``JobRouterRedis/RedisQueueDriver``).
 ///
 /// Each call either happens completely or throws; none blocks Swift's cooperative thread pool.
+/// Calls that act on a claim return `false` when the claim was no longer this worker's.
 public protocol JobQueueDriver: Sendable {
     /// Appends each job to the tail of its queue, in order, in as few round trips as possible.
     func push(_ jobs: [JobEnvelope]) async throws
 
-    /// Puts entries back at the head of their queues so they are taken next; the first entry of
-    /// `entries` that belongs to a queue ends up at that queue's head.
-    func requeueAtHead(_ entries: [FetchedEntry]) async throws
+    /// Holds jobs until `date`, then moves them to the tail of their queues.
+    func schedule(_ jobs: [JobEnvelope], at date: Date) async throws
 
-    /// Keeps an entry that cannot run, with its reason.
-    func deadLetter(_ record: DeadLetter) async throws
+    /// Holds jobs for `delay` (measured on the server's clock), then moves them to their queues.
+    func schedule(_ jobs: [JobEnvelope], after delay: Duration) async throws
 
     /// A fetcher for one worker group: it owns its own connection, because waiting for work blocks it.
-    func makeFetcher(queues: [String], label: String) -> any JobFetcher
+    func makeFetcher(queues: [String], label: String, worker: String, terms: LeaseTerms) -> any JobFetcher
+
+    /// Marks a claimed job done.
+    func complete(_ claim: ClaimedEntry, jobID: JobID) async throws -> Bool
+
+    /// Replaces a claimed job by `job` (its next attempt), due after `delay`.
+    func retry(_ claim: ClaimedEntry, as job: JobEnvelope, after delay: Duration) async throws -> Bool
+
+    /// Puts claimed jobs back at the head of their queues as `entries` (same order as `claims`; the
+    /// first ends up first). Returns how many were still this worker's.
+    func requeueAtHead(_ claims: [ClaimedEntry], as entries: [Data]) async throws -> Int
+
+    /// Keeps a job that cannot run, with its reason, releasing its claim when there is one.
+    func deadLetter(_ record: DeadLetter, claim: ClaimedEntry?, maxDead: Int) async throws -> Bool
+
+    /// Says this worker process is alive and extends the leases of the claims it names by `lease`.
+    func heartbeat(_ worker: WorkerDescription, renewing tokens: [String], lease: Duration) async throws
+
+    /// Puts back (or dead-letters as poison) jobs whose lease has expired, up to `limit`.
+    func recoverExpiredLeases(limit: Int, maxDead: Int) async throws -> RecoveryReport
+
+    /// Moves scheduled jobs that are due to their queues, up to `limit`; returns how many moved and
+    /// how long until the next one is due (`nil` when none is scheduled).
+    func moveDueJobs(limit: Int) async throws -> (moved: Int, nextDue: Duration?)
 
     /// How many entries wait in each queue.
     func depths(of queues: [String]) async throws -> [String: Int]
@@ -79,14 +175,14 @@ public protocol JobQueueDriver: Sendable {
     func deadLetterCount() async throws -> Int
 }
 
-/// Takes entries from a group's queues in strict priority order.
+/// Claims entries from a group's queues in strict priority order.
 public protocol JobFetcher: Sendable {
-    /// Takes up to `max` entries, always from the earliest non-empty queue first. When every queue is
-    /// empty, waits on the server up to `wait` for one to arrive (no polling), and then returns it,
-    /// or returns nothing.
-    func fetch(max: Int, wait: Duration) async throws -> [FetchedEntry]
+    /// Claims up to `max` entries, always from the earliest non-empty queue first. When every queue
+    /// is empty, waits on the server up to `wait` for one to arrive (no polling), and then returns
+    /// what it could claim, possibly nothing.
+    func fetch(max: Int, wait: Duration) async throws -> [ClaimedEntry]
 
-    /// Makes a waiting ``fetch(max:wait:)`` return soon (with anything it already took).
+    /// Makes a waiting ``fetch(max:wait:)`` return soon, and later ones return without waiting.
     func interrupt()
 
     /// Releases the connection.

@@ -36,17 +36,42 @@ public struct JobRouterClient: Sendable {
     /// Routes every request first (any routing error throws before anything is pushed), then pushes
     /// them all in as few round trips as the driver can.
     public func enqueue(_ requests: [JobRequest]) async throws -> [JobEnvelope] {
-        let now = Date()
-        let jobs = try requests.map { request in
-            let route = try router.route(type: request.type, priority: request.priority)
-            return JobEnvelope(id: .make(now: now), type: request.type, priority: route.priority, queue: route.queue,
-                               payload: request.payload, enqueuedAt: now)
-        }
+        let jobs = try route(requests)
         try await driver.push(jobs)
         for job in jobs {
             for recorder in recorders { recorder.record(.enqueued(job)) }
         }
         return jobs
+    }
+
+    /// Routes the requests and holds them until `date` (a time in the past means now).
+    public func enqueue(_ requests: [JobRequest], at date: Date) async throws -> [JobEnvelope] {
+        let jobs = try route(requests)
+        try await driver.schedule(jobs, at: date)
+        for job in jobs {
+            for recorder in recorders { recorder.record(.scheduled(job, at: date)) }
+        }
+        return jobs
+    }
+
+    /// Routes the requests and holds them for `delay`, measured on the queue server's clock.
+    public func enqueue(_ requests: [JobRequest], after delay: Duration) async throws -> [JobEnvelope] {
+        let jobs = try route(requests)
+        try await driver.schedule(jobs, after: delay)
+        let due = Date().addingTimeInterval(delay.inSeconds)
+        for job in jobs {
+            for recorder in recorders { recorder.record(.scheduled(job, at: due)) }
+        }
+        return jobs
+    }
+
+    private func route(_ requests: [JobRequest]) throws -> [JobEnvelope] {
+        let now = Date()
+        return try requests.map { request in
+            let route = try router.route(type: request.type, priority: request.priority)
+            return JobEnvelope(id: .make(now: now), type: request.type, priority: route.priority, queue: route.queue,
+                               payload: request.payload, enqueuedAt: now)
+        }
     }
 }
 

@@ -11,6 +11,7 @@ import ServiceLifecycle
 public struct JobRouterWorker: Service {
     private let runners: [WorkerGroupRunner]
     private let controller: ShutdownController
+    private let maintenance: WorkerMaintenance
 
     /// Prepares the groups named in `groups` (every group when empty).
     ///
@@ -48,15 +49,20 @@ public struct JobRouterWorker: Service {
         let controller = ShutdownController()
         let health = ConnectionHealth(logger: logger)
         let events = JobEventFanout(recorders: recorders ?? [LoggingJobEventRecorder(logger: logger)])
+        let workerID = WorkerDescription.makeID()
         self.controller = controller
         self.runners = selected.map { group in
-            var groupLogger = logger
-            groupLogger[metadataKey: "group"] = "\(group.name)"
-            return WorkerGroupRunner(
+            WorkerGroupRunner(
                 group: group, configuration: configuration, handlers: handlers, unavailable: unavailable,
-                driver: driver, shutdown: controller, health: health, events: events, logger: logger)
+                driver: driver, workerID: workerID, shutdown: controller, health: health, events: events, logger: logger)
         }
+        self.maintenance = WorkerMaintenance(
+            workerID: workerID, runners: runners, configuration: configuration, driver: driver,
+            shutdown: controller, events: events, logger: logger)
     }
+
+    /// This process's id in heartbeats and claim tokens.
+    public var workerID: String { maintenance.workerID }
 
     /// The names of the groups this worker runs.
     public var groupNames: [String] { runners.map(\.group.name) }
@@ -66,9 +72,16 @@ public struct JobRouterWorker: Service {
         await withGracefulShutdownHandler {
             await withTaskCancellationHandler {
                 await withDiscardingTaskGroup { tasks in
-                    for runner in runners {
-                        tasks.addTask { await runner.run() }
+                    // Heartbeats, lease recovery and the scheduler stop once every group has stopped
+                    // (a last heartbeat keeps the leases of jobs being put back).
+                    let groupsDone = ShutdownController()
+                    tasks.addTask { await maintenance.run(until: groupsDone) }
+                    await withDiscardingTaskGroup { groups in
+                        for runner in runners {
+                            groups.addTask { await runner.run() }
+                        }
                     }
+                    groupsDone.advance(to: .aborting)
                 }
             } onCancel: {
                 controller.advance(to: .aborting)

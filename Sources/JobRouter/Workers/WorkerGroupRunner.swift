@@ -2,27 +2,42 @@ import Foundation
 import Logging
 import Synchronization
 
-/// Runs one worker group in this process: one fetch loop taking jobs in strict priority order
+/// Runs one worker group in this process: one fetch loop claiming jobs in strict priority order
 /// whenever a slot is free, at most `concurrency` jobs at once, and the group's part of shutdown.
+///
+/// Every job it claims ends in exactly one of: completed, scheduled for a retry, dead-lettered, or
+/// put back at the head of its queue. If the process dies first, the claim's lease expires and
+/// another worker process recovers the job.
 struct WorkerGroupRunner: Sendable {
     let group: WorkerGroupConfiguration
     let configuration: RouterConfiguration
     let handlers: [String: any JobHandler]
     let unavailable: [String: String]
     let driver: any JobQueueDriver
+    let workerID: String
     let shutdown: ShutdownController
     let health: ConnectionHealth
     let events: JobEventFanout
     let logger: Logger
+    /// Claims this group holds now, for lease renewal.
+    let claims = ClaimRegistry()
 
-    /// How long one fetch may wait on the server before looking at shutdown again. Shutdown also
-    /// interrupts the wait, so this is only a backstop.
-    static let fetchWait: Duration = .seconds(2)
+    /// How long one fetch may wait on the server before looking again. Shutdown interrupts the wait;
+    /// entries pushed by other Redis clients (which push no wake-up token) are noticed within this.
+    static let fetchWait: Duration = .seconds(1)
 
     private struct TimedOut: Error {}
 
+    /// How a run ended.
+    private enum Outcome {
+        case completed
+        case interrupted
+        case failed(String, permanent: Bool)
+    }
+
     func run() async {
-        let fetcher = driver.makeFetcher(queues: group.queues, label: group.name)
+        let terms = LeaseTerms(lease: group.lease, maxRecoveries: group.maxRecoveries)
+        let fetcher = driver.makeFetcher(queues: group.queues, label: group.name, worker: workerID, terms: terms)
         let slots = SlotPool(capacity: group.concurrency)
         let putBack = InterruptedJobs()
         logger.info("group \(group.name) reading \(group.queues.joined(separator: " > ")) with concurrency \(group.concurrency)")
@@ -38,7 +53,7 @@ struct WorkerGroupRunner: Sendable {
             while shutdown.phase == .running, !Task.isCancelled {
                 let free = await slots.acquireAll()
                 guard free > 0 else { break }
-                let entries: [FetchedEntry]
+                let entries: [ClaimedEntry]
                 do {
                     entries = try await fetcher.fetch(max: free, wait: Self.fetchWait)
                     health.succeeded()
@@ -48,13 +63,10 @@ struct WorkerGroupRunner: Sendable {
                     continue
                 }
                 slots.release(free - entries.count)
+                for entry in entries { claims.add(entry.token) }
                 if shutdown.phase != .running {
-                    // Taken after the signal: back to the head, untouched.
-                    if await !persist("put back \(entries.count) entries taken during shutdown", {
-                        try await driver.requeueAtHead(entries)
-                    }) {
-                        logLastResort(entries)
-                    }
+                    // Claimed after the signal: back to the head, untouched.
+                    await requeue(entries, as: entries.map(\.raw))
                     slots.release(entries.count)
                     break
                 }
@@ -66,8 +78,8 @@ struct WorkerGroupRunner: Sendable {
                     }
                     let jobSequence = sequence
                     tasks.addTask {
-                        if await execute(job, handler: handler) {
-                            putBack.add(job, sequence: jobSequence)
+                        if await execute(job, claim: entry, handler: handler) {
+                            putBack.add(job, claim: entry, sequence: jobSequence)
                         }
                         slots.release(1)
                     }
@@ -94,20 +106,17 @@ struct WorkerGroupRunner: Sendable {
             }
         }
 
-        let jobs = putBack.inFetchOrder
-        if !jobs.isEmpty {
-            let entries = jobs.map { FetchedEntry(queue: $0.queue, raw: Data($0.jsonText.utf8)) }
-            if await !persist("put back \(jobs.count) interrupted job(s)", { try await driver.requeueAtHead(entries) }) {
-                logLastResort(entries)
-            }
-            for job in jobs { events.record(.requeued(job, group: group.name, reason: "shutdown")) }
+        let interrupted = putBack.inFetchOrder
+        if !interrupted.isEmpty {
+            await requeue(interrupted.map(\.claim), as: interrupted.map { Data($0.job.jsonText.utf8) })
+            for item in interrupted { events.record(.requeued(item.job, group: group.name, reason: "shutdown")) }
         }
         await fetcher.close()
         logger.info("group \(group.name) stopped")
     }
 
     /// Turns an entry into a runnable job, or keeps it aside with its reason.
-    private func admit(_ entry: FetchedEntry) async -> (JobEnvelope, any JobHandler)? {
+    private func admit(_ entry: ClaimedEntry) async -> (JobEnvelope, any JobHandler)? {
         let job: JobEnvelope
         do {
             job = try JobEnvelope.decode(entry.raw, queue: entry.queue)
@@ -130,108 +139,165 @@ struct WorkerGroupRunner: Sendable {
     }
 
     /// Runs one job to its end. Returns `true` when it was interrupted by shutdown and must be put back.
-    private func execute(_ job: JobEnvelope, handler: any JobHandler) async -> Bool {
+    private func execute(_ job: JobEnvelope, claim: ClaimedEntry, handler: any JobHandler) async -> Bool {
         events.record(.started(job, group: group.name))
         let wait = Duration.milliseconds(Int64(Date().timeIntervalSince(job.enqueuedAt) * 1000))
-        let timeout = configuration.types[job.type]?.timeout ?? .seconds(300)
+        let type = configuration.types[job.type]
+        let timeout = type?.timeout ?? .seconds(300)
         let clock = ContinuousClock()
         let start = clock.now
-        let result: Result<Void, Error>
-        if handler is NoopJobHandler {
-            result = .success(())
-        } else {
-            var jobLogger = logger
-            jobLogger[metadataKey: "job"] = "\(job.id)"
-            jobLogger[metadataKey: "type"] = "\(job.type)"
-            let context = JobContext(logger: jobLogger, group: group.name, timeout: timeout)
-            result = await withTaskGroup(of: Result<Void, Error>?.self) { race in
-                race.addTask {
-                    do {
-                        try await handler.handle(job, context: context)
-                        return .success(())
-                    } catch {
-                        return .failure(error)
-                    }
+        let outcome = await run(job, handler: handler, timeout: timeout)
+        let run = start.duration(to: clock.now)
+        switch outcome {
+        case .interrupted:
+            return true
+        case .completed:
+            events.record(.succeeded(job, group: group.name, wait: wait, run: run))
+            let kept = await persist("complete job \(job.id)") { try await driver.complete(claim, jobID: job.id) }
+            claims.remove(claim.token)
+            if kept == false {
+                logger.warning("job \(job.id): its lease had expired and it was recovered by another worker; it may run again")
+            }
+        case .failed(let message, let permanent):
+            events.record(.failed(job, group: group.name, wait: wait, run: run, error: message))
+            let maxAttempts = type?.maxAttempts ?? 1
+            if permanent || job.attempt >= maxAttempts {
+                let reason = permanent ? message : "failed \(job.attempt) time(s), the last: \(message)"
+                await deadLetter(claim, id: job.id, type: job.type, attempt: job.attempt, reason: reason,
+                                 raw: Data(job.jsonText.utf8))
+            } else {
+                var nextAttempt = job
+                nextAttempt.attempt += 1
+                nextAttempt.lastError = message
+                let next = nextAttempt
+                let delay = (type?.backoff ?? RetryBackoff()).delay(afterFailures: job.attempt)
+                let kept = await persist("schedule a retry of job \(job.id)") {
+                    try await driver.retry(claim, as: next, after: delay)
                 }
-                race.addTask {
-                    do {
-                        try await Task.sleep(for: timeout)
-                        return .failure(TimedOut())
-                    } catch {
-                        return nil
-                    }
+                claims.remove(claim.token)
+                if kept == true {
+                    events.record(.retryScheduled(next, group: group.name, delay: delay))
                 }
-                for await outcome in race {
-                    if let outcome {
-                        race.cancelAll()
-                        return outcome
-                    }
-                }
-                return .failure(CancellationError())
             }
         }
-        let run = start.duration(to: clock.now)
+        return false
+    }
+
+    /// Runs the handler, racing it against the type's timeout.
+    private func run(_ job: JobEnvelope, handler: any JobHandler, timeout: Duration) async -> Outcome {
+        if handler is NoopJobHandler { return .completed }
+        var jobLogger = logger
+        jobLogger[metadataKey: "job"] = "\(job.id)"
+        jobLogger[metadataKey: "type"] = "\(job.type)"
+        let context = JobContext(logger: jobLogger, group: group.name, timeout: timeout)
+        let result = await withTaskGroup(of: Result<Void, Error>?.self) { race in
+            race.addTask {
+                do {
+                    try await handler.handle(job, context: context)
+                    return .success(())
+                } catch {
+                    return .failure(error)
+                }
+            }
+            race.addTask {
+                do {
+                    try await Task.sleep(for: timeout)
+                    return .failure(TimedOut())
+                } catch {
+                    return nil
+                }
+            }
+            for await outcome in race {
+                if let outcome {
+                    race.cancelAll()
+                    return outcome
+                }
+            }
+            return .failure(CancellationError())
+        }
         switch result {
         case .success:
-            events.record(.succeeded(job, group: group.name, wait: wait, run: run))
-            return false
+            return .completed
         case .failure where Task.isCancelled:
-            return true
+            return .interrupted
+        case .failure(let error as JobFailure):
+            return .failed(error.message, permanent: error.permanent)
+        case .failure(is TimedOut):
+            return .failed("timed out after \(DurationParser.format(timeout))", permanent: false)
         case .failure(let error):
-            let message: String
-            switch error {
-            case is TimedOut: message = "timed out after \(DurationParser.format(timeout))"
-            case let failure as JobFailure: message = failure.message
-            default: message = String(describing: error)
-            }
-            events.record(.failed(job, group: group.name, wait: wait, run: run, error: message))
-            // Retries with backoff come with the at-least-once work; until then a failed job is kept
-            // in the dead-letter store with its reason, never dropped.
-            let entry = FetchedEntry(queue: job.queue, raw: Data(job.jsonText.utf8))
-            await deadLetter(entry, id: job.id, type: job.type, attempt: job.attempt, reason: message)
-            return false
+            return .failed(String(describing: error), permanent: false)
         }
     }
 
-    private func deadLetter(_ entry: FetchedEntry, id: JobID, type: String?, attempt: Int?, reason: String) async {
-        let record = DeadLetter(id: id, queue: entry.queue, type: type, attempt: attempt, reason: reason,
-                                raw: String(decoding: entry.raw, as: UTF8.self))
-        let kept = await persist("dead-letter job \(id)") { try await driver.deadLetter(record) }
-        if kept {
+    private func deadLetter(_ claim: ClaimedEntry, id: JobID, type: String?, attempt: Int?, reason: String, raw: Data? = nil) async {
+        let record = DeadLetter(id: id, queue: claim.queue, type: type, attempt: attempt, reason: reason,
+                                raw: String(decoding: raw ?? claim.raw, as: UTF8.self))
+        let kept = await persist("dead-letter job \(id)") {
+            try await driver.deadLetter(record, claim: claim, maxDead: configuration.maxDead)
+        }
+        claims.remove(claim.token)
+        if kept == true {
             events.record(.deadLettered(record, group: group.name))
-        } else {
-            logLastResort([entry])
+        } else if kept == false {
+            logger.warning("job \(id): its lease had expired and another worker owns it now; not dead-lettered here")
         }
     }
 
-    /// The server stayed away through shutdown: the log is the last place these entries can be kept.
-    private func logLastResort(_ entries: [FetchedEntry]) {
-        for entry in entries {
-            logger.critical("unsaved entry for queue \(entry.queue), push it back by hand: \(String(decoding: entry.raw, as: UTF8.self))")
+    private func requeue(_ claimed: [ClaimedEntry], as entries: [Data]) async {
+        guard !claimed.isEmpty else { return }
+        let done = await persist("put back \(claimed.count) job(s)") {
+            _ = try await driver.requeueAtHead(claimed, as: entries)
+            return true
+        }
+        for claim in claimed { claims.remove(claim.token) }
+        if done == nil {
+            // The server stayed away: the claims' leases will expire and another worker recovers them.
+            logger.error("could not put back \(claimed.count) job(s); they return to their queues when their lease expires")
         }
     }
 
-    /// Runs `operation` until it succeeds, backing off while the server is away. Gives up only when
-    /// shutdown is aborting and the server is still away; then the entry is written to the log in full,
-    /// the last place it can be kept.
-    @discardableResult
-    private func persist(_ what: String, _ operation: @Sendable () async throws -> Void) async -> Bool {
+    /// Runs `operation` until it succeeds, backing off while the server is away; gives up (returning
+    /// `nil`) after many tries, or a few once shutdown is aborting. A claim that cannot be settled is
+    /// not lost: its lease expires and another worker recovers the job.
+    private func persist(_ what: String, _ operation: @Sendable () async throws -> Bool) async -> Bool? {
         var attempts = 0
         while true {
             do {
-                try await operation()
+                let result = try await operation()
                 health.succeeded()
-                return true
+                return result
             } catch {
                 attempts += 1
                 if shutdown.phase == .aborting && attempts >= 5 || attempts >= 50 {
-                    logger.critical("could not \(what): \(error)")
-                    return false
+                    logger.error("could not \(what): \(error)")
+                    return nil
                 }
                 let delay = health.failed(error)
                 try? await Task.sleep(for: delay)
             }
         }
+    }
+}
+
+/// The tokens of the claims a group holds, whose leases its heartbeats extend.
+final class ClaimRegistry: Sendable {
+    private let tokens = Mutex<Set<String>>([])
+
+    func add(_ token: String) { _ = tokens.withLock { $0.insert(token) } }
+    func remove(_ token: String) { _ = tokens.withLock { $0.remove(token) } }
+    var all: [String] { tokens.withLock { Array($0) } }
+}
+
+/// Jobs stopped by shutdown, to be put back in the order they were fetched.
+private final class InterruptedJobs: Sendable {
+    private let jobs = Mutex<[(sequence: Int, job: JobEnvelope, claim: ClaimedEntry)]>([])
+
+    func add(_ job: JobEnvelope, claim: ClaimedEntry, sequence: Int) {
+        jobs.withLock { $0.append((sequence, job, claim)) }
+    }
+
+    var inFetchOrder: [(job: JobEnvelope, claim: ClaimedEntry)] {
+        jobs.withLock { $0 }.sorted { $0.sequence < $1.sequence }.map { ($0.job, $0.claim) }
     }
 }
 
@@ -241,18 +307,5 @@ struct JobEventFanout: Sendable {
 
     func record(_ event: JobEvent) {
         for recorder in recorders { recorder.record(event) }
-    }
-}
-
-/// Jobs stopped by shutdown, to be put back in the order they were fetched.
-private final class InterruptedJobs: Sendable {
-    private let jobs = Mutex<[(sequence: Int, job: JobEnvelope)]>([])
-
-    func add(_ job: JobEnvelope, sequence: Int) {
-        jobs.withLock { $0.append((sequence, job)) }
-    }
-
-    var inFetchOrder: [JobEnvelope] {
-        jobs.withLock { $0 }.sorted { $0.sequence < $1.sequence }.map(\.job)
     }
 }

@@ -1,0 +1,83 @@
+import Foundation
+import Logging
+
+/// The per-process loops that keep claims safe and schedules moving, started by every worker
+/// process (whichever runs first does the work; each step is one atomic script, so running it in
+/// many processes at once is harmless):
+/// - heartbeat: says the process is alive and extends the leases of the jobs it runs;
+/// - recovery: puts back the jobs of processes that stopped heartbeating;
+/// - scheduler: moves due retries and delayed jobs to their queues.
+struct WorkerMaintenance: Sendable {
+    let workerID: String
+    let runners: [WorkerGroupRunner]
+    let configuration: RouterConfiguration
+    let driver: any JobQueueDriver
+    let shutdown: ShutdownController
+    let events: JobEventFanout
+    let logger: Logger
+    let startedAt = Date()
+
+    /// Beats a third of the shortest lease (at most every 5 s), so two beats can be missed.
+    var heartbeatInterval: Duration {
+        let shortest = runners.map(\.group.lease).min() ?? .seconds(30)
+        return min(max(shortest / 3, .milliseconds(200)), .seconds(5))
+    }
+
+    /// Runs until `done` reaches `.aborting` (every group has stopped).
+    func run(until done: ShutdownController) async {
+        await withDiscardingTaskGroup { tasks in
+            tasks.addTask { await loop(every: heartbeatInterval, until: done) { try await beat() } }
+            tasks.addTask { await loop(every: .milliseconds(500), until: done) { try await recover() } }
+            tasks.addTask { await scheduler(until: done) }
+        }
+        // Gone: the process no longer holds anything, so its entry can lapse quickly.
+        try? await driver.heartbeat(description(inFlight: 0), renewing: [], lease: .seconds(1))
+    }
+
+    private func description(inFlight: Int) -> WorkerDescription {
+        WorkerDescription(id: workerID, groups: runners.map(\.group.name), inFlight: inFlight, startedAt: startedAt)
+    }
+
+    private func beat() async throws {
+        var total = 0
+        for runner in runners {
+            let tokens = runner.claims.all
+            total += tokens.count
+            try await driver.heartbeat(description(inFlight: total), renewing: tokens, lease: runner.group.lease)
+        }
+    }
+
+    private func recover() async throws {
+        // Stop taking over other workers' jobs once this process is shutting down.
+        guard shutdown.phase == .running else { return }
+        let report = try await driver.recoverExpiredLeases(limit: 200, maxDead: configuration.maxDead)
+        if report.recovered + report.poisoned > 0 { events.record(.recovered(report)) }
+    }
+
+    private func scheduler(until done: ShutdownController) async {
+        while done.phase < .aborting, shutdown.phase == .running {
+            var wait: Duration = .milliseconds(250)
+            do {
+                let (moved, nextDue) = try await driver.moveDueJobs(limit: 1000)
+                if moved >= 1000 { wait = .zero } else if let nextDue { wait = min(max(nextDue, .milliseconds(10)), wait) }
+            } catch {
+                wait = .seconds(1)
+            }
+            if wait > .zero { await done.sleep(for: wait, unless: .aborting) }
+        }
+    }
+
+    private func loop(every interval: Duration, until done: ShutdownController, _ step: @Sendable () async throws -> Void) async {
+        var failing = false
+        while done.phase < .aborting {
+            do {
+                try await step()
+                failing = false
+            } catch {
+                if !failing { logger.debug("maintenance step failed (retrying): \(error)") }
+                failing = true
+            }
+            await done.sleep(for: interval, unless: .aborting)
+        }
+    }
+}
