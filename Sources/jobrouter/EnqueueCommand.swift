@@ -31,7 +31,20 @@ struct EnqueueCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Enqueue NDJSON lines from a file, or '-' for stdin.")
     var batch: String?
 
+    @Option(name: .customLong("in"), help: "Run it after this delay (\"30s\", \"5m\", \"2h\").")
+    var delay: String?
+
+    @Option(name: .long, help: "Run it at this time (ISO 8601, e.g. 2026-11-22T10:00:00Z).")
+    var at: String?
+
     func validate() throws {
+        if delay != nil && at != nil { throw ValidationError("give --in or --at, not both") }
+        if let delay, DurationParser.parse(delay) == nil {
+            throw ValidationError("--in: bad duration '\(delay)'; write a number and a unit: \"30s\", \"5m\", \"1h\"")
+        }
+        if let at, Timestamp.parse(at) == nil {
+            throw ValidationError("--at: '\(at)' is not an ISO 8601 time such as 2026-11-22T10:00:00Z")
+        }
         if batch != nil {
             if type != nil || priority != nil || payload != nil || payloadFile != nil {
                 throw ValidationError("--batch takes its types, priorities and payloads from the input; give no TYPE, --priority or --payload")
@@ -48,12 +61,19 @@ struct EnqueueCommand: AsyncParsableCommand {
             let driver = try options.makeDriver(configuration)
             let client = JobRouterClient(configuration: configuration, driver: driver)
             if let batch {
-                try await BatchEnqueue(client: client, source: batch).run()
+                try await BatchEnqueue(client: client, source: batch, timing: timing).run()
             } else if let type {
-                let job = try await client.enqueue(type: type, priority: priority, payload: try readPayload())
+                let request = JobRequest(type: type, priority: priority, payload: try readPayload())
+                let job = try await timing.enqueue([request], with: client)[0]
                 print("\(job.id) \(job.queue)")
             }
         }
+    }
+
+    private var timing: EnqueueTiming {
+        if let delay, let duration = DurationParser.parse(delay) { return .after(duration) }
+        if let at, let date = Timestamp.parse(at) { return .at(date) }
+        return .now
     }
 
     private func readPayload() throws -> JSONValue {
@@ -82,9 +102,25 @@ struct EnqueueCommand: AsyncParsableCommand {
 }
 
 /// Reads NDJSON, routes each line, and pushes good jobs in pipelined chunks.
+/// When enqueued jobs become runnable.
+enum EnqueueTiming {
+    case now
+    case after(Duration)
+    case at(Date)
+
+    func enqueue(_ requests: [JobRequest], with client: JobRouterClient) async throws -> [JobEnvelope] {
+        switch self {
+        case .now: return try await client.enqueue(requests)
+        case .after(let delay): return try await client.enqueue(requests, after: delay)
+        case .at(let date): return try await client.enqueue(requests, at: date)
+        }
+    }
+}
+
 struct BatchEnqueue {
     let client: JobRouterClient
     let source: String
+    var timing: EnqueueTiming = .now
 
     static let chunkSize = 5000
 
@@ -119,7 +155,7 @@ struct BatchEnqueue {
 
         func flush() async throws {
             guard !pending.isEmpty else { return }
-            let jobs = try await client.enqueue(pending)
+            let jobs = try await timing.enqueue(pending, with: client)
             for job in jobs { perQueue[job.queue, default: 0] += 1 }
             enqueued += jobs.count
             pending.removeAll(keepingCapacity: true)

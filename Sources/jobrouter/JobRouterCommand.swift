@@ -6,6 +6,6 @@ struct JobRouterCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "jobrouter",
         abstract: "Route background jobs by type and priority through Redis, and run worker groups.",
-        subcommands: [CheckCommand.self, EnqueueCommand.self, WorkCommand.self, StatusCommand.self]
+        subcommands: [CheckCommand.self, EnqueueCommand.self, WorkCommand.self, StatusCommand.self, DeadCommand.self]
     )
 }

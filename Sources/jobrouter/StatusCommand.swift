@@ -3,24 +3,24 @@ import Foundation
 import JobRouter
 import JobRouterRedis
 
-/// `jobrouter status`: queue depths and the groups that read them.
+/// `jobrouter status`: queues (depth, oldest, in flight, scheduled, dead), groups and live workers.
 struct StatusCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "status", abstract: "Show each queue's depth and each group's queues and concurrency.")
+        commandName: "status",
+        abstract: "Show each queue's depth, oldest job, in-flight, scheduled and dead jobs; the groups; the live workers.")
 
     @OptionGroup var options: CommonOptions
 
-    @Flag(name: .long, help: "Print JSON instead of a table.")
+    @Flag(name: .long, help: "Print JSON instead of tables.")
     var json = false
 
     func run() async throws {
         try await CommandFailure.reporting {
             let configuration = try options.loadConfiguration()
             let driver = try options.makeDriver(configuration)
-            let queues = configuration.declaredQueues.sorted()
-            let report = StatusReport(
-                configuration: configuration, server: driver.endpoint.description,
-                depths: try await driver.depths(of: queues), dead: try await driver.deadLetterCount())
+            let statistics = try await driver.statistics(queues: configuration.declaredQueues.sorted())
+            let report = StatusReport(configuration: configuration, server: driver.endpoint.description,
+                                      statistics: statistics, now: Date())
             print(json ? report.json : report.table)
         }
     }
@@ -30,10 +30,9 @@ struct StatusCommand: AsyncParsableCommand {
 struct StatusReport {
     let configuration: RouterConfiguration
     let server: String
-    let depths: [String: Int]
-    let dead: Int
+    let statistics: QueueStatistics
+    let now: Date
 
-    private var queues: [String] { configuration.declaredQueues.sorted() }
     private var groups: [WorkerGroupConfiguration] {
         configuration.groups.keys.sorted().compactMap { configuration.groups[$0] }
     }
@@ -42,49 +41,96 @@ struct StatusReport {
         groups.filter { $0.queues.contains(queue) }.map(\.name)
     }
 
+    /// Workers whose description has not lapsed (they heartbeat).
+    private var liveWorkers: [QueueStatistics.Worker] {
+        statistics.workers.filter { $0.description != nil }
+    }
+
     var json: String {
-        var queueValues: [JSONValue] = []
-        for queue in queues {
-            let fields: [String: JSONValue] = [
-                "name": .string(queue),
-                "depth": .integer(Int64(depths[queue] ?? 0)),
-                "groups": .array(readers(of: queue).map(JSONValue.string)),
+        let queues: [JSONValue] = statistics.queues.map { queue in
+            var fields: [String: JSONValue] = [
+                "name": .string(queue.name), "depth": .integer(Int64(queue.depth)),
+                "in_flight": .integer(Int64(queue.inFlight)), "scheduled": .integer(Int64(queue.scheduled)),
+                "dead": .integer(Int64(queue.dead)), "groups": .array(readers(of: queue.name).map(JSONValue.string)),
             ]
-            queueValues.append(.object(fields))
+            fields["oldest_age_ms"] = queue.oldestAge.map { .integer($0.inMilliseconds) } ?? .null
+            return .object(fields)
         }
-        var groupValues: [JSONValue] = []
-        for group in groups {
-            let fields: [String: JSONValue] = [
-                "name": .string(group.name),
-                "queues": .array(group.queues.map(JSONValue.string)),
-                "concurrency": .integer(Int64(group.concurrency)),
-            ]
-            groupValues.append(.object(fields))
+        let groupValues: [JSONValue] = groups.map { group in
+            .object(["name": .string(group.name), "queues": .array(group.queues.map(JSONValue.string)),
+                     "concurrency": .integer(Int64(group.concurrency))])
+        }
+        let workers: [JSONValue] = liveWorkers.map { worker in
+            var fields: [String: JSONValue] = ["id": .string(worker.id), "last_heartbeat": .string(Timestamp.format(worker.lastHeartbeat))]
+            if case .object(let description)? = worker.description {
+                fields.merge(description) { current, _ in current }
+            }
+            return .object(fields)
         }
         let root: [String: JSONValue] = [
-            "redis": .string(server), "queues": .array(queueValues), "groups": .array(groupValues),
-            "dead": .integer(Int64(dead)),
+            "redis": .string(server), "queues": .array(queues), "groups": .array(groupValues),
+            "workers": .array(workers), "dead_trimmed": .integer(Int64(statistics.trimmedDead)),
         ]
         return JSONValue.object(root).jsonText
     }
 
     var table: String {
-        let width = max(queues.map(\.count).max() ?? 5, groups.map(\.name.count).max() ?? 5, 5)
-        func pad(_ text: String, _ size: Int) -> String { text.padding(toLength: max(size, text.count), withPad: " ", startingAt: 0) }
-        var lines = ["redis \(server)", "", pad("QUEUE", width) + "    DEPTH  READ BY"]
-        for queue in queues {
-            let depth = String(depths[queue] ?? 0)
-            let readBy = readers(of: queue)
-            lines.append(pad(queue, width) + "  " + String(repeating: " ", count: max(0, 7 - depth.count)) + depth + "  "
-                         + (readBy.isEmpty ? "(no group)" : readBy.joined(separator: ", ")))
+        var lines = ["redis \(server)", ""]
+        let queueRows = statistics.queues.map { queue in
+            [queue.name, String(queue.depth), queue.oldestAge.map(Self.age) ?? "-", String(queue.inFlight),
+             String(queue.scheduled), String(queue.dead), readers(of: queue.name).joined(separator: ", ").nonEmpty ?? "(no group)"]
         }
+        lines += Self.table(header: ["QUEUE", "DEPTH", "OLDEST", "IN FLIGHT", "SCHEDULED", "DEAD", "READ BY"], rows: queueRows,
+                            rightAligned: [1, 3, 4, 5])
         lines.append("")
-        lines.append(pad("GROUP", width) + "  CONCURRENCY  QUEUES")
-        for group in groups {
-            lines.append(pad(group.name, width) + "  " + pad(String(group.concurrency), 11) + "  " + group.queues.joined(separator: " > "))
+        let groupRows = groups.map { [$0.name, String($0.concurrency), DurationParser.format($0.lease), $0.queues.joined(separator: " > ")] }
+        lines += Self.table(header: ["GROUP", "CONCURRENCY", "LEASE", "QUEUES"], rows: groupRows, rightAligned: [1])
+        lines.append("")
+        if liveWorkers.isEmpty {
+            lines.append("no worker process is running")
+        } else {
+            let workerRows = liveWorkers.map { worker -> [String] in
+                let groups = worker.description?["groups"].map { value -> String in
+                    guard case .array(let names) = value else { return "" }
+                    return names.compactMap(\.stringValue).joined(separator: ", ")
+                } ?? ""
+                let inFlight = worker.description?["in_flight"]?.intValue.map(String.init) ?? "-"
+                let ago = Duration.milliseconds(Int64(max(0, now.timeIntervalSince(worker.lastHeartbeat)) * 1000))
+                return [worker.id, groups, inFlight, Self.age(ago) + " ago"]
+            }
+            lines += Self.table(header: ["WORKER", "GROUPS", "IN FLIGHT", "HEARTBEAT"], rows: workerRows, rightAligned: [2])
         }
-        lines.append("")
-        lines.append("dead letters: \(dead)")
+        if statistics.trimmedDead > 0 {
+            lines.append("")
+            lines.append("\(statistics.trimmedDead) dead job(s) were trimmed over time (max_dead \(configuration.maxDead))")
+        }
         return lines.joined(separator: "\n")
     }
+
+    static func age(_ duration: Duration) -> String {
+        let seconds = duration.inSeconds
+        if seconds < 1 { return "\(duration.inMilliseconds)ms" }
+        if seconds < 120 { return String(format: "%.0fs", seconds) }
+        if seconds < 7200 { return String(format: "%.0fm", seconds / 60) }
+        return String(format: "%.1fh", seconds / 3600)
+    }
+
+    static func table(header: [String], rows: [[String]], rightAligned: Set<Int>) -> [String] {
+        var widths = header.map(\.count)
+        for row in rows {
+            for (index, cell) in row.enumerated() where index < widths.count { widths[index] = max(widths[index], cell.count) }
+        }
+        func render(_ cells: [String]) -> String {
+            cells.enumerated().map { index, cell in
+                let padding = String(repeating: " ", count: max(0, widths[index] - cell.count))
+                if index == cells.count - 1 { return cell }
+                return rightAligned.contains(index) ? padding + cell : cell + padding
+            }.joined(separator: "  ")
+        }
+        return [render(header)] + rows.map(render)
+    }
+}
+
+extension String {
+    var nonEmpty: String? { isEmpty ? nil : self }
 }

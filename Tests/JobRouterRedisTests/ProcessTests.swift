@@ -144,7 +144,8 @@ struct ProcessTests {
         }
         #expect(queues.first?["depth"] == .integer(3))
         #expect(queues.first?["groups"] == .array([.string("sleepers")]))
-        #expect(status["dead"] == .integer(0))
+        #expect(queues.first?["dead"] == .integer(0))
+        #expect(queues.first?["in_flight"] == .integer(0))
         #expect(!result.out.contains("password"))
     }
 }

@@ -1,0 +1,105 @@
+import ArgumentParser
+import Foundation
+import JobRouter
+import JobRouterRedis
+
+/// `jobrouter dead`: the jobs that could not run, with their reasons.
+struct DeadCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dead", abstract: "List, show, retry or purge dead-lettered jobs.",
+        subcommands: [List.self, Show.self, Retry.self, Purge.self])
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List dead jobs, newest first.")
+        @OptionGroup var options: CommonOptions
+        @Flag(name: .long, help: "One JSON object per line.") var json = false
+        @Option(name: .long, help: "Only jobs of this type.") var type: String?
+        @Option(name: .long, help: "At most this many.") var limit = 100
+
+        func run() async throws {
+            try await CommandFailure.reporting {
+                let driver = try options.makeDriver(try options.loadConfiguration())
+                let dead = try await driver.deadLetters(type: type, limit: limit)
+                for record in dead {
+                    if json {
+                        print(record.jsonText)
+                    } else {
+                        print("\(record.id)  \(Timestamp.format(record.failedAt))  \(record.type ?? "-")  \(record.queue ?? "-")  \(record.reason ?? "")")
+                    }
+                }
+                if !json { FileHandle.standardError.write(Data("\(dead.count) dead job(s) shown\n".utf8)) }
+            }
+        }
+    }
+
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show one dead job in full (JSON).")
+        @OptionGroup var options: CommonOptions
+        @Argument(help: "The job id.") var id: String
+
+        func run() async throws {
+            try await CommandFailure.reporting {
+                let driver = try options.makeDriver(try options.loadConfiguration())
+                guard let record = try await driver.deadLetter(id: id) else {
+                    throw CommandFailure("no dead job with id \(id)")
+                }
+                print(record.jsonText)
+            }
+        }
+    }
+
+    struct Retry: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Send dead jobs back to their queues, attempts reset.")
+        @OptionGroup var options: CommonOptions
+        @Argument(help: "The job id.") var id: String?
+        @Flag(name: .long, help: "Every dead job (or every one of --type).") var all = false
+        @Option(name: .long, help: "With --all: only jobs of this type.") var type: String?
+
+        func validate() throws {
+            if (id == nil) == !all { throw ValidationError("give a job id or --all") }
+            if type != nil && !all { throw ValidationError("--type goes with --all") }
+        }
+
+        func run() async throws {
+            try await CommandFailure.reporting {
+                let configuration = try options.loadConfiguration()
+                let driver = try options.makeDriver(configuration)
+                var records: [StoredDeadLetter] = []
+                if let id {
+                    guard let record = try await driver.deadLetter(id: id) else { throw CommandFailure("no dead job with id \(id)") }
+                    records = [record]
+                } else {
+                    records = try await driver.deadLetters(type: type, limit: Int.max)
+                }
+                var retried = 0
+                for record in records where try await driver.retryDeadLetter(record) {
+                    retried += 1
+                    if id != nil { print("\(record.id) \(record.queue ?? "")") }
+                }
+                FileHandle.standardError.write(Data("sent \(retried) dead job(s) back to their queues\n".utf8))
+            }
+        }
+    }
+
+    struct Purge: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Delete dead jobs (all, or those older than a duration).")
+        @OptionGroup var options: CommonOptions
+        @Option(name: .long, help: "Only those dead-lettered longer ago than this (\"7d\", \"12h\").") var olderThan: String?
+
+        func validate() throws {
+            if let olderThan, DurationParser.parse(olderThan) == nil {
+                throw ValidationError("--older-than: bad duration '\(olderThan)'; write e.g. \"7d\" or \"12h\"")
+            }
+        }
+
+        func run() async throws {
+            try await CommandFailure.reporting {
+                let driver = try options.makeDriver(try options.loadConfiguration())
+                let age = olderThan.flatMap(DurationParser.parse) ?? .zero
+                let cutoff = age == .zero ? Date.distantFuture : Date().addingTimeInterval(-age.inSeconds)
+                let purged = try await driver.purgeDeadLetters(before: cutoff)
+                FileHandle.standardError.write(Data("purged \(purged) dead job(s)\n".utf8))
+            }
+        }
+    }
+}

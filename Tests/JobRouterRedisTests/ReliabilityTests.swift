@@ -1,0 +1,255 @@
+import Foundation
+import JobRouter
+import JobRouterRedis
+import Testing
+
+/// Claims, leases, recovery, retries and schedules against a real Redis, including under concurrency.
+@Suite(.timeLimit(.minutes(2)))
+struct ReliabilityTests {
+    func envelope(_ queue: String, _ n: Int) -> JobEnvelope {
+        JobEnvelope(type: "job", priority: nil, queue: queue, payload: .integer(Int64(n)))
+    }
+
+    @Test func staleClaimCannotBeSettledAfterItsLeaseWasRecovered() async throws {
+        let keys = TestKeys()
+        let driver = try TestRedis.driver(namespace: keys.namespace)
+        defer { Task { await cleanUp(driver, keys) } }
+        let queue = keys.queue("q")
+        try await driver.push([envelope(queue, 1)])
+        let fetcher = driver.makeFetcher(queues: [queue], label: "stale", worker: "w1", terms: LeaseTerms(lease: .milliseconds(200), maxRecoveries: 3))
+        let claims = try await fetcher.fetch(max: 1, wait: .zero)
+        await fetcher.close()
+        #expect(claims.count == 1)
+        #expect(try await driver.recoverExpiredLeases(limit: 10, maxDead: 100) == RecoveryReport(recovered: 0, poisoned: 0))
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(try await driver.recoverExpiredLeases(limit: 10, maxDead: 100) == RecoveryReport(recovered: 1, poisoned: 0))
+        #expect(try await driver.depths(of: [queue])[queue] == 1)
+        // The first worker wakes up late: none of its settlements may touch the recovered job.
+        let claim = claims[0]
+        #expect(try await driver.complete(claim, jobID: JobID(rawValue: "x")) == false)
+        #expect(try await driver.retry(claim, as: envelope(queue, 1), after: .zero) == false)
+        #expect(try await driver.requeueAtHead([claim], as: [claim.raw]) == 0)
+        let record = DeadLetter(id: JobID(rawValue: "x"), queue: queue, type: nil, attempt: nil, reason: "r", raw: "")
+        #expect(try await driver.deadLetter(record, claim: claim, maxDead: 10) == false)
+        #expect(try await driver.depths(of: [queue])[queue] == 1)
+        #expect(try await driver.deadLetterCount() == 0)
+    }
+
+    @Test func heartbeatsKeepALeaseAlive() async throws {
+        let keys = TestKeys()
+        let driver = try TestRedis.driver(namespace: keys.namespace)
+        defer { Task { await cleanUp(driver, keys) } }
+        let queue = keys.queue("q")
+        try await driver.push([envelope(queue, 1)])
+        let fetcher = driver.makeFetcher(queues: [queue], label: "beat", worker: "w1", terms: LeaseTerms(lease: .milliseconds(300), maxRecoveries: 3))
+        let claims = try await fetcher.fetch(max: 1, wait: .zero)
+        await fetcher.close()
+        let worker = WorkerDescription(id: "w1", groups: ["g"], inFlight: 1, startedAt: Date())
+        for _ in 0..<6 {
+            try await Task.sleep(for: .milliseconds(100))
+            try await driver.heartbeat(worker, renewing: claims.map(\.token), lease: .milliseconds(300))
+            #expect(try await driver.recoverExpiredLeases(limit: 10, maxDead: 100).recovered == 0)
+        }
+        #expect(try await driver.complete(claims[0], jobID: JobID(rawValue: "x")))
+    }
+
+    @Test func aJobRecoveredTooOftenIsPoison() async throws {
+        let keys = TestKeys()
+        let driver = try TestRedis.driver(namespace: keys.namespace)
+        defer { Task { await cleanUp(driver, keys) } }
+        let queue = keys.queue("q")
+        let job = envelope(queue, 1)
+        try await driver.push([job])
+        let fetcher = driver.makeFetcher(queues: [queue], label: "poison", worker: "w", terms: LeaseTerms(lease: .milliseconds(100), maxRecoveries: 1))
+        defer { Task { await fetcher.close() } }
+        var reports: [RecoveryReport] = []
+        for _ in 0..<2 {
+            #expect(try await fetcher.fetch(max: 1, wait: .zero).count == 1)
+            try await Task.sleep(for: .milliseconds(200))
+            reports.append(try await driver.recoverExpiredLeases(limit: 10, maxDead: 100))
+        }
+        #expect(reports == [RecoveryReport(recovered: 1, poisoned: 0), RecoveryReport(recovered: 0, poisoned: 1)])
+        let dead = try #require(try await driver.deadLetter(id: job.id.rawValue))
+        #expect(dead.reason?.hasPrefix("poison: its worker stopped while running it 2 times") == true)
+        #expect(dead.raw == job.jsonText)
+        #expect(dead.type == "job")
+        #expect(try await driver.depths(of: [queue])[queue] == 0)
+    }
+
+    @Test func concurrentRecoveryPutsEachExpiredJobBackOnce() async throws {
+        let keys = TestKeys()
+        let driver = try TestRedis.driver(namespace: keys.namespace)
+        defer { Task { await cleanUp(driver, keys) } }
+        let queue = keys.queue("q")
+        try await driver.push((0..<500).map { envelope(queue, $0) })
+        let fetcher = driver.makeFetcher(queues: [queue], label: "r", worker: "w", terms: LeaseTerms(lease: .milliseconds(100), maxRecoveries: 3))
+        #expect(try await fetcher.fetch(max: 500, wait: .zero).count == 500)
+        await fetcher.close()
+        try await Task.sleep(for: .milliseconds(200))
+        let recovered = try await withThrowingTaskGroup(of: Int.self) { group in
+            for _ in 0..<4 {
+                group.addTask {
+                    var total = 0
+                    while true {
+                        let report = try await driver.recoverExpiredLeases(limit: 37, maxDead: 100)
+                        if report.recovered == 0 { return total }
+                        total += report.recovered
+                    }
+                }
+            }
+            return try await group.reduce(0, +)
+        }
+        #expect(recovered == 500)
+        let entries = try await listContents(driver, queue)
+        #expect(entries.count == 500)
+        #expect(Set(entries).count == 500)
+    }
+
+    @Test func dueJobsMoveExactlyOnceHoweverManySchedulersRun() async throws {
+        let keys = TestKeys()
+        let driver = try TestRedis.driver(namespace: keys.namespace)
+        defer { Task { await cleanUp(driver, keys) } }
+        let queue = keys.queue("q")
+        try await driver.schedule((0..<600).map { envelope(queue, $0) }, after: .milliseconds(100))
+        #expect(try await driver.moveDueJobs(limit: 1000).moved == 0)
+        try await Task.sleep(for: .milliseconds(150))
+        let moved = try await withThrowingTaskGroup(of: Int.self) { group in
+            for _ in 0..<4 {
+                group.addTask {
+                    var total = 0
+                    while true {
+                        let (count, _) = try await driver.moveDueJobs(limit: 25)
+                        if count == 0 { return total }
+                        total += count
+                    }
+                }
+            }
+            return try await group.reduce(0, +)
+        }
+        #expect(moved == 600)
+        let entries = try await listContents(driver, queue)
+        #expect(entries.count == 600 && Set(entries).count == 600)
+        #expect(try await driver.moveDueJobs(limit: 10).nextDue == nil)
+    }
+
+    @Test func deadStoreIsBoundedAndCountsWhatItTrims() async throws {
+        let keys = TestKeys()
+        let driver = try TestRedis.driver(namespace: keys.namespace)
+        defer { Task { await cleanUp(driver, keys) } }
+        for index in 0..<12 {
+            let record = DeadLetter(id: JobID(rawValue: "job\(index)"), queue: "q", type: "t", attempt: 1, reason: "r\(index)", raw: "{}")
+            #expect(try await driver.deadLetter(record, claim: nil, maxDead: 10))
+        }
+        #expect(try await driver.deadLetterCount() == 10)
+        #expect(try await driver.deadLetter(id: "job0") == nil)
+        #expect(try await driver.deadLetter(id: "job11")?.reason == "r11")
+        #expect(try await driver.command(["GET", "\(keys.namespace):dead:trimmed"]) == .string(Array("2".utf8)))
+        #expect(try await driver.purgeDeadLetters(before: Date().addingTimeInterval(60)) == 10)
+        #expect(try await driver.deadLetterCount() == 0)
+    }
+
+    /// A worker configuration with one exec or Swift type.
+    func configuration(_ keys: TestKeys, handler: HandlerKind, command: [String] = [], maxAttempts: Int = 5,
+                       backoff: RetryBackoff = RetryBackoff()) throws -> RouterConfiguration {
+        var configuration = RouterConfiguration(defaultQueue: keys.queue("default"))
+        configuration.redis.namespace = keys.namespace
+        configuration.types["job"] = JobTypeConfiguration(name: "job", handler: handler, command: command,
+                                                          maxAttempts: maxAttempts, backoff: backoff)
+        configuration.groups["g"] = WorkerGroupConfiguration(name: "g", queues: [keys.queue("default")], concurrency: 2)
+        try configuration.validate()
+        return configuration
+    }
+
+    @Test func failingExecJobIsRetriedWithBackoffUntilItSucceeds() async throws {
+        let keys = TestKeys()
+        let driver = try TestRedis.driver(namespace: keys.namespace)
+        defer { Task { await cleanUp(driver, keys) } }
+        let script = #"[ "$JOB_ATTEMPT" -ge 3 ] || { echo "not yet ($JOB_ATTEMPT)" >&2; exit 1; }"#
+        let configuration = try configuration(keys, handler: .exec, command: ["/bin/sh", "-c", script],
+                                              backoff: RetryBackoff(base: .milliseconds(100), max: .seconds(1)))
+        let events = EventLog()
+        let worker = try JobRouterWorker(configuration: configuration, driver: driver, logger: testLogger, recorders: [events])
+        let client = JobRouterClient(configuration: configuration, driver: driver)
+        let job = try await client.enqueue(type: "job")
+        try await withWorker(worker) {
+            #expect(await eventually { !events.succeeded.isEmpty })
+        }
+        let done = try #require(events.succeeded.first)
+        #expect(done.id == job.id)
+        #expect(done.attempt == 3)
+        #expect(done.lastError == "/bin/sh failed: exit status 1: not yet (2)")
+        let delays = events.all.compactMap { event -> Duration? in
+            if case .retryScheduled(_, _, let delay) = event { return delay }
+            return nil
+        }
+        #expect(delays.count == 2)
+        // Full jitter: each wait is drawn below a ceiling that doubles (100 ms, then 200 ms).
+        #expect(delays[0] <= .milliseconds(100) && delays[1] <= .milliseconds(200))
+        #expect(try await driver.deadLetterCount() == 0)
+    }
+
+    @Test func lastAttemptGoesToTheDeadStoreAndCanBeRetriedFromTheCLI() async throws {
+        let keys = TestKeys()
+        let driver = try TestRedis.driver(namespace: keys.namespace)
+        defer { Task { await cleanUp(driver, keys) } }
+        let configuration = try configuration(keys, handler: .exec, command: ["/bin/sh", "-c", "echo 'smtp said no' >&2; exit 2"],
+                                              maxAttempts: 2, backoff: RetryBackoff(base: .milliseconds(50), max: .milliseconds(50)))
+        let events = EventLog()
+        let client = JobRouterClient(configuration: configuration, driver: driver)
+        let job = try await client.enqueue(type: "job", payload: .object(["to": .string("a@x.org")]))
+        let worker = try JobRouterWorker(configuration: configuration, driver: driver, logger: testLogger, recorders: [events])
+        try await withWorker(worker) {
+            #expect(await eventually { events.deadLettered.count == 1 })
+        }
+
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("\(keys.prefix).toml").path
+        try """
+            default_queue = "\(keys.queue("default"))"
+            [redis]
+            url = "\(try TestRedis.url)"
+            namespace = "\(keys.namespace)"
+            [types.job]
+            handler = "noop"
+            """.write(toFile: path, atomically: true, encoding: .utf8)
+        let listed = try await runCLI(["dead", "list", "--json", "--config", path])
+        #expect(listed.status == 0, "\(listed.err)")
+        let record = try JSONValue.parse(listed.out.trimmingCharacters(in: .whitespacesAndNewlines))
+        #expect(record["id"]?.stringValue == job.id.rawValue)
+        #expect(record["attempt"] == .integer(2))
+        #expect(record["reason"]?.stringValue == "failed 2 time(s), the last: /bin/sh failed: exit status 2: smtp said no")
+        #expect(record["failed_at"]?.stringValue != nil)
+
+        let shown = try await runCLI(["dead", "show", job.id.rawValue, "--config", path])
+        #expect(shown.status == 0 && shown.out.contains(job.id.rawValue))
+        let missing = try await runCLI(["dead", "show", "nope", "--config", path])
+        #expect(missing.status == 1 && missing.err == "jobrouter: no dead job with id nope\n")
+
+        let retried = try await runCLI(["dead", "retry", job.id.rawValue, "--config", path])
+        #expect(retried.status == 0, "\(retried.err)")
+        let queued = try await listContents(driver, keys.queue("default"))
+        #expect(queued.count == 1)
+        let again = try JobEnvelope.decode(Data(queued[0].utf8), queue: keys.queue("default"))
+        #expect(again.id == job.id && again.attempt == 1 && again.lastError == nil)
+        #expect(try await driver.deadLetterCount() == 0)
+    }
+
+    @Test func delayedJobDoesNotStartEarlyAndStartsSoonAfter() async throws {
+        let keys = TestKeys()
+        let driver = try TestRedis.driver(namespace: keys.namespace)
+        defer { Task { await cleanUp(driver, keys) } }
+        let configuration = try configuration(keys, handler: .swift)
+        let started = Observations<ContinuousClock.Instant>()
+        var handlers = HandlerRegistry()
+        handlers.register(type: "job") { _, _ in started.append(.now) }
+        let worker = try JobRouterWorker(configuration: configuration, driver: driver, handlers: handlers,
+                                         logger: testLogger, recorders: [])
+        let client = JobRouterClient(configuration: configuration, driver: driver)
+        try await withWorker(worker) {
+            let enqueued = ContinuousClock.now
+            _ = try await client.enqueue([JobRequest(type: "job")], after: .seconds(2))
+            #expect(await eventually(timeout: .seconds(6)) { started.count == 1 })
+            let waited = enqueued.duration(to: try #require(started.all.first))
+            #expect(waited >= .milliseconds(1950) && waited < .milliseconds(2800), "started after \(waited)")
+        }
+    }
+}
