@@ -9,10 +9,14 @@ final class PrivateRedis: @unchecked Sendable {
     let directory: URL
     private var process: Process?
 
-    init() throws {
+    private let extraArguments: [String]
+
+    /// `appendOnly` keeps the data across restarts (the data dir stays the same).
+    init(appendOnly: Bool = false) throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("jobrouter-redis-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         port = Int.random(in: 20000...40000)
+        extraArguments = appendOnly ? ["--appendonly", "yes", "--appendfsync", "always"] : ["--appendonly", "no"]
     }
 
     var url: String { "redis://127.0.0.1:\(port)/0" }
@@ -21,7 +25,7 @@ final class PrivateRedis: @unchecked Sendable {
         let server = ProcessInfo.processInfo.environment["JOBROUTER_TEST_REDIS_SERVER"] ?? "/usr/bin/redis-server"
         let process = Process()
         process.executableURL = URL(fileURLWithPath: server)
-        process.arguments = ["--bind", "127.0.0.1", "--port", String(port), "--dir", directory.path, "--save", "", "--appendonly", "no"]
+        process.arguments = ["--bind", "127.0.0.1", "--port", String(port), "--dir", directory.path, "--save", ""] + extraArguments
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()
