@@ -56,12 +56,12 @@ enum RedisScripts {
     /// Pushes entries to the tail of one queue with one wake-up token each.
     /// KEYS[1] queue; ARGV[2...] entries.
     static let push = script("push", """
-        local wake = ns .. ':wake:' .. KEYS[1]
-        for i = 2, #ARGV do
-          redis.call('RPUSH', KEYS[1], ARGV[i])
-          redis.call('RPUSH', wake, '1')
-        end
-        return #ARGV - 1
+        local count = #ARGV - 1
+        redis.call('RPUSH', KEYS[1], unpack(ARGV, 2))
+        local tokens = {}
+        for i = 1, count do tokens[i] = '1' end
+        redis.call('RPUSH', ns .. ':wake:' .. KEYS[1], unpack(tokens))
+        return count
         """)
 
     /// Takes up to ARGV[2] entries from KEYS (queues in priority order: all it can from the first,

@@ -153,38 +153,49 @@ struct BatchEnqueue {
         var pending: [JobRequest] = []
         pending.reserveCapacity(Self.chunkSize)
 
-        func flush() async throws {
-            guard !pending.isEmpty else { return }
-            let jobs = try await timing.enqueue(pending, with: client)
-            for job in jobs { perQueue[job.queue, default: 0] += 1 }
-            enqueued += jobs.count
-            pending.removeAll(keepingCapacity: true)
-            progress.update(lines: lineNumber, bytes: bytesRead)
-        }
-
-        var buffer: UnsafeMutablePointer<CChar>?
-        var capacity = 0
-        defer { free(buffer) }
-        while true {
-            let length = getline(&buffer, &capacity, file)
-            guard length >= 0, let buffer else { break }
-            lineNumber += 1
-            bytesRead += length
-            let data = Data(bytes: buffer, count: length)
-            if data.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }) { continue }
-            do {
-                let request = try JobRequest(ndjsonLine: data)
-                _ = try client.router.route(type: request.type, priority: request.priority)
-                pending.append(request)
-            } catch {
-                rejected += 1
-                progress.clear()
-                FileHandle.standardError.write(Data("jobrouter: \(origin):\(lineNumber): \(error)\n".utf8))
+        // Parsing the next chunk overlaps pushing the previous one: at most one push is in flight.
+        let (client, timing) = (self.client, self.timing)
+        try await withThrowingTaskGroup(of: [JobEnvelope].self) { pushes in
+            var pushing = false
+            func account(_ jobs: [JobEnvelope]) {
+                for job in jobs { perQueue[job.queue, default: 0] += 1 }
+                enqueued += jobs.count
+                progress.update(lines: lineNumber, bytes: bytesRead)
             }
-            if pending.count >= Self.chunkSize { try await flush() }
+            func flush() async throws {
+                guard !pending.isEmpty else { return }
+                if pushing, let jobs = try await pushes.next() { account(jobs) }
+                let requests = pending
+                pushes.addTask { try await timing.enqueue(requests, with: client) }
+                pushing = true
+                pending.removeAll(keepingCapacity: true)
+            }
+
+            var buffer: UnsafeMutablePointer<CChar>?
+            var capacity = 0
+            defer { free(buffer) }
+            while true {
+                let length = getline(&buffer, &capacity, file)
+                guard length >= 0, let buffer else { break }
+                lineNumber += 1
+                bytesRead += length
+                let data = Data(bytes: buffer, count: length)
+                if data.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }) { continue }
+                do {
+                    let request = try JobRequest(ndjsonLine: data)
+                    _ = try client.router.route(type: request.type, priority: request.priority)
+                    pending.append(request)
+                } catch {
+                    rejected += 1
+                    progress.clear()
+                    FileHandle.standardError.write(Data("jobrouter: \(origin):\(lineNumber): \(error)\n".utf8))
+                }
+                if pending.count >= Self.chunkSize { try await flush() }
+            }
+            if ferror(file) != 0 { throw CommandFailure("reading \(origin) failed: \(String(cString: strerror(errno)))") }
+            try await flush()
+            while let jobs = try await pushes.next() { account(jobs) }
         }
-        if ferror(file) != 0 { throw CommandFailure("reading \(origin) failed: \(String(cString: strerror(errno)))") }
-        try await flush()
         progress.finish()
 
         let seconds = max(started.duration(to: .now).inSeconds, 1e-6)

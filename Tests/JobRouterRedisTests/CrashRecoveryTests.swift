@@ -102,7 +102,7 @@ struct CrashRecoveryTests {
         let runs = directory.appendingPathComponent("runs.txt")
         let concurrency = 4
         let config = try writeConfig(keys, redisURL: redis.url, lease: "2s", concurrency: concurrency,
-                                     command: "echo \"$JOB_ID\" >> \(runs.path); sleep 0.01")
+                                     command: "echo \"$JOB_ID\" >> \(runs.path); sleep 0.05")
         let client = JobRouterClient(configuration: try RouterConfiguration.load(path: config), driver: driver)
         let total = 5000
         let jobs = try await client.enqueue((0..<total).map { JobRequest(type: "record", payload: .integer(Int64($0))) })
@@ -122,7 +122,7 @@ struct CrashRecoveryTests {
         while clock.now - start < .seconds(150) {
             try await Task.sleep(for: .milliseconds(Int.random(in: 1500...2500)))
             if let left = await remaining(), left == 0 { break }
-            if kills == 3 && !restartedRedis {
+            if kills == 1 && !restartedRedis {
                 await redis.stop()
                 try await Task.sleep(for: .milliseconds(500))
                 try await redis.start()
