@@ -41,7 +41,8 @@ struct CheckReport {
             guard let type = configuration.types[name] else { continue }
             var line = "  \(name): handler \(type.handler.rawValue)"
             if type.handler == .exec { line += " \(type.command.joined(separator: " "))" }
-            line += ", timeout \(DurationParser.format(type.timeout))"
+            line += ", timeout \(DurationParser.format(type.timeout)), max_attempts \(type.maxAttempts)"
+            line += ", backoff \(DurationParser.format(type.backoff.base))..\(DurationParser.format(type.backoff.max))"
             if let problem = HandlerRegistry.availability(of: type) { line += "  [\(problem)]" }
             lines.append(line)
         }
@@ -49,7 +50,7 @@ struct CheckReport {
         lines.append("groups (queues in priority order):")
         for name in configuration.groups.keys.sorted() {
             guard let group = configuration.groups[name] else { continue }
-            lines.append("  \(name): \(group.queues.joined(separator: " > ")), concurrency \(group.concurrency), shutdown_timeout \(DurationParser.format(group.shutdownTimeout))")
+            lines.append("  \(name): \(group.queues.joined(separator: " > ")), concurrency \(group.concurrency), shutdown_timeout \(DurationParser.format(group.shutdownTimeout)), lease \(DurationParser.format(group.lease)), max_recoveries \(group.maxRecoveries)")
         }
         let warnings = configuration.unreadQueues.map { "warning: queue '\($0)' receives jobs but no group reads it" }
             + configuration.types.values.sorted { $0.name < $1.name }.compactMap { type in

@@ -96,6 +96,12 @@ func parseError(_ toml: String) -> ConfigurationError? {
         ("command = [\"./send.sh\"]", "command = []", "types.email.command", "needs a command"),
         ("handler = \"noop\"", "handler = \"noop\"\ncommand = [\"x\"]", "types.report.command", "only handler \"exec\""),
         ("emails:low\" }", "jobrouter:low\" }", "types.email.priorities.low", "JobRouter's own key space"),
+        ("timeout = \"30s\"", "timeout = \"30s\"\nmax_attempts = 0", "types.email.max_attempts", "at least 1"),
+        ("timeout = \"30s\"", "timeout = \"30s\"\nbackoff = { base = \"2s\", max = \"1s\" }", "types.email.backoff.max", "not be shorter"),
+        ("timeout = \"30s\"", "timeout = \"30s\"\nbackoff = { bsae = \"2s\" }", "types.email.backoff.bsae", "did you mean 'base'"),
+        ("shutdown_timeout = \"25s\"", "shutdown_timeout = \"25s\"\nlease = \"500ms\"", "groups.mail.lease", "at least 1s"),
+        ("shutdown_timeout = \"25s\"", "shutdown_timeout = \"25s\"\nmax_recoveries = -1", "groups.mail.max_recoveries", "cannot be negative"),
+        ("default_queue = \"default\"", "default_queue = \"default\"\nmax_dead = 0", "max_dead", "at least 1"),
     ])
     func validationErrorsNameTheKeyPath(original: String, replacement: String, keyPath: String, message: String) throws {
         #expect(sampleTOML.contains(original))
@@ -153,5 +159,32 @@ func parseError(_ toml: String) -> ConfigurationError? {
         #expect(DurationParser.format(.seconds(30)) == "30s")
         #expect(DurationParser.format(.seconds(300)) == "5m")
         #expect(DurationParser.format(.milliseconds(250)) == "250ms")
+    }
+}
+
+@Suite struct RetryBackoffTests {
+    let backoff = RetryBackoff(base: .milliseconds(100), max: .seconds(1))
+
+    @Test func ceilingDoublesUpToTheMaximum() {
+        #expect((1...6).map { backoff.ceiling(afterFailures: $0) }
+                == [.milliseconds(100), .milliseconds(200), .milliseconds(400), .milliseconds(800), .seconds(1), .seconds(1)])
+        #expect(backoff.ceiling(afterFailures: 1000) == .seconds(1))
+    }
+
+    @Test func fullJitterSpansZeroToTheCeiling() {
+        #expect(backoff.delay(afterFailures: 3, unit: 0) == .zero)
+        #expect(backoff.delay(afterFailures: 3, unit: 0.5) == .milliseconds(200))
+        #expect(backoff.delay(afterFailures: 3, unit: 1) == .milliseconds(400))
+        for _ in 0..<1000 {
+            let delay = backoff.delay(afterFailures: 2)
+            #expect(delay >= .zero && delay <= .milliseconds(200))
+        }
+    }
+
+    @Test func parsedFromTheConfiguration() throws {
+        let toml = sampleTOML.replacingOccurrences(of: "timeout = \"30s\"", with: "timeout = \"30s\"\nmax_attempts = 3\nbackoff = { base = \"100ms\", max = \"1s\" }")
+        let email = try #require(try RouterConfiguration.parse(toml: toml).types["email"])
+        #expect(email.maxAttempts == 3)
+        #expect(email.backoff == backoff)
     }
 }
