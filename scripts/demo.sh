@@ -63,4 +63,4 @@ fi
 
 log "status after the run (the non-JSON entry is kept as a dead letter with its reason)"
 "$BIN" status
-rcli HVALS jobrouter:dead:jobs
+"$BIN" dead list

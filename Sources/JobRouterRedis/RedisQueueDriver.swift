@@ -122,6 +122,11 @@ public final class RedisQueueDriver: JobQueueDriver {
         }
     }
 
+    public func workerStopped(_ id: String) async throws {
+        let commands = [["ZREM", "\(namespace):workers", id], ["DEL", "\(namespace):worker:\(id)"]].map { $0.map { Array($0.utf8) } }
+        _ = try await self.commands.run { connection throws(RedisError) in try connection.pipeline(commands) }
+    }
+
     public func recoverExpiredLeases(limit: Int, maxDead: Int) async throws -> RecoveryReport {
         let arguments = [ns, Array(String(limit).utf8), Array(String(maxDead).utf8)]
         return try await commands.run { connection throws(RedisError) in

@@ -68,6 +68,9 @@ struct ProcessTests {
         let remaining = try await listContents(driver, queue).map { try JobEnvelope.decode(Data($0.utf8), queue: queue) }
         #expect(remaining.map(\.id.rawValue) == [ids[2], ids[3], ids[4]])
         #expect(remaining.map(\.attempt) == [1, 1, 1])
+        // Nothing is left claimed, and the stopped worker is no longer listed as live.
+        #expect(try await driver.command(["HLEN", "\(keys.namespace):inflight"]) == .integer(0))
+        #expect(try await driver.command(["ZCARD", "\(keys.namespace):workers"]) == .integer(0))
         let log = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         #expect(log.contains("job=\(ids[0])") && log.contains("outcome=ok"))
         #expect(log.contains("outcome=requeued"))

@@ -161,6 +161,9 @@ public protocol JobQueueDriver: Sendable {
     /// Says this worker process is alive and extends the leases of the claims it names by `lease`.
     func heartbeat(_ worker: WorkerDescription, renewing tokens: [String], lease: Duration) async throws
 
+    /// Removes a worker process that stopped cleanly from the list of live workers.
+    func workerStopped(_ id: String) async throws
+
     /// Puts back (or dead-letters as poison) jobs whose lease has expired, up to `limit`.
     func recoverExpiredLeases(limit: Int, maxDead: Int) async throws -> RecoveryReport
 

@@ -30,8 +30,8 @@ struct WorkerMaintenance: Sendable {
             tasks.addTask { await loop(every: .milliseconds(500), until: done) { try await recover() } }
             tasks.addTask { await scheduler(until: done) }
         }
-        // Gone: the process no longer holds anything, so its entry can lapse quickly.
-        try? await driver.heartbeat(description(inFlight: 0), renewing: [], lease: .seconds(1))
+        // Gone, holding nothing: it is no longer a live worker.
+        try? await driver.workerStopped(workerID)
     }
 
     private func description(inFlight: Int) -> WorkerDescription {
