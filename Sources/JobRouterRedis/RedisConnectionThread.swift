@@ -1,6 +1,4 @@
-import Dispatch
-import Foundation
-import Synchronization
+import JobRouter
 
 /// A dedicated thread that owns one ``RedisConnection`` and runs calls on it one at a time, so that
 /// blocking hiredis calls (including `BLPOP`) never occupy Swift's cooperative thread pool.
@@ -31,62 +29,33 @@ final class RedisConnectionThread: Sendable {
         }
     }
 
-    typealias WorkItem = @Sendable (Session) -> Void
-
-    private let work = Mutex<(items: [WorkItem], stopping: Bool)>(([], false))
-    private let wakeUp = DispatchSemaphore(value: 0)
+    private let thread: ConfinedThread<Session>
 
     /// Starts the thread. `timeout` bounds connecting and every read or write.
     init(endpoint: RedisEndpoint, timeout: Duration, name: String) {
-        // The thread keeps `self` alive until `stop()` ends its loop.
-        let thread = Thread { self.loop(endpoint: endpoint, timeout: timeout) }
-        thread.name = name
-        thread.start()
-    }
-
-    private func loop(endpoint: RedisEndpoint, timeout: Duration) {
-        let session = Session(endpoint: endpoint, timeout: timeout)
-        while true {
-            wakeUp.wait()
-            let (item, stop) = work.withLock { state -> (WorkItem?, Bool) in
-                if state.items.isEmpty { return (nil, state.stopping) }
-                return (state.items.removeFirst(), false)
-            }
-            if let item { item(session) }
-            if stop { break }
-        }
-        session.drop()
+        thread = ConfinedThread(name: name) { Session(endpoint: endpoint, timeout: timeout) }
     }
 
     /// Runs `body` on the thread with its connection and returns its result. A failure that closes
     /// the connection drops it, so the next call connects again.
     func run<Result: Sendable>(_ body: @escaping @Sendable (RedisConnection) throws(RedisError) -> Result) async throws(RedisError) -> Result {
-        let result: Swift.Result<Result, RedisError> = await withCheckedContinuation { continuation in
-            submit { session in
-                do throws(RedisError) {
-                    continuation.resume(returning: .success(try body(try session.connection())))
-                } catch {
-                    if error.closesConnection { session.drop() }
-                    continuation.resume(returning: .failure(error))
-                }
+        try await thread.run { (session: Session) throws(RedisError) -> Result in
+            do throws(RedisError) {
+                return try body(try session.connection())
+            } catch {
+                if error.closesConnection { session.drop() }
+                throw error
             }
         }
-        return try result.get()
     }
 
     /// Queues `item` without waiting for it.
-    func submit(_ item: @escaping WorkItem) {
-        let accepted = work.withLock { state -> Bool in
-            guard !state.stopping else { return false }
-            state.items.append(item)
-            return true
-        }
-        if accepted { wakeUp.signal() }
+    func submit(_ item: @escaping @Sendable (Session) -> Void) {
+        thread.submit(item)
     }
 
     /// Lets queued calls finish, then closes the connection and ends the thread.
     func stop() {
-        work.withLock { $0.stopping = true }
-        wakeUp.signal()
+        thread.stop()
     }
 }

@@ -1,0 +1,71 @@
+import Dispatch
+import Foundation
+import Synchronization
+
+/// A dedicated thread that owns some non-`Sendable` state (a C library handle) and runs work on it
+/// one item at a time, so blocking C calls never occupy Swift's cooperative thread pool.
+///
+/// The state is made on the thread by `makeState` and never leaves it: work items receive it as a
+/// parameter. Call ``stop()`` to end the thread once queued work is done; the state is released on
+/// the thread.
+public final class ConfinedThread<State: AnyObject>: Sendable {
+    /// One unit of work, run on the thread with its state.
+    public typealias WorkItem = @Sendable (State) -> Void
+
+    private let work = Mutex<(items: [WorkItem], stopping: Bool)>(([], false))
+    private let wakeUp = DispatchSemaphore(value: 0)
+
+    /// Starts the thread, named `name`; `makeState` runs on it first.
+    public init(name: String, makeState: @escaping @Sendable () -> State) {
+        // The thread keeps `self` alive until `stop()` ends its loop.
+        let thread = Thread { self.loop(makeState) }
+        thread.name = name
+        thread.start()
+    }
+
+    private func loop(_ makeState: @Sendable () -> State) {
+        let state = makeState()
+        while true {
+            wakeUp.wait()
+            let (item, stop) = work.withLock { work -> (WorkItem?, Bool) in
+                if work.items.isEmpty { return (nil, work.stopping) }
+                return (work.items.removeFirst(), false)
+            }
+            if let item { item(state) }
+            if stop { break }
+        }
+        _ = state
+    }
+
+    /// Queues `item` without waiting for it. Ignored once the thread is stopping.
+    public func submit(_ item: @escaping WorkItem) {
+        let accepted = work.withLock { work -> Bool in
+            guard !work.stopping else { return false }
+            work.items.append(item)
+            return true
+        }
+        if accepted { wakeUp.signal() }
+    }
+
+    /// Runs `body` on the thread and returns its result to the awaiting task.
+    public func run<Result: Sendable, Failure: Error>(
+        _ body: @escaping @Sendable (State) throws(Failure) -> Result
+    ) async throws(Failure) -> Result {
+        let result: Swift.Result<Result, Failure> = await withCheckedContinuation { continuation in
+            submit { state in
+                do throws(Failure) {
+                    continuation.resume(returning: .success(try body(state)))
+                } catch {
+                    continuation.resume(returning: .failure(error))
+                }
+            }
+        }
+        return try result.get()
+    }
+
+    /// Lets queued work finish, then ends the thread.
+    public func stop() {
+        work.withLock { $0.stopping = true }
+        wakeUp.signal()
+    }
+}
