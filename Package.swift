@@ -6,7 +6,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         /// The library a Swift server uses to enqueue jobs and run worker groups in-process.
-        .library(name: "JobRouter", targets: ["JobRouter", "JobRouterRedis"]),
+        .library(name: "JobRouter", targets: ["JobRouter", "JobRouterRedis", "JobRouterSMTP"]),
         .executable(name: "jobrouter", targets: ["jobrouter"]),
     ],
     dependencies: [
@@ -14,6 +14,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.1.1"),
     ],
     targets: [
         .systemLibrary(
@@ -27,6 +28,20 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
+                .product(name: "Mustache", package: "swift-mustache"),
+            ]
+        ),
+        .systemLibrary(
+            name: "CCurl",
+            pkgConfig: "libcurl",
+            providers: [.apt(["libcurl4-openssl-dev"])]
+        ),
+        .target(
+            name: "JobRouterSMTP",
+            dependencies: [
+                "JobRouter",
+                "CCurl",
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .target(
@@ -42,6 +57,7 @@ let package = Package(
             dependencies: [
                 "JobRouter",
                 "JobRouterRedis",
+                "JobRouterSMTP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -52,6 +68,10 @@ let package = Package(
         .testTarget(
             name: "JobRouterRedisTests",
             dependencies: ["JobRouter", "JobRouterRedis", "CHiredis"]
+        ),
+        .testTarget(
+            name: "JobRouterSMTPTests",
+            dependencies: ["JobRouter", "JobRouterRedis", "JobRouterSMTP"]
         ),
     ]
 )

@@ -1,7 +1,7 @@
 # Shared helpers for scripts/test.sh, scripts/demo.sh and the benchmarks. Source it; do not run it.
 
 # The Debian packages JobRouter builds and tests with.
-JOBROUTER_PACKAGES=(pkg-config libhiredis-dev redis-server)
+JOBROUTER_PACKAGES=(pkg-config libhiredis-dev redis-server libcurl4-openssl-dev python3-aiosmtpd)
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
@@ -46,5 +46,28 @@ stop_redis() {
     kill "$REDIS_PID" 2>/dev/null || true
     wait "$REDIS_PID" 2>/dev/null || true
     REDIS_PID=""
+  fi
+}
+
+# Starts the test/demo SMTP sink (scripts/smtp-sink.py, Debian's python3-aiosmtpd) on a free port,
+# writing one JSON line per message to $1. Sets SMTP_PORT and SMTP_PID.
+start_smtp_sink() {
+  local out="$1"
+  SMTP_PORT=$(free_port)
+  /usr/bin/python3 scripts/smtp-sink.py --port "$SMTP_PORT" --out "$out" >"$out.log" 2>&1 &
+  SMTP_PID=$!
+  for _ in $(seq 1 100); do
+    python3 -c "import socket,sys; s=socket.socket(); sys.exit(s.connect_ex(('127.0.0.1', $SMTP_PORT)))" 2>/dev/null && return 0
+    sleep 0.05
+  done
+  echo "the SMTP sink did not start; see $out.log" >&2
+  return 1
+}
+
+stop_smtp_sink() {
+  if [ -n "${SMTP_PID:-}" ]; then
+    kill "$SMTP_PID" 2>/dev/null || true
+    wait "$SMTP_PID" 2>/dev/null || true
+    SMTP_PID=""
   fi
 }

@@ -234,6 +234,22 @@ enum RedisScripts {
         return #ids
         """)
 
+    /// GCRA rate limit: takes one permit from `NS:rate:KEY` or returns how many ms to wait.
+    /// ARGV: ns, key, interval ms (period / count), burst. Up to `burst` + 1 permits go at once, then one
+    /// per interval: no window of one period holds more than count + burst.
+    static let rateLimit = script("rate-limit", """
+        local key = ns .. ':rate:' .. ARGV[2]
+        local interval = tonumber(ARGV[3])
+        local tolerance = interval * tonumber(ARGV[4])
+        local now = now_ms()
+        local tat = tonumber(redis.call('GET', key) or now)
+        if tat < now then tat = now end
+        local allowed_at = tat - tolerance
+        if now < allowed_at then return allowed_at - now end
+        redis.call('SET', key, tat + interval, 'PX', math.ceil(tat + interval - now + tolerance) + 1000)
+        return 0
+        """)
+
     /// Counts per queue (KEYS): depth, head entry, in flight, scheduled, dead; then the workers.
     /// Returns {{queue, depth, head or false, inflight, scheduled, dead}…}, {{worker, heartbeat ms, description or false}…}, now ms, trimmed.
     static let stats = script("stats", """

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import JobRouter
 import JobRouterRedis
+import JobRouterSMTP
 import Logging
 import UnixSignals
 
@@ -29,7 +30,20 @@ struct WorkCommand: AsyncParsableCommand {
             let driver = try options.makeDriver(configuration)
             let worker: JobRouterWorker
             do {
-                worker = try JobRouterWorker(configuration: configuration, driver: driver, groups: group, logger: logger)
+                var handlers = HandlerRegistry()
+                // One SMTP connection per worker slot that can receive mail.
+                let groups = group.isEmpty ? Array(configuration.groups.values) : group.compactMap { configuration.groups[$0] }
+                let mailSlots = groups.filter { group in
+                    group.queues.contains { queue in
+                        configuration.types(routingTo: queue).contains { configuration.types[$0]?.handler == .smtp }
+                    }
+                }.map(\.concurrency).reduce(0, +)
+                if mailSlots > 0 {
+                    handlers.provideSMTP(try SMTPMailHandler(configuration: configuration, connections: mailSlots,
+                                                             limiter: RedisRateLimiter(driver: driver)))
+                }
+                worker = try JobRouterWorker(configuration: configuration, driver: driver, handlers: handlers,
+                                             groups: group, logger: logger)
             } catch {
                 throw CommandFailure("\(configuration.file ?? "configuration"): \(error)")
             }

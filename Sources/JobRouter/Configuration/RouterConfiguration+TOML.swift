@@ -24,6 +24,17 @@ import TOMLKit
 /// | `groups.NAME.lease` | duration string | `"30s"` |
 /// | `groups.NAME.max_recoveries` | integer ≥ 0 | `3` |
 ///
+/// | `smtp.url` | `smtp://host:port` or `smtps://host:port` | required when a type uses `smtp` |
+/// | `smtp.tls` | `"required"`, `"opportunistic"`, `"off"` | `"opportunistic"` |
+/// | `smtp.from` | `"Name <address>"` or `"address"` | required |
+/// | `smtp.username_env`, `smtp.password_env` | names of environment variables | none |
+/// | `smtp.timeout` | duration string | `"30s"` |
+/// | `smtp.rate_limit` | `"20/s"`, `"600/min"`, `"10000/h"` | none (no limit) |
+/// | `smtp.burst` | integer ≥ 1 | `1` |
+/// | `templates.NAME.subject` | Mustache string | required |
+/// | `templates.NAME.text`, `.html` | Mustache string | at least one body |
+/// | `templates.NAME.text_file`, `.html_file` | path, relative to this file | instead of `text`/`html` |
+///
 /// Durations are strings: `"250ms"`, `"30s"`, `"5m"`, `"1h"`.
 extension RouterConfiguration {
     /// Reads and validates the file at `path`.
@@ -47,7 +58,8 @@ extension RouterConfiguration {
                 file: file, line: error.source.begin.line, keyPath: "",
                 message: "TOML syntax error at column \(error.source.begin.column): \(error.description)")
         }
-        let reader = TOMLReader(file: file, locator: TOMLLocator(text: text))
+        let reader = TOMLReader(file: file, locator: TOMLLocator(text: text),
+                                directory: file.map { URL(fileURLWithPath: $0).deletingLastPathComponent() })
         var configuration = try reader.configuration(from: root)
         configuration.file = file
         do {
@@ -73,6 +85,8 @@ extension RouterConfiguration {
 struct TOMLReader {
     let file: String?
     let locator: TOMLLocator
+    /// Where relative paths (template files) start.
+    var directory: URL?
 
     func fail(_ path: [String], _ message: String) -> ConfigurationError {
         let keyPath = TOMLLocator.join(path)
@@ -80,7 +94,7 @@ struct TOMLReader {
     }
 
     func configuration(from root: TOMLTable) throws -> RouterConfiguration {
-        try checkKeys(root, path: [], allowed: ["default_queue", "max_dead", "redis", "types", "groups"])
+        try checkKeys(root, path: [], allowed: ["default_queue", "max_dead", "redis", "types", "groups", "smtp", "templates"])
         var configuration = RouterConfiguration()
         if let value = root["default_queue"] { configuration.defaultQueue = try string(value, ["default_queue"]) }
         if let value = root["max_dead"] { configuration.maxDead = try integer(value, ["max_dead"]) }
@@ -95,6 +109,14 @@ struct TOMLReader {
             for name in types.keys {
                 guard let entry = types[name] else { continue }
                 configuration.types[name] = try jobType(name: name, try table(entry, ["types", name]))
+            }
+        }
+        if let value = root["smtp"] { configuration.smtp = try smtp(try table(value, ["smtp"])) }
+        if let value = root["templates"] {
+            let templates = try table(value, ["templates"])
+            for name in templates.keys {
+                guard let entry = templates[name] else { continue }
+                configuration.templates[name] = try template(name: name, try table(entry, ["templates", name]))
             }
         }
         if let value = root["groups"] {
@@ -150,6 +172,61 @@ struct TOMLReader {
         if let value = table["max_recoveries"] { group.maxRecoveries = try integer(value, path + ["max_recoveries"]) }
         if let value = table["shutdown_timeout"] { group.shutdownTimeout = try duration(value, path + ["shutdown_timeout"]) }
         return group
+    }
+
+    private func smtp(_ table: TOMLTable) throws -> SMTPSettings {
+        let path = ["smtp"]
+        try checkKeys(table, path: path, allowed: ["url", "tls", "from", "username_env", "password_env", "timeout", "rate_limit", "burst",
+                                                   "username", "password"])
+        // Secrets come from the environment only: a password in the file is refused, not read.
+        for key in ["username", "password"] where table[key] != nil {
+            throw fail(path + [key], "put secrets in the environment and name the variable with \(key)_env")
+        }
+        guard let urlValue = table["url"] else { throw fail(path + ["url"], "missing; e.g. \"smtp://127.0.0.1:2525\"") }
+        guard let fromValue = table["from"] else { throw fail(path + ["from"], "missing; e.g. \"Example <noreply@example.com>\"") }
+        var settings = SMTPSettings(url: try string(urlValue, path + ["url"]), from: try string(fromValue, path + ["from"]))
+        if let value = table["tls"] {
+            let text = try string(value, path + ["tls"])
+            guard let tls = SMTPSettings.TLS(rawValue: text) else {
+                throw fail(path + ["tls"], "'\(text)' is not one of required, opportunistic, off")
+            }
+            settings.tls = tls
+        }
+        if let value = table["username_env"] { settings.usernameEnvironment = try string(value, path + ["username_env"]) }
+        if let value = table["password_env"] { settings.passwordEnvironment = try string(value, path + ["password_env"]) }
+        if let value = table["timeout"] { settings.timeout = try duration(value, path + ["timeout"]) }
+        if let value = table["rate_limit"] {
+            let text = try string(value, path + ["rate_limit"])
+            guard let rate = RateLimit(text) else {
+                throw fail(path + ["rate_limit"], "bad rate '\(text)'; write a count per unit: \"20/s\", \"600/min\", \"10000/h\"")
+            }
+            settings.rateLimit = rate
+        }
+        if let value = table["burst"] { settings.burst = try integer(value, path + ["burst"]) }
+        return settings
+    }
+
+    private func template(name: String, _ table: TOMLTable) throws -> MailTemplate {
+        let path = ["templates", name]
+        try checkKeys(table, path: path, allowed: ["subject", "text", "html", "text_file", "html_file"])
+        guard let subject = table["subject"] else { throw fail(path + ["subject"], "missing") }
+        var template = MailTemplate(subject: try string(subject, path + ["subject"]))
+        func body(_ inline: String, _ fileKey: String) throws -> String? {
+            if table[inline] != nil && table[fileKey] != nil { throw fail(path + [fileKey], "give \(inline) or \(fileKey), not both") }
+            if let value = table[inline] { return try string(value, path + [inline]) }
+            guard let value = table[fileKey] else { return nil }
+            let relative = try string(value, path + [fileKey])
+            let url = relative.hasPrefix("/") ? URL(fileURLWithPath: relative)
+                : (directory ?? URL(fileURLWithPath: FileManager.default.currentDirectoryPath)).appendingPathComponent(relative)
+            guard let text = try? String(contentsOf: url, encoding: .utf8) else {
+                throw fail(path + [fileKey], "cannot read \(url.path)")
+            }
+            return text
+        }
+        template.text = try body("text", "text_file")
+        template.html = try body("html", "html_file")
+        if template.text == nil && template.html == nil { throw fail(path, "needs text, html, text_file or html_file") }
+        return template
     }
 
     // MARK: Typed access

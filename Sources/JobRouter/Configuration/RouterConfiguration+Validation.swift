@@ -58,6 +58,23 @@ extension RouterConfiguration {
             }
         }
 
+        if let smtp {
+            let scheme = smtp.url.split(separator: ":").first.map(String.init) ?? ""
+            guard scheme == "smtp" || scheme == "smtps", smtp.url.contains("://") else {
+                throw fail(["smtp", "url"], "must start with smtp:// or smtps://")
+            }
+            if scheme == "smtps" && smtp.tls == .off { throw fail(["smtp", "tls"], "\"off\" cannot be used with smtps:// (always TLS)") }
+            do {
+                _ = try MailAddress(smtp.from)
+            } catch {
+                throw fail(["smtp", "from"], error.message)
+            }
+            if smtp.burst < 1 { throw fail(["smtp", "burst"], "must be at least 1, not \(smtp.burst)") }
+            if smtp.timeout <= .zero { throw fail(["smtp", "timeout"], "must be longer than zero") }
+        }
+        if let name = types.keys.sorted().first(where: { types[$0]?.handler == .smtp }), smtp == nil {
+            throw fail(["types", name, "handler"], "\"smtp\" needs an [smtp] table (url, from)")
+        }
         let declared = declaredQueues
         for name in groups.keys.sorted() {
             guard let group = groups[name] else { continue }

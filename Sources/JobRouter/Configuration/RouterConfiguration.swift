@@ -12,6 +12,10 @@ public struct RouterConfiguration: Sendable {
     public var types: [String: JobTypeConfiguration]
     /// Worker groups by name (TOML `[groups.NAME]`).
     public var groups: [String: WorkerGroupConfiguration]
+    /// Where mail goes (TOML `[smtp]`); required when a type uses `handler = "smtp"`.
+    public var smtp: SMTPSettings?
+    /// Mail templates by name (TOML `[templates.NAME]`).
+    public var templates: [String: MailTemplate] = [:]
     /// Most records the dead-letter store keeps; the oldest are trimmed and counted (TOML `max_dead`, default 10000).
     public var maxDead: Int
     /// The file this configuration was read from, for messages.

@@ -2,6 +2,7 @@
 /// registered in Swift.
 public struct HandlerRegistry: Sendable {
     private var registered: [String: any JobHandler] = [:]
+    private var smtpHandler: (any JobHandler)?
 
     /// An empty registry: `exec` and `noop` types still resolve by themselves.
     public init() {}
@@ -16,6 +17,11 @@ public struct HandlerRegistry: Sendable {
         registered[type] = ClosureJobHandler(body)
     }
 
+    /// Runs every `handler = "smtp"` type with `handler` (the CLI passes the libcurl mail handler).
+    public mutating func provideSMTP(_ handler: any JobHandler) {
+        smtpHandler = handler
+    }
+
     /// The handler for every type in `types`, or an error naming the first type that has none.
     public func resolve(_ types: [String], in configuration: RouterConfiguration) throws(HandlerResolutionError) -> [String: any JobHandler] {
         var handlers: [String: any JobHandler] = [:]
@@ -27,7 +33,10 @@ public struct HandlerRegistry: Sendable {
             case .exec:
                 handlers[name] = ExecJobHandler(command: type.command)
             case .smtp:
-                throw HandlerResolutionError(type: name, message: "handler \"smtp\" is not available yet (it comes with the mail handler); use \"exec\" or a Swift handler for now")
+                guard let smtpHandler else {
+                    throw HandlerResolutionError(type: name, message: "handler \"smtp\" needs the mail handler: from Swift, call HandlerRegistry.provideSMTP(SMTPMailHandler(...))")
+                }
+                handlers[name] = smtpHandler
             case .swift:
                 guard let handler = registered[name] else {
                     throw HandlerResolutionError(type: name, message: "handler \"swift\" but no Swift handler is registered for it; run the worker from your own program with HandlerRegistry.register(type: \"\(name)\", ...)")
@@ -41,7 +50,7 @@ public struct HandlerRegistry: Sendable {
     /// Why a type in the configuration cannot be run here, or `nil` when it can. `check` prints this.
     public static func availability(of type: JobTypeConfiguration) -> String? {
         switch type.handler {
-        case .smtp: return "handler \"smtp\" is not available yet"
+        case .smtp: return nil
         case .swift: return "needs a Swift handler registered by your own program; `jobrouter work` cannot run it"
         case .exec, .noop: return nil
         }

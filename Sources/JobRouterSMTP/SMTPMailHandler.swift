@@ -1,0 +1,118 @@
+import Foundation
+import JobRouter
+import Logging
+import Synchronization
+
+/// Runs `handler = "smtp"` jobs: builds the message from the payload (or a template), waits for a
+/// permit from the shared rate limit, and sends it over one of a fixed set of libcurl handles, each
+/// on its own thread and each keeping its SMTP connection open between mails.
+///
+/// A bad payload (invalid address, line break in a header, unknown template) or a 5xx reply fails
+/// the job permanently (dead-lettered with the reason); 4xx replies, connection failures and
+/// timeouts fail it for a retry.
+public final class SMTPMailHandler: JobHandler {
+    private let settings: SMTPSettings
+    private let templates: [String: MailTemplate]
+    private let limiter: (any RateLimiter)?
+    private let pool: SMTPTransportPool
+
+    /// A handler with `connections` handles (give it the concurrency of the groups that send mail,
+    /// so each worker slot has its own connection).
+    public init(configuration: RouterConfiguration, connections: Int, limiter: (any RateLimiter)?,
+                environment: [String: String] = ProcessInfo.processInfo.environment) throws {
+        guard let settings = configuration.smtp else { throw MailError("the configuration has no [smtp] table") }
+        self.settings = settings
+        self.templates = configuration.templates
+        self.limiter = limiter
+        self.pool = SMTPTransportPool(size: max(connections, 1), endpoint: SMTPEndpoint(settings: settings, environment: environment))
+    }
+
+    deinit {
+        pool.stop()
+    }
+
+    /// Connections opened so far by every handle.
+    public var connectionsOpened: Int { pool.connectionsOpened }
+
+    public func handle(_ job: JobEnvelope, context: JobContext) async throws {
+        let message: MailMessage
+        do {
+            message = try MailMessage(job: job, settings: settings, templates: templates)
+        } catch {
+            throw JobFailure("bad mail: \(error.message)", permanent: true)
+        }
+        if let limiter, let rate = settings.rateLimit {
+            try await limiter.acquire("smtp", rate: rate, burst: settings.burst)
+        }
+        do {
+            try await pool.send(message)
+        } catch let error as SMTPError {
+            throw JobFailure(error.description, permanent: error.permanent)
+        }
+        context.logger.debug("mail sent", metadata: ["message_id": "\(message.messageID)", "recipients": "\(message.recipients.count)"])
+    }
+}
+
+/// A fixed set of SMTP handles, each confined to its own thread; a send borrows a free one.
+final class SMTPTransportPool: Sendable {
+    /// The handle of one thread, made on that thread when first used.
+    final class Slot {
+        let endpoint: SMTPEndpoint
+        var transport: SMTPTransport?
+        init(endpoint: SMTPEndpoint) { self.endpoint = endpoint }
+    }
+
+    private let threads: [ConfinedThread<Slot>]
+    private let state: Mutex<(free: [Int], waiters: [CheckedContinuation<Int, Never>], opened: Int)>
+
+    init(size: Int, endpoint: SMTPEndpoint) {
+        threads = (0..<size).map { index in ConfinedThread(name: "jobrouter-smtp-\(index)") { Slot(endpoint: endpoint) } }
+        state = Mutex((Array(0..<size), [], 0))
+    }
+
+    var connectionsOpened: Int { state.withLock { $0.opened } }
+
+    func send(_ message: MailMessage) async throws {
+        let index = await borrow()
+        defer { giveBack(index) }
+        let opened = try await threads[index].run { (slot: Slot) throws(SMTPError) -> Int in
+            let transport: SMTPTransport
+            if let existing = slot.transport {
+                transport = existing
+            } else {
+                transport = try SMTPTransport(endpoint: slot.endpoint)
+                slot.transport = transport
+            }
+            let before = transport.connectionsOpened
+            try transport.send(message)
+            return transport.connectionsOpened - before
+        }
+        state.withLock { $0.opened += opened }
+    }
+
+    private func borrow() async -> Int {
+        await withCheckedContinuation { continuation in
+            let index = state.withLock { state -> Int? in
+                if let index = state.free.popLast() { return index }
+                state.waiters.append(continuation)
+                return nil
+            }
+            if let index { continuation.resume(returning: index) }
+        }
+    }
+
+    private func giveBack(_ index: Int) {
+        let waiter = state.withLock { state -> CheckedContinuation<Int, Never>? in
+            if state.waiters.isEmpty {
+                state.free.append(index)
+                return nil
+            }
+            return state.waiters.removeFirst()
+        }
+        waiter?.resume(returning: index)
+    }
+
+    func stop() {
+        for thread in threads { thread.stop() }
+    }
+}
