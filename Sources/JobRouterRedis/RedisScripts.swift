@@ -235,12 +235,12 @@ enum RedisScripts {
         """)
 
     /// GCRA rate limit: takes one permit from `NS:rate:KEY` or returns how many ms to wait.
-    /// ARGV: ns, key, interval ms (period / count), burst. Up to `burst` + 1 permits go at once, then one
-    /// per interval: no window of one period holds more than count + burst.
+    /// ARGV: ns, key, interval ms (period / count), burst. Up to `burst` permits go at once, then one
+    /// per interval: no window of one period holds more than count + burst - 1.
     static let rateLimit = script("rate-limit", """
         local key = ns .. ':rate:' .. ARGV[2]
         local interval = tonumber(ARGV[3])
-        local tolerance = interval * tonumber(ARGV[4])
+        local tolerance = interval * (tonumber(ARGV[4]) - 1)
         local now = now_ms()
         local tat = tonumber(redis.call('GET', key) or now)
         if tat < now then tat = now end

@@ -124,12 +124,16 @@ func parseError(_ toml: String) -> ConfigurationError? {
         #expect(configuration.unreadQueues == ["emails:low"])
     }
 
-    @Test func smtpParsesButIsReportedUnavailable() throws {
+    @Test func smtpTypeNeedsTheMailHandlerProvided() throws {
         let toml = sampleTOML.replacingOccurrences(of: "handler = \"exec\"\ncommand = [\"./send.sh\"]", with: "handler = \"smtp\"")
+            + "\n[smtp]\nurl = \"smtp://127.0.0.1:2525\"\nfrom = \"a@x.org\"\n"
         let configuration = try RouterConfiguration.parse(toml: toml)
         let email = try #require(configuration.types["email"])
-        #expect(HandlerRegistry.availability(of: email)?.contains("not available yet") == true)
+        #expect(HandlerRegistry.availability(of: email) == nil)
         #expect(throws: HandlerResolutionError.self) { try HandlerRegistry().resolve(["email"], in: configuration) }
+        var registry = HandlerRegistry()
+        registry.provideSMTP(NoopJobHandler())
+        #expect(try registry.resolve(["email"], in: configuration)["email"] is NoopJobHandler)
     }
 
     @Test func unreadableFile() {

@@ -1,0 +1,206 @@
+import Foundation
+import JobRouter
+import JobRouterRedis
+import JobRouterSMTP
+import Logging
+import Synchronization
+import Testing
+
+/// The SMTP sink started by scripts/test.sh (Debian's python3-aiosmtpd, scripts/smtp-sink.py): every
+/// message it receives is parsed by Python's `email` package and written as one JSON line.
+enum TestSMTP {
+    static func environment(_ name: String) throws -> String {
+        guard let value = ProcessInfo.processInfo.environment[name], !value.isEmpty else {
+            throw SetupError(description: "\(name) is not set: run the suite with scripts/test.sh")
+        }
+        return value
+    }
+
+    static var url: String { get throws { try environment("JOBROUTER_TEST_SMTP_URL") } }
+    static var redisURL: String { get throws { try environment("JOBROUTER_TEST_REDIS_URL") } }
+
+    /// Records whose recipients (or rejected address) are in `domain`.
+    static func records(domain: String) throws -> [JSONValue] {
+        let text = try String(contentsOfFile: try environment("JOBROUTER_TEST_SMTP_LOG"), encoding: .utf8)
+        return text.split(separator: "\n").compactMap { try? JSONValue.parse(String($0)) }.filter { record in
+            if let rejected = record["rejected"]?.stringValue { return rejected.hasSuffix("@" + domain) }
+            guard case .array(let recipients)? = record["rcpt_tos"] else { return false }
+            return recipients.contains { $0.stringValue?.hasSuffix("@" + domain) == true }
+        }
+    }
+
+    static func delivered(domain: String) throws -> [JSONValue] {
+        try records(domain: domain).filter { $0["rejected"] == nil }
+    }
+
+    struct SetupError: Error, CustomStringConvertible { var description: String }
+}
+
+func eventually(timeout: Duration = .seconds(15), _ condition: () throws -> Bool) async -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if (try? condition()) == true { return true }
+        try? await Task.sleep(for: .milliseconds(20))
+    }
+    return (try? condition()) == true
+}
+
+/// A test's own queue names, Redis namespace and recipient domain.
+struct MailTestSetup {
+    let prefix = "mail-\(UUID().uuidString.prefix(8).lowercased())"
+    var domain: String { "\(prefix).test" }
+    var queue: String { "\(prefix):mail" }
+
+    func configuration(concurrency: Int, rateLimit: RateLimit? = nil, burst: Int = 1, maxAttempts: Int = 5) throws -> RouterConfiguration {
+        var configuration = RouterConfiguration(defaultQueue: "\(prefix):default")
+        configuration.redis = RedisSettings(url: try TestSMTP.redisURL, namespace: "\(prefix)-jr")
+        configuration.smtp = SMTPSettings(url: try TestSMTP.url, tls: .off, from: "Exämple <noreply@example.com>",
+                                          rateLimit: rateLimit, burst: burst)
+        configuration.types["email"] = JobTypeConfiguration(
+            name: "email", handler: .smtp, priorities: ["high": queue], defaultPriority: "high",
+            maxAttempts: maxAttempts, backoff: RetryBackoff(base: .milliseconds(50), max: .milliseconds(100)))
+        configuration.groups["mail"] = WorkerGroupConfiguration(name: "mail", queues: [queue], concurrency: concurrency)
+        try configuration.validate()
+        return configuration
+    }
+
+    func driver(_ configuration: RouterConfiguration) throws -> RedisQueueDriver {
+        try RedisQueueDriver(configuration: configuration, environment: [:])
+    }
+}
+
+final class Events: JobEventRecorder, Sendable {
+    private let events = Mutex<[JobEvent]>([])
+    func record(_ event: JobEvent) { events.withLock { $0.append(event) } }
+    var dead: [DeadLetter] { events.withLock { $0 }.compactMap { if case .deadLettered(let record, _) = $0 { record } else { nil } } }
+}
+
+/// Runs a worker with the mail handler while `body` runs.
+func withMailWorker(_ configuration: RouterConfiguration, driver: RedisQueueDriver, connections: Int, events: Events = Events(),
+                    _ body: (SMTPMailHandler) async throws -> Void) async throws {
+    let handler = try SMTPMailHandler(configuration: configuration, connections: connections, limiter: RedisRateLimiter(driver: driver))
+    var handlers = HandlerRegistry()
+    handlers.provideSMTP(handler)
+    var logger = Logger(label: "test")
+    logger.logLevel = .critical
+    let worker = try JobRouterWorker(configuration: configuration, driver: driver, handlers: handlers, logger: logger, recorders: [events])
+    try await withThrowingTaskGroup(of: Void.self) { group in
+        group.addTask { await worker.run() }
+        do {
+            try await body(handler)
+        } catch {
+            worker.shutdown(immediately: true)
+            throw error
+        }
+        worker.shutdown()
+        try await group.waitForAll()
+    }
+}
+
+@Suite(.timeLimit(.minutes(2)))
+struct SMTPTests {
+    @Test func twentyMailsArriveAsValidMIMEWithBothParts() async throws {
+        let setup = MailTestSetup()
+        let configuration = try setup.configuration(concurrency: 4)
+        let driver = try setup.driver(configuration)
+        let client = JobRouterClient(configuration: configuration, driver: driver)
+        let subject = "Grüße aus Köln — 登録ありがとう"
+        let jobs = try await client.enqueue((0..<20).map { index in
+            JobRequest(type: "email", payload: .object([
+                "to": .array([.string("first\(index)@\(setup.domain)"), .string("Zoë Second <second\(index)@\(setup.domain)>")]),
+                "bcc": .string("audit\(index)@\(setup.domain)"),
+                "subject": .string(subject), "text": .string("Hallo \(index), ä ö ü"), "html": .string("<p>Hallo <b>\(index)</b></p>"),
+            ]))
+        })
+        try await withMailWorker(configuration, driver: driver, connections: 4) { _ in
+            #expect(await eventually { try TestSMTP.delivered(domain: setup.domain).count == 20 })
+        }
+        let messages = try TestSMTP.delivered(domain: setup.domain)
+        #expect(messages.count == 20)
+        var ids: Set<String> = []
+        for message in messages {
+            #expect(message["subject"]?.stringValue == subject)
+            #expect(message["content_type"]?.stringValue == "multipart/alternative")
+            #expect(message["defects"] == .integer(0))
+            #expect((message["max_line"]?.intValue ?? 9999) <= 998)
+            guard case .array(let headers)? = message["headers"], case .array(let parts)? = message["parts"],
+                  case .array(let recipients)? = message["rcpt_tos"] else {
+                Issue.record("malformed record \(message.jsonText)")
+                continue
+            }
+            #expect(recipients.count == 3)
+            #expect(!headers.contains(.string("Bcc")))
+            #expect(parts.map { $0["content_type"]?.stringValue } == ["text/plain", "text/html"])
+            #expect(parts[0]["body"]?.stringValue?.hasPrefix("Hallo ") == true)
+            #expect(parts[0]["body"]?.stringValue?.hasSuffix("ä ö ü") == true)
+            #expect(message["to"]?.stringValue?.contains("Zoë Second") == true)
+            ids.insert(message["message_id"]?.stringValue ?? "")
+        }
+        #expect(ids == Set(jobs.map { "<\($0.id.rawValue)@example.com>" }))
+    }
+
+    @Test func twoHundredMailsAtConcurrencyFourReuseConnections() async throws {
+        let setup = MailTestSetup()
+        let configuration = try setup.configuration(concurrency: 4)
+        let driver = try setup.driver(configuration)
+        let client = JobRouterClient(configuration: configuration, driver: driver)
+        _ = try await client.enqueue((0..<200).map { index in
+            JobRequest(type: "email", payload: .object(["to": .string("r\(index)@\(setup.domain)"), "subject": .string("n\(index)"), "text": .string("t")]))
+        })
+        var opened = 0
+        try await withMailWorker(configuration, driver: driver, connections: 4) { handler in
+            #expect(await eventually { try TestSMTP.delivered(domain: setup.domain).count == 200 })
+            opened = handler.connectionsOpened
+        }
+        let peers = Set(try TestSMTP.delivered(domain: setup.domain).compactMap { $0["peer"]?.stringValue })
+        #expect(peers.count <= 8, "\(peers.count) connections")
+        #expect(opened <= 8 && opened >= 1)
+    }
+
+    @Test func permanentRejectionIsTriedOnceAndDeadLetteredWithTheReply() async throws {
+        let setup = MailTestSetup()
+        let configuration = try setup.configuration(concurrency: 2)
+        let driver = try setup.driver(configuration)
+        let client = JobRouterClient(configuration: configuration, driver: driver)
+        let job = try await client.enqueue(type: "email", payload: .object([
+            "to": .string("reject.me@\(setup.domain)"), "subject": .string("s"), "text": .string("t")]))
+        let events = Events()
+        try await withMailWorker(configuration, driver: driver, connections: 2, events: events) { _ in
+            #expect(await eventually { events.dead.count == 1 })
+            try await Task.sleep(for: .milliseconds(300))
+        }
+        #expect(try TestSMTP.records(domain: setup.domain).count == 1, "exactly one delivery attempt")
+        #expect(events.dead.first?.id == job.id)
+        #expect(events.dead.first?.reason == "SMTP 550: 550 5.1.1 no such user")
+    }
+
+    @Test func temporaryRejectionIsRetriedWithTheSameMessageID() async throws {
+        let setup = MailTestSetup()
+        let configuration = try setup.configuration(concurrency: 1)
+        let driver = try setup.driver(configuration)
+        let client = JobRouterClient(configuration: configuration, driver: driver)
+        let job = try await client.enqueue(type: "email", payload: .object([
+            "to": .string("deferonce@\(setup.domain)"), "subject": .string("s"), "text": .string("t")]))
+        try await withMailWorker(configuration, driver: driver, connections: 1) { _ in
+            #expect(await eventually { try TestSMTP.delivered(domain: setup.domain).count == 1 })
+        }
+        let records = try TestSMTP.records(domain: setup.domain)
+        #expect(records.first?["code"] == .integer(451))
+        #expect(records.last?["message_id"]?.stringValue == "<\(job.id.rawValue)@example.com>")
+    }
+
+    @Test func headerInjectionIsRejectedAndNothingIsSent() async throws {
+        let setup = MailTestSetup()
+        let configuration = try setup.configuration(concurrency: 1)
+        let driver = try setup.driver(configuration)
+        let client = JobRouterClient(configuration: configuration, driver: driver)
+        _ = try await client.enqueue(type: "email", payload: .object([
+            "to": .string("victim@\(setup.domain)"), "subject": .string("hello\r\nBcc: x@\(setup.domain)"), "text": .string("t")]))
+        let events = Events()
+        try await withMailWorker(configuration, driver: driver, connections: 1, events: events) { _ in
+            #expect(await eventually { events.dead.count == 1 })
+        }
+        #expect(events.dead.first?.reason == "bad mail: the subject contains a line break")
+        #expect(try TestSMTP.records(domain: setup.domain).isEmpty)
+    }
+}
