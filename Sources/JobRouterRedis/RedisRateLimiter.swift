@@ -18,4 +18,12 @@ public struct RedisRateLimiter: RateLimiter {
         }
         return .milliseconds(wait)
     }
+
+    public func refund(_ key: String, rate: RateLimit) async throws {
+        let interval = max(rate.interval.inMilliseconds, 1)
+        let arguments = [Array(driver.namespace.utf8), Array(key.utf8), Array(String(interval).utf8)]
+        _ = try await driver.commands.run { connection throws(RedisError) in
+            try connection.evaluate(RedisScripts.rateRefund, keys: [], arguments: arguments)
+        }
+    }
 }

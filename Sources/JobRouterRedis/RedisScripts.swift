@@ -250,6 +250,17 @@ enum RedisScripts {
         return 0
         """)
 
+    /// Gives back one rate-limit permit. ARGV: ns, key, interval ms.
+    static let rateRefund = script("rate-refund", """
+        local key = ns .. ':rate:' .. ARGV[2]
+        local tat = tonumber(redis.call('GET', key))
+        if not tat then return 0 end
+        local now = now_ms()
+        local earlier = tat - tonumber(ARGV[3])
+        if earlier <= now then redis.call('DEL', key) else redis.call('SET', key, earlier, 'KEEPTTL') end
+        return 1
+        """)
+
     /// Counts per queue (KEYS): depth, head entry, in flight, scheduled, dead; then the workers.
     /// Returns {{queue, depth, head or false, inflight, scheduled, dead}…}, {{worker, heartbeat ms, description or false}…}, now ms, trimmed.
     static let stats = script("stats", """

@@ -3,9 +3,10 @@ import JobRouter
 import Logging
 import Synchronization
 
-/// Runs `handler = "smtp"` jobs: builds the message from the payload (or a template), waits for a
-/// permit from the shared rate limit, and sends it over one of a fixed set of libcurl handles, each
-/// on its own thread and each keeping its SMTP connection open between mails.
+/// Runs `handler = "smtp"` jobs: builds the message from the payload (or a template) and sends it
+/// over one of a fixed set of libcurl handles, each on its own thread and each keeping its SMTP
+/// connection open between mails. (The rate limit paces the claims of mail groups, before a job is
+/// taken, so the next mail sent is always the highest-priority one waiting: see `JobRouterWorker`.)
 ///
 /// A bad payload (invalid address, line break in a header, unknown template) or a 5xx reply fails
 /// the job permanently (dead-lettered with the reason); 4xx replies, connection failures and
@@ -13,17 +14,15 @@ import Synchronization
 public final class SMTPMailHandler: JobHandler {
     private let settings: SMTPSettings
     private let templates: [String: MailTemplate]
-    private let limiter: (any RateLimiter)?
     private let pool: SMTPTransportPool
 
     /// A handler with `connections` handles (give it the concurrency of the groups that send mail,
     /// so each worker slot has its own connection).
-    public init(configuration: RouterConfiguration, connections: Int, limiter: (any RateLimiter)?,
+    public init(configuration: RouterConfiguration, connections: Int,
                 environment: [String: String] = ProcessInfo.processInfo.environment) throws {
         guard let settings = configuration.smtp else { throw MailError("the configuration has no [smtp] table") }
         self.settings = settings
         self.templates = configuration.templates
-        self.limiter = limiter
         self.pool = SMTPTransportPool(size: max(connections, 1), endpoint: SMTPEndpoint(settings: settings, environment: environment))
     }
 
@@ -40,9 +39,6 @@ public final class SMTPMailHandler: JobHandler {
             message = try MailMessage(job: job, settings: settings, templates: templates)
         } catch {
             throw JobFailure("bad mail: \(error.message)", permanent: true)
-        }
-        if let limiter, let rate = settings.rateLimit {
-            try await limiter.acquire("smtp", rate: rate, burst: settings.burst)
         }
         do {
             try await pool.send(message)

@@ -39,11 +39,10 @@ struct WorkCommand: AsyncParsableCommand {
                     }
                 }.map(\.concurrency).reduce(0, +)
                 if mailSlots > 0 {
-                    handlers.provideSMTP(try SMTPMailHandler(configuration: configuration, connections: mailSlots,
-                                                             limiter: RedisRateLimiter(driver: driver)))
+                    handlers.provideSMTP(try SMTPMailHandler(configuration: configuration, connections: mailSlots))
                 }
                 worker = try JobRouterWorker(configuration: configuration, driver: driver, handlers: handlers,
-                                             groups: group, logger: logger)
+                                             groups: group, logger: logger, rateLimiter: RedisRateLimiter(driver: driver))
             } catch {
                 throw CommandFailure("\(configuration.file ?? "configuration"): \(error)")
             }

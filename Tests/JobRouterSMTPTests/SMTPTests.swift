@@ -50,6 +50,7 @@ struct MailTestSetup {
     let prefix = "mail-\(UUID().uuidString.prefix(8).lowercased())"
     var domain: String { "\(prefix).test" }
     var queue: String { "\(prefix):mail" }
+    var lowQueue: String { "\(prefix):mail-low" }
 
     func configuration(concurrency: Int, rateLimit: RateLimit? = nil, burst: Int = 1, maxAttempts: Int = 5) throws -> RouterConfiguration {
         var configuration = RouterConfiguration(defaultQueue: "\(prefix):default")
@@ -57,9 +58,9 @@ struct MailTestSetup {
         configuration.smtp = SMTPSettings(url: try TestSMTP.url, tls: .off, from: "Exämple <noreply@example.com>",
                                           rateLimit: rateLimit, burst: burst)
         configuration.types["email"] = JobTypeConfiguration(
-            name: "email", handler: .smtp, priorities: ["high": queue], defaultPriority: "high",
+            name: "email", handler: .smtp, priorities: ["high": queue, "low": lowQueue], defaultPriority: "high",
             maxAttempts: maxAttempts, backoff: RetryBackoff(base: .milliseconds(50), max: .milliseconds(100)))
-        configuration.groups["mail"] = WorkerGroupConfiguration(name: "mail", queues: [queue], concurrency: concurrency)
+        configuration.groups["mail"] = WorkerGroupConfiguration(name: "mail", queues: [queue, lowQueue], concurrency: concurrency)
         try configuration.validate()
         return configuration
     }
@@ -78,12 +79,13 @@ final class Events: JobEventRecorder, Sendable {
 /// Runs a worker with the mail handler while `body` runs.
 func withMailWorker(_ configuration: RouterConfiguration, driver: RedisQueueDriver, connections: Int, events: Events = Events(),
                     _ body: (SMTPMailHandler) async throws -> Void) async throws {
-    let handler = try SMTPMailHandler(configuration: configuration, connections: connections, limiter: RedisRateLimiter(driver: driver))
+    let handler = try SMTPMailHandler(configuration: configuration, connections: connections)
     var handlers = HandlerRegistry()
     handlers.provideSMTP(handler)
     var logger = Logger(label: "test")
     logger.logLevel = .critical
-    let worker = try JobRouterWorker(configuration: configuration, driver: driver, handlers: handlers, logger: logger, recorders: [events])
+    let worker = try JobRouterWorker(configuration: configuration, driver: driver, handlers: handlers, logger: logger,
+                                     recorders: [events], rateLimiter: RedisRateLimiter(driver: driver))
     try await withThrowingTaskGroup(of: Void.self) { group in
         group.addTask { await worker.run() }
         do {
@@ -202,5 +204,27 @@ struct SMTPTests {
         }
         #expect(events.dead.first?.reason == "bad mail: the subject contains a line break")
         #expect(try TestSMTP.records(domain: setup.domain).isEmpty)
+    }
+
+    @Test func theNextMailSentUnderTheRateLimitIsStillAHighOne() async throws {
+        let setup = MailTestSetup()
+        let configuration = try setup.configuration(concurrency: 4, rateLimit: RateLimit(count: 5, period: .seconds(1)))
+        let driver = try setup.driver(configuration)
+        let client = JobRouterClient(configuration: configuration, driver: driver)
+        func mail(_ subject: String, _ priority: String) -> JobRequest {
+            JobRequest(type: "email", priority: priority, payload: .object([
+                "to": .string("\(subject)@\(setup.domain)"), "subject": .string(subject), "text": .string("t")]))
+        }
+        _ = try await client.enqueue((0..<8).map { mail("low\($0)", "low") })
+        try await withMailWorker(configuration, driver: driver, connections: 4) { _ in
+            #expect(await eventually { try TestSMTP.delivered(domain: setup.domain).count >= 2 })
+            _ = try await client.enqueue((0..<3).map { mail("high\($0)", "high") })
+            #expect(await eventually { try TestSMTP.delivered(domain: setup.domain).count == 11 })
+        }
+        let subjects = try TestSMTP.delivered(domain: setup.domain).compactMap { $0["subject"]?.stringValue }
+        let firstHigh = try #require(subjects.firstIndex { $0.hasPrefix("high") })
+        // While the workers waited for the rate, the highs that arrived went next, all three together.
+        #expect(Array(subjects[firstHigh..<(firstHigh + 3)]).allSatisfy { $0.hasPrefix("high") }, "\(subjects)")
+        #expect(firstHigh <= 3, "\(subjects)")
     }
 }

@@ -13,7 +13,8 @@ public struct JobRouterWorker: Service {
     private let controller: ShutdownController
     private let maintenance: WorkerMaintenance
 
-    /// Prepares the groups named in `groups` (every group when empty).
+    /// Prepares the groups named in `groups` (every group when empty). With a `rateLimiter`, groups
+    /// that receive `smtp` jobs claim at most at `[smtp] rate_limit`, across every process.
     ///
     /// Throws when a group is unknown, or when a type whose jobs those groups read has no usable
     /// handler (an `smtp` type, or a `swift` type not registered in `handlers`).
@@ -23,7 +24,8 @@ public struct JobRouterWorker: Service {
         handlers registry: HandlerRegistry = HandlerRegistry(),
         groups names: [String] = [],
         logger: Logger,
-        recorders: [any JobEventRecorder]? = nil
+        recorders: [any JobEventRecorder]? = nil,
+        rateLimiter: (any RateLimiter)? = nil
     ) throws {
         let known = configuration.groups.keys.sorted()
         for name in names where configuration.groups[name] == nil {
@@ -52,9 +54,18 @@ public struct JobRouterWorker: Service {
         let workerID = WorkerDescription.makeID()
         self.controller = controller
         self.runners = selected.map { group in
-            WorkerGroupRunner(
+            // A group that receives mail is paced by [smtp] rate_limit, shared by every process.
+            var gate: RateGate?
+            let sendsMail = group.queues.contains { queue in
+                configuration.types(routingTo: queue).contains { configuration.types[$0]?.handler == .smtp }
+            }
+            if sendsMail, let smtp = configuration.smtp, let rate = smtp.rateLimit, let rateLimiter {
+                gate = RateGate(limiter: rateLimiter, key: "smtp", rate: rate, burst: smtp.burst)
+            }
+            return WorkerGroupRunner(
                 group: group, configuration: configuration, handlers: handlers, unavailable: unavailable,
-                driver: driver, workerID: workerID, shutdown: controller, health: health, events: events, logger: logger)
+                driver: driver, workerID: workerID, shutdown: controller, health: health, events: events, logger: logger,
+                gate: gate)
         }
         self.maintenance = WorkerMaintenance(
             workerID: workerID, runners: runners, configuration: configuration, driver: driver,

@@ -19,6 +19,8 @@ struct WorkerGroupRunner: Sendable {
     let health: ConnectionHealth
     let events: JobEventFanout
     let logger: Logger
+    /// When set, each claim waits for a permit of this shared rate (mail groups).
+    let gate: RateGate?
     /// Claims this group holds now, for lease renewal.
     let claims = ClaimRegistry()
 
@@ -51,17 +53,31 @@ struct WorkerGroupRunner: Sendable {
             }
             var sequence = 0
             while shutdown.phase == .running, !Task.isCancelled {
-                let free = await slots.acquireAll()
+                var free = await slots.acquireAll()
                 guard free > 0 else { break }
+                if let gate {
+                    // Paced: one permit, then one claim, so the job sent next is the best one waiting now.
+                    slots.release(free - 1)
+                    free = 1
+                    do {
+                        try await gate.limiter.acquire(gate.key, rate: gate.rate, burst: gate.burst)
+                    } catch {
+                        slots.release(1)
+                        if !Task.isCancelled { await shutdown.sleep(for: health.failed(error)) }
+                        continue
+                    }
+                }
                 let entries: [ClaimedEntry]
                 do {
                     entries = try await fetcher.fetch(max: free, wait: Self.fetchWait)
                     health.succeeded()
                 } catch {
                     slots.release(free)
+                    if let gate { try? await gate.limiter.refund(gate.key, rate: gate.rate) }
                     await shutdown.sleep(for: health.failed(error))
                     continue
                 }
+                if entries.isEmpty, let gate { try? await gate.limiter.refund(gate.key, rate: gate.rate) }
                 slots.release(free - entries.count)
                 for entry in entries { claims.add(entry.token) }
                 if shutdown.phase != .running {
