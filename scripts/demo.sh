@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The demo: installs what is missing, starts a private redis-server (unless JOBROUTER_REDIS_URL is
-# set), builds, enqueues jobs of several types and priorities, runs the groups from queues.toml,
-# and shows that every high-priority email was started before any low one.
+# set) and a local SMTP sink (unless JOBROUTER_SMTP_URL is set), builds, enqueues jobs of several
+# types and priorities, runs the groups from queues.toml, shows the mails the sink received, and
+# checks that every high-priority email was sent before any low one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -13,13 +14,20 @@ BIN="$(swift build --show-bin-path)/jobrouter"
 
 run_dir="$PWD/.run/demo"
 rm -rf "$run_dir" && mkdir -p "$run_dir"
-trap 'stop_redis; [ -n "${WORKER:-}" ] && kill "$WORKER" 2>/dev/null || true' EXIT
+trap 'stop_redis; stop_smtp_sink; [ -n "${WORKER:-}" ] && kill "$WORKER" 2>/dev/null || true' EXIT
 if [ -z "${JOBROUTER_REDIS_URL:-}" ]; then
   start_redis "$run_dir/redis"
   export JOBROUTER_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
   log "started a private redis-server on 127.0.0.1:$REDIS_PORT (data in $run_dir/redis)"
 else
   log "using the Redis in JOBROUTER_REDIS_URL"
+fi
+if [ -z "${JOBROUTER_SMTP_URL:-}" ]; then
+  start_smtp_sink "$run_dir/mail.jsonl"
+  export JOBROUTER_SMTP_URL="smtp://127.0.0.1:$SMTP_PORT"
+  log "started a local SMTP sink on 127.0.0.1:$SMTP_PORT (it keeps every mail in $run_dir/mail.jsonl)"
+else
+  log "sending mail through JOBROUTER_SMTP_URL"
 fi
 rcli() { redis-cli -u "$JOBROUTER_REDIS_URL" "$@"; }
 
@@ -28,38 +36,42 @@ log "jobrouter check"
 
 log "enqueueing 10 low-priority emails, 3 reports, then 10 high-priority emails (no worker running yet)"
 for i in $(seq 1 10); do
-  echo "{\"type\":\"email\",\"priority\":\"low\",\"payload\":{\"to\":\"newsletter$i@example.org\",\"template\":\"digest\"}}"
+  echo "{\"type\":\"email\",\"priority\":\"low\",\"payload\":{\"template\":\"digest\",\"to\":\"reader$i@example.org\",\"vars\":{\"name\":\"Reader $i\"}}}"
 done | "$BIN" enqueue --batch -
 for i in 1 2 3; do "$BIN" enqueue report --payload "{\"month\":\"2026-$i\"}"; done
 for i in $(seq 1 10); do
-  echo "{\"type\":\"email\",\"priority\":\"high\",\"payload\":{\"to\":\"user$i@example.org\",\"template\":\"password-reset\"}}"
+  echo "{\"type\":\"email\",\"priority\":\"high\",\"payload\":{\"template\":\"password_reset\",\"to\":\"Zoë User$i <user$i@example.org>\",\"vars\":{\"name\":\"Zoë $i\",\"link\":\"https://example.org/reset?token=$i\"}}}"
 done | "$BIN" enqueue --batch -
 log "an entry pushed by another Redis client, and one that is not JSON"
 rcli RPUSH default '{"type":"report","payload":{"month":"from redis-cli"}}' 'not json' >/dev/null
 "$BIN" status
 
-log "running the worker groups (mail: emails:high > emails:low; general: default)"
-export DEMO_ORDER_FILE="$run_dir/email-order.txt"
+log "running the worker groups (mail: emails:high > emails:low, 20 mails/s; general: default)"
 "$BIN" work >"$run_dir/worker.log" 2>"$run_dir/handlers.log" &
 WORKER=$!
-for _ in $(seq 1 200); do
-  [ -f "$DEMO_ORDER_FILE" ] && [ "$(wc -l < "$DEMO_ORDER_FILE")" -ge 20 ] && \
-    [ "$(rcli LLEN default)" = "0" ] && [ "$(rcli LLEN emails:low)" = "0" ] && break
+for _ in $(seq 1 300); do
+  [ -f "$run_dir/mail.jsonl" ] && [ "$(wc -l < "$run_dir/mail.jsonl")" -ge 20 ] && \
+    [ "$(rcli LLEN default)" = "0" ] && break
   sleep 0.1
 done
 sleep 0.5
 kill -TERM "$WORKER"; wait "$WORKER" || true; WORKER=""
 cat "$run_dir/worker.log"
 
-log "the order in which the mail group started email jobs"
-awk '{print $1}' "$DEMO_ORDER_FILE" | uniq -c | awk '{printf "  %2d x %s\n", $1, $2}'
-first_low=$(grep -n '^low' "$DEMO_ORDER_FILE" | head -1 | cut -d: -f1)
-last_high=$(grep -n '^high' "$DEMO_ORDER_FILE" | tail -1 | cut -d: -f1)
-if [ "$last_high" -lt "$first_low" ]; then
-  echo "  every high-priority email started before any low-priority one"
-else
-  echo "  PRIORITY ORDER BROKEN: a low email started before a high one" >&2; exit 1
-fi
+log "what the SMTP sink received (parsed by Python's email package), in arrival order"
+/usr/bin/python3 - "$run_dir/mail.jsonl" <<'PY'
+import json, sys
+records = [json.loads(line) for line in open(sys.argv[1]) if "subject" in line]
+for r in records:
+    kinds = "+".join(p["content_type"].split("/")[1] for p in r["parts"])
+    print("  %-40s %-36s %s" % (r["to"][:40], r["subject"][:36], kinds))
+order = ["high" if r["subject"].startswith("Reset") else "low" for r in records]
+print("  connections used: %d" % len({r["peer"] for r in records}))
+if "low" in order and "high" in order and order.index("low") < len(order) - order[::-1].index("high") - 1:
+    print("  PRIORITY ORDER BROKEN: a low email was sent before a high one", file=sys.stderr)
+    sys.exit(1)
+print("  every high-priority email (password reset) was sent before any low one (digest)")
+PY
 
 log "status after the run (the non-JSON entry is kept as a dead letter with its reason)"
 "$BIN" status

@@ -15,10 +15,14 @@ public struct SMTPEndpoint: Sendable {
     public var password: String?
     /// Bound on connecting and on each exchange.
     public var timeout: Duration
+    /// Keep the connection open between mails (`false`: a new connection per mail, for relays that want it).
+    public var reuseConnections: Bool
 
-    /// Reads the credentials from `environment` through the variable names the settings give.
+    /// Reads the credentials from `environment` through the variable names the settings give;
+    /// `JOBROUTER_SMTP_URL` there replaces the URL.
     public init(settings: SMTPSettings, environment: [String: String] = ProcessInfo.processInfo.environment) {
-        url = settings.url
+        url = environment["JOBROUTER_SMTP_URL"].flatMap { $0.isEmpty ? nil : $0 } ?? settings.url
+        reuseConnections = settings.reuseConnections
         tls = settings.tls
         username = settings.usernameEnvironment.flatMap { environment[$0] }
         password = settings.passwordEnvironment.flatMap { environment[$0] }
@@ -60,6 +64,7 @@ public final class SMTPTransport {
         also(jr_curl_setopt_pointer(handle, CURLOPT_ERRORBUFFER, errorBuffer))
         also(jr_curl_setopt_long(handle, CURLOPT_USE_SSL, tlsLevel))
         also(jr_curl_setopt_long(handle, CURLOPT_NOSIGNAL, 1))
+        if !endpoint.reuseConnections { also(jr_curl_setopt_long(handle, CURLOPT_FORBID_REUSE, 1)) }
         also(jr_curl_setopt_long(handle, CURLOPT_UPLOAD, 1))
         also(jr_curl_setopt_long(handle, CURLOPT_TIMEOUT_MS, Int(endpoint.timeout.inMilliseconds)))
         also(jr_curl_setopt_long(handle, CURLOPT_CONNECTTIMEOUT_MS, Int(endpoint.timeout.inMilliseconds)))

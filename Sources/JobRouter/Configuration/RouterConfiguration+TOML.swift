@@ -30,7 +30,8 @@ import TOMLKit
 /// | `smtp.username_env`, `smtp.password_env` | names of environment variables | none |
 /// | `smtp.timeout` | duration string | `"30s"` |
 /// | `smtp.rate_limit` | `"20/s"`, `"600/min"`, `"10000/h"` | none (no limit) |
-/// | `smtp.burst` | integer ≥ 1 | `1` |
+/// | `smtp.burst` | integer ≥ 1: mails that may go at once | `1` |
+/// | `smtp.reuse_connections` | boolean | `true` |
 /// | `templates.NAME.subject` | Mustache string | required |
 /// | `templates.NAME.text`, `.html` | Mustache string | at least one body |
 /// | `templates.NAME.text_file`, `.html_file` | path, relative to this file | instead of `text`/`html` |
@@ -177,7 +178,7 @@ struct TOMLReader {
     private func smtp(_ table: TOMLTable) throws -> SMTPSettings {
         let path = ["smtp"]
         try checkKeys(table, path: path, allowed: ["url", "tls", "from", "username_env", "password_env", "timeout", "rate_limit", "burst",
-                                                   "username", "password"])
+                                                   "reuse_connections", "username", "password"])
         // Secrets come from the environment only: a password in the file is refused, not read.
         for key in ["username", "password"] where table[key] != nil {
             throw fail(path + [key], "put secrets in the environment and name the variable with \(key)_env")
@@ -203,6 +204,10 @@ struct TOMLReader {
             settings.rateLimit = rate
         }
         if let value = table["burst"] { settings.burst = try integer(value, path + ["burst"]) }
+        if let value = table["reuse_connections"] {
+            guard value.type == .bool, let flag = value.bool else { throw fail(path + ["reuse_connections"], "must be true or false") }
+            settings.reuseConnections = flag
+        }
         return settings
     }
 

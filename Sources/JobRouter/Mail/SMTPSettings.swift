@@ -26,8 +26,10 @@ public struct SMTPSettings: Sendable, Equatable {
     public var timeout: Duration
     /// Mails per period for every worker process on this Redis together (TOML `rate_limit`: `"20/s"`, `"600/min"`, `"10000/h"`).
     public var rateLimit: RateLimit?
-    /// How many mails may go at once above the steady rate (TOML `burst`, default 1).
+    /// How many mails may go at once before the steady rate applies (TOML `burst`, default 1).
     public var burst: Int
+    /// Keep each worker slot's connection open between mails (TOML `reuse_connections`, default `true`).
+    public var reuseConnections = true
 
     /// Makes settings.
     public init(url: String, tls: TLS = .opportunistic, from: String, usernameEnvironment: String? = nil,
