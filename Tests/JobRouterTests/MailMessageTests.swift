@@ -120,3 +120,21 @@ import Testing
         #expect(!(parseError(withSMTP + "password = \"hunter2\"\n")?.description.contains("hunter2") ?? true))
     }
 }
+
+@Suite struct MailTemplateFileTests {
+    @Test func templateFilesAreReadRelativeToTheConfiguration() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("jobrouter-templates-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: directory.appendingPathComponent("mail"), withIntermediateDirectories: true)
+        try "Hi {{name}}".write(to: directory.appendingPathComponent("mail/welcome.txt"), atomically: true, encoding: .utf8)
+        let path = directory.appendingPathComponent("queues.toml").path
+        let toml = sampleTOML + "\n[templates.welcome]\nsubject = \"Welcome\"\ntext_file = \"mail/welcome.txt\"\n"
+        try toml.write(toFile: path, atomically: true, encoding: .utf8)
+        #expect(try RouterConfiguration.load(path: path).templates["welcome"]?.text == "Hi {{name}}")
+        try (toml.replacingOccurrences(of: "welcome.txt", with: "missing.txt")).write(toFile: path, atomically: true, encoding: .utf8)
+        #expect {
+            _ = try RouterConfiguration.load(path: path)
+        } throws: { error in
+            (error as? ConfigurationError)?.keyPath == "templates.welcome.text_file" && "\(error)".contains("cannot read")
+        }
+    }
+}
