@@ -227,4 +227,25 @@ struct SMTPTests {
         #expect(Array(subjects[firstHigh..<(firstHigh + 3)]).allSatisfy { $0.hasPrefix("high") }, "\(subjects)")
         #expect(firstHigh <= 3, "\(subjects)")
     }
+
+    @Test func shutdownDoesNotWaitForTheNextPermit() async throws {
+        let setup = MailTestSetup()
+        let configuration = try setup.configuration(concurrency: 2, rateLimit: RateLimit(count: 1, period: .seconds(3600)))
+        let driver = try setup.driver(configuration)
+        let client = JobRouterClient(configuration: configuration, driver: driver)
+        _ = try await client.enqueue((0..<2).map { index in
+            JobRequest(type: "email", payload: .object(["to": .string("r\(index)@\(setup.domain)"), "subject": .string("s"), "text": .string("t")]))
+        })
+        let clock = ContinuousClock()
+        var stopping = clock.now
+        try await withMailWorker(configuration, driver: driver, connections: 2) { _ in
+            #expect(await eventually { try TestSMTP.delivered(domain: setup.domain).count == 1 })
+            try await Task.sleep(for: .milliseconds(200))
+            stopping = clock.now
+        }
+        #expect(stopping.duration(to: clock.now) < .seconds(2))
+        // The second mail was never claimed: it waits in its queue for the next permit.
+        #expect(try await driver.depths(of: [setup.queue])[setup.queue] == 1)
+        #expect(try TestSMTP.delivered(domain: setup.domain).count == 1)
+    }
 }

@@ -59,12 +59,25 @@ struct WorkerGroupRunner: Sendable {
                     // Paced: one permit, then one claim, so the job sent next is the best one waiting now.
                     slots.release(free - 1)
                     free = 1
+                    // Waits sleep on the shutdown controller, so a signal ends them at once.
+                    var admitted = false
                     do {
-                        try await gate.limiter.acquire(gate.key, rate: gate.rate, burst: gate.burst)
+                        while shutdown.phase == .running {
+                            let wait = try await gate.limiter.reserve(gate.key, rate: gate.rate, burst: gate.burst)
+                            if wait <= .zero {
+                                admitted = true
+                                break
+                            }
+                            await shutdown.sleep(for: wait)
+                        }
                     } catch {
                         slots.release(1)
-                        if !Task.isCancelled { await shutdown.sleep(for: health.failed(error)) }
+                        await shutdown.sleep(for: health.failed(error))
                         continue
+                    }
+                    guard admitted else {
+                        slots.release(1)
+                        break
                     }
                 }
                 let entries: [ClaimedEntry]
