@@ -4,7 +4,7 @@ import JobRouter
 
 /// What a transport needs to connect: the `[smtp]` settings with the credentials already read from
 /// the environment.
-public struct SMTPEndpoint: Sendable {
+public struct SMTPEndpoint: Sendable, CustomStringConvertible {
     /// `smtp://` or `smtps://` URL.
     public var url: String
     /// STARTTLS policy for `smtp://`.
@@ -17,6 +17,11 @@ public struct SMTPEndpoint: Sendable {
     public var timeout: Duration
     /// Keep the connection open between mails (`false`: a new connection per mail, for relays that want it).
     public var reuseConnections: Bool
+
+    /// The URL and TLS policy; never the credentials.
+    public var description: String {
+        "\(url) (tls \(tls.rawValue)\(username == nil ? "" : ", with credentials"))"
+    }
 
     /// Reads the credentials from `environment` through the variable names the settings give;
     /// `JOBROUTER_SMTP_URL` there replaces the URL.

@@ -33,11 +33,7 @@ struct WorkCommand: AsyncParsableCommand {
                 var handlers = HandlerRegistry()
                 // One SMTP connection per worker slot that can receive mail.
                 let groups = group.isEmpty ? Array(configuration.groups.values) : group.compactMap { configuration.groups[$0] }
-                let mailSlots = groups.filter { group in
-                    group.queues.contains { queue in
-                        configuration.types(routingTo: queue).contains { configuration.types[$0]?.handler == .smtp }
-                    }
-                }.map(\.concurrency).reduce(0, +)
+                let mailSlots = groups.filter(configuration.receivesMail).map(\.concurrency).reduce(0, +)
                 if mailSlots > 0 {
                     handlers.provideSMTP(try SMTPMailHandler(configuration: configuration, connections: mailSlots))
                 }

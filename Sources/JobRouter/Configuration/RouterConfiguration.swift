@@ -56,6 +56,11 @@ public struct RouterConfiguration: Sendable {
         return routed.subtracting(read).sorted()
     }
 
+    /// Whether jobs of an `smtp` type can arrive in one of `group`'s queues.
+    public func receivesMail(_ group: WorkerGroupConfiguration) -> Bool {
+        group.queues.contains { queue in types(routingTo: queue).contains { types[$0]?.handler == .smtp } }
+    }
+
     /// The types whose jobs can arrive in `queue`.
     public func types(routingTo queue: String) -> [String] {
         types.values.filter { type in

@@ -56,10 +56,7 @@ public struct JobRouterWorker: Service {
         self.runners = selected.map { group in
             // A group that receives mail is paced by [smtp] rate_limit, shared by every process.
             var gate: RateGate?
-            let sendsMail = group.queues.contains { queue in
-                configuration.types(routingTo: queue).contains { configuration.types[$0]?.handler == .smtp }
-            }
-            if sendsMail, let smtp = configuration.smtp, let rate = smtp.rateLimit, let rateLimiter {
+            if configuration.receivesMail(group), let smtp = configuration.smtp, let rate = smtp.rateLimit, let rateLimiter {
                 gate = RateGate(limiter: rateLimiter, key: "smtp", rate: rate, burst: smtp.burst)
             }
             return WorkerGroupRunner(
