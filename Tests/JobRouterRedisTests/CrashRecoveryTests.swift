@@ -11,7 +11,7 @@ final class WorkerProcess: @unchecked Sendable {
     init(config: String, log: URL) throws {
         process.executableURL = URL(fileURLWithPath: try TestRedis.binary)
         process.arguments = ["work", "--config", config]
-        FileManager.default.createFile(atPath: log.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         let handle = try FileHandle(forWritingTo: log)
         handle.seekToEndOfFile()
         process.standardOutput = handle
