@@ -42,7 +42,7 @@ struct CommonOptions: ParsableArguments {
     /// A logger writing one line per message to stdout.
     func makeLogger() throws -> Logger {
         guard let level = Logger.Level(rawValue: logLevel.lowercased()) else {
-            throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
+            throw CommandFailure("--log-level: '\(logLevel)' is not one of trace, debug, info, notice, warning, error, critical")
         }
         var logger = Logger(label: "jobrouter") { _ in LineLogHandler() }
         logger.logLevel = level

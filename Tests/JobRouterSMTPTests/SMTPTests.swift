@@ -248,4 +248,17 @@ struct SMTPTests {
         #expect(try await driver.depths(of: [setup.queue])[setup.queue] == 1)
         #expect(try TestSMTP.delivered(domain: setup.domain).count == 1)
     }
+
+    @Test func aRateLimitedMailGroupNeedsALimiter() throws {
+        let setup = MailTestSetup()
+        let configuration = try setup.configuration(concurrency: 1, rateLimit: RateLimit(count: 5, period: .seconds(1)))
+        var handlers = HandlerRegistry()
+        handlers.provideSMTP(try SMTPMailHandler(configuration: configuration, connections: 1))
+        #expect {
+            _ = try JobRouterWorker(configuration: configuration, driver: try setup.driver(configuration), handlers: handlers,
+                                    logger: Logger(label: "test"))
+        } throws: { error in
+            "\(error)".hasPrefix("groups.mail receives mail and smtp.rate_limit is 5/s, but no rateLimiter was given")
+        }
+    }
 }

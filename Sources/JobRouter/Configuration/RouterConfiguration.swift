@@ -90,7 +90,7 @@ public enum HandlerKind: String, Sendable, CaseIterable {
     case exec
     /// Succeeds at once: for load tests and demos.
     case noop
-    /// Sends mail over SMTP. Not available yet: `check` says so and workers refuse to run it.
+    /// Sends mail over SMTP with the `[smtp]` settings (the handler comes from `JobRouterSMTP`).
     case smtp
     /// A handler registered from Swift with ``HandlerRegistry/register(type:_:)``.
     case swift

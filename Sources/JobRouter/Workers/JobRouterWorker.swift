@@ -13,11 +13,12 @@ public struct JobRouterWorker: Service {
     private let controller: ShutdownController
     private let maintenance: WorkerMaintenance
 
-    /// Prepares the groups named in `groups` (every group when empty). With a `rateLimiter`, groups
-    /// that receive `smtp` jobs claim at most at `[smtp] rate_limit`, across every process.
+    /// Prepares the groups named in `groups` (every group when empty). Groups that receive `smtp`
+    /// jobs claim at most at `[smtp] rate_limit` through `rateLimiter`, across every process.
     ///
-    /// Throws when a group is unknown, or when a type whose jobs those groups read has no usable
-    /// handler (an `smtp` type, or a `swift` type not registered in `handlers`).
+    /// Throws when a group is unknown, when a type whose jobs those groups read has no usable
+    /// handler (an `smtp` type without ``HandlerRegistry/provideSMTP(_:)``, or a `swift` type not
+    /// registered in `handlers`), or when a mail group needs a rate limit and no `rateLimiter` is given.
     public init(
         configuration: RouterConfiguration,
         driver: any JobQueueDriver,
@@ -53,10 +54,13 @@ public struct JobRouterWorker: Service {
         let events = JobEventFanout(recorders: recorders ?? [LoggingJobEventRecorder(logger: logger)])
         let workerID = WorkerDescription.makeID()
         self.controller = controller
-        self.runners = selected.map { group in
+        self.runners = try selected.map { group in
             // A group that receives mail is paced by [smtp] rate_limit, shared by every process.
             var gate: RateGate?
-            if configuration.receivesMail(group), let smtp = configuration.smtp, let rate = smtp.rateLimit, let rateLimiter {
+            if configuration.receivesMail(group), let smtp = configuration.smtp, let rate = smtp.rateLimit {
+                guard let rateLimiter else {
+                    throw WorkerError(message: "groups.\(group.name) receives mail and smtp.rate_limit is \(rate), but no rateLimiter was given (pass RedisRateLimiter(driver:))")
+                }
                 gate = RateGate(limiter: rateLimiter, key: "smtp", rate: rate, burst: smtp.burst)
             }
             return WorkerGroupRunner(
