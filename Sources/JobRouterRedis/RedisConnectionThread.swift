@@ -30,9 +30,11 @@ final class RedisConnectionThread: Sendable {
     }
 
     private let thread: ConfinedThread<Session>
+    private let endpoint: RedisEndpoint
 
     /// Starts the thread. `timeout` bounds connecting and every read or write.
     init(endpoint: RedisEndpoint, timeout: Duration, name: String) {
+        self.endpoint = endpoint
         thread = ConfinedThread(name: name) { Session(endpoint: endpoint, timeout: timeout) }
     }
 
@@ -46,11 +48,14 @@ final class RedisConnectionThread: Sendable {
                 if error.closesConnection { session.drop() }
                 throw error
             }
+        } ifStopped: {
+            RedisError(code: .connection, message: "the connection's thread is stopped", server: endpoint.description)
         }
     }
 
-    /// Queues `item` without waiting for it.
-    func submit(_ item: @escaping @Sendable (Session) -> Void) {
+    /// Queues `item` without waiting for it; `false` (the item dropped, unrun) once stopped.
+    @discardableResult
+    func submit(_ item: @escaping @Sendable (Session) -> Void) -> Bool {
         thread.submit(item)
     }
 

@@ -21,6 +21,9 @@ public struct RedisEndpoint: Sendable, Equatable, CustomStringConvertible {
             RedisError(code: .connection, message: "invalid Redis URL \(Self.redact(url)): \(why)")
         }
         guard let components = URLComponents(string: url) else { throw invalid("not a URL") }
+        if components.scheme == "rediss" {
+            throw invalid("rediss:// (TLS) is not supported: Debian's hiredis 0.14 has no TLS; run a local TLS tunnel (stunnel) and use redis://127.0.0.1:PORT (README: \"Redis over TLS\")")
+        }
         guard components.scheme == "redis" else { throw invalid("the scheme must be redis://") }
         guard let host = components.host, !host.isEmpty else { throw invalid("no host") }
         self.host = host

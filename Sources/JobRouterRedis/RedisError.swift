@@ -1,5 +1,7 @@
+import JobRouter
+
 /// A failed Redis call, with hiredis's or the server's own message. Never carries a password.
-public struct RedisError: Error, CustomStringConvertible, Sendable, Equatable {
+public struct RedisError: Error, CustomStringConvertible, Sendable, Equatable, QueueServerError {
     /// What kind of failure.
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         let name: String
@@ -31,6 +33,13 @@ public struct RedisError: Error, CustomStringConvertible, Sendable, Equatable {
         self.message = message
         self.command = command
         self.server = server
+    }
+
+    /// `true` when retrying cannot help: the server refused the credentials (`WRONGPASS`,
+    /// `NOAUTH`) or the user's rights (`NOPERM`), or JobRouter's own keys hold the wrong type.
+    public var isPermanent: Bool {
+        let text = message.uppercased()
+        return ["WRONGPASS", "NOAUTH", "NOPERM", "INVALID PASSWORD", "WRONGTYPE"].contains { text.contains($0) }
     }
 
     /// `true` when the connection cannot be used any more and must be opened again.

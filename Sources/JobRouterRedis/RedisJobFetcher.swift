@@ -6,10 +6,13 @@ import Synchronization
 /// on the queues' wake-up lists (which every JobRouter push fills in the same atomic step as the
 /// job), then claims again; entries pushed by other Redis clients, which push no token, are
 /// claimed when that wait times out.
+///
+/// A queue key holding something other than a list (`WRONGTYPE`) is set aside, reported through
+/// ``brokenQueues``, and looked at again every ``brokenRecheck``; the group's other queues go on.
 final class RedisJobFetcher: JobFetcher {
     private let queues: [String]
-    private let wakeKeys: [String]
     private let arguments: [[UInt8]]
+    private let namespace: String
     private let thread: RedisConnectionThread
     private let control: RedisConnectionThread
     private let state = FetchState()
@@ -17,43 +20,71 @@ final class RedisJobFetcher: JobFetcher {
     init(queues: [String], namespace: String, worker: String, terms: LeaseTerms, endpoint: RedisEndpoint,
          timeout: Duration, label: String, control: RedisConnectionThread) {
         self.queues = queues
-        self.wakeKeys = queues.map { "\(namespace):wake:\($0)" }
+        self.namespace = namespace
         self.arguments = [Array(namespace.utf8), [], Array(worker.utf8), Array(String(terms.maxRecoveries).utf8),
-                          Array(String(terms.lease.inMilliseconds).utf8)]
+                          Array(String(terms.lease.inMilliseconds).utf8), Array(String(terms.maxPayload).utf8),
+                          Array(String(terms.maxDead).utf8)]
         self.control = control
         // The socket timeout must outlast the longest BLPOP wait, or hiredis drops the connection.
         self.thread = RedisConnectionThread(endpoint: endpoint, timeout: timeout + .seconds(5), name: "jobrouter-fetch-\(label)")
     }
 
+    /// How often a queue set aside as broken is looked at again.
+    static let brokenRecheck: Duration = .seconds(10)
+
+    var brokenQueues: [String: String] { state.broken }
+
     func fetch(max: Int, wait: Duration) async throws -> [ClaimedEntry] {
-        let (queues, wakeKeys, state) = (self.queues, self.wakeKeys, self.state)
+        let (queues, namespace, state) = (self.queues, self.namespace, self.state)
         var arguments = self.arguments
         arguments[1] = Array(String(max).utf8)
         let waitSeconds = String(format: "%.3f", wait.inSeconds)
         return try await thread.run { [arguments] connection throws(RedisError) in
-            let claimed = try Self.claim(connection, queues: queues, arguments: arguments)
+            if state.brokenDue(now: .now) { try Self.checkTypes(connection, queues: queues, state: state) }
+            let readable = queues.filter { state.broken[$0] == nil }
+            guard !readable.isEmpty else { return [] }
+            let claimed = try Self.claim(connection, queues: readable, arguments: arguments, state: state, all: queues)
             if !claimed.isEmpty { return claimed }
             let id = try connection.clientID()
             guard state.beginWait(client: id) else { return [] }
             defer { state.endWait() }
-            _ = try connection.command(["BLPOP"] + wakeKeys + [waitSeconds])
-            return try Self.claim(connection, queues: queues, arguments: arguments)
+            _ = try connection.command(["BLPOP"] + readable.map { "\(namespace):wake:\($0)" } + [waitSeconds])
+            return try Self.claim(connection, queues: readable, arguments: arguments, state: state, all: queues)
         }
     }
 
-    private static func claim(_ connection: RedisConnection, queues: [String], arguments: [[UInt8]]) throws(RedisError) -> [ClaimedEntry] {
-        let flat = try connection.evaluate(RedisScripts.claim, keys: queues, arguments: arguments).array(for: "claim") ?? []
+    private static func claim(_ connection: RedisConnection, queues: [String], arguments: [[UInt8]], state: FetchState,
+                              all: [String]) throws(RedisError) -> [ClaimedEntry] {
+        let flat: [RedisReply]
+        do throws(RedisError) {
+            flat = try connection.evaluate(RedisScripts.claim, keys: queues, arguments: arguments).array(for: "claim") ?? []
+        } catch where error.code == .server && error.message.contains("WRONGTYPE") {
+            // Nothing was taken (the script stopped at the bad key); set the bad queue aside.
+            try checkTypes(connection, queues: all, state: state)
+            return []
+        }
         var entries: [ClaimedEntry] = []
-        entries.reserveCapacity(flat.count / 3)
+        entries.reserveCapacity(flat.count / 4)
         var index = 0
-        while index + 2 < flat.count {
+        while index + 3 < flat.count {
+            let token = try flat[index].text(for: "claim")
+            let fourth = Data(try flat[index + 3].bytes(for: "claim"))
             entries.append(ClaimedEntry(
-                token: String(decoding: try flat[index].bytes(for: "claim"), as: UTF8.self),
-                queue: String(decoding: try flat[index + 1].bytes(for: "claim"), as: UTF8.self),
-                raw: Data(try flat[index + 2].bytes(for: "claim"))))
-            index += 3
+                token: token, queue: try flat[index + 1].text(for: "claim"),
+                raw: token.isEmpty ? Data() : fourth, jobID: JobID(rawValue: try flat[index + 2].text(for: "claim")),
+                keptAside: token.isEmpty ? String(decoding: fourth, as: UTF8.self) : nil))
+            index += 4
         }
         return entries
+    }
+
+    private static func checkTypes(_ connection: RedisConnection, queues: [String], state: FetchState) throws(RedisError) {
+        var broken: [String: String] = [:]
+        for (queue, reply) in zip(queues, try connection.pipeline(queues.map { [Array("TYPE".utf8), Array($0.utf8)] })) {
+            guard case .status(let kind) = reply else { continue }
+            if kind != "list" && kind != "none" { broken[queue] = "holds a \(kind), not a list" }
+        }
+        state.setBroken(broken, recheckAt: .now + brokenRecheck)
     }
 
     func interrupt() {
@@ -69,9 +100,25 @@ final class RedisJobFetcher: JobFetcher {
     }
 }
 
-/// Whether a fetcher waits in BLPOP (and as which client), and whether it was told to stop waiting.
+/// Whether a fetcher waits in BLPOP (and as which client), whether it was told to stop waiting,
+/// and which of its queues are set aside as broken.
 private final class FetchState: Sendable {
     private let state = Mutex<(blockedClient: Int64?, interrupted: Bool)>((nil, false))
+    private let brokenState = Mutex<(queues: [String: String], recheckAt: ContinuousClock.Instant?)>(([:], nil))
+
+    var broken: [String: String] { brokenState.withLock { $0.queues } }
+
+    /// Whether broken queues are due for another look.
+    func brokenDue(now: ContinuousClock.Instant) -> Bool {
+        brokenState.withLock { state in
+            guard !state.queues.isEmpty, let at = state.recheckAt else { return false }
+            return now >= at
+        }
+    }
+
+    func setBroken(_ queues: [String: String], recheckAt: ContinuousClock.Instant) {
+        brokenState.withLock { $0 = (queues, queues.isEmpty ? nil : recheckAt) }
+    }
 
     /// Records that `client` is about to wait; `false` when it must not, having been interrupted.
     func beginWait(client: Int64) -> Bool {

@@ -3,12 +3,17 @@ import JobRouter
 
 /// A dead-letter record as stored, with the time it was kept.
 public struct StoredDeadLetter: Sendable, Equatable {
-    /// The job id.
+    /// The record's key in the store: the job id, or `id~N` when an earlier record had that id.
     public var id: String
     /// When it was dead-lettered.
     public var failedAt: Date
-    /// The record's fields: `id`, `queue`, `type`, `attempt`, `reason`, `raw`.
+    /// The record's fields: `id`, `queue`, `type`, `attempt`, `reason`.
     public var record: JSONValue
+    /// The entry's exact bytes as stored in its queue.
+    public var rawBytes: Data?
+
+    /// The job id (which several records may share).
+    public var jobID: String { record["id"]?.stringValue ?? id }
 
     /// The queue it came from.
     public var queue: String? { record["queue"]?.stringValue }
@@ -16,13 +21,20 @@ public struct StoredDeadLetter: Sendable, Equatable {
     public var type: String? { record["type"]?.stringValue }
     /// Why it was dead-lettered.
     public var reason: String? { record["reason"]?.stringValue }
-    /// The entry as it was stored in its queue.
-    public var raw: String? { record["raw"]?.stringValue }
+    /// The entry as text, when its bytes are valid UTF-8.
+    public var raw: String? { rawBytes.flatMap { String(validating: $0, as: UTF8.self) } }
 
-    /// The record with `failed_at` added, as `dead list --json` prints it.
+    /// The record with `key`, `failed_at` and the entry added (as `raw`, or as `raw_base64` when its
+    /// bytes are not UTF-8), as `dead list --json` prints it.
     public var jsonText: String {
         guard case .object(var fields) = record else { return record.jsonText }
+        fields["key"] = .string(id)
         fields["failed_at"] = .string(Timestamp.format(failedAt))
+        if let raw {
+            fields["raw"] = .string(raw)
+        } else if let rawBytes {
+            fields["raw_base64"] = .string(rawBytes.base64EncodedString())
+        }
         return JSONValue.object(fields).jsonText
     }
 }
@@ -38,6 +50,8 @@ public struct QueueStatistics: Sendable {
         public var inFlight: Int
         public var scheduled: Int
         public var dead: Int
+        /// Set when the queue's key cannot be read as a queue (it holds another type): why.
+        public var broken: String?
     }
 
     /// One worker process seen through its heartbeats.
@@ -52,12 +66,14 @@ public struct QueueStatistics: Sendable {
     public var workers: [Worker]
     /// Dead records trimmed because `max_dead` was reached.
     public var trimmedDead: Int
+    /// Dead records per job type (entries with no readable type are counted per queue only).
+    public var deadByType: [String: Int] = [:]
 }
 
 extension RedisQueueDriver {
     /// Dead records, newest first, optionally of one type, at most `limit`.
     public func deadLetters(type: String? = nil, limit: Int = 100) async throws -> [StoredDeadLetter] {
-        let (index, records) = ("\(namespace):dead", "\(namespace):dead:jobs")
+        let (index, records, raws) = ("\(namespace):dead", "\(namespace):dead:jobs", "\(namespace):dead:raw")
         // Without a type filter only `limit` ids are read; with one, all of them (max_dead bounds it).
         let stop = type == nil ? String(max(limit, 1) - 1) : "-1"
         let found: [StoredDeadLetter] = try await commands.run { connection throws(RedisError) in
@@ -71,54 +87,115 @@ extension RedisQueueDriver {
                 scores.append(Double(String(decoding: try listed[position + 1].bytes(for: "ZREVRANGE"), as: UTF8.self)) ?? 0)
                 position += 2
             }
-            let values = try connection.command(bytes: [Array("HMGET".utf8), Array(records.utf8)] + ids).array(for: "HMGET") ?? []
+            let replies = try connection.pipeline([
+                [Array("HMGET".utf8), Array(records.utf8)] + ids, [Array("HMGET".utf8), Array(raws.utf8)] + ids,
+            ])
+            let values = try replies[0].array(for: "HMGET") ?? []
+            let rawValues = try replies[1].array(for: "HMGET") ?? []
             var result: [StoredDeadLetter] = []
             for (offset, value) in values.enumerated() {
                 guard case .string(let bytes) = value, let record = try? JSONValue.parse(Data(bytes)) else { continue }
+                var raw: Data?
+                if offset < rawValues.count, case .string(let rawBytes) = rawValues[offset] { raw = Data(rawBytes) }
                 result.append(StoredDeadLetter(id: String(decoding: ids[offset], as: UTF8.self),
-                                               failedAt: Date(timeIntervalSince1970: scores[offset] / 1000), record: record))
+                                               failedAt: Date(timeIntervalSince1970: scores[offset] / 1000), record: record,
+                                               rawBytes: raw ?? Self.legacyRaw(record)))
             }
             return result
         }
         return Array(found.filter { type == nil || $0.type == type }.prefix(limit))
     }
 
-    /// One dead record, or `nil` when there is none with that id.
+    /// Records kept before the raw bytes moved beside them had the entry inside, as `raw`.
+    private static func legacyRaw(_ record: JSONValue) -> Data? {
+        record["raw"]?.stringValue.map { Data($0.utf8) }
+    }
+
+    /// One dead record by its key, or `nil` when there is none.
     public func deadLetter(id: String) async throws -> StoredDeadLetter? {
-        let (index, records) = ("\(namespace):dead", "\(namespace):dead:jobs")
+        let (index, records, raws) = ("\(namespace):dead", "\(namespace):dead:jobs", "\(namespace):dead:raw")
         return try await commands.run { connection throws(RedisError) in
-            guard case .string(let bytes) = try connection.command(["HGET", records, id]),
-                  let record = try? JSONValue.parse(Data(bytes)) else { return nil }
+            let replies = try connection.pipeline([["HGET", records, id], ["HGET", raws, id], ["ZSCORE", index, id]].map { $0.map { Array($0.utf8) } })
+            guard case .string(let bytes) = replies[0], let record = try? JSONValue.parse(Data(bytes)) else { return nil }
             var failedAt = Date(timeIntervalSince1970: 0)
-            if case .string(let score) = try connection.command(["ZSCORE", index, id]),
-               let millis = Double(String(decoding: score, as: UTF8.self)) {
+            if case .string(let score) = replies[2], let millis = Double(String(decoding: score, as: UTF8.self)) {
                 failedAt = Date(timeIntervalSince1970: millis / 1000)
             }
-            return StoredDeadLetter(id: id, failedAt: failedAt, record: record)
+            var raw = Self.legacyRaw(record)
+            if case .string(let rawBytes) = replies[1] { raw = Data(rawBytes) }
+            return StoredDeadLetter(id: id, failedAt: failedAt, record: record, rawBytes: raw)
         }
     }
 
-    /// Sends a dead job back to the tail of its queue with its attempts reset. Returns `false` when
-    /// there is no such record (or another process retried it first).
-    public func retryDeadLetter(_ dead: StoredDeadLetter) async throws -> Bool {
-        guard let queue = dead.queue, let raw = dead.raw else { return false }
-        var entry = Data(raw.utf8)
-        if var job = try? JobEnvelope.decode(entry, queue: queue) {
-            job.attempt = 1
-            job.lastError = nil
-            entry = Data(job.jsonText.utf8)
+    /// Sends a dead job back to the tail of the queue the current routing gives its type and
+    /// priority (not necessarily the one it died in: `queues.toml` may have changed since), with
+    /// its attempts reset. Returns `false` when the record is gone (another process retried it).
+    /// Throws a ``DeadLetterRetryError`` when it cannot be routed: not a job, or a type or priority
+    /// the configuration no longer has.
+    public func retryDeadLetter(_ dead: StoredDeadLetter, router: Router) async throws -> Bool {
+        guard let raw = dead.rawBytes else {
+            throw DeadLetterRetryError(key: dead.id, message: "the record keeps no entry to retry")
         }
-        let arguments = [Array(namespace.utf8), Array(dead.id.utf8), Array(queue.utf8), [UInt8](entry)]
+        let job: JobEnvelope
+        do {
+            job = try JobEnvelope.decode(raw, queue: dead.queue ?? "")
+        } catch {
+            throw DeadLetterRetryError(key: dead.id, message: "the entry is not a job (\(error)); fix it with your own client")
+        }
+        var next = job
+        do {
+            let route = try router.route(type: job.type, priority: job.priority)
+            next.queue = route.queue
+            next.priority = route.priority
+        } catch {
+            throw DeadLetterRetryError(key: dead.id, message: "\(error)")
+        }
+        next.id = JobID(rawValue: dead.jobID)
+        next.attempt = 1
+        next.lastError = nil
+        let arguments = [Array(namespace.utf8), Array(dead.id.utf8), Array(next.queue.utf8), Array(next.jsonText.utf8)]
         return try await commands.run { connection throws(RedisError) in
             try connection.evaluate(RedisScripts.resurrect, keys: [], arguments: arguments).integer(for: "resurrect") == 1
         }
     }
 
-    /// Deletes dead records kept before `date`; returns how many.
+    /// Deletes dead records kept before `date`, a bounded number per script call; returns how many.
     public func purgeDeadLetters(before date: Date) async throws -> Int {
-        let arguments = [Array(namespace.utf8), Array(String(Int64(date.timeIntervalSince1970 * 1000)).utf8)]
-        return try await commands.run { connection throws(RedisError) in
-            Int(try connection.evaluate(RedisScripts.purgeDead, keys: [], arguments: arguments).integer(for: "purge-dead"))
+        let arguments = [Array(namespace.utf8), Array(String(Self.milliseconds(since1970: date)).utf8), Array("500".utf8)]
+        var total = 0
+        while true {
+            let purged = try await commands.run { connection throws(RedisError) in
+                Int(try connection.evaluate(RedisScripts.purgeDead, keys: [], arguments: arguments).integer(for: "purge-dead"))
+            }
+            total += purged
+            if purged < 500 { return total }
+        }
+    }
+
+    /// Milliseconds since the epoch, clamped to what Redis scores and Int64 can hold.
+    static func milliseconds(since1970 date: Date) -> Int64 {
+        let millis = date.timeIntervalSince1970 * 1000
+        guard millis.isFinite else { return millis > 0 ? 1 << 52 : 0 }
+        return Int64(min(max(millis, 0), Double(1 << 52)))
+    }
+
+    /// Checks, before a worker starts, what retrying would never fix: the server accepts the
+    /// credentials, lets this user run JobRouter's scripts, and every queue key is a list (or
+    /// absent). Throws a one-line ``RedisError`` naming the problem; an unreachable server is
+    /// not checked here (workers wait for it).
+    public func preflight(queues: [String]) async throws {
+        let namespace = self.namespace
+        try await commands.run { connection throws(RedisError) in
+            _ = try connection.command(["PING"])
+            // Runs the cheapest script end to end: needs the rights to load and run scripts.
+            _ = try connection.evaluate(RedisScripts.stats, keys: [], arguments: [Array(namespace.utf8)])
+            let replies = try connection.pipeline(queues.map { [Array("TYPE".utf8), Array($0.utf8)] })
+            for (queue, reply) in zip(queues, replies) {
+                if case .status(let kind) = reply, kind != "list", kind != "none" {
+                    throw RedisError(code: .server, message: "WRONGTYPE queue key '\(queue)' holds a \(kind), not a list; rename or delete it",
+                                     command: "TYPE", server: connection.endpoint.description)
+                }
+            }
         }
     }
 
@@ -127,21 +204,32 @@ extension RedisQueueDriver {
         let arguments = [Array(namespace.utf8)]
         return try await commands.run { connection throws(RedisError) in
             let reply = try connection.evaluate(RedisScripts.stats, keys: queues, arguments: arguments).array(for: "stats") ?? []
-            guard reply.count == 4 else { throw RedisError(code: .unexpectedReply, message: "expected four parts", command: "stats") }
+            guard reply.count == 5 else { throw RedisError(code: .unexpectedReply, message: "expected five parts", command: "stats") }
             let now = Date(timeIntervalSince1970: Double(try reply[2].integer(for: "stats")) / 1000)
             var result = QueueStatistics(queues: [], workers: [], trimmedDead: Int(try reply[3].integer(for: "stats")))
             for row in try reply[0].array(for: "stats") ?? [] {
                 guard let fields = try row.array(for: "stats"), fields.count == 6 else { continue }
+                let depth = Int(try fields[1].integer(for: "stats"))
                 var age: Duration?
-                if case .string(let head) = fields[2], let job = try? JSONValue.parse(Data(head)),
-                   let text = job["enqueued_at"]?.stringValue, let enqueued = Timestamp.parse(text) {
-                    age = .milliseconds(Int64(max(0, now.timeIntervalSince(enqueued)) * 1000))
+                var broken: String?
+                if case .string(let head) = fields[2] {
+                    let text = String(decoding: head, as: UTF8.self)
+                    if depth < 0 {
+                        broken = "the key holds a \(text), not a list"
+                    } else if let enqueued = Timestamp.parse(text) ?? Double(text).map(Date.init(timeIntervalSince1970:)) {
+                        age = Duration.saturating(seconds: max(0, now.timeIntervalSince(enqueued)))
+                    }
                 }
                 result.queues.append(QueueStatistics.Queue(
-                    name: String(decoding: try fields[0].bytes(for: "stats"), as: UTF8.self),
-                    depth: Int(try fields[1].integer(for: "stats")), oldestAge: age,
+                    name: try fields[0].text(for: "stats"), depth: max(depth, 0), oldestAge: age,
                     inFlight: Int(try fields[3].integer(for: "stats")), scheduled: Int(try fields[4].integer(for: "stats")),
-                    dead: Int(try fields[5].integer(for: "stats"))))
+                    dead: Int(try fields[5].integer(for: "stats")), broken: broken))
+            }
+            let byType = try reply[4].array(for: "stats") ?? []
+            var index = 0
+            while index + 1 < byType.count {
+                result.deadByType[try byType[index].text(for: "stats")] = Int(try byType[index + 1].text(for: "stats")) ?? 0
+                index += 2
             }
             for row in try reply[1].array(for: "stats") ?? [] {
                 guard let fields = try row.array(for: "stats"), fields.count >= 2 else { continue }
@@ -155,4 +243,13 @@ extension RedisQueueDriver {
             return result
         }
     }
+}
+
+/// A dead record that `dead retry` cannot send back.
+public struct DeadLetterRetryError: Error, CustomStringConvertible, Sendable {
+    /// The record's key.
+    public var key: String
+    /// Why.
+    public var message: String
+    public var description: String { "dead job \(key): \(message)" }
 }

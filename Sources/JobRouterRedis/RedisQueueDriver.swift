@@ -5,8 +5,10 @@ import Synchronization
 /// The Redis backend: queues are Redis lists, pushed at the tail and claimed from the head.
 ///
 /// Every change that must not be torn is one Lua script (see ``RedisScripts`` for the keys kept
-/// under the namespace). Commands run on dedicated threads (one for this driver's own calls, one per
-/// fetcher), never on Swift's cooperative pool. Needs Redis 6.2 or later, not Redis Cluster.
+/// under the namespace). Commands run on dedicated threads, never on Swift's cooperative pool: one
+/// for this driver's own calls, one per fetcher, and one for heartbeats (lease renewal) and
+/// interrupting fetchers, so those never wait behind a flood of acks. Needs Redis 6.2 or later,
+/// not Redis Cluster.
 public final class RedisQueueDriver: JobQueueDriver {
     /// The server, without credentials.
     public let endpoint: RedisEndpoint
@@ -14,6 +16,8 @@ public final class RedisQueueDriver: JobQueueDriver {
     public let namespace: String
     private let timeout: Duration
     let commands: RedisConnectionThread
+    /// Heartbeats, lease renewal and `CLIENT UNBLOCK`: latency-sensitive, never behind bulk work.
+    let control: RedisConnectionThread
     private let completions: CompletionBatcher
 
     /// Connects lazily to `endpoint`; `timeout` bounds connecting and each command.
@@ -23,6 +27,7 @@ public final class RedisQueueDriver: JobQueueDriver {
         self.timeout = timeout
         let commands = RedisConnectionThread(endpoint: endpoint, timeout: timeout, name: "jobrouter-redis")
         self.commands = commands
+        self.control = RedisConnectionThread(endpoint: endpoint, timeout: timeout, name: "jobrouter-redis-control")
         self.completions = CompletionBatcher(thread: commands, namespace: namespace)
     }
 
@@ -34,6 +39,7 @@ public final class RedisQueueDriver: JobQueueDriver {
 
     deinit {
         commands.stop()
+        control.stop()
     }
 
     /// Most entries sent in one script call or command.
@@ -41,20 +47,38 @@ public final class RedisQueueDriver: JobQueueDriver {
 
     private var ns: [UInt8] { Array(namespace.utf8) }
 
-    public func push(_ jobs: [JobEnvelope]) async throws {
+    /// How long a batch's progress marker is kept.
+    static let batchProgressTTL: Duration = .seconds(7 * 24 * 3600)
+
+    public func push(_ jobs: [JobEnvelope], progress: BatchProgress?) async throws {
         guard !jobs.isEmpty else { return }
         // One `push` script call per run of jobs for the same queue: each job goes in with its
-        // wake-up token, atomically; the calls are pipelined.
-        let calls = Self.chunks(jobs.map { ($0.queue, Array($0.jsonText.utf8)) }).map { queue, entries in
-            (keys: [queue], arguments: [ns] + entries)
+        // wake-up token (and the batch's progress), atomically; the calls are pipelined.
+        let lines = progress?.lines ?? []
+        let progressKey = progress.map { "\(namespace):batch:\($0.batchID)" }
+        let ttl = Array(String(Self.batchProgressTTL.inMilliseconds).utf8)
+        var calls: [(keys: [String], arguments: [[UInt8]])] = []
+        var offset = 0
+        for (queue, entries) in Self.chunks(jobs.map { ($0.queue, Array($0.jsonText.utf8)) }) {
+            offset += entries.count
+            let line = lines.count >= offset ? Array(String(lines[offset - 1]).utf8) : []
+            calls.append((keys: [queue] + (progressKey.map { [$0] } ?? []), arguments: [ns, line, ttl] + entries))
         }
-        try await commands.run { connection throws(RedisError) in
+        try await commands.run { [calls] connection throws(RedisError) in
             try connection.evaluatePipelined(RedisScripts.push, calls)
         }
     }
 
+    public func batchProgress(_ id: String) async throws -> Int? {
+        let key = "\(namespace):batch:\(id)"
+        return try await commands.run { connection throws(RedisError) -> Int? in
+            guard case .string(let bytes) = try connection.command(["GET", key]) else { return nil }
+            return Int(String(decoding: bytes, as: UTF8.self))
+        }
+    }
+
     public func schedule(_ jobs: [JobEnvelope], at date: Date) async throws {
-        try await schedule(jobs, mode: "at", milliseconds: Int64(date.timeIntervalSince1970 * 1000))
+        try await schedule(jobs, mode: "at", milliseconds: Self.milliseconds(since1970: date))
     }
 
     public func schedule(_ jobs: [JobEnvelope], after delay: Duration) async throws {
@@ -79,18 +103,27 @@ public final class RedisQueueDriver: JobQueueDriver {
 
     public func makeFetcher(queues: [String], label: String, worker: String, terms: LeaseTerms) -> any JobFetcher {
         RedisJobFetcher(queues: queues, namespace: namespace, worker: worker, terms: terms, endpoint: endpoint,
-                        timeout: timeout, label: label, control: commands)
+                        timeout: timeout, label: label, control: control)
     }
 
-    public func complete(_ claim: ClaimedEntry, jobID: JobID) async throws -> Bool {
-        try await completions.complete(token: claim.token, jobID: jobID.rawValue)
+    public func complete(_ claim: ClaimedEntry) async throws -> SettleResult {
+        try await completions.complete(token: claim.token, jobID: claim.jobID.rawValue, queue: claim.queue)
     }
 
-    public func retry(_ claim: ClaimedEntry, as job: JobEnvelope, after delay: Duration) async throws -> Bool {
-        let arguments = [ns, Array(claim.token.utf8), Array(String(delay.inMilliseconds).utf8), Array(job.queue.utf8),
-                         Array(job.jsonText.utf8)]
+    public func retry(_ claim: ClaimedEntry, as job: JobEnvelope, after delay: Duration) async throws -> SettleResult {
+        let arguments = [ns, Array(claim.token.utf8), Array(claim.queue.utf8), Array(String(delay.inMilliseconds).utf8),
+                         Array(job.queue.utf8), Array(job.jsonText.utf8)]
         return try await commands.run { connection throws(RedisError) in
-            try connection.evaluate(RedisScripts.retry, keys: [], arguments: arguments).integer(for: "retry") == 1
+            Self.settleResult(try connection.evaluate(RedisScripts.retry, keys: [], arguments: arguments).integer(for: "retry"))
+        }
+    }
+
+    /// Reads a settle script's answer: 1 applied, 0 lost, 2 already settled.
+    static func settleResult(_ code: Int64) -> SettleResult {
+        switch code {
+        case 1: return .applied
+        case 0: return .lost
+        default: return .alreadySettled
         }
     }
 
@@ -105,11 +138,16 @@ public final class RedisQueueDriver: JobQueueDriver {
         }
     }
 
-    public func deadLetter(_ record: DeadLetter, claim: ClaimedEntry?, maxDead: Int) async throws -> Bool {
-        let arguments = [ns, Array((claim?.token ?? "").utf8), Array(record.id.rawValue.utf8), Array(record.jsonText.utf8),
+    public func deadLetter(_ record: DeadLetter, claim: ClaimedEntry?, maxDead: Int) async throws -> SettleResult {
+        let arguments = [ns, Array((claim?.token ?? "").utf8), Array(record.queue.utf8), Array(record.id.rawValue.utf8),
+                         Array((record.type ?? "").utf8), Array(record.jsonText.utf8), [UInt8](record.raw),
                          Array(String(maxDead).utf8)]
         return try await commands.run { connection throws(RedisError) in
-            try connection.evaluate(RedisScripts.deadLetter, keys: [], arguments: arguments).integer(for: "dead-letter") == 1
+            let reply = try connection.evaluate(RedisScripts.deadLetter, keys: [], arguments: arguments).array(for: "dead-letter") ?? []
+            guard let first = reply.first else {
+                throw RedisError(code: .unexpectedReply, message: "expected a result", command: "dead-letter")
+            }
+            return Self.settleResult(try first.integer(for: "dead-letter"))
         }
     }
 
@@ -117,22 +155,33 @@ public final class RedisQueueDriver: JobQueueDriver {
         let ttl = max(lease.inMilliseconds * 3, 3000)
         let arguments = [ns, Array(worker.id.utf8), Array(worker.jsonText.utf8), Array(String(ttl).utf8),
                          Array(String(lease.inMilliseconds).utf8)] + tokens.map { Array($0.utf8) }
-        _ = try await commands.run { connection throws(RedisError) in
+        _ = try await control.run { connection throws(RedisError) in
             try connection.evaluate(RedisScripts.heartbeat, keys: [], arguments: arguments)
         }
     }
 
     public func workerStopped(_ id: String) async throws {
         let commands = [["ZREM", "\(namespace):workers", id], ["DEL", "\(namespace):worker:\(id)"]].map { $0.map { Array($0.utf8) } }
-        _ = try await self.commands.run { connection throws(RedisError) in try connection.pipeline(commands) }
+        _ = try await control.run { connection throws(RedisError) in try connection.pipeline(commands) }
     }
 
     public func recoverExpiredLeases(limit: Int, maxDead: Int) async throws -> RecoveryReport {
         let arguments = [ns, Array(String(limit).utf8), Array(String(maxDead).utf8)]
         return try await commands.run { connection throws(RedisError) in
             let reply = try connection.evaluate(RedisScripts.recover, keys: [], arguments: arguments).array(for: "recover") ?? []
-            guard reply.count == 2 else { throw RedisError(code: .unexpectedReply, message: "expected two counts", command: "recover") }
-            return RecoveryReport(recovered: Int(try reply[0].integer(for: "recover")), poisoned: Int(try reply[1].integer(for: "recover")))
+            guard reply.count == 2 else { throw RedisError(code: .unexpectedReply, message: "expected two lists", command: "recover") }
+            func jobs(_ list: RedisReply) throws(RedisError) -> [RecoveryReport.Job] {
+                let flat = try list.array(for: "recover") ?? []
+                var jobs: [RecoveryReport.Job] = []
+                var index = 0
+                while index + 1 < flat.count {
+                    jobs.append(RecoveryReport.Job(id: JobID(rawValue: try flat[index].text(for: "recover")),
+                                                   queue: try flat[index + 1].text(for: "recover")))
+                    index += 2
+                }
+                return jobs
+            }
+            return RecoveryReport(recovered: try jobs(reply[0]), poisoned: try jobs(reply[1]))
         }
     }
 
@@ -185,7 +234,7 @@ public final class RedisQueueDriver: JobQueueDriver {
 /// Gathers completions from many jobs into one `complete` script call: while one call is on the
 /// wire, the next ones queue up and go together.
 final class CompletionBatcher: Sendable {
-    private typealias Waiter = (token: String, jobID: String, continuation: CheckedContinuation<Bool, Error>)
+    private typealias Waiter = (token: String, jobID: String, queue: String, continuation: CheckedContinuation<SettleResult, Error>)
     private let state = Mutex<(pending: [Waiter], flushing: Bool)>(([], false))
     private let thread: RedisConnectionThread
     private let namespace: [UInt8]
@@ -195,42 +244,64 @@ final class CompletionBatcher: Sendable {
         self.namespace = Array(namespace.utf8)
     }
 
-    func complete(token: String, jobID: String) async throws -> Bool {
+    func complete(token: String, jobID: String, queue: String) async throws -> SettleResult {
         try await withCheckedThrowingContinuation { continuation in
             let startFlush = state.withLock { state -> Bool in
-                state.pending.append((token, jobID, continuation))
+                state.pending.append((token, jobID, queue, continuation))
                 if state.flushing { return false }
                 state.flushing = true
                 return true
             }
-            if startFlush { thread.submit { [self] session in flush(session) } }
+            if startFlush { scheduleFlush() }
         }
     }
 
-    private func flush(_ session: RedisConnectionThread.Session) {
-        while true {
-            let batch = state.withLock { state -> [Waiter] in
-                let batch = Array(state.pending.prefix(RedisQueueDriver.entriesPerCommand))
-                state.pending.removeFirst(batch.count)
-                if batch.isEmpty { state.flushing = false }
-                return batch
-            }
-            if batch.isEmpty { return }
-            var arguments = [namespace]
-            for waiter in batch {
-                arguments.append(Array(waiter.token.utf8))
-                arguments.append(Array(waiter.jobID.utf8))
-            }
-            do throws(RedisError) {
-                let reply = try session.connection().evaluate(RedisScripts.complete, keys: [], arguments: arguments)
-                let flags = try reply.array(for: "complete") ?? []
-                for (index, waiter) in batch.enumerated() {
-                    waiter.continuation.resume(returning: index < flags.count && flags[index] == .integer(1))
-                }
-            } catch {
-                if error.closesConnection { session.drop() }
-                for waiter in batch { waiter.continuation.resume(throwing: error) }
-            }
+    /// Queues one flush behind whatever the thread has queued already, so a steady stream of
+    /// completions takes turns with other calls instead of holding the thread.
+    private func scheduleFlush() {
+        let accepted = thread.submit { [self] session in flush(session) }
+        if !accepted { failPending(RedisError(code: .connection, message: "the driver is stopped", command: "complete")) }
+    }
+
+    private func failPending(_ error: RedisError) {
+        let waiters = state.withLock { state -> [Waiter] in
+            defer { state.pending.removeAll(); state.flushing = false }
+            return state.pending
         }
+        for waiter in waiters { waiter.continuation.resume(throwing: error) }
+    }
+
+    private func flush(_ session: RedisConnectionThread.Session) {
+        let batch = state.withLock { state -> [Waiter] in
+            let batch = Array(state.pending.prefix(RedisQueueDriver.entriesPerCommand))
+            state.pending.removeFirst(batch.count)
+            if batch.isEmpty { state.flushing = false }
+            return batch
+        }
+        if batch.isEmpty { return }
+        var arguments = [namespace]
+        for waiter in batch {
+            arguments.append(Array(waiter.token.utf8))
+            arguments.append(Array(waiter.jobID.utf8))
+            arguments.append(Array(waiter.queue.utf8))
+        }
+        do throws(RedisError) {
+            let reply = try session.connection().evaluate(RedisScripts.complete, keys: [], arguments: arguments)
+            let codes = try reply.array(for: "complete") ?? []
+            for (index, waiter) in batch.enumerated() {
+                var result = SettleResult.alreadySettled
+                if index < codes.count, case .integer(let code) = codes[index] { result = RedisQueueDriver.settleResult(code) }
+                waiter.continuation.resume(returning: result)
+            }
+        } catch {
+            if error.closesConnection { session.drop() }
+            for waiter in batch { waiter.continuation.resume(throwing: error) }
+        }
+        // More arrived meanwhile: go again, after the calls queued behind this one.
+        let more = state.withLock { state -> Bool in
+            if state.pending.isEmpty { state.flushing = false }
+            return state.flushing
+        }
+        if more { scheduleFlush() }
     }
 }

@@ -65,6 +65,11 @@ public enum RedisReply: Sendable, Equatable {
         return bytes
     }
 
+    /// The bytes of a bulk string, as UTF-8 text.
+    func text(for command: String) throws(RedisError) -> String {
+        String(decoding: try bytes(for: command), as: UTF8.self)
+    }
+
     private func unexpected(_ command: String, _ wanted: String) -> RedisError {
         RedisError(code: .unexpectedReply, message: "expected \(wanted), got \(kind)", command: command)
     }

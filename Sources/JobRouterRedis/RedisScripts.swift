@@ -7,14 +7,23 @@
 /// scripts are for a single Redis server, not Redis Cluster).
 ///
 /// Keys under the namespace `NS`:
-/// - `NS:inflight` hash token → `queue \n worker \n max_recoveries \n entry`
+/// - `NS:inflight` hash token → `queue \n worker \n max_recoveries \n job id \n entry`
 /// - `NS:leases` sorted set token → lease deadline (ms)
+/// - `NS:lost` sorted set token → when recovery took it from its worker (ms; kept an hour), so a
+///   late settle can tell "taken away" from "already settled by an earlier try of the same call"
 /// - `NS:recoveries` hash job id → times recovered from a dead worker
 /// - `NS:scheduled` sorted set `queue \n entry` → due time (ms)
-/// - `NS:dead` sorted set id → time (ms); `NS:dead:jobs` hash id → record; `NS:dead:trimmed` counter
+/// - `NS:dead` sorted set key → time (ms). A key is the job id, or `id~N` when a record with that
+///   id is already kept (two producers reusing an id never overwrite each other's dead record).
+///   `NS:dead:jobs` hash key → record JSON (id, queue, type, attempt, reason), `NS:dead:raw` hash
+///   key → the entry's exact bytes, `NS:dead:where` hash key → `queue \n type`, `NS:dead:trimmed`
+///   counter, `NS:dead:seq` counter for `~N` suffixes
+/// - `NS:count:inflight`, `NS:count:scheduled`, `NS:count:dead` hashes queue → count, and
+///   `NS:count:dead-type` hash type → count: kept by the scripts so operator views are O(queues)
 /// - `NS:workers` sorted set worker id → last heartbeat (ms); `NS:worker:ID` its description (expires)
 /// - `NS:wake:QUEUE` list of wake-up tokens, one pushed with each job
-/// - `NS:seq` counter for claim tokens
+/// - `NS:seq` counter for claim tokens and ids given to entries that had none
+/// - `NS:batch:ID` the last input line of batch `ID` known to be enqueued (`enqueue --batch-id`)
 enum RedisScripts {
     /// Functions every script shares.
     private static let prelude = """
@@ -23,28 +32,101 @@ enum RedisScripts {
           local t = redis.call('TIME')
           return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
         end
+        local function decrement(hash, field, by)
+          if redis.call('HINCRBY', hash, field, -by) <= 0 then redis.call('HDEL', hash, field) end
+        end
         local function parse_record(record)
           local a = string.find(record, '\\n', 1, true)
           local b = string.find(record, '\\n', a + 1, true)
           local c = string.find(record, '\\n', b + 1, true)
+          local d = string.find(record, '\\n', c + 1, true)
           return string.sub(record, 1, a - 1), string.sub(record, a + 1, b - 1),
-                 tonumber(string.sub(record, b + 1, c - 1)), string.sub(record, c + 1)
+                 tonumber(string.sub(record, b + 1, c - 1)), string.sub(record, c + 1, d - 1), string.sub(record, d + 1)
         end
-        local function release(token)
+        local function release(token, queue)
           if redis.call('HDEL', ns .. ':inflight', token) == 0 then return false end
           redis.call('ZREM', ns .. ':leases', token)
+          decrement(ns .. ':count:inflight', queue, 1)
           return true
         end
-        local function bury(id, record, now, max_dead)
-          redis.call('HSET', ns .. ':dead:jobs', id, record)
-          redis.call('ZADD', ns .. ':dead', now, id)
+        -- What a settle whose claim is gone answers: 0 taken away by recovery, 2 already settled.
+        local function gone(token)
+          if redis.call('ZSCORE', ns .. ':lost', token) then return 0 end
+          return 2
+        end
+        local function forget_dead(key)
+          local where = redis.call('HGET', ns .. ':dead:where', key)
+          redis.call('HDEL', ns .. ':dead:jobs', key)
+          redis.call('HDEL', ns .. ':dead:raw', key)
+          redis.call('HDEL', ns .. ':dead:where', key)
+          if where then
+            local cut = string.find(where, '\\n', 1, true)
+            decrement(ns .. ':count:dead', string.sub(where, 1, cut - 1), 1)
+            local kind = string.sub(where, cut + 1)
+            if kind ~= '' then decrement(ns .. ':count:dead-type', kind, 1) end
+          end
+        end
+        local function bury(id, queue, kind, record, raw, now, max_dead)
+          local key = id
+          if redis.call('HSETNX', ns .. ':dead:jobs', key, record) == 0 then
+            key = id .. '~' .. redis.call('INCR', ns .. ':dead:seq')
+            redis.call('HSET', ns .. ':dead:jobs', key, record)
+          end
+          redis.call('HSET', ns .. ':dead:raw', key, raw)
+          redis.call('HSET', ns .. ':dead:where', key, queue .. '\\n' .. kind)
+          redis.call('ZADD', ns .. ':dead', now, key)
+          redis.call('HINCRBY', ns .. ':count:dead', queue, 1)
+          if kind ~= '' then redis.call('HINCRBY', ns .. ':count:dead-type', kind, 1) end
           redis.call('HDEL', ns .. ':recoveries', id)
           local excess = redis.call('ZCARD', ns .. ':dead') - max_dead
           if excess > 0 then
             local old = redis.call('ZPOPMIN', ns .. ':dead', excess)
-            for i = 1, #old, 2 do redis.call('HDEL', ns .. ':dead:jobs', old[i]) end
+            for i = 1, #old, 2 do forget_dead(old[i]) end
             redis.call('INCRBY', ns .. ':dead:trimmed', excess)
           end
+          return key
+        end
+
+        """
+
+    /// Ids for entries that came without one: ULID layout (10 characters of milliseconds, then 16
+    /// from the claim's sequence number and position), so they sort by time like JobRouter's own.
+    private static let identify = """
+        local alphabet = '0123456789ABCDEFGHJKMNPQRSTVWXYZ'
+        local function base32(value, width)
+          local out = {}
+          for i = width, 1, -1 do
+            local digit = value % 32
+            out[i] = string.sub(alphabet, digit + 1, digit + 1)
+            value = (value - digit) / 32
+          end
+          return table.concat(out)
+        end
+        local function new_id(now, seq, n)
+          return base32(now, 10) .. base32(seq, 11) .. base32(n, 5)
+        end
+        -- The entry's id, and the entry to store: one without an id gets one written into it (and
+        -- an enqueued_at), so every later run, recovery and dead letter of it names the same job.
+        local function identify(item, now, seq, n)
+          local id = string.match(item, '^{"id":"([%w%-_:.]+)"')
+          if id then return id, item end
+          local head, rest = string.match(item, '^(%s*{)(.*)$')
+          local ok, job = pcall(cjson.decode, item)
+          if not head or not ok or type(job) ~= 'table' then return new_id(now, seq, n), item end
+          local given = job.id
+          if type(given) == 'string' and given ~= '' then return given, item end
+          if type(given) == 'number' and given == math.floor(given) and math.abs(given) < 2^53 then
+            return string.format('%.0f', given), item
+          end
+          id = new_id(now, seq, n)
+          -- Some other value: the worker dead-letters the entry under the new id, unchanged.
+          if given ~= nil and given ~= cjson.null then return id, item end
+          local extra = '"id":"' .. id .. '"'
+          if job.enqueued_at == nil or job.enqueued_at == cjson.null then
+            extra = extra .. ',"enqueued_at":' .. string.format('%.3f', now / 1000)
+          end
+          if string.match(rest, '^%s*}') then return id, head .. extra .. rest end
+          return id, head .. extra .. ',' .. rest
         end
 
         """
@@ -53,24 +135,29 @@ enum RedisScripts {
         RedisScript(name: name, source: prelude + body)
     }
 
-    /// Pushes entries to the tail of one queue with one wake-up token each.
-    /// KEYS[1] queue; ARGV[2...] entries.
+    /// Pushes entries to the tail of one queue with one wake-up token each. KEYS[1] queue, KEYS[2]
+    /// (optional) a batch's progress key; ARGV: ns, the batch's last input line in this call ('' for
+    /// none), progress ttl ms, entries… Recording progress in the same step makes a batch re-run exact.
     static let push = script("push", """
-        local count = #ARGV - 1
-        redis.call('RPUSH', KEYS[1], unpack(ARGV, 2))
+        local count = #ARGV - 3
+        redis.call('RPUSH', KEYS[1], unpack(ARGV, 4))
         local tokens = {}
         for i = 1, count do tokens[i] = '1' end
         redis.call('RPUSH', ns .. ':wake:' .. KEYS[1], unpack(tokens))
+        if KEYS[2] and ARGV[2] ~= '' then redis.call('SET', KEYS[2], ARGV[2], 'PX', tonumber(ARGV[3])) end
         return count
         """)
 
     /// Takes up to ARGV[2] entries from KEYS (queues in priority order: all it can from the first,
     /// then the next) and records each as in flight with a lease. A queue found empty has its
-    /// wake-up tokens cleared. ARGV: ns, max, worker, max_recoveries, lease ms.
-    /// Returns `token, queue, entry, token, queue, entry, …`.
-    static let claim = script("claim", """
+    /// wake-up tokens cleared. An entry over max_payload is dead-lettered here, never sent to the
+    /// worker. ARGV: ns, max, worker, max_recoveries, lease ms, max_payload, max_dead.
+    /// Returns `token, queue, id, entry, …`; for an entry kept aside here, `'', queue, dead key, reason`.
+    static let claim = RedisScript(name: "claim", source: prelude + identify + """
         local max = tonumber(ARGV[2])
-        local deadline = now_ms() + tonumber(ARGV[5])
+        local max_payload = tonumber(ARGV[6])
+        local now = now_ms()
+        local deadline = now + tonumber(ARGV[5])
         local out = {}
         local taken = 0
         local seq = nil
@@ -79,40 +166,62 @@ enum RedisScripts {
           local items = redis.call('LPOP', queue, max - taken)
           if items then
             if not seq then seq = redis.call('INCR', ns .. ':seq') end
+            local here = 0
             for _, item in ipairs(items) do
               taken = taken + 1
-              local token = ARGV[3] .. '/' .. seq .. '.' .. taken
-              redis.call('HSET', ns .. ':inflight', token, queue .. '\\n' .. ARGV[3] .. '\\n' .. ARGV[4] .. '\\n' .. item)
-              redis.call('ZADD', ns .. ':leases', deadline, token)
-              out[#out + 1] = token
-              out[#out + 1] = queue
-              out[#out + 1] = item
+              if #item > max_payload then
+                local id = new_id(now, seq, taken)
+                local reason = 'entry is ' .. #item .. ' bytes, over max_payload (' .. max_payload .. ' bytes); kept unread'
+                local record = cjson.encode({id = id, queue = queue, reason = reason})
+                out[#out + 1] = ''
+                out[#out + 1] = queue
+                out[#out + 1] = bury(id, queue, '', record, item, now, tonumber(ARGV[7]))
+                out[#out + 1] = reason
+              else
+                local token = ARGV[3] .. '/' .. seq .. '.' .. taken
+                local id, entry = identify(item, now, seq, taken)
+                redis.call('HSET', ns .. ':inflight', token, queue .. '\\n' .. ARGV[3] .. '\\n' .. ARGV[4] .. '\\n' .. id .. '\\n' .. entry)
+                redis.call('ZADD', ns .. ':leases', deadline, token)
+                here = here + 1
+                out[#out + 1] = token
+                out[#out + 1] = queue
+                out[#out + 1] = id
+                out[#out + 1] = entry
+              end
             end
+            if here > 0 then redis.call('HINCRBY', ns .. ':count:inflight', queue, here) end
           end
           if taken < max then redis.call('DEL', ns .. ':wake:' .. queue) end
         end
         return out
         """)
 
-    /// Finishes claims: ARGV: ns, token, job id, token, job id, …
-    /// Returns 1 per claim that was still this worker's, 0 per claim lost (lease expired and recovered).
+    /// Finishes claims: ARGV: ns, token, job id, queue, token, job id, queue, …
+    /// Returns per claim 1 (done), 0 (its lease expired and recovery took it) or 2 (already settled).
     static let complete = script("complete", """
         local out = {}
-        for i = 2, #ARGV, 2 do
-          if release(ARGV[i]) then
+        local done = {}
+        for i = 2, #ARGV, 3 do
+          if redis.call('HDEL', ns .. ':inflight', ARGV[i]) == 1 then
+            redis.call('ZREM', ns .. ':leases', ARGV[i])
             redis.call('HDEL', ns .. ':recoveries', ARGV[i + 1])
+            done[ARGV[i + 2]] = (done[ARGV[i + 2]] or 0) + 1
             out[#out + 1] = 1
           else
-            out[#out + 1] = 0
+            out[#out + 1] = gone(ARGV[i])
           end
         end
+        for queue, count in pairs(done) do decrement(ns .. ':count:inflight', queue, count) end
         return out
         """)
 
-    /// Moves a claimed job to the schedule for a later attempt. ARGV: ns, token, delay ms, queue, entry.
+    /// Moves a claimed job to the schedule for a later attempt. ARGV: ns, token, claim's queue,
+    /// delay ms, queue, entry. Returns 1, or what ``complete`` returns for a claim that is gone.
     static let retry = script("retry", """
-        if not release(ARGV[2]) then return 0 end
-        redis.call('ZADD', ns .. ':scheduled', now_ms() + tonumber(ARGV[3]), ARGV[4] .. '\\n' .. ARGV[5])
+        if not release(ARGV[2], ARGV[3]) then return gone(ARGV[2]) end
+        if redis.call('ZADD', ns .. ':scheduled', now_ms() + tonumber(ARGV[4]), ARGV[5] .. '\\n' .. ARGV[6]) == 1 then
+          redis.call('HINCRBY', ns .. ':count:scheduled', ARGV[5], 1)
+        end
         return 1
         """)
 
@@ -121,7 +230,7 @@ enum RedisScripts {
     static let requeue = script("requeue", """
         local count = 0
         for i = #ARGV - 2, 2, -3 do
-          if release(ARGV[i]) then
+          if release(ARGV[i], ARGV[i + 1]) then
             redis.call('LPUSH', ARGV[i + 1], ARGV[i + 2])
             redis.call('RPUSH', ns .. ':wake:' .. ARGV[i + 1], '1')
             count = count + 1
@@ -130,21 +239,24 @@ enum RedisScripts {
         return count
         """)
 
-    /// Keeps a job that cannot run. ARGV: ns, token ('' for none), id, record, max_dead.
-    /// Returns 0 when the token was no longer this worker's (someone else owns the job now).
+    /// Keeps a job that cannot run. ARGV: ns, token ('' for none), queue, id, type ('' unknown),
+    /// record, raw entry, max_dead. Returns {1, key}, or {0 or 2} when the claim was gone.
     static let deadLetter = script("dead-letter", """
-        if ARGV[2] ~= '' and not release(ARGV[2]) then return 0 end
-        bury(ARGV[3], ARGV[4], now_ms(), tonumber(ARGV[5]))
-        return 1
+        if ARGV[2] ~= '' and not release(ARGV[2], ARGV[3]) then return {gone(ARGV[2])} end
+        return {1, bury(ARGV[4], ARGV[3], ARGV[5], ARGV[6], ARGV[7], now_ms(), tonumber(ARGV[8]))}
         """)
 
     /// Adds entries to the schedule. ARGV: ns, 'in' or 'at', ms, queue, entry, queue, entry, …
     static let schedule = script("schedule", """
         local due = tonumber(ARGV[3])
         if ARGV[2] == 'in' then due = now_ms() + due end
+        local added = {}
         for i = 4, #ARGV, 2 do
-          redis.call('ZADD', ns .. ':scheduled', due, ARGV[i] .. '\\n' .. ARGV[i + 1])
+          if redis.call('ZADD', ns .. ':scheduled', due, ARGV[i] .. '\\n' .. ARGV[i + 1]) == 1 then
+            added[ARGV[i]] = (added[ARGV[i]] or 0) + 1
+          end
         end
+        for queue, count in pairs(added) do redis.call('HINCRBY', ns .. ':count:scheduled', queue, count) end
         return due
         """)
 
@@ -153,13 +265,16 @@ enum RedisScripts {
     static let moveDue = script("move-due", """
         local now = now_ms()
         local due = redis.call('ZRANGEBYSCORE', ns .. ':scheduled', '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
+        local moved = {}
         for _, member in ipairs(due) do
           redis.call('ZREM', ns .. ':scheduled', member)
           local cut = string.find(member, '\\n', 1, true)
           local queue = string.sub(member, 1, cut - 1)
           redis.call('RPUSH', queue, string.sub(member, cut + 1))
           redis.call('RPUSH', ns .. ':wake:' .. queue, '1')
+          moved[queue] = (moved[queue] or 0) + 1
         end
+        for queue, count in pairs(moved) do decrement(ns .. ':count:scheduled', queue, count) end
         local next = redis.call('ZRANGE', ns .. ':scheduled', 0, 0, 'WITHSCORES')
         local wait = -1
         if next[2] then wait = math.max(0, tonumber(next[2]) - now) end
@@ -168,35 +283,42 @@ enum RedisScripts {
 
     /// Puts jobs whose lease expired (their worker stopped heartbeating) back at the head of their
     /// queue, or dead-letters them as poison once recovered more than their group's max_recoveries.
-    /// ARGV: ns, limit, max_dead. Returns {recovered, poisoned}.
+    /// Every entry has an id from its claim, so entries that came without one are counted too.
+    /// ARGV: ns, limit, max_dead. Returns {{id, queue, …} recovered, {id, queue, …} poisoned}.
     static let recover = script("recover", """
         local now = now_ms()
         local expired = redis.call('ZRANGEBYSCORE', ns .. ':leases', '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
-        local recovered, poisoned = 0, 0
+        local recovered, poisoned = {}, {}
         for _, token in ipairs(expired) do
           local record = redis.call('HGET', ns .. ':inflight', token)
-          release(token)
           if record then
-            local queue, worker, max_recoveries, entry = parse_record(record)
-            local ok, job = pcall(cjson.decode, entry)
-            local id = nil
-            if ok and type(job) == 'table' and type(job.id) == 'string' then id = job.id end
-            local count = 0
-            if id then count = redis.call('HINCRBY', ns .. ':recoveries', id, 1) end
-            if id and count > max_recoveries then
+            local queue, worker, max_recoveries, id, entry = parse_record(record)
+            release(token, queue)
+            redis.call('ZADD', ns .. ':lost', now, token)
+            local count = redis.call('HINCRBY', ns .. ':recoveries', id, 1)
+            if count > max_recoveries then
               local reason = 'poison: its worker stopped while running it ' .. count .. ' times (max_recoveries ' .. max_recoveries .. ')'
-              local dead = {id = id, queue = queue, reason = reason, raw = entry}
-              if type(job.type) == 'string' then dead.type = job.type end
-              if type(job.attempt) == 'number' then dead.attempt = job.attempt end
-              bury(id, cjson.encode(dead), now, tonumber(ARGV[3]))
-              poisoned = poisoned + 1
+              local dead = {id = id, queue = queue, reason = reason}
+              local kind = ''
+              local ok, job = pcall(cjson.decode, entry)
+              if ok and type(job) == 'table' then
+                if type(job.type) == 'string' then kind = job.type; dead.type = job.type end
+                if type(job.attempt) == 'number' then dead.attempt = job.attempt end
+              end
+              bury(id, queue, kind, cjson.encode(dead), entry, now, tonumber(ARGV[3]))
+              poisoned[#poisoned + 1] = id
+              poisoned[#poisoned + 1] = queue
             else
               redis.call('LPUSH', queue, entry)
               redis.call('RPUSH', ns .. ':wake:' .. queue, '1')
-              recovered = recovered + 1
+              recovered[#recovered + 1] = id
+              recovered[#recovered + 1] = queue
             end
+          else
+            redis.call('ZREM', ns .. ':leases', token)
           end
         end
+        redis.call('ZREMRANGEBYSCORE', ns .. ':lost', '-inf', now - 3600000)
         return {recovered, poisoned}
         """)
 
@@ -215,23 +337,24 @@ enum RedisScripts {
         return renewed
         """)
 
-    /// Sends a dead job back to its queue. ARGV: ns, id, queue, entry. Returns 0 when there is no such record.
+    /// Sends a dead job to a queue. ARGV: ns, key, queue, entry. Returns 0 when there is no such record.
     static let resurrect = script("resurrect", """
-        if redis.call('HDEL', ns .. ':dead:jobs', ARGV[2]) == 0 then return 0 end
+        if redis.call('HEXISTS', ns .. ':dead:jobs', ARGV[2]) == 0 then return 0 end
+        forget_dead(ARGV[2])
         redis.call('ZREM', ns .. ':dead', ARGV[2])
         redis.call('RPUSH', ARGV[3], ARGV[4])
         redis.call('RPUSH', ns .. ':wake:' .. ARGV[3], '1')
         return 1
         """)
 
-    /// Deletes dead records older than ARGV[2] ms since the epoch. Returns how many.
+    /// Deletes up to ARGV[3] dead records older than ARGV[2] ms since the epoch. Returns how many.
     static let purgeDead = script("purge-dead", """
-        local ids = redis.call('ZRANGEBYSCORE', ns .. ':dead', '-inf', '(' .. ARGV[2])
-        for _, id in ipairs(ids) do
-          redis.call('HDEL', ns .. ':dead:jobs', id)
-          redis.call('ZREM', ns .. ':dead', id)
+        local keys = redis.call('ZRANGEBYSCORE', ns .. ':dead', '-inf', '(' .. ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))
+        for _, key in ipairs(keys) do
+          forget_dead(key)
+          redis.call('ZREM', ns .. ':dead', key)
         end
-        return #ids
+        return #keys
         """)
 
     /// GCRA rate limit: takes one permit from `NS:rate:KEY` or returns how many ms to wait.
@@ -261,34 +384,33 @@ enum RedisScripts {
         return 1
         """)
 
-    /// Counts per queue (KEYS): depth, head entry, in flight, scheduled, dead; then the workers.
-    /// Returns {{queue, depth, head or false, inflight, scheduled, dead}…}, {{worker, heartbeat ms, description or false}…}, now ms, trimmed.
+    /// Figures per queue (KEYS), from the counters the other scripts keep: O(queues + workers),
+    /// whatever the number of jobs. A key that is not a list is reported by its type, untouched.
+    /// Returns {{queue, depth or -1, head's enqueued_at or type or false, inflight, scheduled, dead}…},
+    /// {{worker, heartbeat ms, description or false}…}, now ms, trimmed, {type, dead, type, dead…}.
     static let stats = script("stats", """
-        local inflight, scheduled, dead = {}, {}, {}
-        for _, record in ipairs(redis.call('HVALS', ns .. ':inflight')) do
-          local queue = string.sub(record, 1, string.find(record, '\\n', 1, true) - 1)
-          inflight[queue] = (inflight[queue] or 0) + 1
-        end
-        for _, member in ipairs(redis.call('ZRANGE', ns .. ':scheduled', 0, -1)) do
-          local queue = string.sub(member, 1, string.find(member, '\\n', 1, true) - 1)
-          scheduled[queue] = (scheduled[queue] or 0) + 1
-        end
-        for _, record in ipairs(redis.call('HVALS', ns .. ':dead:jobs')) do
-          local ok, value = pcall(cjson.decode, record)
-          if ok and type(value) == 'table' and type(value.queue) == 'string' then
-            dead[value.queue] = (dead[value.queue] or 0) + 1
-          end
-        end
+        local function count(hash, field) return tonumber(redis.call('HGET', ns .. hash, field) or '0') end
         local queues = {}
         for _, queue in ipairs(KEYS) do
-          queues[#queues + 1] = {queue, redis.call('LLEN', queue), redis.call('LINDEX', queue, 0),
-                                 inflight[queue] or 0, scheduled[queue] or 0, dead[queue] or 0}
+          local kind = redis.call('TYPE', queue)['ok']
+          local depth, head = -1, kind
+          if kind == 'list' or kind == 'none' then
+            depth = redis.call('LLEN', queue)
+            head = false
+            local first = redis.call('LINDEX', queue, 0)
+            if first then
+              head = string.match(first, '"enqueued_at":%s*"([^"]*)"') or string.match(first, '"enqueued_at":%s*([%d.eE+-]+)') or false
+            end
+          end
+          queues[#queues + 1] = {queue, depth, head, count(':count:inflight', queue), count(':count:scheduled', queue),
+                                 count(':count:dead', queue)}
         end
         local workers = {}
         local listed = redis.call('ZRANGE', ns .. ':workers', 0, -1, 'WITHSCORES')
         for i = 1, #listed, 2 do
           workers[#workers + 1] = {listed[i], listed[i + 1], redis.call('GET', ns .. ':worker:' .. listed[i])}
         end
-        return {queues, workers, now_ms(), tonumber(redis.call('GET', ns .. ':dead:trimmed') or '0')}
+        return {queues, workers, now_ms(), tonumber(redis.call('GET', ns .. ':dead:trimmed') or '0'),
+                redis.call('HGETALL', ns .. ':count:dead-type')}
         """)
 }

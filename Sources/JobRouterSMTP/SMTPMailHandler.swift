@@ -82,6 +82,8 @@ final class SMTPTransportPool: Sendable {
             let before = transport.connectionsOpened
             try transport.send(message)
             return transport.connectionsOpened - before
+        } ifStopped: {
+            SMTPError(replyCode: 0, message: "the mail handler is stopped")
         }
         state.withLock { $0.opened += opened }
     }

@@ -24,7 +24,8 @@ struct DeadCommand: AsyncParsableCommand {
                     if json {
                         print(record.jsonText)
                     } else {
-                        print("\(record.id)  \(Timestamp.format(record.failedAt))  \(record.type ?? "-")  \(record.queue ?? "-")  \(record.reason ?? "")")
+                        let fields = [record.id, Timestamp.format(record.failedAt), record.type ?? "-", record.queue ?? "-", record.reason ?? ""]
+                        print(fields.map(LogEscaping.escape).joined(separator: "  "))
                     }
                 }
                 if !json { FileHandle.standardError.write(Data("\(dead.count) dead job(s) shown\n".utf8)) }
@@ -35,13 +36,13 @@ struct DeadCommand: AsyncParsableCommand {
     struct Show: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Show one dead job in full (JSON).")
         @OptionGroup var options: CommonOptions
-        @Argument(help: "The job id.") var id: String
+        @Argument(help: "The record's key as `dead list` shows it: the job id, or id~N for a later record with the same id.") var id: String
 
         func run() async throws {
             try await CommandFailure.reporting {
                 let driver = try options.makeDriver(try options.loadConfiguration())
                 guard let record = try await driver.deadLetter(id: id) else {
-                    throw CommandFailure("no dead job with id \(id)")
+                    throw CommandFailure("no dead job with id \(LogEscaping.escape(id))")
                 }
                 print(record.jsonText)
             }
@@ -49,7 +50,9 @@ struct DeadCommand: AsyncParsableCommand {
     }
 
     struct Retry: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Send dead jobs back to their queues, attempts reset.")
+        static let configuration = CommandConfiguration(
+            abstract: "Send dead jobs back to the queue the current queues.toml routes them to, attempts reset.",
+            discussion: "A job whose type (or priority) the configuration no longer has is refused, named, and kept.")
         @OptionGroup var options: CommonOptions
         @Argument(help: "The job id.") var id: String?
         @Flag(name: .long, help: "Every dead job (or every one of --type).") var all = false
@@ -66,17 +69,33 @@ struct DeadCommand: AsyncParsableCommand {
                 let driver = try options.makeDriver(configuration)
                 var records: [StoredDeadLetter] = []
                 if let id {
-                    guard let record = try await driver.deadLetter(id: id) else { throw CommandFailure("no dead job with id \(id)") }
+                    guard let record = try await driver.deadLetter(id: id) else {
+                        throw CommandFailure("no dead job with id \(LogEscaping.escape(id))")
+                    }
                     records = [record]
                 } else {
                     records = try await driver.deadLetters(type: type, limit: Int.max)
                 }
+                let router = Router(configuration: configuration)
                 var retried = 0
-                for record in records where try await driver.retryDeadLetter(record) {
+                var refused: [String] = []
+                for record in records {
+                    do {
+                        guard try await driver.retryDeadLetter(record, router: router) else { continue }
+                    } catch let error as DeadLetterRetryError {
+                        if id != nil { throw CommandFailure(LogEscaping.escape(error.description)) }
+                        refused.append(LogEscaping.escape(error.description))
+                        continue
+                    }
                     retried += 1
-                    if id != nil { print("\(record.id) \(record.queue ?? "")") }
+                    if id != nil, let job = try? JobEnvelope.decode(record.rawBytes ?? Data(), queue: "") {
+                        let route = try? router.route(type: job.type, priority: job.priority)
+                        print("\(LogEscaping.escape(record.jobID)) \(route?.queue ?? "")")
+                    }
                 }
+                for line in refused { FileHandle.standardError.write(Data("jobrouter: \(line); kept\n".utf8)) }
                 FileHandle.standardError.write(Data("sent \(retried) dead job(s) back to their queues\n".utf8))
+                if !refused.isEmpty { throw ExitCode.failure }
             }
         }
     }

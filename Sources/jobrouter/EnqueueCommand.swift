@@ -31,6 +31,12 @@ struct EnqueueCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Enqueue NDJSON lines from a file, or '-' for stdin.")
     var batch: String?
 
+    @Option(name: .long, help: "With --batch: a name for this batch. Its progress is recorded with its jobs, so running the same command again after a failure continues after the last line enqueued, with no duplicates.")
+    var batchID: String?
+
+    @Option(name: .long, help: "With --batch: skip the input lines before this one (1-based).")
+    var resumeFrom: Int?
+
     @Option(name: .customLong("in"), help: "Run it after this delay (\"30s\", \"5m\", \"2h\").")
     var delay: String?
 
@@ -44,6 +50,11 @@ struct EnqueueCommand: AsyncParsableCommand {
         }
         if let at, Timestamp.parse(at) == nil {
             throw ValidationError("--at: '\(at)' is not an ISO 8601 time such as 2026-11-22T10:00:00Z")
+        }
+        if batch == nil && (batchID != nil || resumeFrom != nil) { throw ValidationError("--batch-id and --resume-from go with --batch") }
+        if let resumeFrom, resumeFrom < 1 { throw ValidationError("--resume-from: lines are numbered from 1") }
+        if let batchID, batchID.isEmpty || batchID.contains(where: { $0.isWhitespace || $0.isNewline }) {
+            throw ValidationError("--batch-id: give a name without spaces")
         }
         if batch != nil {
             if type != nil || priority != nil || payload != nil || payloadFile != nil {
@@ -61,7 +72,12 @@ struct EnqueueCommand: AsyncParsableCommand {
             let driver = try options.makeDriver(configuration)
             let client = JobRouterClient(configuration: configuration, driver: driver)
             if let batch {
-                try await BatchEnqueue(client: client, source: batch, timing: timing).run()
+                var startLine = resumeFrom ?? 1
+                if let batchID, let done = try await driver.batchProgress(batchID) {
+                    startLine = max(startLine, done + 1)
+                    FileHandle.standardError.write(Data("batch \(batchID): lines through \(done) are enqueued already; continuing at line \(done + 1)\n".utf8))
+                }
+                try await BatchEnqueue(client: client, source: batch, timing: timing, batchID: batchID, startLine: startLine).run()
             } else if let type {
                 let request = JobRequest(type: type, priority: priority, payload: try readPayload())
                 let job = try await timing.enqueue([request], with: client)[0]
@@ -108,9 +124,9 @@ enum EnqueueTiming {
     case after(Duration)
     case at(Date)
 
-    func enqueue(_ requests: [JobRequest], with client: JobRouterClient) async throws -> [JobEnvelope] {
+    func enqueue(_ requests: [JobRequest], with client: JobRouterClient, progress: BatchProgress? = nil) async throws -> [JobEnvelope] {
         switch self {
-        case .now: return try await client.enqueue(requests)
+        case .now: return try await client.enqueue(requests, progress: progress)
         case .after(let delay): return try await client.enqueue(requests, after: delay)
         case .at(let date): return try await client.enqueue(requests, at: date)
         }
@@ -121,6 +137,10 @@ struct BatchEnqueue {
     let client: JobRouterClient
     let source: String
     var timing: EnqueueTiming = .now
+    /// Names the batch: its progress is pushed with its jobs (only for immediate enqueues).
+    var batchID: String?
+    /// The first input line to read.
+    var startLine = 1
 
     static let chunkSize = 5000
 
@@ -151,24 +171,36 @@ struct BatchEnqueue {
         var rejected = 0
         var perQueue: [String: Int] = [:]
         var pending: [JobRequest] = []
+        var pendingLines: [Int] = []
         pending.reserveCapacity(Self.chunkSize)
+        // The last input line of every chunk whose push was confirmed, and of the one in flight.
+        var confirmedLine = startLine - 1
+        var inFlightLine: Int?
 
         // Parsing the next chunk overlaps pushing the previous one: at most one push is in flight.
-        let (client, timing) = (self.client, self.timing)
-        try await withThrowingTaskGroup(of: [JobEnvelope].self) { pushes in
+        let (client, timing, batchID) = (self.client, self.timing, self.batchID)
+        do {
+        try await withThrowingTaskGroup(of: (jobs: [JobEnvelope], lastLine: Int).self) { pushes in
             var pushing = false
-            func account(_ jobs: [JobEnvelope]) {
-                for job in jobs { perQueue[job.queue, default: 0] += 1 }
-                enqueued += jobs.count
+            func account(_ pushed: (jobs: [JobEnvelope], lastLine: Int)) {
+                for job in pushed.jobs { perQueue[job.queue, default: 0] += 1 }
+                enqueued += pushed.jobs.count
+                confirmedLine = pushed.lastLine
+                inFlightLine = nil
                 progress.update(lines: lineNumber, bytes: bytesRead)
             }
             func flush() async throws {
                 guard !pending.isEmpty else { return }
-                if pushing, let jobs = try await pushes.next() { account(jobs) }
+                if pushing, let pushed = try await pushes.next() { account(pushed) }
                 let requests = pending
-                pushes.addTask { try await timing.enqueue(requests, with: client) }
+                let lines = pendingLines
+                let lastLine = lineNumber
+                let marker = batchID.map { BatchProgress(batchID: $0, lines: lines) }
+                pushes.addTask { (try await timing.enqueue(requests, with: client, progress: marker), lastLine) }
+                inFlightLine = lastLine
                 pushing = true
                 pending.removeAll(keepingCapacity: true)
+                pendingLines.removeAll(keepingCapacity: true)
             }
 
             var buffer: UnsafeMutablePointer<CChar>?
@@ -179,12 +211,14 @@ struct BatchEnqueue {
                 guard length >= 0, let buffer else { break }
                 lineNumber += 1
                 bytesRead += length
+                if lineNumber < startLine { continue }
                 let data = Data(bytes: buffer, count: length)
                 if data.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }) { continue }
                 do {
                     let request = try JobRequest(ndjsonLine: data)
-                    _ = try client.router.route(type: request.type, priority: request.priority)
+                    try client.check(request)
                     pending.append(request)
+                    pendingLines.append(lineNumber)
                 } catch {
                     rejected += 1
                     progress.clear()
@@ -194,7 +228,23 @@ struct BatchEnqueue {
             }
             if ferror(file) != 0 { throw CommandFailure("reading \(origin) failed: \(String(cString: strerror(errno)))") }
             try await flush()
-            while let jobs = try await pushes.next() { account(jobs) }
+            while let pushed = try await pushes.next() { account(pushed) }
+        }
+        } catch let error as CommandFailure {
+            throw error
+        } catch {
+            // Say exactly what is known, and how to go on without losing or doubling a job.
+            progress.finish()
+            var message = "enqueue stopped: \(error). \(enqueued) job(s) confirmed enqueued, input lines \(startLine) to \(confirmedLine)"
+            if let inFlightLine, inFlightLine > confirmedLine {
+                message += "; lines \(confirmedLine + 1) to \(inFlightLine) were being sent and may or may not be in Redis"
+            }
+            if let batchID {
+                message += ". Run the same command (--batch-id \(batchID)) again to continue exactly after the last line enqueued"
+            } else {
+                message += ". Resume with --resume-from \(confirmedLine + 1) (with --batch-id NAME a re-run is exact)"
+            }
+            throw CommandFailure(message)
         }
         progress.finish()
 

@@ -4,7 +4,8 @@ import Logging
 import Synchronization
 
 /// Writes `2026-11-22T10:00:00.123Z info message key=value` lines to stdout, one write per line,
-/// so lines from many jobs never interleave and survive a crash.
+/// so lines from many jobs never interleave and survive a crash. Control characters in the message
+/// and metadata are escaped: one message is always exactly one line.
 struct LineLogHandler: LogHandler {
     var logLevel: Logger.Level = .info
     var metadata: Logger.Metadata = [:]
@@ -17,10 +18,10 @@ struct LineLogHandler: LogHandler {
     }
 
     func log(event: LogEvent) {
-        var line = Timestamp.format(Date()) + " " + event.level.rawValue + " " + "\(event.message)"
+        var line = Timestamp.format(Date()) + " " + event.level.rawValue + " " + LogEscaping.escape("\(event.message)")
         let merged = event.metadata.map { metadata.merging($0) { $1 } } ?? metadata
         for key in merged.keys.sorted() where key != "group" {
-            line += " \(key)=\(merged[key].map { "\($0)" } ?? "")"
+            line += " \(LogEscaping.escape(key))=\(LogEscaping.escape(merged[key].map { "\($0)" } ?? ""))"
         }
         line += "\n"
         var bytes = Array(line.utf8)

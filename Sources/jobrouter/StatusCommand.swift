@@ -54,6 +54,7 @@ struct StatusReport {
                 "dead": .integer(Int64(queue.dead)), "groups": .array(readers(of: queue.name).map(JSONValue.string)),
             ]
             fields["oldest_age_ms"] = queue.oldestAge.map { .integer($0.inMilliseconds) } ?? .null
+            fields["broken"] = queue.broken.map(JSONValue.string) ?? .null
             return .object(fields)
         }
         let groupValues: [JSONValue] = groups.map { group in
@@ -70,6 +71,7 @@ struct StatusReport {
         let root: [String: JSONValue] = [
             "redis": .string(server), "queues": .array(queues), "groups": .array(groupValues),
             "workers": .array(workers), "dead_trimmed": .integer(Int64(statistics.trimmedDead)),
+            "dead_by_type": .object(statistics.deadByType.mapValues { .integer(Int64($0)) }),
         ]
         return JSONValue.object(root).jsonText
     }
@@ -77,11 +79,19 @@ struct StatusReport {
     var table: String {
         var lines = ["redis \(server)", ""]
         let queueRows = statistics.queues.map { queue in
-            [queue.name, String(queue.depth), queue.oldestAge.map(Self.age) ?? "-", String(queue.inFlight),
-             String(queue.scheduled), String(queue.dead), readers(of: queue.name).joined(separator: ", ").nonEmpty ?? "(no group)"]
+            [LogEscaping.escape(queue.name), queue.broken == nil ? String(queue.depth) : "BROKEN", queue.oldestAge.map(Self.age) ?? "-",
+             String(queue.inFlight), String(queue.scheduled), String(queue.dead),
+             readers(of: queue.name).joined(separator: ", ").nonEmpty ?? "(no group)"]
         }
         lines += Self.table(header: ["QUEUE", "DEPTH", "OLDEST", "IN FLIGHT", "SCHEDULED", "DEAD", "READ BY"], rows: queueRows,
                             rightAligned: [1, 3, 4, 5])
+        for queue in statistics.queues {
+            if let broken = queue.broken { lines.append("queue \(LogEscaping.escape(queue.name)) is broken: \(broken); no worker can read it") }
+        }
+        if !statistics.deadByType.isEmpty {
+            let byType = statistics.deadByType.keys.sorted().map { "\(LogEscaping.escape($0)) \(statistics.deadByType[$0] ?? 0)" }
+            lines.append("dead by type: " + byType.joined(separator: ", "))
+        }
         lines.append("")
         let groupRows = groups.map { [$0.name, String($0.concurrency), DurationParser.format($0.lease), $0.queues.joined(separator: " > ")] }
         lines += Self.table(header: ["GROUP", "CONCURRENCY", "LEASE", "QUEUES"], rows: groupRows, rightAligned: [1])
@@ -95,10 +105,11 @@ struct StatusReport {
                     return names.compactMap(\.stringValue).joined(separator: ", ")
                 } ?? ""
                 let inFlight = worker.description?["in_flight"]?.intValue.map(String.init) ?? "-"
-                let ago = Duration.milliseconds(Int64(max(0, now.timeIntervalSince(worker.lastHeartbeat)) * 1000))
-                return [worker.id, groups, inFlight, Self.age(ago) + " ago"]
+                let stuck = worker.description?["stuck_handlers"]?.intValue.map(String.init) ?? "0"
+                let ago = Duration.saturating(seconds: max(0, now.timeIntervalSince(worker.lastHeartbeat)))
+                return [LogEscaping.escape(worker.id), groups, inFlight, stuck, Self.age(ago) + " ago"]
             }
-            lines += Self.table(header: ["WORKER", "GROUPS", "IN FLIGHT", "HEARTBEAT"], rows: workerRows, rightAligned: [2])
+            lines += Self.table(header: ["WORKER", "GROUPS", "IN FLIGHT", "STUCK", "HEARTBEAT"], rows: workerRows, rightAligned: [2, 3])
         }
         if statistics.trimmedDead > 0 {
             lines.append("")

@@ -42,6 +42,15 @@ struct WorkCommand: AsyncParsableCommand {
             } catch {
                 throw CommandFailure("\(configuration.file ?? "configuration"): \(error)")
             }
+            let queues = Set(worker.groupNames.compactMap { configuration.groups[$0] }.flatMap(\.queues)).sorted()
+            do {
+                try await driver.preflight(queues: queues)
+            } catch let error as RedisError where error.isPermanent {
+                throw CommandFailure("\(error)")
+            } catch {
+                // Unreachable for now: the workers wait for the server and say so once.
+                logger.warning("cannot check redis before starting (\(error)); starting anyway")
+            }
             logger.info("worker starting: groups \(worker.groupNames.joined(separator: ", ")), redis \(driver.endpoint)")
             let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint)
             await withTaskGroup(of: Void.self) { tasks in
@@ -62,6 +71,7 @@ struct WorkCommand: AsyncParsableCommand {
                 await tasks.next()
                 tasks.cancelAll()
             }
+            if let failure = worker.fatalFailure { throw CommandFailure(failure) }
             logger.info("worker stopped")
         }
     }

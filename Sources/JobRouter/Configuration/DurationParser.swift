@@ -34,7 +34,10 @@ extension Duration {
     /// The whole number of milliseconds in this duration.
     public var inMilliseconds: Int64 {
         let (seconds, attoseconds) = components
-        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
+        let (millis, overflow) = seconds.multipliedReportingOverflow(by: 1000)
+        if overflow { return seconds < 0 ? .min : .max }
+        return millis.addingReportingOverflow(attoseconds / 1_000_000_000_000_000).overflow ? .max
+            : millis + attoseconds / 1_000_000_000_000_000
     }
 
     /// This duration in seconds, as a floating-point number.

@@ -9,10 +9,12 @@ import TOMLKit
 /// |---|---|---|
 /// | `default_queue` | string | `"default"` |
 /// | `max_dead` | integer ≥ 1 | `10000` |
+/// | `max_payload` | size string (`"512KB"`, `"1MB"`) or bytes | `"1MB"`: bigger jobs are refused at enqueue, bigger foreign entries dead-lettered unread |
 /// | `redis.url` | string | `"redis://127.0.0.1:6379/0"`; `JOBROUTER_REDIS_URL` overrides |
 /// | `redis.namespace` | string | `"jobrouter"` |
 /// | `types.NAME.handler` | `"exec"`, `"noop"`, `"smtp"`, `"swift"` | required |
 /// | `types.NAME.command` | array of strings | required for `exec` |
+/// | `types.NAME.env` | array of environment variable names passed to `exec` children | none: only PATH, HOME, LANG, LC_*, TZ, TMPDIR, USER, LOGNAME and `JOB_*` |
 /// | `types.NAME.priorities` | table: priority → queue | none: the type goes to `default_queue` |
 /// | `types.NAME.default_priority` | string, a key of `priorities` | none: enqueue must name a priority |
 /// | `types.NAME.timeout` | duration string | `"5m"` |
@@ -95,10 +97,11 @@ struct TOMLReader {
     }
 
     func configuration(from root: TOMLTable) throws -> RouterConfiguration {
-        try checkKeys(root, path: [], allowed: ["default_queue", "max_dead", "redis", "types", "groups", "smtp", "templates"])
+        try checkKeys(root, path: [], allowed: ["default_queue", "max_dead", "max_payload", "redis", "types", "groups", "smtp", "templates"])
         var configuration = RouterConfiguration()
         if let value = root["default_queue"] { configuration.defaultQueue = try string(value, ["default_queue"]) }
         if let value = root["max_dead"] { configuration.maxDead = try integer(value, ["max_dead"]) }
+        if let value = root["max_payload"] { configuration.maxPayload = try size(value, ["max_payload"]) }
         if let value = root["redis"] {
             let table = try self.table(value, ["redis"])
             try checkKeys(table, path: ["redis"], allowed: ["url", "namespace"])
@@ -132,7 +135,7 @@ struct TOMLReader {
 
     private func jobType(name: String, _ table: TOMLTable) throws -> JobTypeConfiguration {
         let path = ["types", name]
-        try checkKeys(table, path: path, allowed: ["handler", "command", "priorities", "default_priority", "timeout", "max_attempts", "backoff"])
+        try checkKeys(table, path: path, allowed: ["handler", "command", "env", "priorities", "default_priority", "timeout", "max_attempts", "backoff"])
         guard let handlerValue = table["handler"] else {
             throw fail(path + ["handler"], "missing; one of \(HandlerKind.allCases.map(\.rawValue).joined(separator: ", "))")
         }
@@ -142,6 +145,7 @@ struct TOMLReader {
         }
         var type = JobTypeConfiguration(name: name, handler: handler)
         if let value = table["command"] { type.command = try strings(value, path + ["command"]) }
+        if let value = table["env"] { type.environment = try strings(value, path + ["env"]) }
         if let value = table["priorities"] {
             let priorities = try self.table(value, path + ["priorities"])
             for priority in priorities.keys {
@@ -275,6 +279,21 @@ struct TOMLReader {
             }
             return string
         }
+    }
+
+    /// A byte count: a whole number, or a string like `"512KB"`, `"1MB"` (1024-based).
+    private func size(_ value: TOMLValueConvertible, _ path: [String]) throws -> Int {
+        if value.type == .int, let bytes = value.int { return bytes }
+        let text = try string(value, path)
+        let units: [(String, Int)] = [("KB", 1024), ("MB", 1024 * 1024), ("GB", 1024 * 1024 * 1024), ("B", 1)]
+        let trimmed = text.trimmingCharacters(in: .whitespaces).uppercased()
+        for (suffix, factor) in units where trimmed.hasSuffix(suffix) {
+            if let number = Int(trimmed.dropLast(suffix.count).trimmingCharacters(in: .whitespaces)), number >= 0,
+               number <= Int.max / factor {
+                return number * factor
+            }
+        }
+        throw fail(path, "bad size '\(text)'; write bytes or a number and a unit: \"512KB\", \"1MB\"")
     }
 
     private func duration(_ value: TOMLValueConvertible, _ path: [String]) throws -> Duration {

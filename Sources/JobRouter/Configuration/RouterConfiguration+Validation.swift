@@ -1,4 +1,14 @@
 extension RouterConfiguration {
+    /// Environment variables that hold JobRouter's own secrets: never passed to `exec` children.
+    public var secretEnvironmentNames: Set<String> {
+        var names: Set<String> = ["JOBROUTER_REDIS_URL", "JOBROUTER_SMTP_URL", "JOBROUTER_POSTGRES_URL", "REDISCLI_AUTH"]
+        if let smtp {
+            if let name = smtp.usernameEnvironment { names.insert(name) }
+            if let name = smtp.passwordEnvironment { names.insert(name) }
+        }
+        return names
+    }
+
     /// Checks everything that TOML types alone cannot: names, references between tables, limits.
     /// Throws the first problem found, naming its key path; problems are looked for in a fixed order
     /// (types and groups by name) so the same file always gives the same message.
@@ -21,6 +31,7 @@ extension RouterConfiguration {
         }
         try checkQueueName(defaultQueue, ["default_queue"])
         if maxDead < 1 { throw fail(["max_dead"], "must be at least 1, not \(maxDead)") }
+        if maxPayload < 256 { throw fail(["max_payload"], "must be at least 256 bytes, not \(maxPayload)") }
         if types.isEmpty { throw fail(["types"], "no job types declared; add a [types.NAME] table") }
 
         for name in types.keys.sorted() {
@@ -32,7 +43,16 @@ extension RouterConfiguration {
                 if type.command.isEmpty || type.command[0].isEmpty {
                     throw fail(path + ["command"], "handler \"exec\" needs a command: an array like [\"./scripts/job.sh\", \"--flag\"]")
                 }
+                for (index, name) in type.environment.enumerated() {
+                    if name.isEmpty || name.contains("=") {
+                        throw fail(path + ["env"], "element \(index + 1) must be a variable name, not '\(name)'")
+                    }
+                    if secretEnvironmentNames.contains(name) {
+                        throw fail(path + ["env"], "'\(name)' holds one of JobRouter's own secrets and is never passed to jobs")
+                    }
+                }
             case .noop, .smtp, .swift:
+                if !type.environment.isEmpty { throw fail(path + ["env"], "only handler \"exec\" takes env") }
                 if !type.command.isEmpty {
                     throw fail(path + ["command"], "only handler \"exec\" takes a command (this type's handler is \"\(type.handler.rawValue)\")")
                 }

@@ -18,6 +18,11 @@ public struct RouterConfiguration: Sendable {
     public var templates: [String: MailTemplate] = [:]
     /// Most records the dead-letter store keeps; the oldest are trimmed and counted (TOML `max_dead`, default 10000).
     public var maxDead: Int
+    /// The largest job entry, in bytes (TOML `max_payload`, default 1 MiB): enqueue refuses bigger
+    /// jobs, and a bigger entry pushed by another client is dead-lettered by the claim, unread.
+    public var maxPayload: Int = RouterConfiguration.defaultMaxPayload
+    /// 1 MiB.
+    public static let defaultMaxPayload = 1024 * 1024
     /// The file this configuration was read from, for messages.
     public var file: String?
 
@@ -104,6 +109,9 @@ public struct JobTypeConfiguration: Sendable, Equatable {
     public var handler: HandlerKind
     /// The program and its arguments for `exec` (TOML `command`, required for `exec` only).
     public var command: [String]
+    /// Environment variables passed through to `exec` children besides the safe defaults (TOML
+    /// `env`). JobRouter's own secrets can never be listed.
+    public var environment: [String] = []
     /// Priority name → queue (TOML `priorities`). Empty: every job of this type goes to `default_queue`.
     public var priorities: [String: String]
     /// The priority used when a job names none (TOML `default_priority`).

@@ -1,27 +1,29 @@
 import Foundation
 import Logging
 
-/// Something that happened to a job. Every lifecycle change is reported here, once, so that the
-/// log, and later the ledger and metrics, see the same facts.
+/// Something that happened to a job. Every lifecycle change is reported here, once, and only
+/// after the queue server has made it durable (the ack applied, the retry scheduled, the dead
+/// letter kept), so that the log, and later the ledger and metrics, see the same true facts.
 public enum JobEvent: Sendable {
     /// A job was pushed to its queue.
     case enqueued(JobEnvelope)
-    /// A worker started running a job.
-    case started(JobEnvelope, group: String)
-    /// A handler returned.
-    case succeeded(JobEnvelope, group: String, wait: Duration, run: Duration)
-    /// A handler threw or timed out.
-    case failed(JobEnvelope, group: String, wait: Duration, run: Duration, error: String)
-    /// A failed job will run again after `delay` (its envelope is the next attempt's).
-    case retryScheduled(JobEnvelope, group: String, delay: Duration)
     /// A job was scheduled to run later.
     case scheduled(JobEnvelope, at: Date)
-    /// Jobs of a worker that stopped were put back (or dead-lettered as poison).
-    case recovered(RecoveryReport)
+    /// A worker started running a job (not yet an outcome).
+    case started(JobEnvelope, group: String)
+    /// A handler returned and the job's ack was applied.
+    case succeeded(JobEnvelope, group: String, wait: Duration, run: Duration)
+    /// A handler threw or timed out and the next attempt is scheduled `retryIn` from now.
+    case failed(JobEnvelope, group: String, wait: Duration, run: Duration, error: String, retryIn: Duration)
     /// A job (or an entry that is not one) was kept aside with its reason.
     case deadLettered(DeadLetter, group: String)
     /// A running job was put back at the head of its queue (shutdown).
     case requeued(JobEnvelope, group: String, reason: String)
+    /// Jobs of a worker that stopped were put back (or dead-lettered as poison), by id.
+    case recovered(RecoveryReport)
+    /// This worker ran a job but its claim was gone when it settled it: its lease had expired and
+    /// recovery gave the job to another worker, which may run it again. Its outcome here is not kept.
+    case leaseLost(JobEnvelope, group: String, run: Duration)
 }
 
 /// Receives ``JobEvent``s. Called on the worker's tasks: return quickly and never block.
@@ -44,28 +46,38 @@ public struct LoggingJobEventRecorder: JobEventRecorder {
         switch event {
         case .enqueued, .started, .scheduled:
             break
-        case .retryScheduled(let job, let group, let delay):
-            logger.notice("\(Self.describe(job, group: group)) outcome=retry in=\(Self.format(delay))")
         case .recovered(let report):
-            logger.notice("recovered \(report.recovered) job(s) from stopped workers; \(report.poisoned) dead-lettered as poison")
+            for job in report.recoveredJobs {
+                logger.notice("job=\(Self.field(job.id.rawValue)) queue=\(Self.field(job.queue)) outcome=recovered: its worker stopped heartbeating; back at the head of its queue")
+            }
+            for job in report.poisonedJobs {
+                logger.error("job=\(Self.field(job.id.rawValue)) queue=\(Self.field(job.queue)) outcome=dead reason=poison (recovered from stopped workers too often)")
+            }
         case .succeeded(let job, let group, let wait, let run):
             logger.info("\(Self.describe(job, group: group)) wait=\(Self.format(wait)) run=\(Self.format(run)) outcome=ok")
-        case .failed(let job, let group, let wait, let run, let error):
-            logger.warning("\(Self.describe(job, group: group)) wait=\(Self.format(wait)) run=\(Self.format(run)) outcome=failed error=\(Self.quote(error))")
+        case .failed(let job, let group, let wait, let run, let error, let delay):
+            logger.warning("\(Self.describe(job, group: group)) wait=\(Self.format(wait)) run=\(Self.format(run)) outcome=failed retry_in=\(Self.format(delay)) error=\(Self.quote(error))")
         case .deadLettered(let record, let group):
-            logger.error("group=\(group) job=\(record.id) type=\(record.type ?? "-") queue=\(record.queue) outcome=dead reason=\(Self.quote(record.reason))")
+            logger.error("group=\(Self.field(group)) job=\(Self.field(record.id.rawValue)) type=\(Self.field(record.type ?? "-")) queue=\(Self.field(record.queue)) outcome=dead reason=\(Self.quote(record.reason))")
         case .requeued(let job, let group, let reason):
             logger.notice("\(Self.describe(job, group: group)) outcome=requeued reason=\(Self.quote(reason))")
+        case .leaseLost(let job, let group, let run):
+            logger.warning("\(Self.describe(job, group: group)) run=\(Self.format(run)) outcome=lease-lost: its lease expired before it finished and another worker took it over; it may run again")
         }
     }
 
     static func describe(_ job: JobEnvelope, group: String) -> String {
-        "group=\(group) job=\(job.id) type=\(job.type) queue=\(job.queue) attempt=\(job.attempt)"
+        "group=\(field(group)) job=\(field(job.id.rawValue)) type=\(field(job.type)) queue=\(field(job.queue)) attempt=\(job.attempt)"
+    }
+
+    /// A value from outside (a type, an id) as one log token: control characters escaped, so no
+    /// field can forge a line or move the cursor.
+    static func field(_ text: String) -> String {
+        LogEscaping.escape(text)
     }
 
     static func quote(_ text: String) -> String {
-        "\"" + text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
-            .replacingOccurrences(of: "\n", with: " ") + "\""
+        "\"" + LogEscaping.escape(text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")) + "\""
     }
 
     /// `0.4ms`, `12ms`, `3.2s`, `5m3s`.

@@ -8,8 +8,15 @@ import Glibc
 /// dedicated thread (spawning, feeding stdin, reading stderr and waiting all block, so none of it
 /// runs on Swift's cooperative pool).
 ///
-/// Cancelling the awaiting task sends SIGTERM to the whole process group, then SIGKILL two seconds later.
+/// Cancelling the awaiting task sends SIGTERM to the whole process group, then SIGKILL two seconds
+/// later, whether or not the direct child has exited by then (a grandchild that ignores SIGTERM is
+/// killed all the same). When the direct child exits by itself, whatever it left running in its
+/// group gets SIGTERM, then SIGKILL after the same grace. Groups of a worker that dies are killed
+/// by the ``OrphanGuard``.
 struct ChildProcess {
+    /// How long a process group gets between SIGTERM and SIGKILL.
+    static let killGrace: Duration = .seconds(2)
+
     /// How a child ended.
     struct Termination: Sendable {
         /// Exit status, when it exited.
@@ -55,7 +62,20 @@ struct ChildProcess {
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Termination, Error>) in
                 let thread = Thread {
-                    continuation.resume(with: Result { try watch(arguments, input: input, environment: environment, control: control) })
+                    let result = Result { try watch(arguments, input: input, environment: environment, control: control) }
+                    guard case .success(let termination) = result, let group = control.state.withLock({ $0.pid > 0 ? $0.pid : nil }) else {
+                        continuation.resume(with: result)
+                        return
+                    }
+                    if termination.wasCancelled {
+                        // The job is over only when nothing of it is left: its retry must not meet it.
+                        reap(group: group, termSentAt: control.state.withLock { $0.cancelledAt } ?? .now)
+                        continuation.resume(with: result)
+                    } else {
+                        continuation.resume(with: result)
+                        if groupAlive(group) { kill(-group, SIGTERM) }
+                        reap(group: group, termSentAt: .now)
+                    }
                 }
                 thread.name = "jobrouter-exec"
                 thread.start()
@@ -63,6 +83,26 @@ struct ChildProcess {
         } onCancel: {
             control.cancel()
         }
+    }
+
+    /// Whether any process of group `group` is still alive.
+    static func groupAlive(_ group: pid_t) -> Bool {
+        kill(-group, 0) == 0 || errno == EPERM
+    }
+
+    /// Waits for group `group` to empty, sending SIGKILL once ``killGrace`` has passed since SIGTERM,
+    /// then tells the orphan guard it is gone.
+    private static func reap(group: pid_t, termSentAt: ContinuousClock.Instant) {
+        var killed = false
+        while groupAlive(group) {
+            if !killed, termSentAt.duration(to: .now) >= killGrace {
+                kill(-group, SIGKILL)
+                killed = true
+            }
+            usleep(20_000)
+            if killed, termSentAt.duration(to: .now) > killGrace + .seconds(5) { break }
+        }
+        OrphanGuard.shared.forget(group)
     }
 
     private static func watch(_ arguments: [String], input: [UInt8], environment: [String: String], control: Control) throws -> Termination {
@@ -117,6 +157,7 @@ struct ChildProcess {
             close(stdinPipe[1]); close(stderrPipe[0])
             throw SpawnError(program: arguments[0], code: spawnResult)
         }
+        OrphanGuard.shared.watch(pid)
         let cancelledEarly = control.state.withLock { state -> Bool in
             state.pid = pid
             return state.cancelledAt != nil

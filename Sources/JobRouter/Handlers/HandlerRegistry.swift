@@ -31,7 +31,7 @@ public struct HandlerRegistry: Sendable {
             case .noop:
                 handlers[name] = NoopJobHandler()
             case .exec:
-                handlers[name] = ExecJobHandler(command: type.command)
+                handlers[name] = ExecJobHandler(command: type.command, passthrough: type.environment)
             case .smtp:
                 guard let smtpHandler else {
                     throw HandlerResolutionError(type: name, message: "handler \"smtp\" needs the mail handler: from Swift, call HandlerRegistry.provideSMTP(SMTPMailHandler(...))")

@@ -166,3 +166,28 @@ extension JSONValue {
     }
 }
 
+
+extension JSONValue {
+    /// Whether this value's JSON text is probably longer than `bytes`: a lower bound on its size
+    /// (string lengths plus one byte per element), found without encoding it. Stops early.
+    func estimatedSizeOver(_ bytes: Int) -> Bool {
+        var budget = bytes
+        func walk(_ value: JSONValue) -> Bool {
+            switch value {
+            case .null, .bool, .number, .integer: budget -= 4
+            case .string(let text): budget -= text.utf8.count + 2
+            case .array(let elements):
+                budget -= 2
+                for element in elements where walk(element) { return true }
+            case .object(let fields):
+                budget -= 2
+                for (key, element) in fields {
+                    budget -= key.utf8.count + 3
+                    if walk(element) { return true }
+                }
+            }
+            return budget < 0
+        }
+        return walk(self)
+    }
+}

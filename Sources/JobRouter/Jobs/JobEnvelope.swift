@@ -69,6 +69,10 @@ public struct JobEnvelope: Sendable, Equatable {
     /// a new `id`, `attempt` 1, `enqueued_at` = `now`, `payload` null. The `queue` field is always
     /// set to where the entry really was, so putting it back returns it there.
     public static func decode(_ raw: Data, queue: String, now: Date = Date()) throws(EnvelopeError) -> JobEnvelope {
+        // Bytes that are not UTF-8 would be altered (replaced by U+FFFD) by any reading: refuse.
+        if let offset = invalidUTF8Offset(raw) {
+            throw EnvelopeError(message: "not valid UTF-8 (at byte \(offset)); kept as it was")
+        }
         let value: JSONValue
         do {
             value = try JSONValue.parse(raw)
@@ -110,12 +114,38 @@ public struct JobEnvelope: Sendable, Equatable {
             guard let date = Timestamp.parse(text) else {
                 throw EnvelopeError(message: "\"enqueued_at\" is not an ISO 8601 time: \"\(text.prefix(40))\"")
             }
-            envelope.enqueuedAt = date
-        case .integer(let seconds)?: envelope.enqueuedAt = Date(timeIntervalSince1970: Double(seconds))
-        case .number(let seconds)?: envelope.enqueuedAt = Date(timeIntervalSince1970: seconds)
+            envelope.enqueuedAt = try checkedTime(date.timeIntervalSince1970)
+        case .integer(let seconds)?: envelope.enqueuedAt = try checkedTime(Double(seconds))
+        case .number(let seconds)?: envelope.enqueuedAt = try checkedTime(seconds)
         case let other?: throw EnvelopeError(message: "\"enqueued_at\" must be a time string, not \(other.typeName)")
         }
         return envelope
+    }
+
+    /// The times an entry may claim to have been enqueued at: 1970 to 2100 (seconds since the epoch).
+    public static let enqueuedAtRange: ClosedRange<Double> = 0...4_102_444_800
+
+    private static func checkedTime(_ seconds: Double) throws(EnvelopeError) -> Date {
+        guard seconds.isFinite, enqueuedAtRange.contains(seconds) else {
+            throw EnvelopeError(message: "\"enqueued_at\" is out of range (\(seconds) s since 1970; allowed 1970 to 2100)")
+        }
+        return Date(timeIntervalSince1970: seconds)
+    }
+
+    /// Where `bytes` stop being UTF-8, or `nil` when they are valid throughout.
+    static func invalidUTF8Offset(_ bytes: Data) -> Int? {
+        // ASCII (every JobRouter entry with ASCII payloads) needs no decoder.
+        if bytes.allSatisfy({ $0 < 0x80 }) { return nil }
+        var offset = 0
+        var iterator = bytes.makeIterator()
+        var decoder = UTF8()
+        while true {
+            switch decoder.decode(&iterator) {
+            case .scalarValue(let scalar): offset += UTF8.width(scalar)
+            case .emptyInput: return nil
+            case .error: return offset
+            }
+        }
     }
 }
 
@@ -133,7 +163,7 @@ public enum Timestamp {
 
     /// Formats `date` in UTC with milliseconds.
     public static func format(_ date: Date) -> String {
-        let millisTotal = Int64((date.timeIntervalSince1970 * 1000).rounded(.down))
+        let millisTotal = Int64(saturating: (date.timeIntervalSince1970 * 1000).rounded(.down))
         let wholeSeconds = millisTotal / 1000
         let millis = Int(millisTotal - wholeSeconds * 1000)
         let millisText = millis < 10 ? "00\(millis)" : millis < 100 ? "0\(millis)" : String(millis)

@@ -22,7 +22,7 @@ public struct JobID: Sendable, Hashable, Comparable, CustomStringConvertible {
 
     /// Makes a new identifier.
     public static func make(now: Date = Date()) -> JobID {
-        let wallMillis = UInt64(max(0, now.timeIntervalSince1970 * 1000))
+        let wallMillis = UInt64(max(0, Int64(saturating: now.timeIntervalSince1970 * 1000)))
         let (millis, high, low) = state.withLock { state -> (UInt64, UInt16, UInt64) in
             if wallMillis > state.millis {
                 state = (wallMillis, UInt16.random(in: 0...UInt16.max) & 0x7FFF, UInt64.random(in: 0...UInt64.max))

@@ -8,8 +8,9 @@ import Mustache
 /// `{"to": "a@x.org" | [...], "cc": ..., "bcc": ..., "reply_to": ..., "subject": "...", "text": "...", "html": "...", "headers": {...}}`
 /// or a template: `{"template": "registration", "to": ..., "vars": {...}}`.
 ///
-/// The text is the same for every attempt of a job (the Message-ID comes from the job id and the
-/// MIME boundary too), so receivers can drop a duplicate delivery.
+/// The text is the same for every attempt of a job (the Message-ID and the MIME boundary come from
+/// the job id, the Date header from when the job was first enqueued, which every attempt keeps),
+/// so receivers can drop a duplicate delivery.
 public struct MailMessage: Sendable, Equatable {
     /// The envelope sender (address only).
     public var sender: String
@@ -26,8 +27,10 @@ public struct MailMessage: Sendable, Equatable {
         "content-type", "content-transfer-encoding", "sender", "return-path",
     ]
 
-    /// Builds the message for `job`; `date` is when it is sent.
-    public init(job: JobEnvelope, settings: SMTPSettings, templates: [String: MailTemplate], date: Date = Date()) throws(MailError) {
+    /// Builds the message for `job`; `date` (the Date header) defaults to when the job was first
+    /// enqueued, so that every attempt sends the same bytes.
+    public init(job: JobEnvelope, settings: SMTPSettings, templates: [String: MailTemplate], date: Date? = nil) throws(MailError) {
+        let date = date ?? job.enqueuedAt
         guard case .object(let payload) = job.payload else {
             throw MailError("the payload must be a JSON object, not \(job.payload.typeName)")
         }

@@ -13,13 +13,31 @@ public struct ClaimedEntry: Sendable, Equatable {
     public var queue: String
     /// Its bytes, which may not be a valid job at all.
     public var raw: Data
+    /// The job's id, fixed when the entry was first claimed: an entry pushed without one gets one
+    /// then, written into the stored entry, so every run, recovery and dead letter names the same job.
+    public var jobID: JobID
+    /// Set when the claim itself kept the entry aside (dead-lettered under ``jobID``, unread, e.g.
+    /// over `max_payload`): the reason. There is nothing to run and no claim to settle.
+    public var keptAside: String?
 
     /// Makes an entry.
-    public init(token: String, queue: String, raw: Data) {
+    public init(token: String, queue: String, raw: Data, jobID: JobID, keptAside: String? = nil) {
         self.token = token
         self.queue = queue
         self.raw = raw
+        self.jobID = jobID
+        self.keptAside = keptAside
     }
+}
+
+/// What settling a claim (ack, retry, dead letter) found.
+public enum SettleResult: Sendable, Equatable {
+    /// The change was made.
+    case applied
+    /// The claim's lease had expired and recovery gave the job to another worker: it may run again.
+    case lost
+    /// The claim was already settled, by an earlier try of the same call whose reply did not arrive.
+    case alreadySettled
 }
 
 /// What a worker group promises when it claims jobs.
@@ -28,11 +46,18 @@ public struct LeaseTerms: Sendable, Equatable {
     public var lease: Duration
     /// How many recoveries from dead workers a job may have before it is poison.
     public var maxRecoveries: Int
+    /// Entries longer than this many bytes are dead-lettered by the claim, never fetched.
+    public var maxPayload: Int
+    /// The dead-letter store's bound, for entries kept aside by the claim.
+    public var maxDead: Int
 
     /// Makes terms.
-    public init(lease: Duration, maxRecoveries: Int) {
+    public init(lease: Duration, maxRecoveries: Int, maxPayload: Int = RouterConfiguration.defaultMaxPayload,
+                maxDead: Int = 10_000) {
         self.lease = lease
         self.maxRecoveries = maxRecoveries
+        self.maxPayload = maxPayload
+        self.maxDead = maxDead
     }
 }
 
@@ -46,6 +71,10 @@ public struct WorkerDescription: Sendable, Equatable {
     public var inFlight: Int
     /// When it started.
     public var startedAt: Date
+    /// Handlers abandoned after their timeout that still run (they ignored cancellation).
+    public var stuckHandlers = 0
+    /// Queues its groups cannot read, with why.
+    public var brokenQueues: [String: String] = [:]
 
     /// Makes a description.
     public init(id: String, groups: [String], inFlight: Int, startedAt: Date) {
@@ -69,22 +98,42 @@ public struct WorkerDescription: Sendable, Equatable {
         JSONValue.object([
             "id": .string(id), "groups": .array(groups.map(JSONValue.string)),
             "in_flight": .integer(Int64(inFlight)), "pid": .integer(Int64(getpid())),
-            "started_at": .string(Timestamp.format(startedAt)),
+            "started_at": .string(Timestamp.format(startedAt)), "stuck_handlers": .integer(Int64(stuckHandlers)),
+            "broken_queues": .object(brokenQueues.mapValues(JSONValue.string)),
         ]).jsonText
     }
 }
 
-/// What one pass of lease recovery did.
+/// What one pass of lease recovery did, job by job.
 public struct RecoveryReport: Sendable, Equatable {
+    /// A job taken from a worker that stopped heartbeating.
+    public struct Job: Sendable, Equatable {
+        /// Its id.
+        public var id: JobID
+        /// The queue it was claimed from (and, when recovered, is back at the head of).
+        public var queue: String
+
+        /// Makes one.
+        public init(id: JobID, queue: String) {
+            self.id = id
+            self.queue = queue
+        }
+    }
+
     /// Jobs put back at the head of their queue.
-    public var recovered: Int
+    public var recoveredJobs: [Job]
     /// Jobs dead-lettered as poison.
-    public var poisoned: Int
+    public var poisonedJobs: [Job]
+
+    /// How many were put back.
+    public var recovered: Int { recoveredJobs.count }
+    /// How many were dead-lettered as poison.
+    public var poisoned: Int { poisonedJobs.count }
 
     /// Makes a report.
-    public init(recovered: Int, poisoned: Int) {
-        self.recovered = recovered
-        self.poisoned = poisoned
+    public init(recovered: [Job] = [], poisoned: [Job] = []) {
+        self.recoveredJobs = recovered
+        self.poisonedJobs = poisoned
     }
 }
 
@@ -100,13 +149,14 @@ public struct DeadLetter: Sendable, Equatable {
     public var attempt: Int?
     /// Why it cannot run (one line, never a secret).
     public var reason: String
-    /// The entry as it was stored, so it can be inspected and put back.
-    public var raw: String
+    /// The entry's exact bytes as stored (even when they are not valid UTF-8), so it can be
+    /// inspected and put back; kept beside the record, not inside its JSON.
+    public var raw: Data
     /// When it was dead-lettered.
     public var failedAt: Date
 
     /// Makes a record.
-    public init(id: JobID, queue: String, type: String?, attempt: Int?, reason: String, raw: String, failedAt: Date = Date()) {
+    public init(id: JobID, queue: String, type: String?, attempt: Int?, reason: String, raw: Data, failedAt: Date = Date()) {
         self.id = id
         self.queue = queue
         self.type = type
@@ -116,10 +166,11 @@ public struct DeadLetter: Sendable, Equatable {
         self.failedAt = failedAt
     }
 
-    /// The JSON kept in the dead-letter store (the time is the store's index score).
+    /// The JSON kept in the dead-letter store (the time is the store's index score, the raw
+    /// bytes are kept beside it).
     public var jsonText: String {
         var fields: [String: JSONValue] = [
-            "id": .string(id.rawValue), "queue": .string(queue), "reason": .string(reason), "raw": .string(raw),
+            "id": .string(id.rawValue), "queue": .string(queue), "reason": .string(reason),
         ]
         if let type { fields["type"] = .string(type) }
         if let attempt { fields["attempt"] = .integer(Int64(attempt)) }
@@ -131,10 +182,15 @@ public struct DeadLetter: Sendable, Equatable {
 /// stored jobs goes through here, so a backend is one type (``JobRouterRedis/RedisQueueDriver``).
 ///
 /// Each call either happens completely or throws; none blocks Swift's cooperative thread pool.
-/// Calls that act on a claim return `false` when the claim was no longer this worker's.
+/// Calls that act on a claim say, with a ``SettleResult``, whether the claim was still this worker's.
 public protocol JobQueueDriver: Sendable {
     /// Appends each job to the tail of its queue, in order, in as few round trips as possible.
-    func push(_ jobs: [JobEnvelope]) async throws
+    /// With `progress`, each step also records the last input line it pushed, atomically with the
+    /// jobs, so a batch that failed part-way can be resumed without duplicates.
+    func push(_ jobs: [JobEnvelope], progress: BatchProgress?) async throws
+
+    /// The last input line of batch `id` known to be pushed, or `nil` when none is recorded.
+    func batchProgress(_ id: String) async throws -> Int?
 
     /// Holds jobs until `date`, then moves them to the tail of their queues.
     func schedule(_ jobs: [JobEnvelope], at date: Date) async throws
@@ -146,17 +202,17 @@ public protocol JobQueueDriver: Sendable {
     func makeFetcher(queues: [String], label: String, worker: String, terms: LeaseTerms) -> any JobFetcher
 
     /// Marks a claimed job done.
-    func complete(_ claim: ClaimedEntry, jobID: JobID) async throws -> Bool
+    func complete(_ claim: ClaimedEntry) async throws -> SettleResult
 
     /// Replaces a claimed job by `job` (its next attempt), due after `delay`.
-    func retry(_ claim: ClaimedEntry, as job: JobEnvelope, after delay: Duration) async throws -> Bool
+    func retry(_ claim: ClaimedEntry, as job: JobEnvelope, after delay: Duration) async throws -> SettleResult
 
     /// Puts claimed jobs back at the head of their queues as `entries` (same order as `claims`; the
     /// first ends up first). Returns how many were still this worker's.
     func requeueAtHead(_ claims: [ClaimedEntry], as entries: [Data]) async throws -> Int
 
     /// Keeps a job that cannot run, with its reason, releasing its claim when there is one.
-    func deadLetter(_ record: DeadLetter, claim: ClaimedEntry?, maxDead: Int) async throws -> Bool
+    func deadLetter(_ record: DeadLetter, claim: ClaimedEntry?, maxDead: Int) async throws -> SettleResult
 
     /// Says this worker process is alive and extends the leases of the claims it names by `lease`.
     func heartbeat(_ worker: WorkerDescription, renewing tokens: [String], lease: Duration) async throws
@@ -178,6 +234,27 @@ public protocol JobQueueDriver: Sendable {
     func deadLetterCount() async throws -> Int
 }
 
+extension JobQueueDriver {
+    /// Appends each job to the tail of its queue, in order.
+    public func push(_ jobs: [JobEnvelope]) async throws {
+        try await push(jobs, progress: nil)
+    }
+}
+
+/// A batch's progress marker: pushed with its jobs in the same atomic steps.
+public struct BatchProgress: Sendable, Equatable {
+    /// Names the batch (`enqueue --batch-id`); progress is kept a week.
+    public var batchID: String
+    /// The input line of each job, in the order of the jobs pushed.
+    public var lines: [Int]
+
+    /// Makes a marker.
+    public init(batchID: String, lines: [Int]) {
+        self.batchID = batchID
+        self.lines = lines
+    }
+}
+
 /// Claims entries from a group's queues in strict priority order.
 public protocol JobFetcher: Sendable {
     /// Claims up to `max` entries, always from the earliest non-empty queue first. When every queue
@@ -187,6 +264,9 @@ public protocol JobFetcher: Sendable {
 
     /// Makes a waiting ``fetch(max:wait:)`` return soon, and later ones return without waiting.
     func interrupt()
+
+    /// Queues set aside because they cannot be read (e.g. the key holds another type), with why.
+    var brokenQueues: [String: String] { get }
 
     /// Releases the connection.
     func close() async

@@ -10,12 +10,15 @@ import Foundation
 public struct JobRouterClient: Sendable {
     /// The routing table in use.
     public let router: Router
+    /// The largest entry accepted, in bytes (`max_payload`).
+    public let maxPayload: Int
     private let driver: any JobQueueDriver
     private let recorders: [any JobEventRecorder]
 
     /// Makes a client for `configuration`'s routing, pushing through `driver`.
     public init(configuration: RouterConfiguration, driver: any JobQueueDriver, recorders: [any JobEventRecorder] = []) {
         self.router = Router(configuration: configuration)
+        self.maxPayload = configuration.maxPayload
         self.driver = driver
         self.recorders = recorders
     }
@@ -36,8 +39,13 @@ public struct JobRouterClient: Sendable {
     /// Routes every request first (any routing error throws before anything is pushed), then pushes
     /// them all in as few round trips as the driver can.
     public func enqueue(_ requests: [JobRequest]) async throws -> [JobEnvelope] {
+        try await enqueue(requests, progress: nil)
+    }
+
+    /// Like ``enqueue(_:)``, recording `progress` in the same atomic steps as the jobs (batches).
+    public func enqueue(_ requests: [JobRequest], progress: BatchProgress?) async throws -> [JobEnvelope] {
         let jobs = try route(requests)
-        try await driver.push(jobs)
+        try await driver.push(jobs, progress: progress)
         for job in jobs {
             for recorder in recorders { recorder.record(.enqueued(job)) }
         }
@@ -65,13 +73,40 @@ public struct JobRouterClient: Sendable {
         return jobs
     }
 
+    /// Routes one request and checks its size, throwing what enqueueing it would throw.
+    public func check(_ request: JobRequest) throws {
+        let job = try route([request])[0]
+        try checkSize(job)
+    }
+
+    private func checkSize(_ job: JobEnvelope) throws {
+        let size = job.jsonText.utf8.count
+        if size > maxPayload { throw JobTooLargeError(type: job.type, size: size, maxPayload: maxPayload) }
+    }
+
     private func route(_ requests: [JobRequest]) throws -> [JobEnvelope] {
         let now = Date()
         return try requests.map { request in
             let route = try router.route(type: request.type, priority: request.priority)
-            return JobEnvelope(id: .make(now: now), type: request.type, priority: route.priority, queue: route.queue,
-                               payload: request.payload, enqueuedAt: now)
+            let job = JobEnvelope(id: .make(now: now), type: request.type, priority: route.priority, queue: route.queue,
+                                  payload: request.payload, enqueuedAt: now)
+            // Cheap bound first: only payloads that could be near the limit are encoded to measure.
+            if request.payload.estimatedSizeOver(maxPayload / 2) { try checkSize(job) }
+            return job
         }
+    }
+}
+
+/// A job bigger than `max_payload`: refused at enqueue, nothing pushed.
+public struct JobTooLargeError: Error, CustomStringConvertible, Sendable {
+    /// Its type.
+    public var type: String
+    /// Its size as stored, in bytes.
+    public var size: Int
+    /// The limit.
+    public var maxPayload: Int
+    public var description: String {
+        "a job of type '\(type)' is \(size) bytes, over max_payload (\(maxPayload) bytes); keep big data elsewhere and pass a reference"
     }
 }
 

@@ -37,28 +37,34 @@ public final class ConfinedThread<State: AnyObject>: Sendable {
         _ = state
     }
 
-    /// Queues `item` without waiting for it. Ignored once the thread is stopping.
-    public func submit(_ item: @escaping WorkItem) {
+    /// Queues `item` without waiting for it. Returns `false` (and drops `item`, unrun) once the
+    /// thread is stopping.
+    @discardableResult
+    public func submit(_ item: @escaping WorkItem) -> Bool {
         let accepted = work.withLock { work -> Bool in
             guard !work.stopping else { return false }
             work.items.append(item)
             return true
         }
         if accepted { wakeUp.signal() }
+        return accepted
     }
 
-    /// Runs `body` on the thread and returns its result to the awaiting task.
+    /// Runs `body` on the thread and returns its result to the awaiting task. Once the thread is
+    /// stopping, throws `stopped()` at once instead of waiting forever.
     public func run<Result: Sendable, Failure: Error>(
-        _ body: @escaping @Sendable (State) throws(Failure) -> Result
+        _ body: @escaping @Sendable (State) throws(Failure) -> Result,
+        ifStopped stopped: @Sendable () -> Failure
     ) async throws(Failure) -> Result {
         let result: Swift.Result<Result, Failure> = await withCheckedContinuation { continuation in
-            submit { state in
+            let accepted = submit { state in
                 do throws(Failure) {
                     continuation.resume(returning: .success(try body(state)))
                 } catch {
                     continuation.resume(returning: .failure(error))
                 }
             }
+            if !accepted { continuation.resume(returning: .failure(stopped())) }
         }
         return try result.get()
     }

@@ -5,6 +5,7 @@ import Synchronization
 /// per retry) and its return once; and computes the capped backoff between attempts.
 public final class ConnectionHealth: Sendable {
     private let state = Mutex<(down: Bool, failures: Int)>((false, 0))
+    private let fatalError = Mutex<String?>(nil)
     private let logger: Logger
 
     /// Logs to `logger`.
@@ -33,9 +34,34 @@ public final class ConnectionHealth: Sendable {
         if wasDown { logger.notice("queue server reachable again") }
     }
 
+    /// Whether retrying `error` cannot help (a ``QueueServerError`` that says so).
+    public static func isPermanent(_ error: Error) -> Bool {
+        (error as? any QueueServerError)?.isPermanent ?? false
+    }
+
+    /// Notes a failure that retrying cannot fix; the worker stops and reports it.
+    public func fatal(_ error: Error, group: String) {
+        let first = fatalError.withLock { current -> Bool in
+            guard current == nil else { return false }
+            current = "\(error)"
+            return true
+        }
+        if first { logger.critical("group \(group): \(error); this will not fix itself, stopping the worker") }
+    }
+
+    /// The failure that stopped the worker, if one did.
+    public var fatalFailure: String? { fatalError.withLock { $0 } }
+
     /// 100 ms after the first failure, doubling, at most 5 s.
     public static func backoff(afterFailures failures: Int) -> Duration {
         let exponent = min(max(failures - 1, 0), 6)
         return .milliseconds(min(100 * (1 << exponent), 5000))
     }
+}
+
+/// An error from a queue server that can say whether retrying may help. Outages (connection
+/// refused, timeouts) are not permanent; bad credentials or missing rights are.
+public protocol QueueServerError: Error {
+    /// `true` when the same call will fail again until an operator changes something.
+    var isPermanent: Bool { get }
 }

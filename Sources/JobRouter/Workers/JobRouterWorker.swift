@@ -12,6 +12,7 @@ public struct JobRouterWorker: Service {
     private let runners: [WorkerGroupRunner]
     private let controller: ShutdownController
     private let maintenance: WorkerMaintenance
+    private let health: ConnectionHealth
 
     /// Prepares the groups named in `groups` (every group when empty). Groups that receive `smtp`
     /// jobs claim at most at `[smtp] rate_limit` through `rateLimiter`, across every process.
@@ -51,6 +52,7 @@ public struct JobRouterWorker: Service {
 
         let controller = ShutdownController()
         let health = ConnectionHealth(logger: logger)
+        self.health = health
         let events = JobEventFanout(recorders: recorders ?? [LoggingJobEventRecorder(logger: logger)])
         let workerID = WorkerDescription.makeID()
         self.controller = controller
@@ -75,6 +77,10 @@ public struct JobRouterWorker: Service {
 
     /// This process's id in heartbeats and claim tokens.
     public var workerID: String { maintenance.workerID }
+
+    /// Set when the worker stopped because of a failure that retrying cannot fix (e.g. the server
+    /// refused the credentials): what it was. `jobrouter work` exits 1 with it.
+    public var fatalFailure: String? { health.fatalFailure }
 
     /// The names of the groups this worker runs.
     public var groupNames: [String] { runners.map(\.group.name) }

@@ -1,3 +1,4 @@
+import Dispatch
 import Foundation
 import Logging
 import Synchronization
@@ -23,12 +24,17 @@ struct WorkerGroupRunner: Sendable {
     let gate: RateGate?
     /// Claims this group holds now, for lease renewal.
     let claims = ClaimRegistry()
+    /// Handlers abandoned after their timeout that still run.
+    let stuck = StuckHandlers()
+    /// Queues of this group that cannot be read now, with why (for heartbeats and `status`).
+    let brokenQueues = BrokenQueues()
+
+    /// How long a cancelled handler gets to end before it is abandoned (see ``HandlerRun``).
+    static let cancelGrace: Duration = .seconds(2)
 
     /// How long one fetch may wait on the server before looking again. Shutdown interrupts the wait;
     /// entries pushed by other Redis clients (which push no wake-up token) are noticed within this.
     static let fetchWait: Duration = .seconds(1)
-
-    private struct TimedOut: Error {}
 
     /// How a run ended.
     private enum Outcome {
@@ -38,7 +44,8 @@ struct WorkerGroupRunner: Sendable {
     }
 
     func run() async {
-        let terms = LeaseTerms(lease: group.lease, maxRecoveries: group.maxRecoveries)
+        let terms = LeaseTerms(lease: group.lease, maxRecoveries: group.maxRecoveries,
+                               maxPayload: configuration.maxPayload, maxDead: configuration.maxDead)
         let fetcher = driver.makeFetcher(queues: group.queues, label: group.name, worker: workerID, terms: terms)
         let slots = SlotPool(capacity: group.concurrency)
         let putBack = InterruptedJobs()
@@ -52,6 +59,7 @@ struct WorkerGroupRunner: Sendable {
                 fetcher.interrupt()
             }
             var sequence = 0
+            var broken: [String: String] = [:]
             while shutdown.phase == .running, !Task.isCancelled {
                 var free = await slots.acquireAll()
                 guard free > 0 else { break }
@@ -80,15 +88,31 @@ struct WorkerGroupRunner: Sendable {
                         break
                     }
                 }
-                let entries: [ClaimedEntry]
+                var entries: [ClaimedEntry]
                 do {
                     entries = try await fetcher.fetch(max: free, wait: Self.fetchWait)
                     health.succeeded()
+                } catch let error where ConnectionHealth.isPermanent(error) {
+                    // Retrying cannot help (bad credentials, missing rights): stop the worker, saying why.
+                    slots.release(free)
+                    health.fatal(error, group: group.name)
+                    shutdown.advance(to: .draining)
+                    break
                 } catch {
                     slots.release(free)
                     if let gate { try? await gate.limiter.refund(gate.key, rate: gate.rate) }
                     await shutdown.sleep(for: health.failed(error))
                     continue
+                }
+                reportBroken(fetcher.brokenQueues, known: &broken)
+                // Entries the claim kept aside itself (too big to fetch) are dead letters already.
+                let keptAside = entries.filter { $0.keptAside != nil }
+                if !keptAside.isEmpty {
+                    entries.removeAll { $0.keptAside != nil }
+                    for entry in keptAside {
+                        events.record(.deadLettered(DeadLetter(id: entry.jobID, queue: entry.queue, type: nil, attempt: nil,
+                                                               reason: entry.keptAside ?? "", raw: Data()), group: group.name))
+                    }
                 }
                 if entries.isEmpty, let gate { try? await gate.limiter.refund(gate.key, rate: gate.rate) }
                 slots.release(free - entries.count)
@@ -144,15 +168,30 @@ struct WorkerGroupRunner: Sendable {
         logger.info("group \(group.name) stopped")
     }
 
+    /// Logs queues the fetcher set aside as unreadable (and when they are readable again).
+    private func reportBroken(_ now: [String: String], known: inout [String: String]) {
+        guard now != known else { return }
+        for queue in now.keys.sorted() where known[queue] == nil {
+            logger.error("group \(group.name): queue \(LogEscaping.escape(queue)) \(now[queue] ?? "") (WRONGTYPE); skipping it, the group's other queues go on; it is looked at again every few seconds")
+        }
+        for queue in known.keys.sorted() where now[queue] == nil {
+            logger.notice("group \(group.name): queue \(LogEscaping.escape(queue)) is readable again")
+        }
+        known = now
+        brokenQueues.set(now)
+    }
+
     /// Turns an entry into a runnable job, or keeps it aside with its reason.
     private func admit(_ entry: ClaimedEntry) async -> (JobEnvelope, any JobHandler)? {
-        let job: JobEnvelope
+        var job: JobEnvelope
         do {
             job = try JobEnvelope.decode(entry.raw, queue: entry.queue)
         } catch {
-            await deadLetter(entry, id: .make(), type: nil, attempt: nil, reason: "not a job: \(error)")
+            await deadLetter(entry, id: entry.jobID, type: nil, attempt: nil, reason: "not a job: \(error)")
             return nil
         }
+        // The id fixed by the claim (the entry's own, or the one it was given when first claimed).
+        job.id = entry.jobID
         guard configuration.types[job.type] != nil else {
             let known = configuration.types.keys.sorted().joined(separator: ", ")
             await deadLetter(entry, id: job.id, type: job.type, attempt: job.attempt,
@@ -170,7 +209,7 @@ struct WorkerGroupRunner: Sendable {
     /// Runs one job to its end. Returns `true` when it was interrupted by shutdown and must be put back.
     private func execute(_ job: JobEnvelope, claim: ClaimedEntry, handler: any JobHandler) async -> Bool {
         events.record(.started(job, group: group.name))
-        let wait = Duration.milliseconds(Int64(Date().timeIntervalSince(job.enqueuedAt) * 1000))
+        let wait = Duration.saturating(seconds: max(0, Date().timeIntervalSince(job.enqueuedAt)))
         let type = configuration.types[job.type]
         let timeout = type?.timeout ?? .seconds(300)
         let clock = ContinuousClock()
@@ -181,102 +220,100 @@ struct WorkerGroupRunner: Sendable {
         case .interrupted:
             return true
         case .completed:
-            events.record(.succeeded(job, group: group.name, wait: wait, run: run))
-            let kept = await persist("complete job \(job.id)") { try await driver.complete(claim, jobID: job.id) }
+            let result = await persist("complete job \(job.id)") { try await driver.complete(claim) }
             claims.remove(claim.token)
-            if kept == false {
-                logger.warning("job \(job.id): its lease had expired and it was recovered by another worker; it may run again")
-            }
+            settled(result, job: job, run: run) { events.record(.succeeded(job, group: group.name, wait: wait, run: run)) }
         case .failed(let message, let permanent):
-            events.record(.failed(job, group: group.name, wait: wait, run: run, error: message))
             let maxAttempts = type?.maxAttempts ?? 1
             if permanent || job.attempt >= maxAttempts {
                 let reason = permanent ? message : "failed \(job.attempt) time(s), the last: \(message)"
                 await deadLetter(claim, id: job.id, type: job.type, attempt: job.attempt, reason: reason,
-                                 raw: Data(job.jsonText.utf8))
+                                 raw: Data(job.jsonText.utf8), job: job, run: run)
             } else {
                 var nextAttempt = job
                 nextAttempt.attempt += 1
                 nextAttempt.lastError = message
                 let next = nextAttempt
                 let delay = (type?.backoff ?? RetryBackoff()).delay(afterFailures: job.attempt)
-                let kept = await persist("schedule a retry of job \(job.id)") {
+                let result = await persist("schedule a retry of job \(job.id)") {
                     try await driver.retry(claim, as: next, after: delay)
                 }
                 claims.remove(claim.token)
-                if kept == true {
-                    events.record(.retryScheduled(next, group: group.name, delay: delay))
+                settled(result, job: job, run: run) {
+                    events.record(.failed(job, group: group.name, wait: wait, run: run, error: message, retryIn: delay))
                 }
             }
         }
         return false
     }
 
-    /// Runs the handler, racing it against the type's timeout.
+    /// Reports what settling a claim found: the outcome once it is durable, the lost lease when
+    /// recovery took the job, and for a settle that was already applied (an earlier try of the same
+    /// call whose reply was lost) the outcome too, since it is durable all the same.
+    private func settled(_ result: SettleResult?, job: JobEnvelope, run: Duration, outcome: () -> Void) {
+        switch result {
+        case .applied?:
+            outcome()
+        case .alreadySettled?:
+            logger.notice("job \(job.id): an earlier try of this update was applied although its reply was lost; the outcome stands")
+            outcome()
+        case .lost?:
+            events.record(.leaseLost(job, group: group.name, run: run))
+        case nil:
+            break
+        }
+    }
+
+    /// Runs the handler, racing it against the type's timeout (see ``HandlerRun``).
     private func run(_ job: JobEnvelope, handler: any JobHandler, timeout: Duration) async -> Outcome {
         if handler is NoopJobHandler { return .completed }
         var jobLogger = logger
         jobLogger[metadataKey: "job"] = "\(job.id)"
         jobLogger[metadataKey: "type"] = "\(job.type)"
         let context = JobContext(logger: jobLogger, group: group.name, timeout: timeout)
-        let result = await withTaskGroup(of: Result<Void, Error>?.self) { race in
-            race.addTask {
-                do {
-                    try await handler.handle(job, context: context)
-                    return .success(())
-                } catch {
-                    return .failure(error)
-                }
-            }
-            race.addTask {
-                do {
-                    try await Task.sleep(for: timeout)
-                    return .failure(TimedOut())
-                } catch {
-                    return nil
-                }
-            }
-            for await outcome in race {
-                if let outcome {
-                    race.cancelAll()
-                    return outcome
-                }
-            }
-            return .failure(CancellationError())
+        let outcome = await HandlerRun.run(timeout: timeout, grace: Self.cancelGrace, stuck: stuck) {
+            try await handler.handle(job, context: context)
         }
-        switch result {
-        case .success:
+        switch outcome {
+        case .completed:
             return .completed
-        case .failure where Task.isCancelled:
+        case .interrupted:
             return .interrupted
-        case .failure(let error as JobFailure):
+        case .failed where Task.isCancelled:
+            return .interrupted
+        case .failed(let error as JobFailure):
             return .failed(error.message, permanent: error.permanent)
-        case .failure(is TimedOut):
-            return .failed("timed out after \(DurationParser.format(timeout))", permanent: false)
-        case .failure(let error):
+        case .failed(let error):
             return .failed(String(describing: error), permanent: false)
+        case .timedOut:
+            let abandoned = stuck.current
+            if abandoned > 0 {
+                logger.warning("group \(group.name): \(abandoned) handler(s) ignored cancellation after their timeout and still run detached; their slots were given back")
+            }
+            return .failed("timed out after \(DurationParser.format(timeout))", permanent: false)
         }
     }
 
-    private func deadLetter(_ claim: ClaimedEntry, id: JobID, type: String?, attempt: Int?, reason: String, raw: Data? = nil) async {
-        let record = DeadLetter(id: id, queue: claim.queue, type: type, attempt: attempt, reason: reason,
-                                raw: String(decoding: raw ?? claim.raw, as: UTF8.self))
-        let kept = await persist("dead-letter job \(id)") {
+    private func deadLetter(_ claim: ClaimedEntry, id: JobID, type: String?, attempt: Int?, reason: String, raw: Data? = nil,
+                            job: JobEnvelope? = nil, run: Duration = .zero) async {
+        let record = DeadLetter(id: id, queue: claim.queue, type: type, attempt: attempt, reason: reason, raw: raw ?? claim.raw)
+        let result = await persist("dead-letter job \(id)") {
             try await driver.deadLetter(record, claim: claim, maxDead: configuration.maxDead)
         }
         claims.remove(claim.token)
-        if kept == true {
+        if let job {
+            settled(result, job: job, run: run) { events.record(.deadLettered(record, group: group.name)) }
+        } else if result == .applied || result == .alreadySettled {
             events.record(.deadLettered(record, group: group.name))
-        } else if kept == false {
-            logger.warning("job \(id): its lease had expired and another worker owns it now; not dead-lettered here")
+        } else if result == .lost {
+            logger.warning("entry \(id): its lease expired and another worker owns it now; not dead-lettered here")
         }
     }
 
     private func requeue(_ claimed: [ClaimedEntry], as entries: [Data]) async {
         guard !claimed.isEmpty else { return }
         let done = await persist("put back \(claimed.count) job(s)") {
-            _ = try await driver.requeueAtHead(claimed, as: entries)
-            return true
+            try await driver.requeueAtHead(claimed, as: entries)
         }
         for claim in claimed { claims.remove(claim.token) }
         if done == nil {
@@ -288,7 +325,7 @@ struct WorkerGroupRunner: Sendable {
     /// Runs `operation` until it succeeds, backing off while the server is away; gives up (returning
     /// `nil`) after many tries, or a few once shutdown is aborting. A claim that cannot be settled is
     /// not lost: its lease expires and another worker recovers the job.
-    private func persist(_ what: String, _ operation: @Sendable () async throws -> Bool) async -> Bool? {
+    private func persist<Result: Sendable>(_ what: String, _ operation: @Sendable () async throws -> Result) async -> Result? {
         var attempts = 0
         while true {
             do {
@@ -301,9 +338,18 @@ struct WorkerGroupRunner: Sendable {
                     logger.error("could not \(what): \(error)")
                     return nil
                 }
-                let delay = health.failed(error)
-                try? await Task.sleep(for: delay)
+                // Not cancellable: a task cancelled by shutdown must still back off, not spin.
+                await Self.sleepIgnoringCancellation(health.failed(error))
             }
+        }
+    }
+}
+
+extension WorkerGroupRunner {
+    /// Sleeps for `duration` even in a cancelled task (`Task.sleep` would return at once).
+    static func sleepIgnoringCancellation(_ duration: Duration) async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            DispatchQueue.global().asyncAfter(deadline: .now() + duration.inSeconds) { continuation.resume() }
         }
     }
 }
@@ -315,6 +361,14 @@ final class ClaimRegistry: Sendable {
     func add(_ token: String) { _ = tokens.withLock { $0.insert(token) } }
     func remove(_ token: String) { _ = tokens.withLock { $0.remove(token) } }
     var all: [String] { tokens.withLock { Array($0) } }
+}
+
+/// Queues a group cannot read now, with why.
+final class BrokenQueues: Sendable {
+    private let queues = Mutex<[String: String]>([:])
+
+    var current: [String: String] { queues.withLock { $0 } }
+    func set(_ value: [String: String]) { queues.withLock { $0 = value } }
 }
 
 /// Jobs stopped by shutdown, to be put back in the order they were fetched.

@@ -35,7 +35,12 @@ struct WorkerMaintenance: Sendable {
     }
 
     private func description(inFlight: Int) -> WorkerDescription {
-        WorkerDescription(id: workerID, groups: runners.map(\.group.name), inFlight: inFlight, startedAt: startedAt)
+        var description = WorkerDescription(id: workerID, groups: runners.map(\.group.name), inFlight: inFlight, startedAt: startedAt)
+        description.stuckHandlers = runners.map(\.stuck.current).reduce(0, +)
+        var broken: [String: String] = [:]
+        for runner in runners { broken.merge(runner.brokenQueues.current) { first, _ in first } }
+        description.brokenQueues = broken
+        return description
     }
 
     private func beat() async throws {

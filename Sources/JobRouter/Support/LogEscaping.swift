@@ -1,0 +1,28 @@
+/// Makes text from outside safe to print on one line of a log or a table: control characters
+/// (newlines, escape sequences, NUL, DEL and the C1 range) become visible escapes, so a job type
+/// or an error message can never forge a log line or rewrite a terminal.
+public enum LogEscaping {
+    /// `text` with each control character written as `\n`, `\r`, `\t` or `\u{1B}`.
+    public static func escape(_ text: String) -> String {
+        guard text.unicodeScalars.contains(where: isControl) else { return text }
+        var out = ""
+        out.reserveCapacity(text.utf8.count + 8)
+        for scalar in text.unicodeScalars {
+            guard isControl(scalar) else {
+                out.unicodeScalars.append(scalar)
+                continue
+            }
+            switch scalar {
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            default: out += "\\u{" + String(scalar.value, radix: 16, uppercase: true) + "}"
+            }
+        }
+        return out
+    }
+
+    private static func isControl(_ scalar: Unicode.Scalar) -> Bool {
+        scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value) || scalar == "\u{2028}" || scalar == "\u{2029}"
+    }
+}
