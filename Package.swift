@@ -3,10 +3,14 @@ import PackageDescription
 
 let package = Package(
     name: "JobRouter",
-    platforms: [.macOS(.v15)],
+    // Linux only: the C boundary uses Glibc, and Debian's hiredis/libcurl are what it is built and
+    // tested against. No other platform is claimed.
     products: [
-        /// The library a Swift server uses to enqueue jobs and run worker groups in-process.
-        .library(name: "JobRouter", targets: ["JobRouter", "JobRouterRedis", "JobRouterSMTP"]),
+        // One product per module, so an app links only what it uses: enqueueing needs JobRouter +
+        // JobRouterRedis (no libcurl); JobRouterSMTP adds the mail handler (libcurl).
+        .library(name: "JobRouter", targets: ["JobRouter"]),
+        .library(name: "JobRouterRedis", targets: ["JobRouterRedis"]),
+        .library(name: "JobRouterSMTP", targets: ["JobRouterSMTP"]),
         .executable(name: "jobrouter", targets: ["jobrouter"]),
     ],
     dependencies: [

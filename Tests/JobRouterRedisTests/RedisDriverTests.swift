@@ -41,7 +41,7 @@ struct RedisDriverTests {
         #expect(try await driver.command(["HLEN", "\(keys.namespace):inflight"]) == .integer(3000))
         let completed = try await withThrowingTaskGroup(of: Bool.self) { group in
             for entry in taken {
-                group.addTask { try await driver.complete(entry, jobID: JobID(rawValue: "x")) }
+                group.addTask { try await driver.complete(entry) == .applied }
             }
             return try await group.reduce(into: 0) { $0 += $1 ? 1 : 0 }
         }

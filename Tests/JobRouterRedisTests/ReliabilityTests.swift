@@ -20,17 +20,17 @@ struct ReliabilityTests {
         let claims = try await fetcher.fetch(max: 1, wait: .zero)
         await fetcher.close()
         #expect(claims.count == 1)
-        #expect(try await driver.recoverExpiredLeases(limit: 10, maxDead: 100) == RecoveryReport(recovered: 0, poisoned: 0))
+        #expect(try await driver.recoverExpiredLeases(limit: 10, maxDead: 100).recovered == 0)
         try await Task.sleep(for: .milliseconds(300))
-        #expect(try await driver.recoverExpiredLeases(limit: 10, maxDead: 100) == RecoveryReport(recovered: 1, poisoned: 0))
+        #expect(try await driver.recoverExpiredLeases(limit: 10, maxDead: 100).recoveredJobs.map(\.id) == [claims[0].jobID])
         #expect(try await driver.depths(of: [queue])[queue] == 1)
         // The first worker wakes up late: none of its settlements may touch the recovered job.
         let claim = claims[0]
-        #expect(try await driver.complete(claim, jobID: JobID(rawValue: "x")) == false)
-        #expect(try await driver.retry(claim, as: envelope(queue, 1), after: .zero) == false)
+        #expect(try await driver.complete(claim) == .lost)
+        #expect(try await driver.retry(claim, as: envelope(queue, 1), after: .zero) == .lost)
         #expect(try await driver.requeueAtHead([claim], as: [claim.raw]) == 0)
-        let record = DeadLetter(id: JobID(rawValue: "x"), queue: queue, type: nil, attempt: nil, reason: "r", raw: "")
-        #expect(try await driver.deadLetter(record, claim: claim, maxDead: 10) == false)
+        let record = DeadLetter(id: JobID(rawValue: "x"), queue: queue, type: nil, attempt: nil, reason: "r", raw: Data())
+        #expect(try await driver.deadLetter(record, claim: claim, maxDead: 10) == .lost)
         #expect(try await driver.depths(of: [queue])[queue] == 1)
         #expect(try await driver.deadLetterCount() == 0)
     }
@@ -50,7 +50,9 @@ struct ReliabilityTests {
             try await driver.heartbeat(worker, renewing: claims.map(\.token), lease: .milliseconds(300))
             #expect(try await driver.recoverExpiredLeases(limit: 10, maxDead: 100).recovered == 0)
         }
-        #expect(try await driver.complete(claims[0], jobID: JobID(rawValue: "x")))
+        #expect(try await driver.complete(claims[0]) == .applied)
+        // A second try of the same ack (its first reply lost) is told it was applied, not "lost".
+        #expect(try await driver.complete(claims[0]) == .alreadySettled)
     }
 
     @Test func aJobRecoveredTooOftenIsPoison() async throws {
@@ -68,7 +70,8 @@ struct ReliabilityTests {
             try await Task.sleep(for: .milliseconds(200))
             reports.append(try await driver.recoverExpiredLeases(limit: 10, maxDead: 100))
         }
-        #expect(reports == [RecoveryReport(recovered: 1, poisoned: 0), RecoveryReport(recovered: 0, poisoned: 1)])
+        #expect(reports.map(\.recovered) == [1, 0] && reports.map(\.poisoned) == [0, 1])
+        #expect(reports[1].poisonedJobs == [RecoveryReport.Job(id: job.id, queue: queue)])
         let dead = try #require(try await driver.deadLetter(id: job.id.rawValue))
         #expect(dead.reason?.hasPrefix("poison: its worker stopped while running it 2 times") == true)
         #expect(dead.raw == job.jsonText)
@@ -137,8 +140,8 @@ struct ReliabilityTests {
         let driver = try TestRedis.driver(namespace: keys.namespace)
         defer { Task { await cleanUp(driver, keys) } }
         for index in 0..<12 {
-            let record = DeadLetter(id: JobID(rawValue: "job\(index)"), queue: "q", type: "t", attempt: 1, reason: "r\(index)", raw: "{}")
-            #expect(try await driver.deadLetter(record, claim: nil, maxDead: 10))
+            let record = DeadLetter(id: JobID(rawValue: "job\(index)"), queue: "q", type: "t", attempt: 1, reason: "r\(index)", raw: Data("{}".utf8))
+            #expect(try await driver.deadLetter(record, claim: nil, maxDead: 10) == .applied)
         }
         #expect(try await driver.deadLetterCount() == 10)
         #expect(try await driver.deadLetter(id: "job0") == nil)
@@ -179,7 +182,7 @@ struct ReliabilityTests {
         #expect(done.attempt == 3)
         #expect(done.lastError == "/bin/sh failed: exit status 1: not yet (2)")
         let delays = events.all.compactMap { event -> Duration? in
-            if case .retryScheduled(_, _, let delay) = event { return delay }
+            if case .failed(_, _, _, _, _, let delay) = event { return delay }
             return nil
         }
         #expect(delays.count == 2)

@@ -107,16 +107,14 @@ struct ChildProcess {
 
     private static func watch(_ arguments: [String], input: [UInt8], environment: [String: String], control: Control) throws -> Termination {
         signal(SIGPIPE, SIG_IGN)
-        var stdinPipe: [Int32] = [-1, -1]
-        var stderrPipe: [Int32] = [-1, -1]
-        guard pipe(&stdinPipe) == 0 else { throw SpawnError(program: arguments[0], code: errno) }
-        guard pipe(&stderrPipe) == 0 else {
+        // Close-on-exec from the start, so children other threads start never hold them (dup2
+        // clears the flag in ours).
+        guard let stdinPipe = ClosingPipe.make() else { throw SpawnError(program: arguments[0], code: errno) }
+        guard let stderrPipe = ClosingPipe.make() else {
             let code = errno
             close(stdinPipe[0]); close(stdinPipe[1])
             throw SpawnError(program: arguments[0], code: code)
         }
-        // Keep these pipes out of children other threads start (dup2 clears the flag in ours).
-        for fd in stdinPipe + stderrPipe { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
 
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)

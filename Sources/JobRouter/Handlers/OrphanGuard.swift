@@ -61,9 +61,7 @@ final class OrphanGuard: Sendable {
 
     /// Starts the watcher; returns the pipe's write end, or `nil` when it could not start.
     private static func startWatcher() -> Int32? {
-        var fds: [Int32] = [-1, -1]
-        guard pipe(&fds) == 0 else { return nil }
-        for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        guard let fds = ClosingPipe.make() else { return nil }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }

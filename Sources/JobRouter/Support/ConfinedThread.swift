@@ -8,15 +8,15 @@ import Synchronization
 /// The state is made on the thread by `makeState` and never leaves it: work items receive it as a
 /// parameter. Call ``stop()`` to end the thread once queued work is done; the state is released on
 /// the thread.
-public final class ConfinedThread<State: AnyObject>: Sendable {
+package final class ConfinedThread<State: AnyObject>: Sendable {
     /// One unit of work, run on the thread with its state.
-    public typealias WorkItem = @Sendable (State) -> Void
+    package typealias WorkItem = @Sendable (State) -> Void
 
     private let work = Mutex<(items: [WorkItem], stopping: Bool)>(([], false))
     private let wakeUp = DispatchSemaphore(value: 0)
 
     /// Starts the thread, named `name`; `makeState` runs on it first.
-    public init(name: String, makeState: @escaping @Sendable () -> State) {
+    package init(name: String, makeState: @escaping @Sendable () -> State) {
         // The thread keeps `self` alive until `stop()` ends its loop.
         let thread = Thread { self.loop(makeState) }
         thread.name = name
@@ -40,7 +40,7 @@ public final class ConfinedThread<State: AnyObject>: Sendable {
     /// Queues `item` without waiting for it. Returns `false` (and drops `item`, unrun) once the
     /// thread is stopping.
     @discardableResult
-    public func submit(_ item: @escaping WorkItem) -> Bool {
+    package func submit(_ item: @escaping WorkItem) -> Bool {
         let accepted = work.withLock { work -> Bool in
             guard !work.stopping else { return false }
             work.items.append(item)
@@ -52,7 +52,7 @@ public final class ConfinedThread<State: AnyObject>: Sendable {
 
     /// Runs `body` on the thread and returns its result to the awaiting task. Once the thread is
     /// stopping, throws `stopped()` at once instead of waiting forever.
-    public func run<Result: Sendable, Failure: Error>(
+    package func run<Result: Sendable, Failure: Error>(
         _ body: @escaping @Sendable (State) throws(Failure) -> Result,
         ifStopped stopped: @Sendable () -> Failure
     ) async throws(Failure) -> Result {
@@ -70,7 +70,7 @@ public final class ConfinedThread<State: AnyObject>: Sendable {
     }
 
     /// Lets queued work finish, then ends the thread.
-    public func stop() {
+    package func stop() {
         work.withLock { $0.stopping = true }
         wakeUp.signal()
     }

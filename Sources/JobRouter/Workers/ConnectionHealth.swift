@@ -3,18 +3,18 @@ import Synchronization
 
 /// Remembers whether the queue server is reachable, so a lost connection is logged once (not once
 /// per retry) and its return once; and computes the capped backoff between attempts.
-public final class ConnectionHealth: Sendable {
+package final class ConnectionHealth: Sendable {
     private let state = Mutex<(down: Bool, failures: Int)>((false, 0))
     private let fatalError = Mutex<String?>(nil)
     private let logger: Logger
 
     /// Logs to `logger`.
-    public init(logger: Logger) {
+    package init(logger: Logger) {
         self.logger = logger
     }
 
     /// Notes a failed call; returns how long to wait before the next one (100 ms doubling to 5 s).
-    public func failed(_ error: Error) -> Duration {
+    package func failed(_ error: Error) -> Duration {
         let (firstFailure, failures) = state.withLock { state -> (Bool, Int) in
             defer { state.down = true; state.failures += 1 }
             return (!state.down, state.failures + 1)
@@ -26,7 +26,7 @@ public final class ConnectionHealth: Sendable {
     }
 
     /// Notes a call that worked.
-    public func succeeded() {
+    package func succeeded() {
         let wasDown = state.withLock { state -> Bool in
             defer { state = (false, 0) }
             return state.down
@@ -35,12 +35,12 @@ public final class ConnectionHealth: Sendable {
     }
 
     /// Whether retrying `error` cannot help (a ``QueueServerError`` that says so).
-    public static func isPermanent(_ error: Error) -> Bool {
+    package static func isPermanent(_ error: Error) -> Bool {
         (error as? any QueueServerError)?.isPermanent ?? false
     }
 
     /// Notes a failure that retrying cannot fix; the worker stops and reports it.
-    public func fatal(_ error: Error, group: String) {
+    package func fatal(_ error: Error, group: String) {
         let first = fatalError.withLock { current -> Bool in
             guard current == nil else { return false }
             current = "\(error)"
@@ -50,10 +50,10 @@ public final class ConnectionHealth: Sendable {
     }
 
     /// The failure that stopped the worker, if one did.
-    public var fatalFailure: String? { fatalError.withLock { $0 } }
+    package var fatalFailure: String? { fatalError.withLock { $0 } }
 
     /// 100 ms after the first failure, doubling, at most 5 s.
-    public static func backoff(afterFailures failures: Int) -> Duration {
+    package static func backoff(afterFailures failures: Int) -> Duration {
         let exponent = min(max(failures - 1, 0), 6)
         return .milliseconds(min(100 * (1 << exponent), 5000))
     }
