@@ -217,6 +217,11 @@ public final class RedisQueueDriver: JobQueueDriver {
         try await commands.run { connection throws(RedisError) in try connection.command(arguments) }
     }
 
+    /// Runs any command given as raw bytes (binary-safe arguments) on the driver's connection.
+    public func command(bytes arguments: [[UInt8]]) async throws -> RedisReply {
+        try await commands.run { connection throws(RedisError) in try connection.command(bytes: arguments) }
+    }
+
     /// Splits entries into runs of the same queue of at most ``entriesPerCommand``.
     static func chunks(_ entries: [(queue: String, bytes: [UInt8])]) -> [(queue: String, entries: [[UInt8]])] {
         var chunks: [(queue: String, entries: [[UInt8]])] = []
