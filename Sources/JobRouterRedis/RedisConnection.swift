@@ -29,6 +29,8 @@ public final class RedisConnection {
             throw RedisError(code: .connection, message: message, server: endpoint.description)
         }
         self.context = context
+        // An authenticated connection must not leak into `exec` children (hiredis does not set it).
+        _ = fcntl(context.pointee.fd, F_SETFD, FD_CLOEXEC)
         redisSetTimeout(context, tv)
         redisEnableKeepAlive(context)
         do {

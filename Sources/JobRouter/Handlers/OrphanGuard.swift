@@ -6,7 +6,7 @@ import Glibc
 
 /// Makes `exec` children die with their worker, however it dies (even SIGKILL, where nothing in
 /// the worker runs): one small watcher process per worker holds the read end of a pipe whose write
-/// end only the worker has. The worker writes `+PGID` for each job's process group it starts and
+/// end only the worker has. The worker writes `+ PGID` for each job's process group it starts and
 /// `-PGID` once the group is gone; when the worker dies the kernel closes the pipe, the watcher
 /// reads end-of-file and SIGKILLs every group still listed. Without it, a job's processes would run
 /// on beside the re-run of the same job on another worker.
@@ -24,17 +24,17 @@ final class OrphanGuard: Sendable {
     static let program = """
         $1 == "+" { live[$2] = 1; next }
         $1 == "-" { delete live[$2]; next }
-        END { for (group in live) system("kill -KILL -- -" group " 2>/dev/null") }
+        END { for (group in live) system("kill -9 -" group " 2>/dev/null") }
         """
 
     /// Lists `group` to be killed if this process dies.
     func watch(_ group: pid_t) {
-        send("+\(group)\n")
+        send("+ \(group)\n")
     }
 
     /// Takes `group` off the list: it is gone.
     func forget(_ group: pid_t) {
-        send("-\(group)\n")
+        send("- \(group)\n")
     }
 
     private func send(_ line: String) {
