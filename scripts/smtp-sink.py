@@ -6,10 +6,15 @@ as one JSON line to --out: envelope, peer (one per connection), decoded subject,
 the longest raw line, and parser defects. Recipients whose local part starts with `reject` get
 `550 5.1.1 no such user`; `defer` gets `451 4.3.0 try again later`; `deferonce` gets 451 the first
 time only. Rejections are written too, so tests can count delivery attempts.
+
+With --auth USER:PASSWORD the server requires AUTH (PLAIN or LOGIN) and answers a wrong password
+with 535. With --cert/--key it offers STARTTLS (and requires it before AUTH); with --implicit-tls
+too, it speaks TLS from the first byte (smtps). Failed logins are written as {"auth_failed": user}.
 """
-import argparse, asyncio, email, email.policy, json, signal, sys, time
+import argparse, asyncio, email, email.policy, json, signal, ssl, sys, time
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
 
 class Sink:
     def __init__(self, out):
@@ -65,12 +70,45 @@ class Sink:
         })
         return "250 Message accepted"
 
+class Authenticator:
+    def __init__(self, sink, user, password):
+        self.sink, self.user, self.password = sink, user.encode(), password.encode()
+
+    def __call__(self, server, session, envelope, mechanism, auth_data):
+        if isinstance(auth_data, LoginPassword) and auth_data.login == self.user and auth_data.password == self.password:
+            return AuthResult(success=True)
+        login = auth_data.login.decode(errors="replace") if isinstance(auth_data, LoginPassword) else "?"
+        self.sink.write({"auth_failed": login, "mechanism": mechanism})
+        return AuthResult(success=False, handled=False)
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--out", required=True)
+    parser.add_argument("--auth", help="USER:PASSWORD the server requires")
+    parser.add_argument("--cert")
+    parser.add_argument("--key")
+    parser.add_argument("--implicit-tls", action="store_true")
     args = parser.parse_args()
-    controller = Controller(Sink(args.out), hostname="127.0.0.1", port=args.port)
+    sink = Sink(args.out)
+    options = {}
+    context = None
+    if args.cert:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(args.cert, args.key)
+    if args.auth:
+        user, password = args.auth.split(":", 1)
+        options["authenticator"] = Authenticator(sink, user, password)
+        options["auth_required"] = True
+        # Plain-text AUTH only where there is no TLS at all (a local relay); else after STARTTLS.
+        options["auth_require_tls"] = bool(context) and not args.implicit_tls
+    if context and args.implicit_tls:
+        controller = Controller(sink, hostname="127.0.0.1", port=args.port, ssl_context=context, server_kwargs=options)
+    else:
+        if context:
+            options["tls_context"] = context
+            options["require_starttls"] = True
+        controller = Controller(sink, hostname="127.0.0.1", port=args.port, server_kwargs=options)
     controller.start()
     print("smtp sink on 127.0.0.1:%d writing %s" % (args.port, args.out), flush=True)
     stop = asyncio.new_event_loop()

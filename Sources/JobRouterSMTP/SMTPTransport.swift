@@ -17,6 +17,10 @@ public struct SMTPEndpoint: Sendable, CustomStringConvertible {
     public var timeout: Duration
     /// Keep the connection open between mails (`false`: a new connection per mail, for relays that want it).
     public var reuseConnections: Bool
+    /// PEM bundle of trusted CAs (`ca_file`), or `nil` for the system store.
+    public var caFile: String?
+    /// Check the relay's certificate and name.
+    public var tlsVerify: Bool
 
     /// The URL and TLS policy; never the credentials.
     public var description: String {
@@ -32,6 +36,8 @@ public struct SMTPEndpoint: Sendable, CustomStringConvertible {
         username = settings.usernameEnvironment.flatMap { environment[$0] }
         password = settings.passwordEnvironment.flatMap { environment[$0] }
         timeout = settings.timeout
+        caFile = settings.caFile
+        tlsVerify = settings.tlsVerify
     }
 }
 
@@ -79,6 +85,11 @@ public final class SMTPTransport {
         also(jr_curl_setopt_long(handle, CURLOPT_VERBOSE, 1))
         also(jr_curl_setopt_debug_function(handle, debugCallback))
         also(jr_curl_setopt_pointer(handle, CURLOPT_DEBUGDATA, context))
+        if let caFile = endpoint.caFile { also(jr_curl_setopt_string(handle, CURLOPT_CAINFO, caFile)) }
+        if !endpoint.tlsVerify {
+            also(jr_curl_setopt_long(handle, CURLOPT_SSL_VERIFYPEER, 0))
+            also(jr_curl_setopt_long(handle, CURLOPT_SSL_VERIFYHOST, 0))
+        }
         if let username = endpoint.username { also(jr_curl_setopt_string(handle, CURLOPT_USERNAME, username)) }
         if let password = endpoint.password { also(jr_curl_setopt_string(handle, CURLOPT_PASSWORD, password)) }
         if status != CURLE_OK {

@@ -52,8 +52,11 @@ struct CheckReport {
             guard let group = configuration.groups[name] else { continue }
             lines.append("  \(name): \(group.queues.joined(separator: " > ")), concurrency \(group.concurrency), shutdown_timeout \(DurationParser.format(group.shutdownTimeout)), lease \(DurationParser.format(group.lease)), max_recoveries \(group.maxRecoveries)")
         }
-        let warnings = configuration.unreadQueues.map { "warning: queue '\($0)' receives jobs but no group reads it" }
-            + configuration.types.values.sorted { $0.name < $1.name }.compactMap { type in
+        var warnings = configuration.unreadQueues.map { "warning: queue '\($0)' receives jobs but no group reads it" }
+        if let smtp = configuration.smtp, !smtp.tlsVerify {
+            warnings.append("warning: smtp.tls_verify = false: the relay's certificate is not checked, so anyone on the path can read the mail and the password")
+        }
+        warnings += configuration.types.values.sorted { $0.name < $1.name }.compactMap { type in
                 HandlerRegistry.availability(of: type).map { "note: types.\(type.name): \($0)" }
             }
         if !warnings.isEmpty {

@@ -72,7 +72,8 @@ struct RedisDriverTests {
         let entries = try await fetched
         let latency = try #require(pushedAt.withLock { $0 }).duration(to: clock.now)
         #expect(entries.count == 1)
-        #expect(latency < .milliseconds(100), "woke after \(latency)")
+        // Woken by the push, not by the 5 s wait running out (a loaded machine may take a while).
+        #expect(latency < .seconds(2), "woke after \(latency)")
         await fetcher.close()
     }
 

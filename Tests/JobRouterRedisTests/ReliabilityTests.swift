@@ -113,9 +113,9 @@ struct ReliabilityTests {
         let driver = try TestRedis.driver(namespace: keys.namespace)
         defer { Task { await cleanUp(driver, keys) } }
         let queue = keys.queue("q")
-        try await driver.schedule((0..<600).map { envelope(queue, $0) }, after: .milliseconds(100))
+        try await driver.schedule((0..<600).map { envelope(queue, $0) }, after: .seconds(2))
         #expect(try await driver.moveDueJobs(limit: 1000).moved == 0)
-        try await Task.sleep(for: .milliseconds(150))
+        try await Task.sleep(for: .milliseconds(2100))
         let moved = try await withThrowingTaskGroup(of: Int.self) { group in
             for _ in 0..<4 {
                 group.addTask {

@@ -34,6 +34,8 @@ import TOMLKit
 /// | `smtp.rate_limit` | `"20/s"`, `"600/min"`, `"10000/h"` | none (no limit) |
 /// | `smtp.burst` | integer ≥ 1: mails that may go at once | `1` |
 /// | `smtp.reuse_connections` | boolean | `true` |
+/// | `smtp.ca_file` | path to a PEM bundle, relative to this file | none: the system trust store |
+/// | `smtp.tls_verify` | boolean; `false` only when set explicitly (and `check` warns) | `true` |
 /// | `templates.NAME.subject` | Mustache string | required |
 /// | `templates.NAME.text`, `.html` | Mustache string | at least one body |
 /// | `templates.NAME.text_file`, `.html_file` | path, relative to this file | instead of `text`/`html` |
@@ -182,7 +184,7 @@ struct TOMLReader {
     private func smtp(_ table: TOMLTable) throws -> SMTPSettings {
         let path = ["smtp"]
         try checkKeys(table, path: path, allowed: ["url", "tls", "from", "username_env", "password_env", "timeout", "rate_limit", "burst",
-                                                   "reuse_connections", "username", "password"])
+                                                   "reuse_connections", "username", "password", "ca_file", "tls_verify"])
         // Secrets come from the environment only: a password in the file is refused, not read.
         for key in ["username", "password"] where table[key] != nil {
             throw fail(path + [key], "put secrets in the environment and name the variable with \(key)_env")
@@ -211,6 +213,19 @@ struct TOMLReader {
         if let value = table["reuse_connections"] {
             guard value.type == .bool, let flag = value.bool else { throw fail(path + ["reuse_connections"], "must be true or false") }
             settings.reuseConnections = flag
+        }
+        if let value = table["ca_file"] {
+            let relative = try string(value, path + ["ca_file"])
+            let url = relative.hasPrefix("/") ? URL(fileURLWithPath: relative)
+                : (directory ?? URL(fileURLWithPath: FileManager.default.currentDirectoryPath)).appendingPathComponent(relative)
+            guard FileManager.default.isReadableFile(atPath: url.path) else {
+                throw fail(path + ["ca_file"], "cannot read \(url.path)")
+            }
+            settings.caFile = url.path
+        }
+        if let value = table["tls_verify"] {
+            guard value.type == .bool, let flag = value.bool else { throw fail(path + ["tls_verify"], "must be true or false") }
+            settings.tlsVerify = flag
         }
         return settings
     }

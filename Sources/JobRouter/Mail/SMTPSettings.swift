@@ -30,6 +30,12 @@ public struct SMTPSettings: Sendable, Equatable {
     public var burst: Int
     /// Keep each worker slot's connection open between mails (TOML `reuse_connections`, default `true`).
     public var reuseConnections = true
+    /// A PEM bundle of the CAs that may sign the relay's certificate, for relays with a private CA
+    /// (TOML `ca_file`, relative to queues.toml; default: the system trust store).
+    public var caFile: String?
+    /// Whether the relay's certificate and name are checked (TOML `tls_verify`, default `true`).
+    /// Turning it off lets anyone on the path read the mail and the password; `check` warns.
+    public var tlsVerify = true
 
     /// Makes settings.
     public init(url: String, tls: TLS = .opportunistic, from: String, usernameEnvironment: String? = nil,
