@@ -1,7 +1,7 @@
 # Shared helpers for scripts/test.sh, scripts/demo.sh and the benchmarks. Source it; do not run it.
 
 # The Debian packages JobRouter builds and tests with.
-JOBROUTER_PACKAGES=(pkg-config libhiredis-dev redis-server libcurl4-openssl-dev python3-aiosmtpd)
+JOBROUTER_PACKAGES=(pkg-config libhiredis-dev redis-server libcurl4-openssl-dev python3-aiosmtpd openssl stunnel4)
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
@@ -49,25 +49,48 @@ stop_redis() {
   fi
 }
 
-# Starts the test/demo SMTP sink (scripts/smtp-sink.py, Debian's python3-aiosmtpd) on a free port,
-# writing one JSON line per message to $1. Sets SMTP_PORT and SMTP_PID.
-start_smtp_sink() {
-  local out="$1"
-  SMTP_PORT=$(free_port)
-  /usr/bin/python3 scripts/smtp-sink.py --port "$SMTP_PORT" --out "$out" >"$out.log" 2>&1 &
-  SMTP_PID=$!
+# Waits until something listens on 127.0.0.1:$1.
+wait_for_port() {
   for _ in $(seq 1 100); do
-    python3 -c "import socket,sys; s=socket.socket(); sys.exit(s.connect_ex(('127.0.0.1', $SMTP_PORT)))" 2>/dev/null && return 0
+    python3 -c "import socket,sys; s=socket.socket(); sys.exit(s.connect_ex(('127.0.0.1', $1)))" 2>/dev/null && return 0
     sleep 0.05
   done
+  return 1
+}
+
+# Starts the test/demo SMTP sink (scripts/smtp-sink.py, Debian's python3-aiosmtpd) on a free port,
+# writing one JSON line per message to $1; extra arguments go to the sink (--auth, --cert, ...).
+# Sets SMTP_PORT and SMTP_PID (and adds the pid to SMTP_PIDS for stop_smtp_sink).
+start_smtp_sink() {
+  local out="$1"
+  shift
+  SMTP_PORT=$(free_port)
+  /usr/bin/python3 scripts/smtp-sink.py --port "$SMTP_PORT" --out "$out" "$@" >"$out.log" 2>&1 &
+  SMTP_PID=$!
+  SMTP_PIDS="${SMTP_PIDS:-} $SMTP_PID"
+  wait_for_port "$SMTP_PORT" && return 0
   echo "the SMTP sink did not start; see $out.log" >&2
   return 1
 }
 
 stop_smtp_sink() {
-  if [ -n "${SMTP_PID:-}" ]; then
-    kill "$SMTP_PID" 2>/dev/null || true
-    wait "$SMTP_PID" 2>/dev/null || true
-    SMTP_PID=""
-  fi
+  for pid in ${SMTP_PIDS:-} ${SMTP_PID:-}; do
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  SMTP_PID=""
+  SMTP_PIDS=""
+}
+
+# Makes a private CA and a certificate it signs for 127.0.0.1 and localhost, in $1:
+# ca.pem, server.pem, server.key.
+make_test_certificates() {
+  local dir="$1"
+  mkdir -p "$dir"
+  openssl req -x509 -newkey rsa:2048 -nodes -keyout "$dir/ca.key" -out "$dir/ca.pem" -days 2 \
+    -subj "/CN=JobRouter test CA" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -keyout "$dir/server.key" -out "$dir/server.csr" -subj "/CN=localhost" 2>/dev/null
+  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >"$dir/ext.cnf"
+  openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" -CAcreateserial \
+    -out "$dir/server.pem" -days 2 -extfile "$dir/ext.cnf" 2>/dev/null
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite: installs what is missing, starts a private redis-server and an SMTP sink on
-# free loopback ports with their own data, builds, runs `swift test`, and stops them.
+# The whole test suite: installs what is missing, starts a private redis-server and SMTP sinks (one
+# open, two requiring AUTH over STARTTLS and smtps with a private CA) on free loopback ports with
+# their own data, builds, runs `swift test`, and stops them.
 # Extra arguments go to `swift test` (e.g. --filter Routing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,10 +16,18 @@ start_redis "$run_dir/redis"
 log "redis-server on 127.0.0.1:$REDIS_PORT"
 start_smtp_sink "$run_dir/mail.jsonl"
 log "SMTP sink on 127.0.0.1:$SMTP_PORT"
+export JOBROUTER_TEST_SMTP_URL="smtp://127.0.0.1:$SMTP_PORT"
+# Relays that require AUTH: over STARTTLS and over implicit TLS (smtps), with a private CA.
+make_test_certificates "$run_dir/tls"
+start_smtp_sink "$run_dir/starttls.jsonl" --auth "jobrouter:s3cret-pw" --cert "$run_dir/tls/server.pem" --key "$run_dir/tls/server.key"
+export JOBROUTER_TEST_SMTP_STARTTLS_URL="smtp://127.0.0.1:$SMTP_PORT"
+start_smtp_sink "$run_dir/smtps.jsonl" --auth "jobrouter:s3cret-pw" --cert "$run_dir/tls/server.pem" --key "$run_dir/tls/server.key" --implicit-tls
+export JOBROUTER_TEST_SMTPS_URL="smtps://127.0.0.1:$SMTP_PORT"
+export JOBROUTER_TEST_SMTP_AUTH_LOGS="$run_dir/starttls.jsonl:$run_dir/smtps.jsonl" JOBROUTER_TEST_SMTP_CA="$run_dir/tls/ca.pem"
+log "AUTH relays: STARTTLS $JOBROUTER_TEST_SMTP_STARTTLS_URL, $JOBROUTER_TEST_SMTPS_URL"
 
 export JOBROUTER_TEST_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
 export JOBROUTER_TEST_REDIS_SERVER="$(command -v redis-server)"
-export JOBROUTER_TEST_SMTP_URL="smtp://127.0.0.1:$SMTP_PORT"
 export JOBROUTER_TEST_SMTP_LOG="$run_dir/mail.jsonl"
 unset JOBROUTER_REDIS_URL JOBROUTER_CONFIG
 

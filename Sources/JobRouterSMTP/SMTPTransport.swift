@@ -21,6 +21,8 @@ public struct SMTPEndpoint: Sendable, CustomStringConvertible {
     public var caFile: String?
     /// Check the relay's certificate and name.
     public var tlsVerify: Bool
+    /// The SASL mechanism to use, or `nil` for libcurl's choice.
+    public var authMechanism: String?
 
     /// The URL and TLS policy; never the credentials.
     public var description: String {
@@ -38,6 +40,7 @@ public struct SMTPEndpoint: Sendable, CustomStringConvertible {
         timeout = settings.timeout
         caFile = settings.caFile
         tlsVerify = settings.tlsVerify
+        authMechanism = settings.authMechanism
     }
 }
 
@@ -85,6 +88,7 @@ public final class SMTPTransport {
         also(jr_curl_setopt_long(handle, CURLOPT_VERBOSE, 1))
         also(jr_curl_setopt_debug_function(handle, debugCallback))
         also(jr_curl_setopt_pointer(handle, CURLOPT_DEBUGDATA, context))
+        if let mechanism = endpoint.authMechanism { also(jr_curl_setopt_string(handle, CURLOPT_LOGIN_OPTIONS, "AUTH=\(mechanism)")) }
         if let caFile = endpoint.caFile { also(jr_curl_setopt_string(handle, CURLOPT_CAINFO, caFile)) }
         if !endpoint.tlsVerify {
             also(jr_curl_setopt_long(handle, CURLOPT_SSL_VERIFYPEER, 0))

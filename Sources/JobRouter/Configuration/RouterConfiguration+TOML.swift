@@ -35,6 +35,7 @@ import TOMLKit
 /// | `smtp.burst` | integer ≥ 1: mails that may go at once | `1` |
 /// | `smtp.reuse_connections` | boolean | `true` |
 /// | `smtp.ca_file` | path to a PEM bundle, relative to this file | none: the system trust store |
+/// | `smtp.auth_mechanism` | `"PLAIN"`, `"LOGIN"`, `"CRAM-MD5"`, … | the best one the server offers |
 /// | `smtp.tls_verify` | boolean; `false` only when set explicitly (and `check` warns) | `true` |
 /// | `templates.NAME.subject` | Mustache string | required |
 /// | `templates.NAME.text`, `.html` | Mustache string | at least one body |
@@ -184,7 +185,7 @@ struct TOMLReader {
     private func smtp(_ table: TOMLTable) throws -> SMTPSettings {
         let path = ["smtp"]
         try checkKeys(table, path: path, allowed: ["url", "tls", "from", "username_env", "password_env", "timeout", "rate_limit", "burst",
-                                                   "reuse_connections", "username", "password", "ca_file", "tls_verify"])
+                                                   "reuse_connections", "username", "password", "ca_file", "tls_verify", "auth_mechanism"])
         // Secrets come from the environment only: a password in the file is refused, not read.
         for key in ["username", "password"] where table[key] != nil {
             throw fail(path + [key], "put secrets in the environment and name the variable with \(key)_env")
@@ -222,6 +223,13 @@ struct TOMLReader {
                 throw fail(path + ["ca_file"], "cannot read \(url.path)")
             }
             settings.caFile = url.path
+        }
+        if let value = table["auth_mechanism"] {
+            let text = try string(value, path + ["auth_mechanism"]).uppercased()
+            guard !text.isEmpty, text.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }) else {
+                throw fail(path + ["auth_mechanism"], "'\(text)' is not a SASL mechanism name such as PLAIN or LOGIN")
+            }
+            settings.authMechanism = text
         }
         if let value = table["tls_verify"] {
             guard value.type == .bool, let flag = value.bool else { throw fail(path + ["tls_verify"], "must be true or false") }

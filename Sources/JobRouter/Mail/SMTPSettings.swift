@@ -36,6 +36,9 @@ public struct SMTPSettings: Sendable, Equatable {
     /// Whether the relay's certificate and name are checked (TOML `tls_verify`, default `true`).
     /// Turning it off lets anyone on the path read the mail and the password; `check` warns.
     public var tlsVerify = true
+    /// The SASL mechanism to log in with, e.g. `"PLAIN"` or `"LOGIN"` (TOML `auth_mechanism`;
+    /// default: the best one the server offers).
+    public var authMechanism: String?
 
     /// Makes settings.
     public init(url: String, tls: TLS = .opportunistic, from: String, usernameEnvironment: String? = nil,
