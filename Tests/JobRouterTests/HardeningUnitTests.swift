@@ -1,0 +1,108 @@
+import Foundation
+import Testing
+@testable import JobRouter
+
+/// Issue #14's pure logic: no server needed.
+struct HardeningUnitTests {
+    @Test(arguments: [
+        (#"{"type":"x","enqueued_at":1e300}"#, "\"enqueued_at\" is out of range"),
+        (#"{"type":"x","enqueued_at":-1}"#, "\"enqueued_at\" is out of range"),
+        (#"{"type":"x","enqueued_at":99999999999999999999}"#, "\"enqueued_at\" is out of range"),
+        (#"{"type":"x","enqueued_at":"9999-01-01T00:00:00Z"}"#, "\"enqueued_at\" is out of range"),
+    ])
+    func outOfRangeTimestampsAreRejectedNotTrapped(raw: String, reason: String) {
+        #expect {
+            _ = try JobEnvelope.decode(Data(raw.utf8), queue: "q")
+        } throws: { error in
+            "\(error)".contains(reason)
+        }
+    }
+
+    @Test func arithmeticOnOutsideNumbersSaturates() {
+        #expect(Int64(saturating: 1e300) == .max)
+        #expect(Int64(saturating: -1e300) == .min)
+        #expect(Int64(saturating: .nan) == 0)
+        #expect(Duration.saturating(seconds: 1e300) == .milliseconds(Int64.max))
+        #expect(Duration.seconds(Int64.max).inMilliseconds == .max)
+        // Formatting a date far out of range does not trap either.
+        _ = Timestamp.format(Date(timeIntervalSince1970: 1e300))
+        _ = JobID.make(now: Date(timeIntervalSince1970: -1e300))
+    }
+
+    @Test func invalidUTF8IsRefusedWithItsOffset() {
+        let bytes = Data(#"{"type":"x","payload":"caf"#.utf8) + Data([0xE9, 0x22, 0x7D])
+        #expect(JobEnvelope.invalidUTF8Offset(bytes) == 26)
+        #expect(JobEnvelope.invalidUTF8Offset(Data("{\"type\":\"café\"}".utf8)) == nil)
+        #expect(throws: EnvelopeError.self) { try JobEnvelope.decode(bytes, queue: "q") }
+    }
+
+    @Test func controlCharactersNeverReachALogLine() {
+        #expect(LogEscaping.escape("ping\n2026-12-02T00:00:00Z info forged") == "ping\\n2026-12-02T00:00:00Z info forged")
+        #expect(LogEscaping.escape("a\u{1B}[2Jb\r\t\u{0}") == "a\\u{1B}[2Jb\\r\\t\\u{0}")
+        #expect(LogEscaping.escape("plain café") == "plain café")
+        let job = JobEnvelope(type: "ping\nforged", priority: nil, queue: "q", payload: .null)
+        #expect(!LoggingJobEventRecorder.describe(job, group: "g").contains("\n"))
+        #expect(!LoggingJobEventRecorder.quote("x\ny\u{7}").contains("\n"))
+    }
+
+    @Test func execChildrenGetAnAllowlistedEnvironment() {
+        let handler = ExecJobHandler(command: ["true"], passthrough: ["API_TOKEN"])
+        let job = JobEnvelope(type: "t", priority: "high", queue: "q", payload: .null, attempt: 2)
+        let child = handler.childEnvironment(for: job, from: [
+            "PATH": "/bin", "HOME": "/root", "LC_ALL": "C.UTF-8", "API_TOKEN": "tok",
+            "JOBROUTER_REDIS_URL": "redis://:pw@h", "SMTP_PASSWORD": "pw", "AWS_SECRET_ACCESS_KEY": "k",
+        ])
+        #expect(Set(child.keys) == ["PATH", "HOME", "LC_ALL", "API_TOKEN", "JOB_ID", "JOB_TYPE", "JOB_PRIORITY", "JOB_QUEUE", "JOB_ATTEMPT"])
+        #expect(child["JOB_ATTEMPT"] == "2" && child["JOB_PRIORITY"] == "high")
+    }
+
+    @Test func everyAttemptOfAMailSendsTheSameBytes() throws {
+        var job = JobEnvelope(type: "email", priority: nil, queue: "q", payload: .object([
+            "to": .string("a@example.org"), "subject": .string("s"), "text": .string("t")]),
+            enqueuedAt: Date(timeIntervalSince1970: 1_796_000_000))
+        let settings = SMTPSettings(url: "smtp://127.0.0.1:25", from: "noreply@example.org")
+        let first = try MailMessage(job: job, settings: settings, templates: [:])
+        job.attempt = 3
+        job.lastError = "SMTP 451: try again"
+        let third = try MailMessage(job: job, settings: settings, templates: [:])
+        #expect(first.data == third.data)
+        #expect(String(decoding: first.data, as: UTF8.self).contains("Date: "))
+    }
+
+    @Test func oversizePayloadsAreEstimatedWithoutEncoding() {
+        #expect(JSONValue.string(String(repeating: "x", count: 100)).estimatedSizeOver(50))
+        #expect(!JSONValue.object(["a": .integer(1)]).estimatedSizeOver(50))
+        #expect(JSONValue.array(Array(repeating: .string("abcdefghij"), count: 10)).estimatedSizeOver(100))
+    }
+
+    @Test func maxPayloadAndEnvParseAndValidate() throws {
+        let configuration = try RouterConfiguration.parse(toml: """
+            max_payload = "512KB"
+            [types.a]
+            handler = "exec"
+            command = ["true"]
+            env = ["API_TOKEN"]
+            [groups.g]
+            queues = ["default"]
+            """)
+        #expect(configuration.maxPayload == 512 * 1024)
+        #expect(configuration.types["a"]?.environment == ["API_TOKEN"])
+        #expect(throws: ConfigurationError.self) {
+            try RouterConfiguration.parse(toml: "max_payload = \"lots\"\n[types.a]\nhandler = \"noop\"")
+        }
+        #expect {
+            try RouterConfiguration.parse(toml: """
+                [types.a]
+                handler = "exec"
+                command = ["true"]
+                env = ["SMTP_PW"]
+                [smtp]
+                url = "smtp://h:25"
+                from = "a@b.c"
+                password_env = "SMTP_PW"
+                """, file: "q.toml")
+        } throws: { error in
+            "\(error)" == "q.toml:4: types.a.env: 'SMTP_PW' holds one of JobRouter's own secrets and is never passed to jobs"
+        }
+    }
+}
