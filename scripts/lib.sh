@@ -94,3 +94,50 @@ make_test_certificates() {
   openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" -CAcreateserial \
     -out "$dir/server.pem" -days 2 -extfile "$dir/ext.cnf" 2>/dev/null
 }
+
+# The tested recipe for Redis over TLS (README "Redis over TLS"): hiredis 0.14 has no TLS, so a
+# local stunnel client takes plain connections on 127.0.0.1 and speaks TLS to the server, checking
+# its certificate against a CA file. For the test, a second stunnel plays the managed TLS Redis in
+# front of the private redis-server. $1 dir, $2 the Redis port, $3 CA file, $4 server cert, $5 key.
+# Sets REDIS_TLS_PORT (the TLS side) and REDIS_TUNNEL_PORT (where JobRouter connects, plain).
+start_redis_tls_tunnel() {
+  local dir="$1" redis_port="$2" ca="$3" cert="$4" key="$5"
+  mkdir -p "$dir"
+  REDIS_TLS_PORT=$(free_port)
+  REDIS_TUNNEL_PORT=$(free_port)
+  cat >"$dir/server.conf" <<CONF
+foreground = yes
+pid =
+[redis-tls]
+accept = 127.0.0.1:$REDIS_TLS_PORT
+connect = 127.0.0.1:$redis_port
+cert = $cert
+key = $key
+CONF
+  cat >"$dir/client.conf" <<CONF
+foreground = yes
+pid =
+[redis]
+client = yes
+accept = 127.0.0.1:$REDIS_TUNNEL_PORT
+connect = 127.0.0.1:$REDIS_TLS_PORT
+verifyChain = yes
+CAfile = $ca
+checkHost = localhost
+CONF
+  stunnel "$dir/server.conf" >"$dir/server.log" 2>&1 &
+  TUNNEL_PIDS="${TUNNEL_PIDS:-} $!"
+  stunnel "$dir/client.conf" >"$dir/client.log" 2>&1 &
+  TUNNEL_PIDS="${TUNNEL_PIDS:-} $!"
+  wait_for_port "$REDIS_TLS_PORT" && wait_for_port "$REDIS_TUNNEL_PORT" && return 0
+  echo "stunnel did not start; see $dir/*.log" >&2
+  return 1
+}
+
+stop_redis_tls_tunnel() {
+  for pid in ${TUNNEL_PIDS:-}; do
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  TUNNEL_PIDS=""
+}

@@ -11,7 +11,7 @@ ensure_packages "${JOBROUTER_PACKAGES[@]}"
 command -v swift >/dev/null || { echo "swift is not on PATH" >&2; exit 1; }
 
 run_dir=$(mktemp -d /tmp/jobrouter-test.XXXXXX)
-trap 'stop_redis; stop_smtp_sink; rm -rf "$run_dir"' EXIT
+trap 'stop_redis_tls_tunnel; stop_redis; stop_smtp_sink; rm -rf "$run_dir"' EXIT
 start_redis "$run_dir/redis"
 log "redis-server on 127.0.0.1:$REDIS_PORT"
 start_smtp_sink "$run_dir/mail.jsonl"
@@ -25,6 +25,9 @@ start_smtp_sink "$run_dir/smtps.jsonl" --auth "jobrouter:s3cret-pw" --cert "$run
 export JOBROUTER_TEST_SMTPS_URL="smtps://127.0.0.1:$SMTP_PORT"
 export JOBROUTER_TEST_SMTP_AUTH_LOGS="$run_dir/starttls.jsonl:$run_dir/smtps.jsonl" JOBROUTER_TEST_SMTP_CA="$run_dir/tls/ca.pem"
 log "AUTH relays: STARTTLS $JOBROUTER_TEST_SMTP_STARTTLS_URL, $JOBROUTER_TEST_SMTPS_URL"
+start_redis_tls_tunnel "$run_dir/tunnel" "$REDIS_PORT" "$run_dir/tls/ca.pem" "$run_dir/tls/server.pem" "$run_dir/tls/server.key"
+export JOBROUTER_TEST_REDIS_TUNNEL_URL="redis://127.0.0.1:$REDIS_TUNNEL_PORT/0"
+log "redis over TLS: 127.0.0.1:$REDIS_TLS_PORT, through a local stunnel at $JOBROUTER_TEST_REDIS_TUNNEL_URL"
 
 export JOBROUTER_TEST_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
 export JOBROUTER_TEST_REDIS_SERVER="$(command -v redis-server)"

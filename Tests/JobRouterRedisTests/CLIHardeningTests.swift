@@ -248,3 +248,34 @@ struct CLIHardeningTests {
         #expect(equals.status == 0, "\(equals.err)")
     }
 }
+
+/// The README's recipe for managed Redis over TLS: a local stunnel client in front of a TLS
+/// endpoint (scripts/test.sh starts both ends, with a private CA and a certificate check).
+@Suite(.timeLimit(.minutes(2)))
+struct RedisTLSTunnelTests {
+    @Test func jobsFlowThroughTheTLSTunnel() async throws {
+        guard let url = ProcessInfo.processInfo.environment["JOBROUTER_TEST_REDIS_TUNNEL_URL"], !url.isEmpty else {
+            throw TestSetupError("JOBROUTER_TEST_REDIS_TUNNEL_URL is not set: run the suite with scripts/test.sh")
+        }
+        let keys = TestKeys()
+        let driver = RedisQueueDriver(endpoint: try RedisEndpoint(url: url), namespace: keys.namespace)
+        defer { Task { await cleanUp(driver, keys) } }
+        var configuration = RouterConfiguration(defaultQueue: keys.queue("default"))
+        configuration.redis.namespace = keys.namespace
+        configuration.types["t"] = JobTypeConfiguration(name: "t", handler: .swift)
+        configuration.groups["g"] = WorkerGroupConfiguration(name: "g", queues: [keys.queue("default")])
+        try configuration.validate()
+        let ran = Observations<JobID>()
+        var handlers = HandlerRegistry()
+        handlers.register(type: "t") { job, _ in ran.append(job.id) }
+        let worker = try JobRouterWorker(configuration: configuration, driver: driver, handlers: handlers, logger: testLogger)
+        let job = try await JobRouterClient(configuration: configuration, driver: driver).enqueue(type: "t")
+        try await withWorker(worker) {
+            #expect(await eventually { ran.all == [job.id] })
+        }
+        // The same data is on the server behind the tunnel.
+        let direct = try TestRedis.driver(namespace: keys.namespace)
+        #expect(try await direct.command(["EXISTS", "\(keys.namespace):seq"]) == .integer(1))
+        #expect(throws: RedisError.self) { try RedisEndpoint(url: "rediss://127.0.0.1:6380") }
+    }
+}
