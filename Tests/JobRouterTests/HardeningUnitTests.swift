@@ -106,3 +106,17 @@ struct HardeningUnitTests {
         }
     }
 }
+
+/// The wait between tries of a settle must hold even in a task that shutdown cancelled.
+struct BackoffSleepTests {
+    @Test func aCancelledTaskStillWaitsBetweenTries() async {
+        let clock = ContinuousClock()
+        let task = Task {
+            let start = clock.now
+            await WorkerGroupRunner.sleepIgnoringCancellation(.milliseconds(200))
+            return start.duration(to: clock.now)
+        }
+        task.cancel()
+        #expect(await task.value >= .milliseconds(190))
+    }
+}
