@@ -11,7 +11,7 @@ struct CheckCommand: AsyncParsableCommand {
     func run() async throws {
         try await CommandFailure.reporting {
             let configuration = try options.loadConfiguration()
-            print(CheckReport(configuration: configuration).text)
+            print(CheckReport(configuration: configuration, handlers: options.handlers).text)
         }
     }
 }
@@ -19,6 +19,7 @@ struct CheckCommand: AsyncParsableCommand {
 /// What `check` prints; a value so it can be tested.
 struct CheckReport {
     let configuration: RouterConfiguration
+    let handlers: HandlerRegistry
 
     var text: String {
         let router = Router(configuration: configuration)
@@ -40,10 +41,13 @@ struct CheckReport {
         for name in configuration.types.keys.sorted() {
             guard let type = configuration.types[name] else { continue }
             var line = "  \(name): handler \(type.handler.rawValue)"
-            if type.handler == .exec { line += " \(type.command.joined(separator: " "))" }
+            if !type.command.isEmpty { line += " \(type.command.joined(separator: " "))" }
+            for key in type.options.keys.sorted() where key != "command" {
+                line += " \(key)=\(type.options[key]?.jsonText ?? "")"
+            }
             line += ", timeout \(DurationParser.format(type.timeout)), max_attempts \(type.maxAttempts)"
             line += ", backoff \(DurationParser.format(type.backoff.base))..\(DurationParser.format(type.backoff.max))"
-            if let problem = HandlerRegistry.availability(of: type) { line += "  [\(problem)]" }
+            if let problem = handlers.availability(of: type, in: configuration) { line += "  [\(problem)]" }
             lines.append(line)
         }
         lines.append("")
@@ -57,7 +61,7 @@ struct CheckReport {
             warnings.append("warning: smtp.tls_verify = false: the relay's certificate is not checked, so anyone on the path can read the mail and the password")
         }
         warnings += configuration.types.values.sorted { $0.name < $1.name }.compactMap { type in
-                HandlerRegistry.availability(of: type).map { "note: types.\(type.name): \($0)" }
+                handlers.availability(of: type, in: configuration).map { "note: types.\(type.name): \($0)" }
             }
         if !warnings.isEmpty {
             lines.append("")

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import JobRouter
 import JobRouterRedis
+import JobRouterSMTP
 import Logging
 
 /// Flags every command takes.
@@ -21,10 +22,17 @@ struct CommonOptions: ParsableArguments {
         return "queues.toml"
     }
 
+    /// Every handler kind the CLI links: the core's and `smtp`.
+    var handlers: HandlerRegistry {
+        var registry = HandlerRegistry()
+        registry.add(SMTPHandlerProvider())
+        return registry
+    }
+
     /// Loads and validates the configuration, or prints one line naming what is wrong and exits 1.
     func loadConfiguration() throws -> RouterConfiguration {
         do {
-            return try RouterConfiguration.load(path: configPath)
+            return try RouterConfiguration.load(path: configPath, providers: handlers.providers)
         } catch {
             throw CommandFailure("\(error)")
         }

@@ -30,14 +30,8 @@ struct WorkCommand: AsyncParsableCommand {
             let driver = try options.makeDriver(configuration)
             let worker: JobRouterWorker
             do {
-                var handlers = HandlerRegistry()
-                // One SMTP connection per worker slot that can receive mail.
-                let groups = group.isEmpty ? Array(configuration.groups.values) : group.compactMap { configuration.groups[$0] }
-                let mailSlots = groups.filter(configuration.receivesMail).map(\.concurrency).reduce(0, +)
-                if mailSlots > 0 {
-                    handlers.provideSMTP(try SMTPMailHandler(configuration: configuration, connections: mailSlots))
-                }
-                worker = try JobRouterWorker(configuration: configuration, driver: driver, handlers: handlers,
+                // The SMTP provider opens one connection per worker slot that can receive mail.
+                worker = try JobRouterWorker(configuration: configuration, driver: driver, handlers: options.handlers,
                                              groups: group, logger: logger, rateLimiter: RedisRateLimiter(driver: driver))
             } catch {
                 throw CommandFailure("\(configuration.file ?? "configuration"): \(error)")

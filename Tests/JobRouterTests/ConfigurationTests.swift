@@ -129,7 +129,8 @@ func parseError(_ toml: String) -> ConfigurationError? {
             + "\n[smtp]\nurl = \"smtp://127.0.0.1:2525\"\nfrom = \"a@x.org\"\n"
         let configuration = try RouterConfiguration.parse(toml: toml)
         let email = try #require(configuration.types["email"])
-        #expect(HandlerRegistry.availability(of: email) == nil)
+        // Without the SMTP provider the kind is named, and how to get it.
+        #expect(HandlerRegistry().availability(of: email, in: configuration)?.contains("JobRouterSMTP") == true)
         #expect(throws: HandlerResolutionError.self) { try HandlerRegistry().resolve(["email"], in: configuration) }
         var registry = HandlerRegistry()
         registry.provideSMTP(NoopJobHandler())
@@ -190,5 +191,56 @@ func parseError(_ toml: String) -> ConfigurationError? {
         let email = try #require(try RouterConfiguration.parse(toml: toml).types["email"])
         #expect(email.maxAttempts == 3)
         #expect(email.backoff == backoff)
+    }
+}
+
+/// Handler kinds are providers: each reads and checks its own keys, and a module can add a kind.
+struct HandlerProviderTests {
+    struct EchoProvider: HandlerProvider {
+        var kind: HandlerKind { "echo" }
+        var optionKeys: Set<String> { ["word"] }
+        func validate(_ type: JobTypeConfiguration, in configuration: RouterConfiguration) -> HandlerOptionProblem? {
+            type.options["word"]?.stringValue == nil ? HandlerOptionProblem(key: "word", "must be a string") : nil
+        }
+        func makeHandler(for type: JobTypeConfiguration, context: HandlerContext) throws -> any JobHandler { NoopJobHandler() }
+    }
+
+    let toml = """
+        [types.say]
+        handler = "echo"
+        word = "hello"
+        [groups.g]
+        queues = ["default"]
+        """
+
+    @Test func aModuleAddsAKindWithItsOwnKeys() throws {
+        var registry = HandlerRegistry()
+        registry.add(EchoProvider())
+        let configuration = try RouterConfiguration.parse(toml: toml, providers: registry.providers)
+        #expect(configuration.types["say"]?.options["word"] == .string("hello"))
+        #expect(try registry.resolve(["say"], in: configuration)["say"] is NoopJobHandler)
+    }
+
+    @Test func aKindsKeysAreCheckedByItsProvider() throws {
+        var registry = HandlerRegistry()
+        registry.add(EchoProvider())
+        #expect {
+            try RouterConfiguration.parse(toml: toml.replacingOccurrences(of: "word = \"hello\"", with: "word = 3"), file: "q.toml",
+                                          providers: registry.providers)
+        } throws: { "\($0)" == "q.toml:3: types.say.word: must be a string" }
+        #expect {
+            try RouterConfiguration.parse(toml: toml.replacingOccurrences(of: "word =", with: "wrod ="), file: "q.toml",
+                                          providers: registry.providers)
+        } throws: { "\($0)".contains("types.say.wrod: unknown key (did you mean 'word'?)") }
+        // Without its provider the kind is unknown (it is not one of JobRouter's own).
+        #expect { try RouterConfiguration.parse(toml: toml, file: "q.toml") } throws: {
+            "\($0)".contains("types.say.handler: unknown handler kind 'echo'")
+        }
+    }
+
+    @Test func execKeysBelongToExec() {
+        #expect {
+            try RouterConfiguration.parse(toml: "[types.a]\nhandler = \"noop\"\ncommand = [\"x\"]\n[groups.g]\nqueues = [\"default\"]", file: "q.toml")
+        } throws: { "\($0)".contains("types.a.command: only handler \"exec\" takes 'command' (this type's handler is \"noop\")") }
     }
 }

@@ -12,8 +12,9 @@ import TOMLKit
 /// | `max_payload` | size string (`"512KB"`, `"1MB"`) or bytes | `"1MB"`: bigger jobs are refused at enqueue, bigger foreign entries dead-lettered unread |
 /// | `redis.url` | string | `"redis://127.0.0.1:6379/0"`; `JOBROUTER_REDIS_URL` overrides |
 /// | `redis.namespace` | string | `"jobrouter"` |
-/// | `types.NAME.handler` | `"exec"`, `"noop"`, `"smtp"`, `"swift"` | required |
+/// | `types.NAME.handler` | a provider's kind: `"exec"`, `"noop"`, `"smtp"`, `"swift"`, or one a module adds | required |
 /// | `types.NAME.command` | array of strings | required for `exec` |
+/// | `types.NAME.*` | any other key the kind's ``HandlerProvider/optionKeys`` name | |
 /// | `types.NAME.env` | array of environment variable names passed to `exec` children | none: only PATH, HOME, LANG, LC_*, TZ, TMPDIR, USER, LOGNAME and `JOB_*` |
 /// | `types.NAME.priorities` | table: priority → queue | none: the type goes to `default_queue` |
 /// | `types.NAME.default_priority` | string, a key of `priorities` | none: enqueue must name a priority |
@@ -43,19 +44,21 @@ import TOMLKit
 ///
 /// Durations are strings: `"250ms"`, `"30s"`, `"5m"`, `"1h"`.
 extension RouterConfiguration {
-    /// Reads and validates the file at `path`.
-    public static func load(path: String) throws -> RouterConfiguration {
+    /// Reads and validates the file at `path`; `providers` (default: the core's) read and check
+    /// the keys of the handler kinds they serve.
+    public static func load(path: String, providers: [any HandlerProvider] = HandlerRegistry().providers) throws -> RouterConfiguration {
         let text: String
         do {
             text = try String(contentsOfFile: path, encoding: .utf8)
         } catch {
             throw ConfigurationError(file: path, keyPath: "", message: "cannot read the file (\(Self.reason(error)))")
         }
-        return try parse(toml: text, file: path)
+        return try parse(toml: text, file: path, providers: providers)
     }
 
     /// Reads and validates TOML text; `file` names it in errors.
-    public static func parse(toml text: String, file: String? = nil) throws -> RouterConfiguration {
+    public static func parse(toml text: String, file: String? = nil,
+                             providers: [any HandlerProvider] = HandlerRegistry().providers) throws -> RouterConfiguration {
         let root: TOMLTable
         do {
             root = try TOMLTable(string: text)
@@ -65,11 +68,12 @@ extension RouterConfiguration {
                 message: "TOML syntax error at column \(error.source.begin.column): \(error.description)")
         }
         let reader = TOMLReader(file: file, locator: TOMLLocator(text: text),
-                                directory: file.map { URL(fileURLWithPath: $0).deletingLastPathComponent() })
+                                directory: file.map { URL(fileURLWithPath: $0).deletingLastPathComponent() },
+                                providers: Dictionary(providers.map { ($0.kind, $0) }) { first, _ in first })
         var configuration = try reader.configuration(from: root)
         configuration.file = file
         do {
-            try configuration.validate()
+            try configuration.validate(providers: providers)
         } catch var error as ConfigurationError {
             error.line = error.line ?? reader.locator.line(of: error.keyPath)
             throw error
@@ -93,6 +97,8 @@ struct TOMLReader {
     let locator: TOMLLocator
     /// Where relative paths (template files) start.
     var directory: URL?
+    /// The providers of the handler kinds this program links.
+    var providers: [HandlerKind: any HandlerProvider] = [:]
 
     func fail(_ path: [String], _ message: String) -> ConfigurationError {
         let keyPath = TOMLLocator.join(path)
@@ -138,17 +144,30 @@ struct TOMLReader {
 
     private func jobType(name: String, _ table: TOMLTable) throws -> JobTypeConfiguration {
         let path = ["types", name]
-        try checkKeys(table, path: path, allowed: ["handler", "command", "env", "priorities", "default_priority", "timeout", "max_attempts", "backoff"])
+        let common: Set<String> = ["handler", "priorities", "default_priority", "timeout", "max_attempts", "backoff"]
+        let kinds = Set(providers.keys).union(HandlerKind.firstPartyProviders.keys).map(\.rawValue).sorted().joined(separator: ", ")
         guard let handlerValue = table["handler"] else {
-            throw fail(path + ["handler"], "missing; one of \(HandlerKind.allCases.map(\.rawValue).joined(separator: ", "))")
+            throw fail(path + ["handler"], "missing; one of \(kinds)")
         }
-        let handlerName = try string(handlerValue, path + ["handler"])
-        guard let handler = HandlerKind(rawValue: handlerName) else {
-            throw fail(path + ["handler"], "unknown handler kind '\(handlerName)'; one of \(HandlerKind.allCases.map(\.rawValue).joined(separator: ", "))")
+        let handler = HandlerKind(rawValue: try string(handlerValue, path + ["handler"]))
+        if let provider = providers[handler] {
+            let allowed = common.union(provider.optionKeys)
+            for key in table.keys.sorted() where !allowed.contains(key) {
+                if let owner = providers.values.filter({ $0.optionKeys.contains(key) }).map(\.kind.rawValue).sorted().first {
+                    throw fail(path + [key], "only handler \"\(owner)\" takes '\(key)' (this type's handler is \"\(handler)\")")
+                }
+            }
+            try checkKeys(table, path: path, allowed: allowed)
+        } else if HandlerKind.firstPartyProviders[handler] == nil {
+            throw fail(path + ["handler"], "unknown handler kind '\(handler)'; one of \(kinds)")
         }
+        // A first-party kind whose provider this program does not link: its keys are kept unchecked
+        // (the program that runs such jobs links the provider and checks them).
         var type = JobTypeConfiguration(name: name, handler: handler)
-        if let value = table["command"] { type.command = try strings(value, path + ["command"]) }
-        if let value = table["env"] { type.environment = try strings(value, path + ["env"]) }
+        for key in table.keys.sorted() where !common.contains(key) {
+            guard let value = table[key] else { continue }
+            type.options[key] = try json(value, path + [key])
+        }
         if let value = table["priorities"] {
             let priorities = try self.table(value, path + ["priorities"])
             for priority in priorities.keys {
@@ -290,6 +309,27 @@ struct TOMLReader {
             throw fail(path, "must be a whole number, not \(describe(value))")
         }
         return integer
+    }
+
+    /// A TOML value as JSON, for a handler kind's own keys (its provider checks the shape).
+    private func json(_ value: TOMLValueConvertible, _ path: [String]) throws -> JSONValue {
+        switch value.type {
+        case .string: return .string(value.string ?? "")
+        case .int: return .integer(Int64(value.int ?? 0))
+        case .double: return .number(value.double ?? 0)
+        case .bool: return .bool(value.bool ?? false)
+        case .array:
+            return .array(try (value.array ?? []).enumerated().map { index, element in try json(element, path + [String(index)]) })
+        case .table:
+            guard let table = value.table else { return .object([:]) }
+            var fields: [String: JSONValue] = [:]
+            for key in table.keys {
+                if let element = table[key] { fields[key] = try json(element, path + [key]) }
+            }
+            return .object(fields)
+        default:
+            throw fail(path, "dates and times are not supported here; write a string")
+        }
     }
 
     private func strings(_ value: TOMLValueConvertible, _ path: [String]) throws -> [String] {

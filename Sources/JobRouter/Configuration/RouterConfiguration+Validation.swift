@@ -1,3 +1,7 @@
+extension String {
+    fileprivate func nonEmptyOr(_ fallback: String) -> String { isEmpty ? fallback : self }
+}
+
 extension RouterConfiguration {
     /// Environment variables that hold JobRouter's own secrets: never passed to `exec` children.
     public var secretEnvironmentNames: Set<String> {
@@ -12,7 +16,9 @@ extension RouterConfiguration {
     /// Checks everything that TOML types alone cannot: names, references between tables, limits.
     /// Throws the first problem found, naming its key path; problems are looked for in a fixed order
     /// (types and groups by name) so the same file always gives the same message.
-    public func validate() throws {
+    /// `providers` check the keys of the kinds they serve (default: the core's).
+    public func validate(providers: [any HandlerProvider] = HandlerRegistry().providers) throws {
+        let byKind = Dictionary(providers.map { ($0.kind, $0) }) { first, _ in first }
         func fail(_ path: [String], _ message: String) -> ConfigurationError {
             ConfigurationError(file: file, keyPath: TOMLLocator.join(path), message: message)
         }
@@ -38,24 +44,11 @@ extension RouterConfiguration {
             guard let type = types[name] else { continue }
             let path = ["types", name]
             if name.isEmpty { throw fail(path, "a type name cannot be empty") }
-            switch type.handler {
-            case .exec:
-                if type.command.isEmpty || type.command[0].isEmpty {
-                    throw fail(path + ["command"], "handler \"exec\" needs a command: an array like [\"./scripts/job.sh\", \"--flag\"]")
+            if let provider = byKind[type.handler] {
+                for key in type.options.keys.sorted() where !provider.optionKeys.contains(key) {
+                    throw fail(path + [key], "handler \"\(type.handler)\" takes no '\(key)' (its keys: \(provider.optionKeys.sorted().joined(separator: ", ").nonEmptyOr("none")))")
                 }
-                for (index, name) in type.environment.enumerated() {
-                    if name.isEmpty || name.contains("=") {
-                        throw fail(path + ["env"], "element \(index + 1) must be a variable name, not '\(name)'")
-                    }
-                    if secretEnvironmentNames.contains(name) {
-                        throw fail(path + ["env"], "'\(name)' holds one of JobRouter's own secrets and is never passed to jobs")
-                    }
-                }
-            case .noop, .smtp, .swift:
-                if !type.environment.isEmpty { throw fail(path + ["env"], "only handler \"exec\" takes env") }
-                if !type.command.isEmpty {
-                    throw fail(path + ["command"], "only handler \"exec\" takes a command (this type's handler is \"\(type.handler.rawValue)\")")
-                }
+                if let problem = provider.validate(type, in: self) { throw fail(path + [problem.key], problem.message) }
             }
             for priority in type.priorities.keys.sorted() {
                 if priority.isEmpty { throw fail(path + ["priorities"], "a priority name cannot be empty") }

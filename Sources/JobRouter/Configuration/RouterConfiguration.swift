@@ -61,7 +61,8 @@ public struct RouterConfiguration: Sendable {
         return routed.subtracting(read).sorted()
     }
 
-    /// Whether jobs of an `smtp` type can arrive in one of `group`'s queues.
+    /// Whether jobs of an `smtp` type can arrive in one of `group`'s queues (such a group is paced
+    /// by `[smtp] rate_limit`).
     public func receivesMail(_ group: WorkerGroupConfiguration) -> Bool {
         group.queues.contains { queue in types(routingTo: queue).contains { types[$0]?.handler == .smtp } }
     }
@@ -89,16 +90,32 @@ public struct RedisSettings: Sendable, Equatable {
     }
 }
 
-/// What runs a job of a given type.
-public enum HandlerKind: String, Sendable, CaseIterable {
+/// What runs a job of a given type: the `handler` value of a `[types.NAME]` table, served by a
+/// ``HandlerProvider``. Not a closed set: a module can bring a kind of its own.
+public struct HandlerKind: RawRepresentable, Hashable, Sendable, CustomStringConvertible, ExpressibleByStringLiteral {
+    public var rawValue: String
+
+    /// A kind named `rawValue`.
+    public init(rawValue: String) { self.rawValue = rawValue }
+    /// A kind named `value`.
+    public init(stringLiteral value: String) { self.rawValue = value }
+    public var description: String { rawValue }
+
     /// Runs `command` without a shell, with the job's JSON on stdin.
-    case exec
+    public static let exec: HandlerKind = "exec"
     /// Succeeds at once: for load tests and demos.
-    case noop
-    /// Sends mail over SMTP with the `[smtp]` settings (the handler comes from `JobRouterSMTP`).
-    case smtp
+    public static let noop: HandlerKind = "noop"
+    /// Sends mail over SMTP with the `[smtp]` settings (the provider is in `JobRouterSMTP`).
+    public static let smtp: HandlerKind = "smtp"
     /// A handler registered from Swift with ``HandlerRegistry/register(type:_:)``.
-    case swift
+    public static let swift: HandlerKind = "swift"
+
+    /// The kinds JobRouter's own modules provide, with where their provider is. A configuration
+    /// may name these even in a program that does not link them (an app that only enqueues reads
+    /// the same queues.toml as the workers); any other kind needs its provider when the file is read.
+    public static let firstPartyProviders: [HandlerKind: String] = [
+        .exec: "JobRouter", .noop: "JobRouter", .swift: "JobRouter", .smtp: "JobRouterSMTP's SMTPHandlerProvider",
+    ]
 }
 
 /// A `[types.NAME]` table.
@@ -107,11 +124,19 @@ public struct JobTypeConfiguration: Sendable, Equatable {
     public var name: String
     /// What runs jobs of this type (TOML `handler`, required).
     public var handler: HandlerKind
+    /// The handler kind's own keys (those its ``HandlerProvider/optionKeys`` name), as read.
+    public var options: [String: JSONValue] = [:]
     /// The program and its arguments for `exec` (TOML `command`, required for `exec` only).
-    public var command: [String]
+    public var command: [String] {
+        get { options["command"]?.stringsValue ?? [] }
+        set { options["command"] = newValue.isEmpty ? nil : .array(newValue.map(JSONValue.string)) }
+    }
     /// Environment variables passed through to `exec` children besides the safe defaults (TOML
     /// `env`). JobRouter's own secrets can never be listed.
-    public var environment: [String] = []
+    public var environment: [String] {
+        get { options["env"]?.stringsValue ?? [] }
+        set { options["env"] = newValue.isEmpty ? nil : .array(newValue.map(JSONValue.string)) }
+    }
     /// Priority name → queue (TOML `priorities`). Empty: every job of this type goes to `default_queue`.
     public var priorities: [String: String]
     /// The priority used when a job names none (TOML `default_priority`).
@@ -138,10 +163,10 @@ public struct JobTypeConfiguration: Sendable, Equatable {
         self.backoff = backoff
         self.name = name
         self.handler = handler
-        self.command = command
         self.priorities = priorities
         self.defaultPriority = defaultPriority
         self.timeout = timeout
+        self.command = command
     }
 }
 

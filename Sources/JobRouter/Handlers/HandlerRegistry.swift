@@ -1,59 +1,76 @@
-/// Which handler runs each job type, resolved from the configuration and from handlers
-/// registered in Swift.
+/// The handler providers a program links, and the Swift handlers it registered: everything that
+/// turns a `[types.NAME]` table into a running handler.
 public struct HandlerRegistry: Sendable {
-    private var registered: [String: any JobHandler] = [:]
-    private var smtpHandler: (any JobHandler)?
+    private var byKind: [HandlerKind: any HandlerProvider] = [:]
+    private var swiftHandlers: [String: any JobHandler] = [:]
 
-    /// An empty registry: `exec` and `noop` types still resolve by themselves.
-    public init() {}
+    /// A registry with the core's providers: `exec`, `noop` and `swift`.
+    public init() {
+        add(ExecHandlerProvider())
+        add(NoopHandlerProvider())
+    }
+
+    /// Adds (or replaces) the provider of its kind.
+    public mutating func add(_ provider: any HandlerProvider) {
+        byKind[provider.kind] = provider
+    }
 
     /// Runs `type`'s jobs with `handler`. The type must be declared with `handler = "swift"`.
     public mutating func register(type: String, _ handler: any JobHandler) {
-        registered[type] = handler
+        swiftHandlers[type] = handler
     }
 
     /// Runs `type`'s jobs with `body`.
     public mutating func register(type: String, _ body: @escaping @Sendable (JobEnvelope, JobContext) async throws -> Void) {
-        registered[type] = ClosureJobHandler(body)
+        swiftHandlers[type] = ClosureJobHandler(body)
     }
 
-    /// Runs every `handler = "smtp"` type with `handler` (the CLI passes the libcurl mail handler).
+    /// Runs every `handler = "smtp"` type with `handler` (a shortcut for adding a
+    /// ``FixedHandlerProvider``; `JobRouterSMTP`'s `SMTPHandlerProvider` sizes one by itself).
     public mutating func provideSMTP(_ handler: any JobHandler) {
-        smtpHandler = handler
+        add(FixedHandlerProvider(kind: .smtp, handler: handler))
+    }
+
+    /// Every provider, the `swift` one included: pass them to ``RouterConfiguration/load(path:providers:)``.
+    public var providers: [any HandlerProvider] {
+        Array(byKind.values) + [SwiftHandlerProvider(handlers: swiftHandlers)]
+    }
+
+    /// The provider of `kind`, if this program has one.
+    public func provider(for kind: HandlerKind) -> (any HandlerProvider)? {
+        kind == .swift ? SwiftHandlerProvider(handlers: swiftHandlers) : byKind[kind]
     }
 
     /// The handler for every type in `types`, or an error naming the first type that has none.
-    public func resolve(_ types: [String], in configuration: RouterConfiguration) throws(HandlerResolutionError) -> [String: any JobHandler] {
+    public func resolve(_ types: [String], in configuration: RouterConfiguration,
+                        groups: [WorkerGroupConfiguration]? = nil) throws(HandlerResolutionError) -> [String: any JobHandler] {
+        let context = HandlerContext(configuration: configuration, groups: groups ?? Array(configuration.groups.values))
         var handlers: [String: any JobHandler] = [:]
         for name in types {
             guard let type = configuration.types[name] else { continue }
-            switch type.handler {
-            case .noop:
-                handlers[name] = NoopJobHandler()
-            case .exec:
-                handlers[name] = ExecJobHandler(command: type.command, passthrough: type.environment)
-            case .smtp:
-                guard let smtpHandler else {
-                    throw HandlerResolutionError(type: name, message: "handler \"smtp\" needs the mail handler: from Swift, call HandlerRegistry.provideSMTP(SMTPMailHandler(...))")
-                }
-                handlers[name] = smtpHandler
-            case .swift:
-                guard let handler = registered[name] else {
-                    throw HandlerResolutionError(type: name, message: "handler \"swift\" but no Swift handler is registered for it; run the worker from your own program with HandlerRegistry.register(type: \"\(name)\", ...)")
-                }
-                handlers[name] = handler
+            guard let provider = provider(for: type.handler) else {
+                throw HandlerResolutionError(type: name, message: Self.missing(type.handler))
+            }
+            do {
+                handlers[name] = try provider.makeHandler(for: type, context: context)
+            } catch let error as HandlerResolutionError {
+                throw error
+            } catch {
+                throw HandlerResolutionError(type: name, message: "\(error)")
             }
         }
         return handlers
     }
 
-    /// Why a type in the configuration cannot be run here, or `nil` when it can. `check` prints this.
-    public static func availability(of type: JobTypeConfiguration) -> String? {
-        switch type.handler {
-        case .smtp: return nil
-        case .swift: return "needs a Swift handler registered by your own program; `jobrouter work` cannot run it"
-        case .exec, .noop: return nil
-        }
+    /// Why a type cannot be run by this program, or `nil` when it can. `check` prints this.
+    public func availability(of type: JobTypeConfiguration, in configuration: RouterConfiguration) -> String? {
+        guard let provider = provider(for: type.handler) else { return Self.missing(type.handler) }
+        return provider.availability(of: type, in: configuration)
+    }
+
+    private static func missing(_ kind: HandlerKind) -> String {
+        let provider = HandlerKind.firstPartyProviders[kind].map { " (\($0))" } ?? ""
+        return "handler \"\(kind)\" is not available in this program: add its provider to the HandlerRegistry\(provider)"
     }
 }
 

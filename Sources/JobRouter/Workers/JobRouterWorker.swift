@@ -18,8 +18,8 @@ public struct JobRouterWorker: Service {
     /// jobs claim at most at `[smtp] rate_limit` through `rateLimiter`, across every process.
     ///
     /// Throws when a group is unknown, when a type whose jobs those groups read has no usable
-    /// handler (an `smtp` type without ``HandlerRegistry/provideSMTP(_:)``, or a `swift` type not
-    /// registered in `handlers`), or when a mail group needs a rate limit and no `rateLimiter` is given.
+    /// handler (a kind with no provider in `handlers`, such as `smtp` without JobRouterSMTP's
+    /// `SMTPHandlerProvider`, or a `swift` type not registered in `handlers`), or when a mail group needs a rate limit and no `rateLimiter` is given.
     public init(
         configuration: RouterConfiguration,
         driver: any JobQueueDriver,
@@ -43,7 +43,7 @@ public struct JobRouterWorker: Service {
         var unavailable: [String: String] = [:]
         for name in configuration.types.keys.sorted() {
             do {
-                handlers.merge(try registry.resolve([name], in: configuration)) { $1 }
+                handlers.merge(try registry.resolve([name], in: configuration, groups: selected)) { $1 }
             } catch {
                 if needed.contains(name) { throw WorkerError(message: error.description) }
                 unavailable[name] = error.message
