@@ -260,7 +260,7 @@ struct WorkerTests {
         #expect {
             _ = try JobRouterWorker(configuration: configuration, driver: driver, groups: ["main"], logger: testLogger)
         } throws: { error in
-            "\(error)".contains("types.job: handler \"smtp\" needs the mail handler")
+            "\(error)".contains("types.job: handler \"smtp\" is not available in this program") && "\(error)".contains("SMTPHandlerProvider")
         }
         #expect(throws: WorkerError.self) {
             _ = try JobRouterWorker(configuration: configuration, driver: driver, groups: ["nope"], logger: testLogger)
