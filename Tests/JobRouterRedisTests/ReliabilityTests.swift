@@ -16,12 +16,12 @@ struct ReliabilityTests {
         defer { Task { await cleanUp(driver, keys) } }
         let queue = keys.queue("q")
         try await driver.push([envelope(queue, 1)])
-        let fetcher = driver.makeFetcher(queues: [queue], label: "stale", worker: "w1", terms: LeaseTerms(lease: .milliseconds(200), maxRecoveries: 3))
+        let fetcher = driver.makeFetcher(queues: [queue], label: "stale", worker: "w1", terms: LeaseTerms(lease: .seconds(1), maxRecoveries: 3))
         let claims = try await fetcher.fetch(max: 1, wait: .zero)
         await fetcher.close()
         #expect(claims.count == 1)
         #expect(try await driver.recoverExpiredLeases(limit: 10, maxDead: 100).recovered == 0)
-        try await Task.sleep(for: .milliseconds(300))
+        try await Task.sleep(for: .milliseconds(1100))
         #expect(try await driver.recoverExpiredLeases(limit: 10, maxDead: 100).recoveredJobs.map(\.id) == [claims[0].jobID])
         #expect(try await driver.depths(of: [queue])[queue] == 1)
         // The first worker wakes up late: none of its settlements may touch the recovered job.
@@ -41,13 +41,14 @@ struct ReliabilityTests {
         defer { Task { await cleanUp(driver, keys) } }
         let queue = keys.queue("q")
         try await driver.push([envelope(queue, 1)])
-        let fetcher = driver.makeFetcher(queues: [queue], label: "beat", worker: "w1", terms: LeaseTerms(lease: .milliseconds(300), maxRecoveries: 3))
+        let fetcher = driver.makeFetcher(queues: [queue], label: "beat", worker: "w1", terms: LeaseTerms(lease: .seconds(1), maxRecoveries: 3))
         let claims = try await fetcher.fetch(max: 1, wait: .zero)
         await fetcher.close()
         let worker = WorkerDescription(id: "w1", groups: ["g"], inFlight: 1, startedAt: Date())
-        for _ in 0..<6 {
+        // Beats every 100 ms for 2 s, twice the lease: only the heartbeats keep the claim.
+        for _ in 0..<20 {
             try await Task.sleep(for: .milliseconds(100))
-            try await driver.heartbeat(worker, renewing: claims.map(\.token), lease: .milliseconds(300))
+            try await driver.heartbeat(worker, renewing: claims.map(\.token), lease: .seconds(1))
             #expect(try await driver.recoverExpiredLeases(limit: 10, maxDead: 100).recovered == 0)
         }
         #expect(try await driver.complete(claims[0]) == .applied)
