@@ -203,8 +203,8 @@ struct HardeningTests {
         handlers.register(type: "job") { job, _ in
             let n = job.payload.intValue ?? -1
             ran.append(n)
-            // Ignores cancellation: blocks a plain thread-sleep for 4 s.
-            if n == 1 { await withCheckedContinuation { c in DispatchQueue.global().asyncAfter(deadline: .now() + 4) { c.resume() } } }
+            // Ignores cancellation: waits 15 s whatever happens.
+            if n == 1 { await withCheckedContinuation { c in DispatchQueue.global().asyncAfter(deadline: .now() + 15) { c.resume() } } }
         }
         let events = EventLog()
         let worker = try JobRouterWorker(configuration: configuration, driver: driver, handlers: handlers, logger: testLogger, recorders: [events])
@@ -214,9 +214,10 @@ struct HardeningTests {
         let start = clock.now
         try await withWorker(worker) {
             // With concurrency 1, job 2 can only run once the stuck job 1 gave its slot back.
-            #expect(await eventually { ran.all == [1, 2] && events.succeeded.count == 1 })
+            #expect(await eventually(timeout: .seconds(12)) { ran.all == [1, 2] && events.succeeded.count == 1 })
         }
-        #expect(start.duration(to: clock.now) < .seconds(4), "job 2 waited for the stuck handler")
+        // 200 ms timeout + 5 s grace, then the slot is free: far less than the handler's 15 s.
+        #expect(start.duration(to: clock.now) < .seconds(12), "job 2 waited for the stuck handler")
         #expect(events.deadLettered.first?.reason.contains("timed out after 200ms") == true)
     }
 

@@ -29,8 +29,10 @@ struct WorkerGroupRunner: Sendable {
     /// Queues of this group that cannot be read now, with why (for heartbeats and `status`).
     let brokenQueues = BrokenQueues()
 
-    /// How long a cancelled handler gets to end before it is abandoned (see ``HandlerRun``).
-    static let cancelGrace: Duration = .seconds(2)
+    /// How long a cancelled handler gets to end before it is abandoned (see ``HandlerRun``): longer
+    /// than an `exec` child's SIGTERM-to-SIGKILL grace, so only a handler that really ignores
+    /// cancellation is ever abandoned.
+    static let cancelGrace: Duration = .seconds(5)
 
     /// How long one fetch may wait on the server before looking again. Shutdown interrupts the wait;
     /// entries pushed by other Redis clients (which push no wake-up token) are noticed within this.
