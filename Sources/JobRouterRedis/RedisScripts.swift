@@ -7,7 +7,8 @@
 /// scripts are for a single Redis server, not Redis Cluster).
 ///
 /// Keys under the namespace `NS`:
-/// - `NS:inflight` hash token → `queue \n worker \n max_recoveries \n job id \n entry`
+/// - `NS:inflight` hash token → `\t queue \n worker \n max_recoveries \n job id \n entry` (the tab
+///   marks the layout; records from before it, without the id, are still read)
 /// - `NS:leases` sorted set token → lease deadline (ms)
 /// - `NS:lost` sorted set token → when recovery took it from its worker (ms; kept an hour), so a
 ///   late settle can tell "taken away" from "already settled by an earlier try of the same call"
@@ -35,13 +36,24 @@ enum RedisScripts {
         local function decrement(hash, field, by)
           if redis.call('HINCRBY', hash, field, -by) <= 0 then redis.call('HDEL', hash, field) end
         end
-        local function parse_record(record)
-          local a = string.find(record, '\\n', 1, true)
+        -- In-flight records start with a tab (no queue name holds white space), then queue, worker,
+        -- max_recoveries, id and entry, one per line. One without the tab is from a JobRouter before
+        -- ids were fixed at claim (no id line) and is still read.
+        local function parse_record(record, token)
+          local new = string.sub(record, 1, 1) == '\t'
+          local start = new and 2 or 1
+          local a = string.find(record, '\\n', start, true)
           local b = string.find(record, '\\n', a + 1, true)
           local c = string.find(record, '\\n', b + 1, true)
-          local d = string.find(record, '\\n', c + 1, true)
-          return string.sub(record, 1, a - 1), string.sub(record, a + 1, b - 1),
-                 tonumber(string.sub(record, b + 1, c - 1)), string.sub(record, c + 1, d - 1), string.sub(record, d + 1)
+          local queue, worker, max = string.sub(record, start, a - 1), string.sub(record, a + 1, b - 1), tonumber(string.sub(record, b + 1, c - 1))
+          if new then
+            local d = string.find(record, '\\n', c + 1, true)
+            return queue, worker, max, string.sub(record, c + 1, d - 1), string.sub(record, d + 1)
+          end
+          local entry = string.sub(record, c + 1)
+          local ok, job = pcall(cjson.decode, entry)
+          if ok and type(job) == 'table' and type(job.id) == 'string' and job.id ~= '' then return queue, worker, max, job.id, entry end
+          return queue, worker, max, 'claim-' .. token, entry
         end
         local function release(token, queue)
           if redis.call('HDEL', ns .. ':inflight', token) == 0 then return false end
@@ -110,11 +122,12 @@ enum RedisScripts {
         local function identify(item, now, seq, n)
           local id = string.match(item, '^{"id":"([%w%-_:.]+)"')
           if id then return id, item end
+          local function usable(given) return type(given) == 'string' and given ~= '' and not string.find(given, '\\n', 1, true) end
           local head, rest = string.match(item, '^(%s*{)(.*)$')
           local ok, job = pcall(cjson.decode, item)
           if not head or not ok or type(job) ~= 'table' then return new_id(now, seq, n), item end
           local given = job.id
-          if type(given) == 'string' and given ~= '' then return given, item end
+          if usable(given) then return given, item end
           if type(given) == 'number' and given == math.floor(given) and math.abs(given) < 2^53 then
             return string.format('%.0f', given), item
           end
@@ -180,7 +193,7 @@ enum RedisScripts {
               else
                 local token = ARGV[3] .. '/' .. seq .. '.' .. taken
                 local id, entry = identify(item, now, seq, taken)
-                redis.call('HSET', ns .. ':inflight', token, queue .. '\\n' .. ARGV[3] .. '\\n' .. ARGV[4] .. '\\n' .. id .. '\\n' .. entry)
+                redis.call('HSET', ns .. ':inflight', token, '\t' .. queue .. '\\n' .. ARGV[3] .. '\\n' .. ARGV[4] .. '\\n' .. id .. '\\n' .. entry)
                 redis.call('ZADD', ns .. ':leases', deadline, token)
                 here = here + 1
                 out[#out + 1] = token
@@ -292,7 +305,7 @@ enum RedisScripts {
         for _, token in ipairs(expired) do
           local record = redis.call('HGET', ns .. ':inflight', token)
           if record then
-            local queue, worker, max_recoveries, id, entry = parse_record(record)
+            local queue, worker, max_recoveries, id, entry = parse_record(record, token)
             release(token, queue)
             redis.call('ZADD', ns .. ':lost', now, token)
             local count = redis.call('HINCRBY', ns .. ':recoveries', id, 1)

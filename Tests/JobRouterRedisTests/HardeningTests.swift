@@ -72,6 +72,20 @@ struct HardeningTests {
         #expect(try await driver.depths(of: [queue])[queue] == 0)
     }
 
+    @Test func aClaimRecordedByAnEarlierVersionIsStillRecovered() async throws {
+        let keys = TestKeys()
+        let driver = try TestRedis.driver(namespace: keys.namespace)
+        defer { Task { await cleanUp(driver, keys) } }
+        let queue = keys.queue("q")
+        let entry = #"{"id":"old-1","type":"job"}"#
+        // The layout before ids were fixed at claim: queue, worker, max_recoveries, entry; lease lapsed.
+        _ = try await driver.command(["HSET", "\(keys.namespace):inflight", "w/1.1", "\(queue)\nw\n3\n\(entry)"])
+        _ = try await driver.command(["ZADD", "\(keys.namespace):leases", "0", "w/1.1"])
+        let report = try await driver.recoverExpiredLeases(limit: 10, maxDead: 100)
+        #expect(report.recoveredJobs == [RecoveryReport.Job(id: JobID(rawValue: "old-1"), queue: queue)])
+        #expect(try await listContents(driver, queue) == [entry])
+    }
+
     @Test func deadLettersWithTheSameIdAreAllKept() async throws {
         let keys = TestKeys()
         let driver = try TestRedis.driver(namespace: keys.namespace)
