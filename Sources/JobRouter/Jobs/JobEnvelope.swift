@@ -134,8 +134,15 @@ public struct JobEnvelope: Sendable, Equatable {
 
     /// Where `bytes` stop being UTF-8, or `nil` when they are valid throughout.
     static func invalidUTF8Offset(_ bytes: Data) -> Int? {
-        // ASCII (every JobRouter entry with ASCII payloads) needs no decoder.
-        if bytes.allSatisfy({ $0 < 0x80 }) { return nil }
+        // The common cases are read straight from memory: ASCII (most entries) needs no decoder,
+        // and valid UTF-8 is confirmed by the standard library's validator.
+        let valid = bytes.withUnsafeBytes { raw -> Bool in
+            let buffer = raw.bindMemory(to: UInt8.self)
+            var high: UInt8 = 0
+            for byte in buffer { high |= byte }
+            return high < 0x80 || String(validating: buffer, as: UTF8.self) != nil
+        }
+        if valid { return nil }
         var offset = 0
         var iterator = bytes.makeIterator()
         var decoder = UTF8()
