@@ -120,8 +120,15 @@ enum RedisScripts {
         -- The entry's id, and the entry to store: one without an id gets one written into it (and
         -- an enqueued_at), so every later run, recovery and dead letter of it names the same job.
         local function identify(item, now, seq, n)
-          local id = string.match(item, '^{"id":"([%w%-_:.]+)"')
-          if id then return id, item end
+          -- JobRouter's own entries start with their id: plain finds, no pattern (this runs per job).
+          if string.sub(item, 1, 7) == '{"id":"' then
+            local close = string.find(item, '"', 8, true)
+            if close and close > 8 then
+              local id = string.sub(item, 8, close - 1)
+              if not string.find(id, '\\\\', 1, true) then return id, item end
+            end
+          end
+          local id
           local function usable(given) return type(given) == 'string' and given ~= '' and not string.find(given, '\\n', 1, true) end
           local head, rest = string.match(item, '^(%s*{)(.*)$')
           local ok, job = pcall(cjson.decode, item)
