@@ -11,6 +11,8 @@ let package = Package(
         .library(name: "JobRouter", targets: ["JobRouter"]),
         .library(name: "JobRouterRedis", targets: ["JobRouterRedis"]),
         .library(name: "JobRouterSMTP", targets: ["JobRouterSMTP"]),
+        // PostgreSQL through libpq: an app that never touches Postgres does not link libpq.
+        .library(name: "JobRouterPostgres", targets: ["JobRouterPostgres"]),
         .executable(name: "jobrouter", targets: ["jobrouter"]),
     ],
     dependencies: [
@@ -48,6 +50,19 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        .systemLibrary(
+            name: "CLibpq",
+            pkgConfig: "libpq",
+            providers: [.apt(["libpq-dev"])]
+        ),
+        .target(
+            name: "JobRouterPostgres",
+            dependencies: [
+                "JobRouter",
+                "CLibpq",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .target(
             name: "JobRouterRedis",
             dependencies: [
@@ -62,6 +77,7 @@ let package = Package(
                 "JobRouter",
                 "JobRouterRedis",
                 "JobRouterSMTP",
+                "JobRouterPostgres",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -72,6 +88,10 @@ let package = Package(
         .testTarget(
             name: "JobRouterRedisTests",
             dependencies: ["JobRouter", "JobRouterRedis", "CHiredis"]
+        ),
+        .testTarget(
+            name: "JobRouterPostgresTests",
+            dependencies: ["JobRouter", "JobRouterPostgres"]
         ),
         .testTarget(
             name: "JobRouterSMTPTests",

@@ -1,7 +1,7 @@
 # Shared helpers for scripts/test.sh, scripts/demo.sh and the benchmarks. Source it; do not run it.
 
 # The Debian packages JobRouter builds and tests with.
-JOBROUTER_PACKAGES=(pkg-config libhiredis-dev redis-server libcurl4-openssl-dev python3-aiosmtpd openssl stunnel4)
+JOBROUTER_PACKAGES=(pkg-config libhiredis-dev redis-server libcurl4-openssl-dev python3-aiosmtpd openssl stunnel4 libpq-dev postgresql)
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
@@ -140,4 +140,39 @@ stop_redis_tls_tunnel() {
     wait "$pid" 2>/dev/null || true
   done
   TUNNEL_PIDS=""
+}
+
+# Starts a private PostgreSQL 15 on a free loopback port with its own data dir under $1 (owned by
+# the `postgres` user: initdb and postgres refuse to run as root) and creates database `jobrouter`.
+# Sets POSTGRES_PORT and POSTGRES_DIR; stopped by stop_postgres.
+start_postgres() {
+  local dir="$1"
+  local bin
+  bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+  [ -n "$bin" ] || { echo "PostgreSQL is not installed (apt-get install postgresql)" >&2; return 1; }
+  POSTGRES_DIR="$dir"
+  POSTGRES_PORT=$(free_port)
+  mkdir -p "$dir"
+  local run_as=()
+  if [ "$(id -u)" -eq 0 ]; then
+    chown postgres: "$dir"
+    chmod a+x "$(dirname "$dir")"   # a private mktemp dir: let the postgres user reach its own dir
+    run_as=(runuser -u postgres --)
+  fi
+  "${run_as[@]}" "$bin/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 >"$dir/initdb.log" 2>&1 \
+    || { echo "initdb failed; see $dir/initdb.log" >&2; return 1; }
+  "${run_as[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 30 \
+    -o "-c listen_addresses=127.0.0.1 -p $POSTGRES_PORT -k $dir -c fsync=off" start >/dev/null \
+    || { echo "postgres did not start; see $dir/postgres.log" >&2; return 1; }
+  POSTGRES_BIN="$bin"
+  "${run_as[@]}" "$bin/createdb" -h 127.0.0.1 -p "$POSTGRES_PORT" -U postgres jobrouter
+}
+
+stop_postgres() {
+  if [ -n "${POSTGRES_DIR:-}" ] && [ -n "${POSTGRES_BIN:-}" ]; then
+    local run_as=()
+    [ "$(id -u)" -eq 0 ] && run_as=(runuser -u postgres --)
+    "${run_as[@]}" "$POSTGRES_BIN/pg_ctl" -D "$POSTGRES_DIR/data" -m immediate stop >/dev/null 2>&1 || true
+    POSTGRES_DIR=""
+  fi
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole test suite: installs what is missing, starts a private redis-server and SMTP sinks (one
+# The whole test suite: installs what is missing, starts a private redis-server, PostgreSQL and SMTP sinks (one
 # open, two requiring AUTH over STARTTLS and smtps with a private CA) on free loopback ports with
 # their own data, builds, runs `swift test`, and stops them.
 # Extra arguments go to `swift test` (e.g. --filter Routing).
@@ -11,7 +11,7 @@ ensure_packages "${JOBROUTER_PACKAGES[@]}"
 command -v swift >/dev/null || { echo "swift is not on PATH" >&2; exit 1; }
 
 run_dir=$(mktemp -d /tmp/jobrouter-test.XXXXXX)
-trap 'stop_redis_tls_tunnel; stop_redis; stop_smtp_sink; rm -rf "$run_dir"' EXIT
+trap 'stop_redis_tls_tunnel; stop_redis; stop_smtp_sink; stop_postgres; rm -rf "$run_dir"' EXIT
 start_redis "$run_dir/redis"
 log "redis-server on 127.0.0.1:$REDIS_PORT"
 start_smtp_sink "$run_dir/mail.jsonl"
@@ -25,6 +25,9 @@ start_smtp_sink "$run_dir/smtps.jsonl" --auth "jobrouter:s3cret-pw" --cert "$run
 export JOBROUTER_TEST_SMTPS_URL="smtps://127.0.0.1:$SMTP_PORT"
 export JOBROUTER_TEST_SMTP_AUTH_LOGS="$run_dir/starttls.jsonl:$run_dir/smtps.jsonl" JOBROUTER_TEST_SMTP_CA="$run_dir/tls/ca.pem"
 log "AUTH relays: STARTTLS $JOBROUTER_TEST_SMTP_STARTTLS_URL, $JOBROUTER_TEST_SMTPS_URL"
+start_postgres "$run_dir/postgres"
+export JOBROUTER_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$POSTGRES_PORT/jobrouter"
+log "postgres on 127.0.0.1:$POSTGRES_PORT (data in $run_dir/postgres)"
 start_redis_tls_tunnel "$run_dir/tunnel" "$REDIS_PORT" "$run_dir/tls/ca.pem" "$run_dir/tls/server.pem" "$run_dir/tls/server.key"
 export JOBROUTER_TEST_REDIS_TUNNEL_URL="redis://127.0.0.1:$REDIS_TUNNEL_PORT/0"
 log "redis over TLS: 127.0.0.1:$REDIS_TLS_PORT, through a local stunnel at $JOBROUTER_TEST_REDIS_TUNNEL_URL"
@@ -32,7 +35,7 @@ log "redis over TLS: 127.0.0.1:$REDIS_TLS_PORT, through a local stunnel at $JOBR
 export JOBROUTER_TEST_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
 export JOBROUTER_TEST_REDIS_SERVER="$(command -v redis-server)"
 export JOBROUTER_TEST_SMTP_LOG="$run_dir/mail.jsonl"
-unset JOBROUTER_REDIS_URL JOBROUTER_CONFIG
+unset JOBROUTER_REDIS_URL JOBROUTER_CONFIG JOBROUTER_POSTGRES_URL PGPASSWORD
 
 log "building"
 swift build --build-tests

@@ -232,6 +232,33 @@ struct CLIHardeningTests {
         #expect(status.out.contains("is broken: the key holds a hash"))
     }
 
+    @Test func migrateTwiceThenStatus() async throws {
+        guard let url = ProcessInfo.processInfo.environment["JOBROUTER_TEST_POSTGRES_URL"], !url.isEmpty else {
+            throw TestSetupError("JOBROUTER_TEST_POSTGRES_URL is not set: run the suite with scripts/test.sh")
+        }
+        let keys = TestKeys()
+        let schema = "t_cli_" + UUID().uuidString.prefix(8).lowercased()
+        let body = try header(keys) + """
+
+            [types.t]
+            handler = "noop"
+            [groups.g]
+            queues = ["\(keys.queue("default"))"]
+            """
+        let path = try writeConfig(keys, body + "\n[postgres]\nurl = \"postgres://nobody@127.0.0.1:1/x\"\nschema = \"\(schema)\"\n")
+        let environment = ["JOBROUTER_POSTGRES_URL": url]
+        let first = try await runCLI(["migrate", "--config", path], environment: environment)
+        #expect(first.status == 0, "\(first.err)")
+        #expect(first.out.contains("applied 1:") && first.out.contains("migrated"))
+        let second = try await runCLI(["migrate", "--config", path], environment: environment)
+        #expect(second.out == "schema \(schema) is up to date\n")
+        let status = try await runCLI(["migrate", "--status", "--config", path], environment: environment)
+        #expect(status.out.hasPrefix("applied  1  ") && status.out.contains("is up to date"))
+        let without = try writeConfig(keys, body, name: "nopg.toml")
+        let refused = try await runCLI(["migrate", "--config", without])
+        #expect(refused.status == 1 && refused.err.contains("migrate needs a [postgres] table"))
+    }
+
     @Test func sharedFlagsMayComeBeforeTheSubcommand() async throws {
         let keys = TestKeys()
         let path = try writeConfig(keys, try header(keys) + """

@@ -38,6 +38,12 @@ import TOMLKit
 /// | `smtp.ca_file` | path to a PEM bundle, relative to this file | none: the system trust store |
 /// | `smtp.auth_mechanism` | `"PLAIN"`, `"LOGIN"`, `"CRAM-MD5"`, … | the best one the server offers |
 /// | `smtp.tls_verify` | boolean; `false` only when set explicitly (and `check` warns) | `true` |
+/// | `postgres.url` | `postgres://user@host:port/db`, no password | required in `[postgres]`; `JOBROUTER_POSTGRES_URL` overrides |
+/// | `postgres.pool` | integer ≥ 1: connections per worker process | `8` |
+/// | `postgres.ledger` | boolean | `true` |
+/// | `postgres.retain` | duration string | `"30d"` |
+/// | `postgres.store_payload` | boolean | `true` |
+/// | `postgres.schema` | SQL identifier | `"jobrouter"` |
 /// | `templates.NAME.subject` | Mustache string | required |
 /// | `templates.NAME.text`, `.html` | Mustache string | at least one body |
 /// | `templates.NAME.text_file`, `.html_file` | path, relative to this file | instead of `text`/`html` |
@@ -106,7 +112,7 @@ struct TOMLReader {
     }
 
     func configuration(from root: TOMLTable) throws -> RouterConfiguration {
-        try checkKeys(root, path: [], allowed: ["default_queue", "max_dead", "max_payload", "redis", "types", "groups", "smtp", "templates"])
+        try checkKeys(root, path: [], allowed: ["default_queue", "max_dead", "max_payload", "redis", "postgres", "types", "groups", "smtp", "templates"])
         var configuration = RouterConfiguration()
         if let value = root["default_queue"] { configuration.defaultQueue = try string(value, ["default_queue"]) }
         if let value = root["max_dead"] { configuration.maxDead = try integer(value, ["max_dead"]) }
@@ -125,6 +131,7 @@ struct TOMLReader {
             }
         }
         if let value = root["smtp"] { configuration.smtp = try smtp(try table(value, ["smtp"])) }
+        if let value = root["postgres"] { configuration.postgres = try postgres(try table(value, ["postgres"])) }
         if let value = root["templates"] {
             let templates = try table(value, ["templates"])
             for name in templates.keys {
@@ -255,6 +262,27 @@ struct TOMLReader {
             settings.tlsVerify = flag
         }
         return settings
+    }
+
+    private func postgres(_ table: TOMLTable) throws -> PostgresSettings {
+        let path = ["postgres"]
+        try checkKeys(table, path: path, allowed: ["url", "pool", "ledger", "retain", "store_payload", "schema", "password"])
+        if table["password"] != nil {
+            throw fail(path + ["password"], "put the password in JOBROUTER_POSTGRES_URL, PGPASSWORD or ~/.pgpass, not in the file")
+        }
+        guard let urlValue = table["url"] else { throw fail(path + ["url"], "missing; e.g. \"postgres://jobrouter@127.0.0.1:5432/app\"") }
+        var settings = PostgresSettings(url: try string(urlValue, path + ["url"]))
+        if let value = table["pool"] { settings.pool = try integer(value, path + ["pool"]) }
+        if let value = table["ledger"] { settings.ledger = try bool(value, path + ["ledger"]) }
+        if let value = table["retain"] { settings.retain = try duration(value, path + ["retain"]) }
+        if let value = table["store_payload"] { settings.storePayload = try bool(value, path + ["store_payload"]) }
+        if let value = table["schema"] { settings.schema = try string(value, path + ["schema"]) }
+        return settings
+    }
+
+    private func bool(_ value: TOMLValueConvertible, _ path: [String]) throws -> Bool {
+        guard value.type == .bool, let flag = value.bool else { throw fail(path, "must be true or false, not \(describe(value))") }
+        return flag
     }
 
     private func template(name: String, _ table: TOMLTable) throws -> MailTemplate {

@@ -88,6 +88,21 @@ extension RouterConfiguration {
         if let name = types.keys.sorted().first(where: { types[$0]?.handler == .smtp }), smtp == nil {
             throw fail(["types", name, "handler"], "\"smtp\" needs an [smtp] table (url, from)")
         }
+        if let postgres {
+            let lower = postgres.url.lowercased()
+            if !(lower.hasPrefix("postgres://") || lower.hasPrefix("postgresql://")) {
+                throw fail(["postgres", "url"], "must start with postgres:// (e.g. \"postgres://jobrouter@127.0.0.1:5432/app\")")
+            }
+            if PostgresSettings.redacted(postgres.url) != postgres.url {
+                throw fail(["postgres", "url"], "holds a password; put it in JOBROUTER_POSTGRES_URL, PGPASSWORD or ~/.pgpass instead")
+            }
+            if postgres.pool < 1 { throw fail(["postgres", "pool"], "must be at least 1, not \(postgres.pool)") }
+            if postgres.retain <= .zero { throw fail(["postgres", "retain"], "must be longer than zero") }
+            if postgres.schema.isEmpty || !postgres.schema.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") })
+                || postgres.schema.first?.isNumber == true {
+                throw fail(["postgres", "schema"], "'\(postgres.schema)' is not a plain SQL identifier (letters, digits, _)")
+            }
+        }
         let declared = declaredQueues
         for name in groups.keys.sorted() {
             guard let group = groups[name] else { continue }

@@ -14,6 +14,8 @@ public struct RouterConfiguration: Sendable {
     public var groups: [String: WorkerGroupConfiguration]
     /// Where mail goes (TOML `[smtp]`); required when a type uses `handler = "smtp"`.
     public var smtp: SMTPSettings?
+    /// Where the durable job history lives (TOML `[postgres]`); `nil`: no PostgreSQL.
+    public var postgres: PostgresSettings?
     /// Mail templates by name (TOML `[templates.NAME]`).
     public var templates: [String: MailTemplate] = [:]
     /// Most records the dead-letter store keeps; the oldest are trimmed and counted (TOML `max_dead`, default 10000).

@@ -1,0 +1,149 @@
+import CLibpq
+import Foundation
+import JobRouter
+
+/// One libpq connection (`PGconn`), opened on the thread that uses it and closed in `deinit`.
+/// Blocking and not `Sendable`: it lives on one dedicated thread of a ``PostgresPool``.
+///
+/// Statements take their values as parameters (`$1`, `$2`, … in text form), never spliced into
+/// the SQL.
+public final class PostgresConnection {
+    private let connection: OpaquePointer
+    /// The server, without credentials.
+    public let server: String
+
+    /// Connects to `url` (libpq reads `PGPASSWORD` and `~/.pgpass` for a password the URL lacks),
+    /// naming itself `applicationName` in `pg_stat_activity`. Throws with libpq's message.
+    public init(url: String, applicationName: String, connectTimeout: Duration = .seconds(10)) throws(PostgresError) {
+        server = Self.describe(url)
+        // `dbname` holding a URL is expanded (the last argument), and later keys override it.
+        let keys = ["dbname", "application_name", "connect_timeout"]
+        let values = [url, applicationName, String(max(1, connectTimeout.inMilliseconds / 1000))]
+        let opened: OpaquePointer? = Self.withCStrings(keys) { keyPointers in
+            Self.withCStrings(values) { valuePointers in
+                PQconnectdbParams(keyPointers, valuePointers, 1)
+            }
+        }
+        guard let opened else {
+            throw PostgresError(code: .connection, message: "libpq could not allocate a connection", server: server)
+        }
+        guard PQstatus(opened) == CONNECTION_OK else {
+            let message = Self.message(PQerrorMessage(opened))
+            PQfinish(opened)
+            throw PostgresError(code: .connection, sqlState: Self.sqlState(inConnectionMessage: message), message: message, server: server)
+        }
+        connection = opened
+    }
+
+    deinit {
+        PQfinish(connection)
+    }
+
+    /// Whether the connection still works as far as libpq knows.
+    public var isHealthy: Bool { PQstatus(connection) == CONNECTION_OK }
+
+    /// Runs one statement with text parameters (`nil` is SQL NULL) and returns its rows as text.
+    @discardableResult
+    public func query(_ sql: String, _ parameters: [String?] = []) throws(PostgresError) -> PostgresRows {
+        let result: OpaquePointer? = Self.withOptionalCStrings(parameters) { values in
+            PQexecParams(connection, sql, Int32(parameters.count), nil, values, nil, nil, 0)
+        }
+        guard let result else {
+            throw PostgresError(code: isHealthy ? .query : .connection, message: Self.message(PQerrorMessage(connection)), server: server)
+        }
+        defer { PQclear(result) }
+        switch PQresultStatus(result) {
+        case PGRES_TUPLES_OK, PGRES_COMMAND_OK:
+            return PostgresRows(result)
+        default:
+            let state = PQresultErrorField(result, Int32(UInt8(ascii: "C"))).map { String(cString: $0) }
+            let primary = PQresultErrorField(result, Int32(UInt8(ascii: "M"))).map { String(cString: $0) }
+            let message = primary ?? Self.message(PQresultErrorMessage(result))
+            let broken = !isHealthy || state?.hasPrefix("08") == true
+            throw PostgresError(code: broken ? .connection : .query, sqlState: state, message: message, server: server)
+        }
+    }
+
+    /// Runs `body` in a transaction: committed when it returns, rolled back when it throws.
+    public func transaction<Result>(_ body: (PostgresConnection) throws -> Result) throws -> Result {
+        try query("BEGIN")
+        do {
+            let result = try body(self)
+            try query("COMMIT")
+            return result
+        } catch {
+            _ = try? query("ROLLBACK")
+            throw error
+        }
+    }
+
+    // MARK: C strings
+
+    private static func message(_ pointer: UnsafePointer<CChar>?) -> String {
+        guard let pointer else { return "unknown error" }
+        return String(cString: pointer).split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { !$0.isEmpty }.joined(separator: "; ")
+    }
+
+    /// libpq reports a failed login only in text; map the common ones to their SQLSTATE.
+    private static func sqlState(inConnectionMessage message: String) -> String? {
+        if message.contains("password authentication failed") { return "28P01" }
+        if message.contains("does not exist") && message.contains("database") { return "3D000" }
+        if message.contains("role") && message.contains("does not exist") { return "28000" }
+        return nil
+    }
+
+    /// `host:port/db` of a URL, without the user or password.
+    static func describe(_ url: String) -> String {
+        guard let scheme = url.range(of: "://") else { return "(connection string)" }
+        var rest = url[scheme.upperBound...]
+        if let at = rest.lastIndex(of: "@") { rest = rest[rest.index(after: at)...] }
+        if let query = rest.firstIndex(of: "?") { rest = rest[..<query] }
+        return String(rest)
+    }
+
+    private static func withCStrings<R>(_ strings: [String], _ body: (UnsafePointer<UnsafePointer<CChar>?>) -> R) -> R {
+        let copies = strings.map { strdup($0) }
+        defer { copies.forEach { free($0) } }
+        let pointers: [UnsafePointer<CChar>?] = copies.map { $0.map { UnsafePointer($0) } } + [nil]
+        return pointers.withUnsafeBufferPointer { body($0.baseAddress!) }
+    }
+
+    private static func withOptionalCStrings<R>(_ strings: [String?], _ body: (UnsafePointer<UnsafePointer<CChar>?>?) -> R) -> R {
+        let copies = strings.map { $0.map { strdup($0) } ?? nil }
+        defer { copies.forEach { free($0) } }
+        let pointers: [UnsafePointer<CChar>?] = copies.map { $0.map { UnsafePointer($0) } }
+        return pointers.withUnsafeBufferPointer { body($0.baseAddress) }
+    }
+}
+
+@available(*, unavailable)
+extension PostgresConnection: Sendable {}
+
+/// The rows of a result, every value as text (`nil` for NULL), copied out of libpq's result.
+public struct PostgresRows: Sendable, Equatable {
+    /// The column names, in order.
+    public var columns: [String]
+    /// Each row's values, in column order.
+    public var rows: [[String?]]
+    /// How many rows a command changed (`UPDATE`, `DELETE`, `INSERT`), when it says.
+    public var affected: Int?
+
+    init(_ result: OpaquePointer) {
+        let columnCount = Int(PQnfields(result))
+        let rowCount = Int(PQntuples(result))
+        columns = (0..<columnCount).map { String(cString: PQfname(result, Int32($0))) }
+        rows = (0..<rowCount).map { row in
+            (0..<columnCount).map { column in
+                PQgetisnull(result, Int32(row), Int32(column)) == 1 ? nil : String(cString: PQgetvalue(result, Int32(row), Int32(column)))
+            }
+        }
+        affected = Int(String(cString: PQcmdTuples(result)))
+    }
+
+    /// The first row's value in `column`, when there is one.
+    public func value(_ column: String, row: Int = 0) -> String? {
+        guard let index = columns.firstIndex(of: column), row < rows.count else { return nil }
+        return rows[row][index]
+    }
+}

@@ -1,0 +1,92 @@
+/// JobRouter's schema in PostgreSQL, versioned: `jobrouter migrate` applies what is pending, each
+/// version in its own transaction, under an advisory lock so two processes migrating at once
+/// apply each version exactly once. Running it again changes nothing.
+public struct PostgresMigrator: Sendable {
+    /// One step of the schema.
+    public struct Migration: Sendable, Equatable {
+        /// Its number; applied in order.
+        public var version: Int
+        /// What it does, for `migrate --status`.
+        public var name: String
+        /// The statements (with `{schema}` standing for the configured schema name).
+        public var statements: [String]
+    }
+
+    /// Where a database stands.
+    public struct Status: Sendable, Equatable {
+        /// Versions applied, with when.
+        public var applied: [(version: Int, name: String, appliedAt: String)]
+        /// Versions this JobRouter knows and the database does not have yet.
+        public var pending: [Migration]
+
+        public static func == (lhs: Status, rhs: Status) -> Bool {
+            lhs.applied.map(\.version) == rhs.applied.map(\.version) && lhs.pending == rhs.pending
+        }
+    }
+
+    /// The schema name (a plain identifier, checked by the configuration).
+    public var schema: String
+
+    /// Every version this JobRouter knows, oldest first.
+    public static let migrations: [Migration] = [
+        Migration(version: 1, name: "schema and migration bookkeeping", statements: [
+            "CREATE SCHEMA IF NOT EXISTS {schema}",
+        ]),
+    ]
+
+    /// A migrator for `schema`.
+    public init(schema: String = "jobrouter") {
+        self.schema = schema
+    }
+
+    /// The advisory lock every migrating process takes (a fixed key, per schema).
+    private var lockKey: String { "jobrouter-migrate:\(schema)" }
+
+    /// Applies every pending version; returns the ones it applied (none when up to date).
+    public func migrate(_ pool: PostgresPool) async throws -> [Migration] {
+        let schema = self.schema
+        let lockKey = self.lockKey
+        return try await pool.withConnection { connection in
+            try connection.query("SELECT pg_advisory_lock(hashtext($1))", [lockKey])
+            defer { _ = try? connection.query("SELECT pg_advisory_unlock(hashtext($1))", [lockKey]) }
+            try connection.query("CREATE SCHEMA IF NOT EXISTS \(schema)")
+            try connection.query("""
+                CREATE TABLE IF NOT EXISTS \(schema).schema_migrations (
+                  version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())
+                """)
+            let done = Set(try connection.query("SELECT version FROM \(schema).schema_migrations").rows.compactMap { $0[0].flatMap(Int.init) })
+            var applied: [Migration] = []
+            for migration in Self.migrations where !done.contains(migration.version) {
+                try connection.transaction { connection in
+                    for statement in migration.statements {
+                        try connection.query(statement.replacingOccurrences(of: "{schema}", with: schema))
+                    }
+                    try connection.query("INSERT INTO \(schema).schema_migrations (version, name) VALUES ($1, $2)",
+                                         [String(migration.version), migration.name])
+                }
+                applied.append(migration)
+            }
+            return applied
+        }
+    }
+
+    /// Which versions are applied and which are pending (all pending on a database never migrated).
+    public func status(_ pool: PostgresPool) async throws -> Status {
+        let schema = self.schema
+        return try await pool.withConnection { connection in
+            let exists = try connection.query("SELECT to_regclass($1) IS NOT NULL AS present", ["\(schema).schema_migrations"])
+            guard exists.value("present") == "t" else { return Status(applied: [], pending: Self.migrations) }
+            let rows = try connection.query("""
+                SELECT version, name, to_char(applied_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS at
+                FROM \(schema).schema_migrations ORDER BY version
+                """).rows
+            let applied = rows.compactMap { row -> (Int, String, String)? in
+                guard let version = row[0].flatMap(Int.init) else { return nil }
+                return (version, row[1] ?? "", row[2] ?? "")
+            }
+            let versions = Set(applied.map(\.0))
+            return Status(applied: applied.map { (version: $0.0, name: $0.1, appliedAt: $0.2) },
+                          pending: Self.migrations.filter { !versions.contains($0.version) })
+        }
+    }
+}

@@ -1,0 +1,133 @@
+import Foundation
+import JobRouter
+import JobRouterPostgres
+import Testing
+
+/// The PostgreSQL started by scripts/test.sh: `JOBROUTER_TEST_POSTGRES_URL`. A missing server is a
+/// failure, never a skip.
+enum TestPostgres {
+    static var url: String {
+        get throws {
+            guard let url = ProcessInfo.processInfo.environment["JOBROUTER_TEST_POSTGRES_URL"], !url.isEmpty else {
+                throw SetupError(description: "JOBROUTER_TEST_POSTGRES_URL is not set: run the suite with scripts/test.sh")
+            }
+            return url
+        }
+    }
+
+    struct SetupError: Error, CustomStringConvertible { var description: String }
+
+    /// A schema name of its own for one test.
+    static func schema(_ name: String = #function) -> String {
+        "t_" + name.prefix(while: { $0 != "(" }).lowercased().prefix(30) + "_" + UUID().uuidString.prefix(6).lowercased()
+    }
+}
+
+@Suite(.timeLimit(.minutes(2)))
+struct PostgresTests {
+    @Test func parametersRowsAndNull() async throws {
+        let pool = PostgresPool(url: try TestPostgres.url, size: 1)
+        let rows = try await pool.withConnection { connection in
+            try connection.query("SELECT $1::int + 1 AS n, $2::text AS t, NULL::text AS empty", ["41", "it's"])
+        }
+        #expect(rows.columns == ["n", "t", "empty"])
+        #expect(rows.rows == [["42", "it's", nil]])
+    }
+
+    @Test func errorsCarrySQLStateAndTheServersMessage() async throws {
+        let pool = PostgresPool(url: try TestPostgres.url, size: 1)
+        await #expect {
+            try await pool.withConnection { try $0.query("SELECT 1 / 0") }
+        } throws: { error in
+            guard let error = error as? PostgresError else { return false }
+            return error.sqlState == "22012" && error.message == "division by zero" && error.code == .query && !error.isTransient
+        }
+        // The connection is still good after a statement failed.
+        #expect(try await pool.withConnection { try $0.query("SELECT 1 AS one") }.value("one") == "1")
+    }
+
+    @Test func aBadPasswordOrDatabaseIsOneLineWithoutThePassword() async throws {
+        let url = try TestPostgres.url.replacingOccurrences(of: "/jobrouter", with: "/no_such_db")
+        let pool = PostgresPool(url: url.replacingOccurrences(of: "postgres@", with: "postgres:hunter2@"), size: 1)
+        await #expect {
+            try await pool.withConnection { try $0.query("SELECT 1") }
+        } throws: { error in
+            let text = "\(error)"
+            return text.contains("no_such_db") && text.contains("does not exist") && !text.contains("hunter2") && !text.contains("\n")
+        }
+    }
+
+    @Test func blockingCallsRunOnThePoolsOwnThreadsAtOnce() async throws {
+        let pool = PostgresPool(url: try TestPostgres.url, size: 4, applicationName: "jobrouter test-pool")
+        let clock = ContinuousClock()
+        let start = clock.now
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<4 {
+                group.addTask { () async throws -> Void in
+                    _ = try await pool.withConnection { try $0.query("SELECT pg_sleep(0.5)") }
+                }
+            }
+            try await group.waitForAll()
+        }
+        // Four half-second sleeps on 4 connections while Swift's pool (2 threads here) stays free.
+        #expect(start.duration(to: clock.now) < .seconds(1.9))
+        let named = try await pool.withConnection { connection in
+            try connection.query("SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = $1", ["jobrouter test-pool"])
+        }
+        #expect(named.value("n") == "4")
+    }
+
+    @Test func aBrokenConnectionIsReplaced() async throws {
+        let pool = PostgresPool(url: try TestPostgres.url, size: 1, applicationName: "jobrouter test-replace")
+        let first = try await pool.withConnection { try $0.query("SELECT pg_backend_pid() AS pid") }.value("pid")
+        // Another session kills ours, as a server restart would.
+        let admin = PostgresPool(url: try TestPostgres.url, size: 1)
+        _ = try await admin.withConnection { try $0.query("SELECT pg_terminate_backend($1::int)", [first]) }
+        await #expect(throws: PostgresError.self) { try await pool.withConnection { try $0.query("SELECT 1") } }
+        let second = try await pool.withConnection { try $0.query("SELECT pg_backend_pid() AS pid") }.value("pid")
+        #expect(second != nil && second != first)
+    }
+
+    @Test func transactionsCommitOrRollBack() async throws {
+        let schema = TestPostgres.schema()
+        let pool = PostgresPool(url: try TestPostgres.url, size: 1)
+        _ = try await pool.withConnection { try $0.query("CREATE SCHEMA \(schema)"); return try $0.query("CREATE TABLE \(schema).t (n int)") }
+        _ = try await pool.withTransaction { try $0.query("INSERT INTO \(schema).t VALUES (1)") }
+        struct Abort: Error {}
+        await #expect(throws: Abort.self) {
+            try await pool.withTransaction { connection in
+                try connection.query("INSERT INTO \(schema).t VALUES (2)")
+                throw Abort()
+            }
+        }
+        let count = try await pool.withConnection { try $0.query("SELECT count(*) AS n FROM \(schema).t") }.value("n")
+        #expect(count == "1")
+        _ = try await pool.withConnection { try $0.query("DROP SCHEMA \(schema) CASCADE") }
+    }
+
+    @Test func migrateIsIdempotentAndSafeConcurrently() async throws {
+        let schema = TestPostgres.schema()
+        let pool = PostgresPool(url: try TestPostgres.url, size: 4)
+        let migrator = PostgresMigrator(schema: schema)
+        #expect(try await migrator.status(pool).pending.map(\.version) == PostgresMigrator.migrations.map(\.version))
+        let applied = try await withThrowingTaskGroup(of: Int.self) { group in
+            for _ in 0..<4 { group.addTask { try await migrator.migrate(pool).count } }
+            return try await group.reduce(0, +)
+        }
+        #expect(applied == PostgresMigrator.migrations.count, "each version applied exactly once")
+        #expect(try await migrator.migrate(pool).isEmpty)
+        let status = try await migrator.status(pool)
+        #expect(status.pending.isEmpty && status.applied.map(\.version) == PostgresMigrator.migrations.map(\.version))
+        _ = try await pool.withConnection { try $0.query("DROP SCHEMA \(schema) CASCADE") }
+    }
+
+    @Test func postgresSettingsParseAndRefuseAPasswordInTheFile() throws {
+        let base = "[types.a]\nhandler = \"noop\"\n[groups.g]\nqueues = [\"default\"]\n"
+        let configuration = try RouterConfiguration.parse(toml: base + "[postgres]\nurl = \"postgres://jr@127.0.0.1:5432/app\"\npool = 3\nretain = \"7d\"\n")
+        #expect(configuration.postgres?.pool == 3 && configuration.postgres?.retain == .seconds(7 * 86_400))
+        #expect {
+            try RouterConfiguration.parse(toml: base + "[postgres]\nurl = \"postgres://jr:secret@127.0.0.1/app\"\n", file: "q.toml")
+        } throws: { "\($0)" == "q.toml:6: postgres.url: holds a password; put it in JOBROUTER_POSTGRES_URL, PGPASSWORD or ~/.pgpass instead" }
+        #expect(PostgresSettings(url: "x").connectionURL(environment: ["JOBROUTER_POSTGRES_URL": "postgres://a:b@h/d"]) == "postgres://a:b@h/d")
+    }
+}
