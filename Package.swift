@@ -91,7 +91,7 @@ let package = Package(
         ),
         .testTarget(
             name: "JobRouterPostgresTests",
-            dependencies: ["JobRouter", "JobRouterPostgres"]
+            dependencies: ["JobRouter", "JobRouterPostgres", "JobRouterRedis"]
         ),
         .testTarget(
             name: "JobRouterSMTPTests",

@@ -39,15 +39,35 @@ public final class PostgresConnection {
         PQfinish(connection)
     }
 
-    /// Whether the connection still works as far as libpq knows.
-    public var isHealthy: Bool { PQstatus(connection) == CONNECTION_OK }
+    /// Statements prepared on this connection, by name.
+    private var prepared: Set<String> = []
+    /// The `statement_timeout` last set on this connection, in milliseconds.
+    private var statementTimeout: Int64?
 
-    /// Runs one statement with text parameters (`nil` is SQL NULL) and returns its rows as text.
+    /// Runs the statement prepared as `name` (preparing `sql` under that name on first use on this
+    /// connection) with text parameters, bounded by `timeout` (the session's `statement_timeout`).
     @discardableResult
-    public func query(_ sql: String, _ parameters: [String?] = []) throws(PostgresError) -> PostgresRows {
-        let result: OpaquePointer? = Self.withOptionalCStrings(parameters) { values in
-            PQexecParams(connection, sql, Int32(parameters.count), nil, values, nil, nil, 0)
+    public func execute(prepared name: String, _ sql: String, _ parameters: [String?], timeout: Duration? = nil) throws(PostgresError) -> PostgresRows {
+        if let timeout, timeout.inMilliseconds != statementTimeout {
+            try query("SELECT set_config('statement_timeout', $1, false)", [String(timeout.inMilliseconds)])
+            statementTimeout = timeout.inMilliseconds
         }
+        if !prepared.contains(name) {
+            // Every parameter is declared text, so a statement may leave one unused ($2, the job id).
+            let types = [Oid](repeating: 25, count: parameters.count)
+            let result = types.withUnsafeBufferPointer { PQprepare(connection, name, sql, Int32(parameters.count), $0.baseAddress) }
+            try check(result)
+            prepared.insert(name)
+        }
+        let result: OpaquePointer? = Self.withOptionalCStrings(parameters) { values in
+            PQexecPrepared(connection, name, Int32(parameters.count), values, nil, nil, 0)
+        }
+        return try check(result)
+    }
+
+    /// Turns a result into rows, or its error into a ``PostgresError``; frees it.
+    @discardableResult
+    private func check(_ result: OpaquePointer?) throws(PostgresError) -> PostgresRows {
         guard let result else {
             throw PostgresError(code: isHealthy ? .query : .connection, message: Self.message(PQerrorMessage(connection)), server: server)
         }
@@ -62,6 +82,18 @@ public final class PostgresConnection {
             let broken = !isHealthy || state?.hasPrefix("08") == true
             throw PostgresError(code: broken ? .connection : .query, sqlState: state, message: message, server: server)
         }
+    }
+
+    /// Whether the connection still works as far as libpq knows.
+    public var isHealthy: Bool { PQstatus(connection) == CONNECTION_OK }
+
+    /// Runs one statement with text parameters (`nil` is SQL NULL) and returns its rows as text.
+    @discardableResult
+    public func query(_ sql: String, _ parameters: [String?] = []) throws(PostgresError) -> PostgresRows {
+        let result: OpaquePointer? = Self.withOptionalCStrings(parameters) { values in
+            PQexecParams(connection, sql, Int32(parameters.count), nil, values, nil, nil, 0)
+        }
+        return try check(result)
     }
 
     /// Runs `body` in a transaction: committed when it returns, rolled back when it throws.

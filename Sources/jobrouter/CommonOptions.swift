@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import JobRouter
+import JobRouterPostgres
 import JobRouterRedis
 import JobRouterSMTP
 import Logging
@@ -22,10 +23,11 @@ struct CommonOptions: ParsableArguments {
         return "queues.toml"
     }
 
-    /// Every handler kind the CLI links: the core's and `smtp`.
+    /// Every handler kind the CLI links: the core's, `smtp` and `sql`.
     var handlers: HandlerRegistry {
         var registry = HandlerRegistry()
         registry.add(SMTPHandlerProvider())
+        registry.add(SQLHandlerProvider())
         return registry
     }
 

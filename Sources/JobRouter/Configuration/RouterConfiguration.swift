@@ -117,6 +117,7 @@ public struct HandlerKind: RawRepresentable, Hashable, Sendable, CustomStringCon
     /// the same queues.toml as the workers); any other kind needs its provider when the file is read.
     public static let firstPartyProviders: [HandlerKind: String] = [
         .exec: "JobRouter", .noop: "JobRouter", .swift: "JobRouter", .smtp: "JobRouterSMTP's SMTPHandlerProvider",
+        "sql": "JobRouterPostgres's SQLHandlerProvider",
     ]
 }
 

@@ -80,5 +80,12 @@ public struct HandlerResolutionError: Error, CustomStringConvertible, Sendable {
     public var type: String
     /// Why.
     public var message: String
+
+    /// Makes an error.
+    public init(type: String, message: String) {
+        self.type = type
+        self.message = message
+    }
+
     public var description: String { "types.\(type): \(message)" }
 }

@@ -1,0 +1,106 @@
+import Foundation
+import JobRouter
+import JobRouterPostgres
+import JobRouterRedis
+import Logging
+import Synchronization
+import Testing
+
+/// `handler = "sql"` against a real PostgreSQL and Redis: the SQLSTATE decides retry or dead.
+@Suite(.timeLimit(.minutes(2)))
+struct SQLHandlerTests {
+    final class Outcomes: JobEventRecorder, Sendable {
+        private let events = Mutex<[JobEvent]>([])
+        func record(_ event: JobEvent) { events.withLock { $0.append(event) } }
+        var succeeded: Int { events.withLock { $0 }.filter { if case .succeeded = $0 { true } else { false } }.count }
+        var retried: [String] { events.withLock { $0 }.compactMap { if case .failed(_, _, _, _, let error, _) = $0 { error } else { nil } } }
+        var dead: [DeadLetter] { events.withLock { $0 }.compactMap { if case .deadLettered(let record, _) = $0 { record } else { nil } } }
+    }
+
+    static func eventually(timeout: Duration = .seconds(15), _ condition: () -> Bool) async -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if condition() { return true }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return condition()
+    }
+
+    @Test func statementsRunAndTheirSQLStateDecidesTheOutcome() async throws {
+        let redisURL = try #require(ProcessInfo.processInfo.environment["JOBROUTER_TEST_REDIS_URL"], "run with scripts/test.sh")
+        let postgresURL = try TestPostgres.url
+        let schema = TestPostgres.schema()
+        let prefix = "sql-\(UUID().uuidString.prefix(8).lowercased())"
+        let admin = PostgresPool(url: postgresURL, size: 1)
+        _ = try await admin.withConnection { connection in
+            try connection.query("CREATE SCHEMA \(schema)")
+            return try connection.query("CREATE TABLE \(schema).users (email text PRIMARY KEY, job text)")
+        }
+        let toml = """
+            default_queue = "\(prefix):default"
+            [redis]
+            url = "\(redisURL)"
+            namespace = "\(prefix)-jr"
+            [postgres]
+            url = "postgres://nobody@127.0.0.1:1/unused"
+            pool = 2
+            [types.signup]
+            handler = "sql"
+            sql = "INSERT INTO \(schema).users (email, job) VALUES ($1::jsonb->>'email', $2)"
+            max_attempts = 1
+            [types.slow]
+            handler = "sql"
+            sql = "SELECT pg_sleep(($1::jsonb->>'seconds')::float)"
+            timeout = "300ms"
+            max_attempts = 2
+            backoff = { base = "10ms", max = "20ms" }
+            [types.broken]
+            handler = "sql"
+            sql = "SELEKT 1 WHERE $1::text IS NOT NULL AND $2::text IS NOT NULL"
+            [groups.g]
+            queues = ["\(prefix):default"]
+            concurrency = 2
+            """
+        var registry = HandlerRegistry()
+        registry.add(SQLHandlerProvider(environment: ["JOBROUTER_POSTGRES_URL": postgresURL]))
+        let configuration = try RouterConfiguration.parse(toml: toml, providers: registry.providers)
+        let driver = try RedisQueueDriver(configuration: configuration, environment: [:])
+        let client = JobRouterClient(configuration: configuration, driver: driver)
+        let first = try await client.enqueue(type: "signup", payload: .object(["email": .string("a@example.org")]))
+        let second = try await client.enqueue(type: "signup", payload: .object(["email": .string("a@example.org")]))
+        _ = try await client.enqueue(type: "slow", payload: .object(["seconds": .number(2)]))
+        _ = try await client.enqueue(type: "broken")
+        let outcomes = Outcomes()
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let worker = try JobRouterWorker(configuration: configuration, driver: driver, handlers: registry, logger: logger, recorders: [outcomes])
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await worker.run() }
+            #expect(await Self.eventually { outcomes.succeeded == 1 && outcomes.dead.count == 3 })
+            worker.shutdown()
+            try await group.waitForAll()
+        }
+        // One row went in (whichever ran first), with its job id as $2.
+        let stored = try await admin.withConnection { try $0.query("SELECT email, job FROM \(schema).users") }
+        #expect(stored.rows.count == 1 && stored.rows.first?.first == "a@example.org")
+        #expect([first.id.rawValue, second.id.rawValue].contains(stored.rows.first?[1] ?? ""))
+        let reasons = outcomes.dead.map(\.reason)
+        // A unique violation is dead at once, with its SQLSTATE (attempt 1 of max_attempts 1 either way).
+        #expect(reasons.contains { $0.hasPrefix("SQLSTATE 23505: duplicate key value") })
+        // A syntax error is dead at once too: permanent, whatever max_attempts says.
+        #expect(reasons.contains { $0.hasPrefix("SQLSTATE 42601: syntax error") })
+        // A statement cancelled by its timeout (57014) was retried before it ran out of attempts.
+        #expect(outcomes.retried.contains { $0.hasPrefix("SQLSTATE 57014") })
+        #expect(reasons.contains { $0.contains("failed 2 time(s), the last: SQLSTATE 57014") })
+        _ = try await admin.withConnection { try $0.query("DROP SCHEMA \(schema) CASCADE") }
+    }
+
+    @Test func classification() {
+        func failure(_ state: String) -> JobFailure {
+            PostgresError(code: .query, sqlState: state, message: "m").jobFailure
+        }
+        for state in ["08006", "40001", "40P01", "53300", "57014", "57P01", "55P03"] { #expect(!failure(state).permanent, "\(state)") }
+        for state in ["22P02", "23505", "23503", "42601", "42703"] { #expect(failure(state).permanent, "\(state)") }
+        #expect(PostgresError(code: .connection, message: "gone").jobFailure.permanent == false)
+    }
+}
