@@ -173,9 +173,25 @@ public struct PostgresRows: Sendable, Equatable {
         affected = Int(String(cString: PQcmdTuples(result)))
     }
 
-    /// The first row's value in `column`, when there is one.
+    /// The value in `column` of row `row` (the first by default) as PostgreSQL wrote it, or `nil`
+    /// for NULL, a missing column or a missing row.
     public func value(_ column: String, row: Int = 0) -> String? {
         guard let index = columns.firstIndex(of: column), row < rows.count else { return nil }
         return rows[row][index]
     }
+
+    /// The value as an integer (`int2`/`int4`/`int8`/`numeric` without fraction).
+    public func int(_ column: String, row: Int = 0) -> Int? { value(column, row: row).flatMap { Int($0) } }
+
+    /// The value as a boolean (`t`/`f`).
+    public func bool(_ column: String, row: Int = 0) -> Bool? {
+        switch value(column, row: row) {
+        case "t"?: return true
+        case "f"?: return false
+        default: return nil
+        }
+    }
+
+    /// The value as a floating-point number.
+    public func double(_ column: String, row: Int = 0) -> Double? { value(column, row: row).flatMap { Double($0) } }
 }

@@ -122,3 +122,17 @@ extension Result where Failure == PostgresFailure {
         }
     }
 }
+
+extension JobContext {
+    /// The PostgreSQL pool the program gave its handlers (``HandlerRegistry/usePostgres(_:)``), or
+    /// `nil` without one:
+    /// `try await context.postgres?.withConnection { try $0.query("SELECT email FROM users WHERE id = $1", [id]) }`.
+    public var postgres: PostgresPool? { services[PostgresPool.self] }
+}
+
+extension HandlerRegistry {
+    /// Gives every handler `pool` as ``JobRouter/JobContext/postgres``.
+    public mutating func usePostgres(_ pool: PostgresPool) {
+        provide(pool)
+    }
+}

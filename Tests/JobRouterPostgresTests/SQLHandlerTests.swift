@@ -95,6 +95,36 @@ struct SQLHandlerTests {
         _ = try await admin.withConnection { try $0.query("DROP SCHEMA \(schema) CASCADE") }
     }
 
+    @Test func swiftHandlersGetThePoolThroughTheirContext() async throws {
+        let redisURL = try #require(ProcessInfo.processInfo.environment["JOBROUTER_TEST_REDIS_URL"], "run with scripts/test.sh")
+        let prefix = "ctx-\(UUID().uuidString.prefix(8).lowercased())"
+        var configuration = RouterConfiguration(defaultQueue: "\(prefix):default")
+        configuration.redis = RedisSettings(url: redisURL, namespace: "\(prefix)-jr")
+        configuration.types["lookup"] = JobTypeConfiguration(name: "lookup", handler: .swift)
+        configuration.groups["g"] = WorkerGroupConfiguration(name: "g", queues: ["\(prefix):default"])
+        try configuration.validate()
+        let seen = Mutex<[Int]>([])
+        var registry = HandlerRegistry()
+        registry.usePostgres(PostgresPool(url: try TestPostgres.url, size: 2))
+        registry.register(type: "lookup") { job, context in
+            guard let pool = context.postgres else { throw JobFailure("no pool", permanent: true) }
+            let n = job.payload["n"]?.intValue ?? 0
+            let rows = try await pool.withConnection { try $0.query("SELECT $1::int * 2 AS doubled, true AS ok", [String(n)]) }
+            if rows.bool("ok") == true, let doubled = rows.int("doubled") { seen.withLock { $0.append(doubled) } }
+        }
+        let driver = try RedisQueueDriver(configuration: configuration, environment: [:])
+        _ = try await JobRouterClient(configuration: configuration, driver: driver).enqueue(type: "lookup", payload: .object(["n": .integer(21)]))
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let worker = try JobRouterWorker(configuration: configuration, driver: driver, handlers: registry, logger: logger)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await worker.run() }
+            #expect(await Self.eventually { seen.withLock { $0 } == [42] })
+            worker.shutdown()
+            try await group.waitForAll()
+        }
+    }
+
     @Test func classification() {
         func failure(_ state: String) -> JobFailure {
             PostgresError(code: .query, sqlState: state, message: "m").jobFailure

@@ -3,6 +3,8 @@
 public struct HandlerRegistry: Sendable {
     private var byKind: [HandlerKind: any HandlerProvider] = [:]
     private var swiftHandlers: [String: any JobHandler] = [:]
+    /// Resources handed to every handler in its ``JobContext``.
+    public private(set) var services = HandlerServices()
 
     /// A registry with the core's providers: `exec`, `noop` and `swift`.
     public init() {
@@ -23,6 +25,11 @@ public struct HandlerRegistry: Sendable {
     /// Runs `type`'s jobs with `body`.
     public mutating func register(type: String, _ body: @escaping @Sendable (JobEnvelope, JobContext) async throws -> Void) {
         swiftHandlers[type] = ClosureJobHandler(body)
+    }
+
+    /// Hands `service` to every handler through ``JobContext/services``.
+    public mutating func provide<Service: Sendable>(_ service: Service) {
+        services.add(service)
     }
 
     /// Runs every `handler = "smtp"` type with `handler` (a shortcut for adding a

@@ -19,6 +19,28 @@ public struct JobContext: Sendable {
     public var group: String
     /// The type's configured `timeout`.
     public var timeout: Duration
+    /// Shared resources the program registered for handlers (see ``HandlerServices``): modules
+    /// add typed accessors, e.g. `context.postgres` from JobRouterPostgres.
+    public var services = HandlerServices()
+}
+
+/// Resources handlers share (a database pool, an HTTP client), found by their type. Register them
+/// with ``HandlerRegistry/provide(_:)``; a module adds a typed accessor on ``JobContext``.
+public struct HandlerServices: Sendable {
+    private var byType: [ObjectIdentifier: any Sendable] = [:]
+
+    /// No services.
+    public init() {}
+
+    /// Adds (or replaces) `service`, found later by its type.
+    public mutating func add<Service: Sendable>(_ service: Service) {
+        byType[ObjectIdentifier(Service.self)] = service
+    }
+
+    /// The service of type `Service`, when one was added.
+    public subscript<Service: Sendable>(_ type: Service.Type) -> Service? {
+        byType[ObjectIdentifier(type)] as? Service
+    }
 }
 
 /// A handler made from a closure.

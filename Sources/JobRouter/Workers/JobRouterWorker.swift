@@ -66,7 +66,7 @@ public struct JobRouterWorker: Service {
                 gate = RateGate(limiter: rateLimiter, key: "smtp", rate: rate, burst: smtp.burst)
             }
             return WorkerGroupRunner(
-                group: group, configuration: configuration, handlers: handlers, unavailable: unavailable,
+                group: group, configuration: configuration, handlers: handlers, services: registry.services, unavailable: unavailable,
                 driver: driver, workerID: workerID, shutdown: controller, health: health, events: events, logger: logger,
                 gate: gate)
         }

@@ -13,6 +13,8 @@ struct WorkerGroupRunner: Sendable {
     let group: WorkerGroupConfiguration
     let configuration: RouterConfiguration
     let handlers: [String: any JobHandler]
+    /// Resources for handlers' contexts.
+    let services: HandlerServices
     let unavailable: [String: String]
     let driver: any JobQueueDriver
     let workerID: String
@@ -272,7 +274,7 @@ struct WorkerGroupRunner: Sendable {
         var jobLogger = logger
         jobLogger[metadataKey: "job"] = "\(job.id)"
         jobLogger[metadataKey: "type"] = "\(job.type)"
-        let context = JobContext(logger: jobLogger, group: group.name, timeout: timeout)
+        let context = JobContext(logger: jobLogger, group: group.name, timeout: timeout, services: services)
         let outcome = await HandlerRun.run(timeout: timeout, grace: Self.cancelGrace, stuck: stuck) {
             try await handler.handle(job, context: context)
         }
