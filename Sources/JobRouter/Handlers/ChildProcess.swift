@@ -85,9 +85,21 @@ struct ChildProcess {
         }
     }
 
-    /// Whether any process of group `group` is still alive.
+    /// Whether any process of group `group` is still running. Zombies do not count: an orphaned
+    /// grandchild that died waits for init to reap it, and where init is slow to (a container)
+    /// `kill(-group, 0)` alone would keep saying yes.
     static func groupAlive(_ group: pid_t) -> Bool {
-        kill(-group, 0) == 0 || errno == EPERM
+        guard kill(-group, 0) == 0 || errno == EPERM else { return false }
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return true }
+        for entry in entries where entry.first?.isNumber == true {
+            // /proc/PID/stat: "pid (comm) state ppid pgrp ..."; comm may hold spaces and parentheses.
+            guard let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
+                  let close = stat.lastIndex(of: ")") else { continue }
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            guard fields.count > 2, let pgrp = pid_t(fields[2]), pgrp == group else { continue }
+            if fields[0] != "Z" && fields[0] != "X" { return true }
+        }
+        return false
     }
 
     /// Waits for group `group` to empty, sending SIGKILL once ``killGrace`` has passed since SIGTERM,
