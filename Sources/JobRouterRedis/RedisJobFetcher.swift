@@ -55,19 +55,19 @@ final class RedisJobFetcher: JobFetcher {
 
     private static func claim(_ connection: RedisConnection, queues: [String], arguments: [[UInt8]], state: FetchState,
                               all: [String]) throws(RedisError) -> [ClaimedEntry] {
-        let flat: [RedisReply]
-        do throws(RedisError) {
-            flat = try connection.evaluate(RedisScripts.claim, keys: queues, arguments: arguments).array(for: "claim") ?? []
-        } catch where error.code == .server && error.message.contains("WRONGTYPE") {
-            // Nothing was taken (the script stopped at the bad key); set the bad queue aside.
-            try checkTypes(connection, queues: all, state: state)
-            return []
-        }
+        let flat = try connection.evaluate(RedisScripts.claim, keys: queues, arguments: arguments).array(for: "claim") ?? []
         var entries: [ClaimedEntry] = []
         entries.reserveCapacity(flat.count / 4)
         var index = 0
+        var sawBroken = false
         while index + 3 < flat.count {
             let token = try flat[index].text(for: "claim")
+            if token == "!" {
+                // A queue key that is not a list: the script skipped it; set it aside (below).
+                sawBroken = true
+                index += 4
+                continue
+            }
             let fourth = Data(try flat[index + 3].bytes(for: "claim"))
             entries.append(ClaimedEntry(
                 token: token, queue: try flat[index + 1].text(for: "claim"),
@@ -75,6 +75,7 @@ final class RedisJobFetcher: JobFetcher {
                 keptAside: token.isEmpty ? String(decoding: fourth, as: UTF8.self) : nil))
             index += 4
         }
+        if sawBroken { try checkTypes(connection, queues: all, state: state) }
         return entries
     }
 

@@ -172,7 +172,8 @@ enum RedisScripts {
     /// then the next) and records each as in flight with a lease. A queue found empty has its
     /// wake-up tokens cleared. An entry over max_payload is dead-lettered here, never sent to the
     /// worker. ARGV: ns, max, worker, max_recoveries, lease ms, max_payload, max_dead.
-    /// Returns `token, queue, id, entry, …`; for an entry kept aside here, `'', queue, dead key, reason`.
+    /// Returns `token, queue, id, entry, …`; for an entry kept aside here, `'', queue, dead key, reason`;
+    /// for a queue key that is not a list, `'!', queue, '', error`.
     static let claim = RedisScript(name: "claim", source: prelude + identify + """
         local max = tonumber(ARGV[2])
         local max_payload = tonumber(ARGV[6])
@@ -183,7 +184,16 @@ enum RedisScripts {
         local seq = nil
         for _, queue in ipairs(KEYS) do
           if taken >= max then break end
-          local items = redis.call('LPOP', queue, max - taken)
+          -- A key that is not a list must not end the script half-way (what it popped before would
+          -- sit in flight with nobody to run it): it is reported, and the other queues go on.
+          local popped, items = pcall(redis.call, 'LPOP', queue, max - taken)
+          if not popped then
+            out[#out + 1] = '!'
+            out[#out + 1] = queue
+            out[#out + 1] = ''
+            out[#out + 1] = tostring(items['err'] or items)
+            items = nil
+          end
           if items then
             if not seq then seq = redis.call('INCR', ns .. ':seq') end
             local here = 0

@@ -264,9 +264,11 @@ struct HardeningTests {
         let driver = try TestRedis.driver(namespace: keys.namespace)
         defer { Task { await cleanUp(driver, keys) } }
         let broken = keys.queue("broken")
-        var configuration = try configuration(keys)
+        // The broken key comes after a good queue that cannot fill the claim, so one claim call pops
+        // good jobs and then meets it: those jobs must run now, not wait in flight for their lease.
+        var configuration = try configuration(keys, concurrency: 8)
         configuration.types["other"] = JobTypeConfiguration(name: "other", handler: .swift, priorities: ["p": broken])
-        configuration.groups["g"]?.queues.insert(broken, at: 0)
+        configuration.groups["g"]?.queues.append(broken)
         try configuration.validate()
         _ = try await driver.command(["SET", broken, "not a list"])
         let ran = Observations<Int>()
@@ -279,6 +281,8 @@ struct HardeningTests {
         try await withWorker(worker) {
             #expect(await eventually { ran.count == 5 })
         }
+        #expect(Set(ran.all) == [0, 1, 2, 3, 4])
+        #expect(try await driver.command(["HLEN", "\(keys.namespace):inflight"]) == .integer(0))
         await #expect(throws: RedisError.self) { try await driver.preflight(queues: [broken]) }
     }
 }
