@@ -65,6 +65,16 @@ public final class PostgresConnection {
         return try check(result)
     }
 
+    /// Asks the server to parse and plan `sql` with `parameterCount` text parameters, without
+    /// running it: a syntax error or an unknown table or column throws here. Nothing is kept.
+    public func check(_ sql: String, parameterCount: Int) throws(PostgresError) {
+        let name = "jobrouter_check"
+        let types = [Oid](repeating: 25, count: parameterCount)
+        let result = types.withUnsafeBufferPointer { PQprepare(connection, name, sql, Int32(parameterCount), $0.baseAddress) }
+        try check(result)
+        try query("DEALLOCATE jobrouter_check")
+    }
+
     /// Turns a result into rows, or its error into a ``PostgresError``; frees it.
     @discardableResult
     private func check(_ result: OpaquePointer?) throws(PostgresError) -> PostgresRows {

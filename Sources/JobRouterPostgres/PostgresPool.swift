@@ -43,9 +43,9 @@ public final class PostgresPool: Sendable {
     }
 
     /// A pool for `settings` (`JOBROUTER_POSTGRES_URL` from `environment` in place of the URL).
-    public convenience init(settings: PostgresSettings, applicationName: String,
+    public convenience init(settings: PostgresSettings, applicationName: String, size: Int? = nil,
                             environment: [String: String] = ProcessInfo.processInfo.environment) {
-        self.init(url: settings.connectionURL(environment: environment), size: settings.pool, applicationName: applicationName)
+        self.init(url: settings.connectionURL(environment: environment), size: size ?? settings.pool, applicationName: applicationName)
     }
 
     deinit {

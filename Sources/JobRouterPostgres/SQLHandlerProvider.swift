@@ -54,6 +54,25 @@ public final class SQLHandlerProvider: HandlerProvider {
     }
 }
 
+extension SQLHandlerProvider {
+    /// Prepares every `sql` type's statement against the database (without running it) and
+    /// returns one error per statement the server refuses, named `types.NAME.sql` with its line.
+    /// `jobrouter check` runs this when `[postgres]` is configured.
+    public static func checkStatements(in configuration: RouterConfiguration, pool: PostgresPool) async throws -> [ConfigurationError] {
+        var problems: [ConfigurationError] = []
+        for name in configuration.types.keys.sorted() {
+            guard let type = configuration.types[name], type.handler == "sql", case .string(let sql)? = type.options["sql"] else { continue }
+            do {
+                try await pool.withConnection { try $0.check(sql, parameterCount: 2) }
+            } catch let error as PostgresError where error.code == .query {
+                let state = error.sqlState.map { "SQLSTATE \($0): " } ?? ""
+                problems.append(configuration.problem(at: ["types", name, "sql"], "\(state)\(error.message)"))
+            }
+        }
+        return problems
+    }
+}
+
 /// Runs one prepared statement per job.
 struct SQLJobHandler: JobHandler {
     let statement: String

@@ -1,5 +1,7 @@
 import ArgumentParser
+import Foundation
 import JobRouter
+import JobRouterPostgres
 
 /// `jobrouter check`: validates the configuration and prints the routing table and groups.
 struct CheckCommand: AsyncParsableCommand {
@@ -11,6 +13,17 @@ struct CheckCommand: AsyncParsableCommand {
     func run() async throws {
         try await CommandFailure.reporting {
             let configuration = try options.loadConfiguration()
+            // `sql` statements are prepared against the database, when there is one.
+            if let settings = configuration.postgres, configuration.types.values.contains(where: { $0.handler == "sql" }) {
+                let pool = PostgresPool(settings: settings, applicationName: "jobrouter check", size: 1)
+                do {
+                    let problems = try await SQLHandlerProvider.checkStatements(in: configuration, pool: pool)
+                    if let first = problems.first { throw CommandFailure("\(first)") }
+                } catch let error as PostgresError {
+                    // No database here (a CI job, a laptop): the file is still checked; say what was not.
+                    FileHandle.standardError.write(Data("warning: sql statements not checked against the database: \(error)\n".utf8))
+                }
+            }
             print(CheckReport(configuration: configuration, handlers: options.handlers).text)
         }
     }

@@ -254,6 +254,18 @@ struct CLIHardeningTests {
         #expect(second.out == "schema \(schema) is up to date\n")
         let status = try await runCLI(["migrate", "--status", "--config", path], environment: environment)
         #expect(status.out.hasPrefix("applied  1  ") && status.out.contains("is up to date"))
+        // check prepares each sql statement against the database and names the one it refuses.
+        let sqlConfig = try writeConfig(keys, body + """
+
+            [types.bad]
+            handler = "sql"
+            sql = "SELECT missing FROM nowhere WHERE $1::jsonb IS NOT NULL"
+            [postgres]
+            url = "postgres://nobody@127.0.0.1:1/x"
+            """, name: "sql.toml")
+        let checked = try await runCLI(["check", "--config", sqlConfig], environment: environment)
+        #expect(checked.status == 1)
+        #expect(checked.err == "jobrouter: \(sqlConfig):11: types.bad.sql: SQLSTATE 42P01: relation \"nowhere\" does not exist\n", "\(checked.err)")
         let without = try writeConfig(keys, body, name: "nopg.toml")
         let refused = try await runCLI(["migrate", "--config", without])
         #expect(refused.status == 1 && refused.err.contains("migrate needs a [postgres] table"))

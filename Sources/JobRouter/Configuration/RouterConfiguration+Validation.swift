@@ -3,6 +3,14 @@ extension String {
 }
 
 extension RouterConfiguration {
+    /// A problem found after loading (e.g. by a provider checking against a server), named by key
+    /// path and, when the file can be read again, by line.
+    public func problem(at path: [String], _ message: String) -> ConfigurationError {
+        let keyPath = TOMLLocator.join(path)
+        let line = file.flatMap { try? String(contentsOfFile: $0, encoding: .utf8) }.flatMap { TOMLLocator(text: $0).line(of: keyPath) }
+        return ConfigurationError(file: file, line: line, keyPath: keyPath, message: message)
+    }
+
     /// Environment variables that hold JobRouter's own secrets: never passed to `exec` children.
     public var secretEnvironmentNames: Set<String> {
         var names: Set<String> = ["JOBROUTER_REDIS_URL", "JOBROUTER_SMTP_URL", "JOBROUTER_POSTGRES_URL", "REDISCLI_AUTH"]
