@@ -19,6 +19,11 @@ final class PrivateRedis: @unchecked Sendable {
         extraArguments = appendOnly ? ["--appendonly", "yes", "--appendfsync", "always"] : ["--appendonly", "no"]
     }
 
+    deinit {
+        // A test that ends (or fails) without stopping it must not leave a server running.
+        if let process { kill(process.processIdentifier, SIGKILL) }
+    }
+
     var url: String { "redis://127.0.0.1:\(port)/0" }
 
     func start() async throws {
@@ -35,10 +40,15 @@ final class PrivateRedis: @unchecked Sendable {
         guard up else { throw TestSetupError("private redis-server on port \(port) did not start") }
     }
 
+    /// Stops the server as a crash would (SIGKILL: a SIGTERM can arrive blocked, since the server
+    /// inherits the signal mask of the pool thread that spawned it), and waits until its port is free.
     func stop() async {
         guard let process else { return }
-        process.terminate()
-        _ = await eventually(timeout: .seconds(5)) { !process.isRunning }
+        kill(process.processIdentifier, SIGKILL)
+        if let endpoint = try? RedisEndpoint(url: url) {
+            let probe = RedisQueueDriver(endpoint: endpoint, namespace: "probe")
+            _ = await eventually(timeout: .seconds(5)) { (try? await probe.command(["PING"])) == nil }
+        }
         self.process = nil
     }
 }
