@@ -73,9 +73,20 @@ public struct JobRouterClient: Sendable {
         return jobs
     }
 
-    /// Routes one request and checks its size, throwing what enqueueing it would throw.
+    /// Routes one request and checks its size, throwing what enqueueing it would throw (without
+    /// making the job: batch enqueue checks every line before it sends any).
     public func check(_ request: JobRequest) throws {
-        _ = try route([request])
+        let route = try router.route(type: request.type, priority: request.priority)
+        if mayBeTooLarge(request) {
+            try checkSize(JobEnvelope(type: request.type, priority: route.priority, queue: route.queue, payload: request.payload))
+        }
+    }
+
+    /// A cheap bound first: only payloads that could be near the limit are encoded to measure. The
+    /// estimate is at least a sixth of the encoded size (escapes of control characters take 6
+    /// bytes), so an eighth of the limit never lets an oversize job through.
+    private func mayBeTooLarge(_ request: JobRequest) -> Bool {
+        maxPayload < 65_536 || request.payload.estimatedSizeOver(maxPayload / 8)
     }
 
     private func checkSize(_ job: JobEnvelope) throws {
@@ -89,10 +100,7 @@ public struct JobRouterClient: Sendable {
             let route = try router.route(type: request.type, priority: request.priority)
             let job = JobEnvelope(id: .make(now: now), type: request.type, priority: route.priority, queue: route.queue,
                                   payload: request.payload, enqueuedAt: now)
-            // Cheap bound first: only payloads that could be near the limit are encoded to measure.
-            // The estimate is at least a sixth of the encoded size (escapes of control characters
-            // take 6 bytes), so an eighth of the limit never lets an oversize job through.
-            if maxPayload < 65_536 || request.payload.estimatedSizeOver(maxPayload / 8) { try checkSize(job) }
+            if mayBeTooLarge(request) { try checkSize(job) }
             return job
         }
     }
