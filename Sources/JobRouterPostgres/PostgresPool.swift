@@ -28,7 +28,7 @@ public final class PostgresPool: Sendable {
     }
 
     private let threads: [ConfinedThread<Session>]
-    private let state: Mutex<(free: [Int], waiters: [CheckedContinuation<Int, Never>])>
+    private let lease: HandleLease
     /// The server, without credentials.
     public let server: String
 
@@ -39,7 +39,7 @@ public final class PostgresPool: Sendable {
         threads = (0..<count).map { index in
             ConfinedThread(name: "jobrouter-pg-\(index)") { Session(url: url, applicationName: applicationName) }
         }
-        state = Mutex((Array(0..<count), []))
+        lease = HandleLease(count: count)
     }
 
     /// A pool for `settings` (`JOBROUTER_POSTGRES_URL` from `environment` in place of the URL).
@@ -60,8 +60,8 @@ public final class PostgresPool: Sendable {
     public func withConnection<Result: Sendable>(
         _ body: @escaping @Sendable (PostgresConnection) throws -> Result
     ) async throws -> Result {
-        let index = await borrow()
-        defer { giveBack(index) }
+        let index = await lease.borrow()
+        defer { lease.giveBack(index) }
         let server = self.server
         let outcome: Swift.Result<Result, PostgresFailure> = try await threads[index].run({ (session: Session) throws(PostgresError) in
             let connection = try session.open()
@@ -84,28 +84,6 @@ public final class PostgresPool: Sendable {
         _ body: @escaping @Sendable (PostgresConnection) throws -> Result
     ) async throws -> Result {
         try await withConnection { connection in try connection.transaction(body) }
-    }
-
-    private func borrow() async -> Int {
-        await withCheckedContinuation { continuation in
-            let index = state.withLock { state -> Int? in
-                if let index = state.free.popLast() { return index }
-                state.waiters.append(continuation)
-                return nil
-            }
-            if let index { continuation.resume(returning: index) }
-        }
-    }
-
-    private func giveBack(_ index: Int) {
-        let waiter = state.withLock { state -> CheckedContinuation<Int, Never>? in
-            if state.waiters.isEmpty {
-                state.free.append(index)
-                return nil
-            }
-            return state.waiters.removeFirst()
-        }
-        waiter?.resume(returning: index)
     }
 }
 

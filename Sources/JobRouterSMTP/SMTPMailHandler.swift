@@ -59,18 +59,19 @@ final class SMTPTransportPool: Sendable {
     }
 
     private let threads: [ConfinedThread<Slot>]
-    private let state: Mutex<(free: [Int], waiters: [CheckedContinuation<Int, Never>], opened: Int)>
+    private let lease: HandleLease
+    private let opened = Mutex(0)
 
     init(size: Int, endpoint: SMTPEndpoint) {
         threads = (0..<size).map { index in ConfinedThread(name: "jobrouter-smtp-\(index)") { Slot(endpoint: endpoint) } }
-        state = Mutex((Array(0..<size), [], 0))
+        lease = HandleLease(count: size)
     }
 
-    var connectionsOpened: Int { state.withLock { $0.opened } }
+    var connectionsOpened: Int { opened.withLock { $0 } }
 
     func send(_ message: MailMessage) async throws {
-        let index = await borrow()
-        defer { giveBack(index) }
+        let index = await lease.borrow()
+        defer { lease.giveBack(index) }
         let opened = try await threads[index].run { (slot: Slot) throws(SMTPError) -> Int in
             let transport: SMTPTransport
             if let existing = slot.transport {
@@ -85,29 +86,7 @@ final class SMTPTransportPool: Sendable {
         } ifStopped: {
             SMTPError(replyCode: 0, message: "the mail handler is stopped")
         }
-        state.withLock { $0.opened += opened }
-    }
-
-    private func borrow() async -> Int {
-        await withCheckedContinuation { continuation in
-            let index = state.withLock { state -> Int? in
-                if let index = state.free.popLast() { return index }
-                state.waiters.append(continuation)
-                return nil
-            }
-            if let index { continuation.resume(returning: index) }
-        }
-    }
-
-    private func giveBack(_ index: Int) {
-        let waiter = state.withLock { state -> CheckedContinuation<Int, Never>? in
-            if state.waiters.isEmpty {
-                state.free.append(index)
-                return nil
-            }
-            return state.waiters.removeFirst()
-        }
-        waiter?.resume(returning: index)
+        self.opened.withLock { $0 += opened }
     }
 
     func stop() {

@@ -14,7 +14,7 @@ struct JobRouterCommand: AsyncParsableCommand {
         await main(Self.movingSharedFlags(Array(CommandLine.arguments.dropFirst())))
     }
 
-    /// Flags every subcommand takes, with whether each takes a value.
+    /// Flags every subcommand takes; each takes a value (`--config q.toml` or `--config=q.toml`).
     static let sharedFlags = ["--config", "--log-level"]
 
     /// `jobrouter --config q.toml work` → `jobrouter work --config q.toml`: shared flags given
