@@ -71,8 +71,9 @@ public struct QueueStatistics: Sendable {
 }
 
 extension RedisQueueDriver {
-    /// Dead records, newest first, optionally of one type, at most `limit`.
-    public func deadLetters(type: String? = nil, limit: Int = 100) async throws -> [StoredDeadLetter] {
+    /// Dead records, newest first, optionally of one type, at most `limit`; with `withEntries`
+    /// false the entries' bytes (up to `max_payload` each) are not read.
+    public func deadLetters(type: String? = nil, limit: Int = 100, withEntries: Bool = true) async throws -> [StoredDeadLetter] {
         let (index, records, raws) = ("\(namespace):dead", "\(namespace):dead:jobs", "\(namespace):dead:raw")
         // Without a type filter only `limit` ids are read; with one, all of them (max_dead bounds it).
         let stop = type == nil ? String(max(limit, 1) - 1) : "-1"
@@ -87,11 +88,11 @@ extension RedisQueueDriver {
                 scores.append(Double(String(decoding: try listed[position + 1].bytes(for: "ZREVRANGE"), as: UTF8.self)) ?? 0)
                 position += 2
             }
-            let replies = try connection.pipeline([
-                [Array("HMGET".utf8), Array(records.utf8)] + ids, [Array("HMGET".utf8), Array(raws.utf8)] + ids,
-            ])
+            var commands = [[Array("HMGET".utf8), Array(records.utf8)] + ids]
+            if withEntries { commands.append([Array("HMGET".utf8), Array(raws.utf8)] + ids) }
+            let replies = try connection.pipeline(commands)
             let values = try replies[0].array(for: "HMGET") ?? []
-            let rawValues = try replies[1].array(for: "HMGET") ?? []
+            let rawValues = withEntries ? try replies[1].array(for: "HMGET") ?? [] : []
             var result: [StoredDeadLetter] = []
             for (offset, value) in values.enumerated() {
                 guard case .string(let bytes) = value, let record = try? JSONValue.parse(Data(bytes)) else { continue }
@@ -99,7 +100,7 @@ extension RedisQueueDriver {
                 if offset < rawValues.count, case .string(let rawBytes) = rawValues[offset] { raw = Data(rawBytes) }
                 result.append(StoredDeadLetter(id: String(decoding: ids[offset], as: UTF8.self),
                                                failedAt: Date(timeIntervalSince1970: scores[offset] / 1000), record: record,
-                                               rawBytes: raw ?? Self.legacyRaw(record)))
+                                               rawBytes: raw ?? (withEntries ? Self.legacyRaw(record) : nil)))
             }
             return result
         }

@@ -19,7 +19,8 @@ struct DeadCommand: AsyncParsableCommand {
         func run() async throws {
             try await CommandFailure.reporting {
                 let driver = try options.makeDriver(try options.loadConfiguration())
-                let dead = try await driver.deadLetters(type: type, limit: limit)
+                // The table shows no entry: only --json reads the entries' bytes.
+                let dead = try await driver.deadLetters(type: type, limit: limit, withEntries: json)
                 for record in dead {
                     if json {
                         print(record.jsonText)

@@ -101,6 +101,10 @@ struct HardeningTests {
         #expect(Set(records.map(\.jobID)) == ["same-id"])
         #expect(Set(records.map(\.id)).count == 3)
         #expect(try await driver.deadLetter(id: "same-id")?.reason == "first")
+        // The table view reads the records without their entries.
+        let light = try await driver.deadLetters(withEntries: false)
+        #expect(light.map(\.reason) == records.map(\.reason) && light.allSatisfy { $0.rawBytes == nil })
+        #expect(records.allSatisfy { $0.rawBytes != nil })
     }
 
     @Test func invalidUTF8IsDeadLetteredWithItsExactBytes() async throws {
