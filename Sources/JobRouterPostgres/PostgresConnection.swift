@@ -33,6 +33,9 @@ public final class PostgresConnection {
             throw PostgresError(code: .connection, sqlState: Self.sqlState(inConnectionMessage: message), message: message, server: server)
         }
         connection = opened
+        // libpq prints server notices ("schema already exists, skipping") to stderr by default;
+        // they are not errors and must not mix into the CLI's output.
+        PQsetNoticeProcessor(opened, { _, _ in }, nil)
     }
 
     deinit {

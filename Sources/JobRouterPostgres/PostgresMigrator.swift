@@ -32,7 +32,48 @@ public struct PostgresMigrator: Sendable {
         Migration(version: 1, name: "schema and migration bookkeeping", statements: [
             "CREATE SCHEMA IF NOT EXISTS {schema}",
         ]),
+        Migration(version: 2, name: "the ledger: one row per attempt", statements: [
+            """
+            CREATE TABLE {schema}.attempts (
+              job_id text NOT NULL,
+              claim text NOT NULL,
+              type text,
+              priority text,
+              queue text NOT NULL,
+              worker_group text,
+              attempt integer,
+              outcome text NOT NULL CHECK (outcome IN ('succeeded', 'failed', 'dead', 'requeued', 'recovered', 'malformed')),
+              error text,
+              worker text NOT NULL,
+              enqueued_at timestamptz,
+              started_at timestamptz,
+              finished_at timestamptz NOT NULL,
+              payload jsonb,
+              PRIMARY KEY (job_id, claim))
+            """,
+            "CREATE INDEX attempts_finished_at ON {schema}.attempts (finished_at)",
+            "CREATE INDEX attempts_type_finished_at ON {schema}.attempts (type, finished_at)",
+            // Times in records are seconds since the epoch, or (from entries of other producers)
+            // ISO 8601 text; text that is not a time reads as NULL rather than failing a batch.
+            """
+            CREATE FUNCTION {schema}.record_time(value jsonb) RETURNS timestamptz LANGUAGE plpgsql IMMUTABLE AS $$
+            BEGIN
+              IF jsonb_typeof(value) = 'number' THEN RETURN to_timestamp(value::text::double precision); END IF;
+              IF jsonb_typeof(value) = 'string' THEN
+                BEGIN
+                  RETURN (value #>> '{}')::timestamptz;
+                EXCEPTION WHEN others THEN
+                  RETURN NULL;
+                END;
+              END IF;
+              RETURN NULL;
+            END $$
+            """,
+        ]),
     ]
+
+    /// The newest version: what `work` needs with the ledger on.
+    public static var latestVersion: Int { migrations.map(\.version).max() ?? 0 }
 
     /// A migrator for `schema`.
     public init(schema: String = "jobrouter") {

@@ -18,12 +18,12 @@ final class RedisJobFetcher: JobFetcher {
     private let state = FetchState()
 
     init(queues: [String], namespace: String, worker: String, terms: LeaseTerms, endpoint: RedisEndpoint,
-         timeout: Duration, label: String, control: RedisConnectionThread) {
+         timeout: Duration, label: String, control: RedisConnectionThread, ledgerBuffer: Int) {
         self.queues = queues
         self.namespace = namespace
         self.arguments = [Array(namespace.utf8), [], Array(worker.utf8), Array(String(terms.maxRecoveries).utf8),
                           Array(String(terms.lease.inMilliseconds).utf8), Array(String(terms.maxPayload).utf8),
-                          Array(String(terms.maxDead).utf8)]
+                          Array(String(terms.maxDead).utf8), Array(String(terms.ledger == nil ? 0 : ledgerBuffer).utf8)]
         self.control = control
         // The socket timeout must outlast the longest BLPOP wait, or hiredis drops the connection.
         self.thread = RedisConnectionThread(endpoint: endpoint, timeout: timeout + .seconds(5), name: "jobrouter-fetch-\(label)")

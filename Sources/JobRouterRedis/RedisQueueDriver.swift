@@ -14,6 +14,8 @@ public final class RedisQueueDriver: JobQueueDriver {
     public let endpoint: RedisEndpoint
     /// The prefix of JobRouter's own keys.
     public let namespace: String
+    /// Most attempt records kept for the ledger before the oldest are dropped (and counted).
+    public let ledgerBuffer: Int
     private let timeout: Duration
     let commands: RedisConnectionThread
     /// Heartbeats, lease renewal and `CLIENT UNBLOCK`: latency-sensitive, never behind bulk work.
@@ -21,20 +23,23 @@ public final class RedisQueueDriver: JobQueueDriver {
     private let completions: CompletionBatcher
 
     /// Connects lazily to `endpoint`; `timeout` bounds connecting and each command.
-    public init(endpoint: RedisEndpoint, namespace: String = "jobrouter", timeout: Duration = .seconds(10)) {
+    public init(endpoint: RedisEndpoint, namespace: String = "jobrouter", timeout: Duration = .seconds(10),
+                ledgerBuffer: Int = 1_000_000) {
         self.endpoint = endpoint
         self.namespace = namespace
         self.timeout = timeout
+        self.ledgerBuffer = max(ledgerBuffer, 1)
         let commands = RedisConnectionThread(endpoint: endpoint, timeout: timeout, name: "jobrouter-redis")
         self.commands = commands
         self.control = RedisConnectionThread(endpoint: endpoint, timeout: timeout, name: "jobrouter-redis-control")
-        self.completions = CompletionBatcher(thread: commands, namespace: namespace)
+        self.completions = CompletionBatcher(thread: commands, namespace: namespace, ledgerBuffer: max(ledgerBuffer, 1))
     }
 
     /// Uses `configuration.redis`, with `JOBROUTER_REDIS_URL` from `environment` in place of the URL when set.
     public convenience init(configuration: RouterConfiguration, environment: [String: String] = ProcessInfo.processInfo.environment) throws(RedisError) {
         let url = environment["JOBROUTER_REDIS_URL"].flatMap { $0.isEmpty ? nil : $0 } ?? configuration.redis.url
-        self.init(endpoint: try RedisEndpoint(url: url), namespace: configuration.redis.namespace)
+        self.init(endpoint: try RedisEndpoint(url: url), namespace: configuration.redis.namespace,
+                  ledgerBuffer: configuration.postgres?.ledgerBuffer ?? 1_000_000)
     }
 
     deinit {
@@ -46,6 +51,12 @@ public final class RedisQueueDriver: JobQueueDriver {
     static let entriesPerCommand = 1000
 
     private var ns: [UInt8] { Array(namespace.utf8) }
+
+    /// The ledger bound and record arguments of a settle script: bound 0 and no record without one.
+    private func ledgerArguments(_ attempt: AttemptRecord?) -> [[UInt8]] {
+        guard let attempt else { return [Array("0".utf8), []] }
+        return [Array(String(ledgerBuffer).utf8), Array(attempt.jsonText.utf8)]
+    }
 
     /// How long a batch's progress marker is kept.
     static let batchProgressTTL: Duration = .seconds(7 * 24 * 3600)
@@ -103,16 +114,17 @@ public final class RedisQueueDriver: JobQueueDriver {
 
     public func makeFetcher(queues: [String], label: String, worker: String, terms: LeaseTerms) -> any JobFetcher {
         RedisJobFetcher(queues: queues, namespace: namespace, worker: worker, terms: terms, endpoint: endpoint,
-                        timeout: timeout, label: label, control: control)
+                        timeout: timeout, label: label, control: control, ledgerBuffer: ledgerBuffer)
     }
 
-    public func complete(_ claim: ClaimedEntry) async throws -> SettleResult {
-        try await completions.complete(token: claim.token, jobID: claim.jobID.rawValue, queue: claim.queue)
+    public func complete(_ claim: ClaimedEntry, attempt: AttemptRecord?) async throws -> SettleResult {
+        try await completions.complete(token: claim.token, jobID: claim.jobID.rawValue, queue: claim.queue,
+                                       record: attempt.map { Array($0.jsonText.utf8) } ?? [])
     }
 
-    public func retry(_ claim: ClaimedEntry, as job: JobEnvelope, after delay: Duration) async throws -> SettleResult {
+    public func retry(_ claim: ClaimedEntry, as job: JobEnvelope, after delay: Duration, attempt: AttemptRecord?) async throws -> SettleResult {
         let arguments = [ns, Array(claim.token.utf8), Array(claim.queue.utf8), Array(String(delay.inMilliseconds).utf8),
-                         Array(job.queue.utf8), Array(job.jsonText.utf8)]
+                         Array(job.queue.utf8), Array(job.jsonText.utf8)] + ledgerArguments(attempt)
         return try await commands.run { connection throws(RedisError) in
             Self.settleResult(try connection.evaluate(RedisScripts.retry, keys: [], arguments: arguments).integer(for: "retry"))
         }
@@ -127,21 +139,22 @@ public final class RedisQueueDriver: JobQueueDriver {
         }
     }
 
-    public func requeueAtHead(_ claims: [ClaimedEntry], as entries: [Data]) async throws -> Int {
+    public func requeueAtHead(_ claims: [ClaimedEntry], as entries: [Data], attempts: [AttemptRecord]) async throws -> Int {
         guard !claims.isEmpty else { return 0 }
-        var arguments = [ns]
-        for (claim, entry) in zip(claims, entries) {
-            arguments += [Array(claim.token.utf8), Array(claim.queue.utf8), [UInt8](entry)]
+        var arguments = [ns, Array(String(attempts.isEmpty ? 0 : ledgerBuffer).utf8)]
+        for (index, (claim, entry)) in zip(claims, entries).enumerated() {
+            let record = index < attempts.count ? Array(attempts[index].jsonText.utf8) : []
+            arguments += [Array(claim.token.utf8), Array(claim.queue.utf8), [UInt8](entry), record]
         }
         return try await commands.run { [arguments] connection throws(RedisError) in
             Int(try connection.evaluate(RedisScripts.requeue, keys: [], arguments: arguments).integer(for: "requeue"))
         }
     }
 
-    public func deadLetter(_ record: DeadLetter, claim: ClaimedEntry?, maxDead: Int) async throws -> SettleResult {
+    public func deadLetter(_ record: DeadLetter, claim: ClaimedEntry?, maxDead: Int, attempt: AttemptRecord?) async throws -> SettleResult {
         let arguments = [ns, Array((claim?.token ?? "").utf8), Array(record.queue.utf8), Array(record.id.rawValue.utf8),
                          Array((record.type ?? "").utf8), Array(record.jsonText.utf8), [UInt8](record.raw),
-                         Array(String(maxDead).utf8)]
+                         Array(String(maxDead).utf8)] + ledgerArguments(attempt)
         return try await commands.run { connection throws(RedisError) in
             let reply = try connection.evaluate(RedisScripts.deadLetter, keys: [], arguments: arguments).array(for: "dead-letter") ?? []
             guard let first = reply.first else {
@@ -165,8 +178,9 @@ public final class RedisQueueDriver: JobQueueDriver {
         _ = try await control.run { connection throws(RedisError) in try connection.pipeline(commands) }
     }
 
-    public func recoverExpiredLeases(limit: Int, maxDead: Int) async throws -> RecoveryReport {
-        let arguments = [ns, Array(String(limit).utf8), Array(String(maxDead).utf8)]
+    public func recoverExpiredLeases(limit: Int, maxDead: Int, ledger: LedgerTerms?) async throws -> RecoveryReport {
+        let arguments = [ns, Array(String(limit).utf8), Array(String(maxDead).utf8),
+                         Array(String(ledger == nil ? 0 : ledgerBuffer).utf8), Array((ledger?.storePayload == true ? "1" : "0").utf8)]
         return try await commands.run { connection throws(RedisError) in
             let reply = try connection.evaluate(RedisScripts.recover, keys: [], arguments: arguments).array(for: "recover") ?? []
             guard reply.count == 2 else { throw RedisError(code: .unexpectedReply, message: "expected two lists", command: "recover") }
@@ -239,20 +253,24 @@ public final class RedisQueueDriver: JobQueueDriver {
 /// Gathers completions from many jobs into one `complete` script call: while one call is on the
 /// wire, the next ones queue up and go together.
 final class CompletionBatcher: Sendable {
-    private typealias Waiter = (token: String, jobID: String, queue: String, continuation: CheckedContinuation<SettleResult, Error>)
+    private typealias Waiter = (token: String, jobID: String, queue: String, record: [UInt8],
+                                continuation: CheckedContinuation<SettleResult, Error>)
     private let state = Mutex<(pending: [Waiter], flushing: Bool)>(([], false))
     private let thread: RedisConnectionThread
     private let namespace: [UInt8]
+    private let ledgerBuffer: [UInt8]
 
-    init(thread: RedisConnectionThread, namespace: String) {
+    init(thread: RedisConnectionThread, namespace: String, ledgerBuffer: Int) {
         self.thread = thread
         self.namespace = Array(namespace.utf8)
+        self.ledgerBuffer = Array(String(ledgerBuffer).utf8)
     }
 
-    func complete(token: String, jobID: String, queue: String) async throws -> SettleResult {
+    /// Queues one completion; `record` (empty for none) is the attempt's ledger record.
+    func complete(token: String, jobID: String, queue: String, record: [UInt8]) async throws -> SettleResult {
         try await withCheckedThrowingContinuation { continuation in
             let startFlush = state.withLock { state -> Bool in
-                state.pending.append((token, jobID, queue, continuation))
+                state.pending.append((token, jobID, queue, record, continuation))
                 if state.flushing { return false }
                 state.flushing = true
                 return true
@@ -284,11 +302,13 @@ final class CompletionBatcher: Sendable {
             return batch
         }
         if batch.isEmpty { return }
-        var arguments = [namespace]
+        var arguments = [namespace, ledgerBuffer]
+        arguments.reserveCapacity(2 + batch.count * 4)
         for waiter in batch {
             arguments.append(Array(waiter.token.utf8))
             arguments.append(Array(waiter.jobID.utf8))
             arguments.append(Array(waiter.queue.utf8))
+            arguments.append(waiter.record)
         }
         do throws(RedisError) {
             let reply = try session.connection().evaluate(RedisScripts.complete, keys: [], arguments: arguments)

@@ -25,6 +25,10 @@
 /// - `NS:wake:QUEUE` list of wake-up tokens, one pushed with each job
 /// - `NS:seq` counter for claim tokens and ids given to entries that had none
 /// - `NS:batch:ID` the last input line of batch `ID` known to be enqueued (`enqueue --batch-id`)
+/// - `NS:events` stream of attempt records (field `r`, JSON), written only when a ledger consumes
+///   them, by the same script call that made each outcome durable; read by the ledger shipper's
+///   consumer group `ledger`, which deletes what it has stored. Bounded: past the bound the oldest
+///   are trimmed and counted in `NS:events:dropped`
 enum RedisScripts {
     /// Functions every script shares.
     private static let prelude = """
@@ -77,6 +81,37 @@ enum RedisScripts {
             local kind = string.sub(where, cut + 1)
             if kind ~= '' then decrement(ns .. ':count:dead-type', kind, 1) end
           end
+        end
+        -- Appends an attempt record for the ledger (bound 0: no ledger, nothing written). Shipped
+        -- records are deleted, so all the stream holds is unshipped: what the bound trims is dropped.
+        local function log_attempt(record, bound)
+          if bound <= 0 or record == '' then return end
+          local events = ns .. ':events'
+          local excess = redis.call('XLEN', events) - bound + 1
+          if excess > 0 then
+            redis.call('XTRIM', events, 'MAXLEN', bound - 1)
+            redis.call('INCRBY', events .. ':dropped', excess)
+          end
+          redis.call('XADD', events, '*', 'r', record)
+        end
+        -- A record built here (recovery, entries kept aside by a claim) from an entry that may not
+        -- be a job at all: only fields of the right kind are taken from it.
+        local function script_record(id, claim, outcome, queue, worker, entry, reason, now, keep_entry)
+          local record = {id = id, claim = claim, outcome = outcome, queue = queue, worker = worker, finished_at = now / 1000}
+          if reason then record.error = reason end
+          local ok, job = pcall(cjson.decode, entry)
+          if not ok or type(job) ~= 'table' then return cjson.encode(record) end
+          if type(job.type) == 'string' then record.type = job.type end
+          if type(job.priority) == 'string' then record.priority = job.priority end
+          if type(job.attempt) == 'number' and job.attempt == math.floor(job.attempt) and job.attempt >= 1 and job.attempt < 2^31 then
+            record.attempt = job.attempt
+          end
+          local at = job.enqueued_at
+          if type(at) == 'number' and at >= 0 and at < 4102444800 then record.enqueued_at = at end
+          if type(at) == 'string' and string.match(at, '^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d[%.%d]*Z$') then record.enqueued_at = at end
+          local text = cjson.encode(record)
+          if keep_entry then return string.sub(text, 1, -2) .. ',"entry":' .. entry .. '}' end
+          return text
         end
         local function bury(id, queue, kind, record, raw, now, max_dead)
           local key = id
@@ -171,7 +206,8 @@ enum RedisScripts {
     /// Takes up to ARGV[2] entries from KEYS (queues in priority order: all it can from the first,
     /// then the next) and records each as in flight with a lease. A queue found empty has its
     /// wake-up tokens cleared. An entry over max_payload is dead-lettered here, never sent to the
-    /// worker. ARGV: ns, max, worker, max_recoveries, lease ms, max_payload, max_dead.
+    /// worker. ARGV: ns, max, worker, max_recoveries, lease ms, max_payload, max_dead, ledger bound
+    /// (0: none), ledger keeps payloads ('1'/'0'): an entry kept aside is a `malformed` attempt record.
     /// Returns `token, queue, id, entry, …`; for an entry kept aside here, `'', queue, dead key, reason`;
     /// for a queue key that is not a list, `'!', queue, '', error`.
     static let claim = RedisScript(name: "claim", source: prelude + identify + """
@@ -205,8 +241,10 @@ enum RedisScripts {
                 local record = cjson.encode({id = id, queue = queue, reason = reason})
                 out[#out + 1] = ''
                 out[#out + 1] = queue
-                out[#out + 1] = bury(id, queue, '', record, item, now, tonumber(ARGV[7]))
+                local key = bury(id, queue, '', record, item, now, tonumber(ARGV[7]))
+                out[#out + 1] = key
                 out[#out + 1] = reason
+                log_attempt(script_record(id, key, 'malformed', queue, ARGV[3], '', reason, now, false), tonumber(ARGV[8] or '0'))
               else
                 local token = ARGV[3] .. '/' .. seq .. '.' .. taken
                 local id, entry = identify(item, now, seq, taken)
@@ -226,16 +264,19 @@ enum RedisScripts {
         return out
         """)
 
-    /// Finishes claims: ARGV: ns, token, job id, queue, token, job id, queue, …
-    /// Returns per claim 1 (done), 0 (its lease expired and recovery took it) or 2 (already settled).
+    /// Finishes claims: ARGV: ns, ledger bound (0: none), then per claim token, job id, queue,
+    /// attempt record ('' for none). Returns per claim 1 (done), 0 (its lease expired and recovery
+    /// took it) or 2 (already settled). A record goes to the ledger only with a claim it finished.
     static let complete = script("complete", """
         local out = {}
         local done = {}
-        for i = 2, #ARGV, 3 do
+        local bound = tonumber(ARGV[2])
+        for i = 3, #ARGV, 4 do
           if redis.call('HDEL', ns .. ':inflight', ARGV[i]) == 1 then
             redis.call('ZREM', ns .. ':leases', ARGV[i])
             redis.call('HDEL', ns .. ':recoveries', ARGV[i + 1])
             done[ARGV[i + 2]] = (done[ARGV[i + 2]] or 0) + 1
+            log_attempt(ARGV[i + 3], bound)
             out[#out + 1] = 1
           else
             out[#out + 1] = gone(ARGV[i])
@@ -246,23 +287,28 @@ enum RedisScripts {
         """)
 
     /// Moves a claimed job to the schedule for a later attempt. ARGV: ns, token, claim's queue,
-    /// delay ms, queue, entry. Returns 1, or what ``complete`` returns for a claim that is gone.
+    /// delay ms, queue, entry, ledger bound, attempt record. Returns 1, or what ``complete``
+    /// returns for a claim that is gone.
     static let retry = script("retry", """
         if not release(ARGV[2], ARGV[3]) then return gone(ARGV[2]) end
         if redis.call('ZADD', ns .. ':scheduled', now_ms() + tonumber(ARGV[4]), ARGV[5] .. '\\n' .. ARGV[6]) == 1 then
           redis.call('HINCRBY', ns .. ':count:scheduled', ARGV[5], 1)
         end
+        log_attempt(ARGV[8] or '', tonumber(ARGV[7] or '0'))
         return 1
         """)
 
     /// Puts claimed jobs back at the head of their queues, the first given ending up first.
-    /// ARGV: ns, token, queue, entry, token, queue, entry, … Returns how many were still this worker's.
+    /// ARGV: ns, ledger bound, then per claim token, queue, entry, attempt record ('' for none).
+    /// Returns how many were still this worker's.
     static let requeue = script("requeue", """
         local count = 0
-        for i = #ARGV - 2, 2, -3 do
+        local bound = tonumber(ARGV[2])
+        for i = #ARGV - 3, 3, -4 do
           if release(ARGV[i], ARGV[i + 1]) then
             redis.call('LPUSH', ARGV[i + 1], ARGV[i + 2])
             redis.call('RPUSH', ns .. ':wake:' .. ARGV[i + 1], '1')
+            log_attempt(ARGV[i + 3], bound)
             count = count + 1
           end
         end
@@ -270,10 +316,13 @@ enum RedisScripts {
         """)
 
     /// Keeps a job that cannot run. ARGV: ns, token ('' for none), queue, id, type ('' unknown),
-    /// record, raw entry, max_dead. Returns {1, key}, or {0 or 2} when the claim was gone.
+    /// record, raw entry, max_dead, ledger bound, attempt record. Returns {1, key}, or {0 or 2}
+    /// when the claim was gone.
     static let deadLetter = script("dead-letter", """
         if ARGV[2] ~= '' and not release(ARGV[2], ARGV[3]) then return {gone(ARGV[2])} end
-        return {1, bury(ARGV[4], ARGV[3], ARGV[5], ARGV[6], ARGV[7], now_ms(), tonumber(ARGV[8]))}
+        local key = bury(ARGV[4], ARGV[3], ARGV[5], ARGV[6], ARGV[7], now_ms(), tonumber(ARGV[8]))
+        log_attempt(ARGV[10] or '', tonumber(ARGV[9] or '0'))
+        return {1, key}
         """)
 
     /// Adds entries to the schedule. ARGV: ns, 'in' or 'at', ms, queue, entry, queue, entry, …
@@ -314,11 +363,14 @@ enum RedisScripts {
     /// Puts jobs whose lease expired (their worker stopped heartbeating) back at the head of their
     /// queue, or dead-letters them as poison once recovered more than their group's max_recoveries.
     /// Every entry has an id from its claim, so entries that came without one are counted too.
-    /// ARGV: ns, limit, max_dead. Returns {{id, queue, …} recovered, {id, queue, …} poisoned}.
+    /// ARGV: ns, limit, max_dead, ledger bound (0: none), ledger keeps payloads ('1'/'0'): each job
+    /// taken back is a `recovered` (or poison: `dead`) attempt record of the worker that lost it.
+    /// Returns {{id, queue, …} recovered, {id, queue, …} poisoned}.
     static let recover = script("recover", """
         local now = now_ms()
         local expired = redis.call('ZRANGEBYSCORE', ns .. ':leases', '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
         local recovered, poisoned = {}, {}
+        local bound, keep = tonumber(ARGV[4] or '0'), ARGV[5] == '1'
         for _, token in ipairs(expired) do
           local record = redis.call('HGET', ns .. ':inflight', token)
           if record then
@@ -336,11 +388,16 @@ enum RedisScripts {
                 if type(job.attempt) == 'number' then dead.attempt = job.attempt end
               end
               bury(id, queue, kind, cjson.encode(dead), entry, now, tonumber(ARGV[3]))
+              if bound > 0 then log_attempt(script_record(id, token, 'dead', queue, worker, entry, reason, now, keep), bound) end
               poisoned[#poisoned + 1] = id
               poisoned[#poisoned + 1] = queue
             else
               redis.call('LPUSH', queue, entry)
               redis.call('RPUSH', ns .. ':wake:' .. queue, '1')
+              if bound > 0 then
+                log_attempt(script_record(id, token, 'recovered', queue, worker, entry,
+                  'its worker stopped heartbeating (lease expired); put back at the head of its queue', now, keep), bound)
+              end
               recovered[#recovered + 1] = id
               recovered[#recovered + 1] = queue
             end

@@ -7,7 +7,8 @@ struct JobRouterCommand: AsyncParsableCommand {
         commandName: "jobrouter",
         abstract: "Route background jobs by type and priority through Redis, and run worker groups.",
         discussion: "The shared flags (--config, --log-level) may come before or after the subcommand.",
-        subcommands: [CheckCommand.self, EnqueueCommand.self, WorkCommand.self, StatusCommand.self, DeadCommand.self, MigrateCommand.self]
+        subcommands: [CheckCommand.self, EnqueueCommand.self, WorkCommand.self, StatusCommand.self, DeadCommand.self, MigrateCommand.self,
+                      HistoryCommand.self, StatsCommand.self]
     )
 
     static func main() async {

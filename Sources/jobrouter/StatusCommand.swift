@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import JobRouter
+import JobRouterPostgres
 import JobRouterRedis
 
 /// `jobrouter status`: queues (depth, oldest, in flight, scheduled, dead), groups and live workers.
@@ -19,10 +20,48 @@ struct StatusCommand: AsyncParsableCommand {
             let configuration = try options.loadConfiguration()
             let driver = try options.makeDriver(configuration)
             let statistics = try await driver.statistics(queues: configuration.declaredQueues.sorted())
+            let ledger = try await LedgerStatus.read(configuration, driver: driver)
             let report = StatusReport(configuration: configuration, server: driver.endpoint.description,
-                                      statistics: statistics, now: Date())
+                                      statistics: statistics, now: Date(), ledger: ledger)
             print(json ? report.json : report.table)
         }
+    }
+}
+
+/// The ledger's side of `status`: records waiting in Redis, records dropped by the bound, and
+/// whether PostgreSQL answers.
+struct LedgerStatus {
+    var backlog: AttemptLogBacklog
+    var postgres: String
+    /// Why PostgreSQL did not answer, when it did not.
+    var postgresError: String?
+
+    static func read(_ configuration: RouterConfiguration, driver: RedisQueueDriver) async throws -> LedgerStatus? {
+        guard let settings = configuration.postgres, settings.ledger else { return nil }
+        let backlog = try await RedisAttemptLog(driver: driver).backlog()
+        let pool = PostgresPool(settings: settings, applicationName: "jobrouter status", size: 1)
+        var error: String?
+        do {
+            _ = try await pool.withConnection { try $0.query("SELECT 1") }
+        } catch let failure {
+            error = "\(failure)"
+        }
+        return LedgerStatus(backlog: backlog, postgres: pool.server, postgresError: error)
+    }
+
+    var line: String {
+        var text = "ledger: \(backlog.waiting) record(s) waiting in redis"
+        if backlog.dropped > 0 { text += ", \(backlog.dropped) DROPPED (ledger_buffer full)" }
+        text += "; postgres \(postgres) " + (postgresError.map { "UNREACHABLE: \($0)" } ?? "reachable")
+        return text
+    }
+
+    var json: JSONValue {
+        .object([
+            "waiting": .integer(Int64(backlog.waiting)), "dropped": .integer(Int64(backlog.dropped)),
+            "postgres": .string(postgres), "postgres_reachable": .bool(postgresError == nil),
+            "postgres_error": postgresError.map(JSONValue.string) ?? .null,
+        ])
     }
 }
 
@@ -32,6 +71,7 @@ struct StatusReport {
     let server: String
     let statistics: QueueStatistics
     let now: Date
+    var ledger: LedgerStatus?
 
     private var groups: [WorkerGroupConfiguration] {
         configuration.groups.keys.sorted().compactMap { configuration.groups[$0] }
@@ -72,6 +112,7 @@ struct StatusReport {
             "redis": .string(server), "queues": .array(queues), "groups": .array(groupValues),
             "workers": .array(workers), "dead_trimmed": .integer(Int64(statistics.trimmedDead)),
             "dead_by_type": .object(statistics.deadByType.mapValues { .integer(Int64($0)) }),
+            "ledger": ledger?.json ?? .null,
         ]
         return JSONValue.object(root).jsonText
     }
@@ -110,6 +151,10 @@ struct StatusReport {
                 return [LogEscaping.escape(worker.id), groups, inFlight, stuck, Self.age(ago) + " ago"]
             }
             lines += Self.table(header: ["WORKER", "GROUPS", "IN FLIGHT", "STUCK", "HEARTBEAT"], rows: workerRows, rightAligned: [2, 3])
+        }
+        if let ledger {
+            lines.append("")
+            lines.append(ledger.line)
         }
         if statistics.trimmedDead > 0 {
             lines.append("")

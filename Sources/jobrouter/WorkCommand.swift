@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import JobRouter
+import JobRouterPostgres
 import JobRouterRedis
 import JobRouterSMTP
 import Logging
@@ -45,10 +46,18 @@ struct WorkCommand: AsyncParsableCommand {
                 // Unreachable for now: the workers wait for the server and say so once.
                 logger.warning("cannot check redis before starting (\(error)); starting anyway")
             }
-            logger.info("worker starting: groups \(worker.groupNames.joined(separator: ", ")), redis \(driver.endpoint)")
+            let shipper = try await ledgerShipper(configuration, driver: driver, worker: worker, logger: logger)
+            logger.info("worker starting: groups \(worker.groupNames.joined(separator: ", ")), redis \(driver.endpoint)\(shipper == nil ? "" : ", ledger on")")
             let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint)
             await withTaskGroup(of: Void.self) { tasks in
-                tasks.addTask { await worker.run() }
+                tasks.addTask {
+                    await withDiscardingTaskGroup { both in
+                        if let shipper { both.addTask { await shipper.run() } }
+                        await worker.run()
+                        // The groups' last settles are in the log now: store them, then stop.
+                        shipper?.finish()
+                    }
+                }
                 tasks.addTask {
                     var received = 0
                     for await signal in signals {
@@ -68,5 +77,35 @@ struct WorkCommand: AsyncParsableCommand {
             if let failure = worker.fatalFailure { throw CommandFailure(failure) }
             logger.info("worker stopped")
         }
+    }
+
+    /// The ledger's shipper when `[postgres] ledger` is on. Refuses to start when PostgreSQL is
+    /// reachable and the schema is behind; starts anyway (saying so) when it is unreachable.
+    private func ledgerShipper(_ configuration: RouterConfiguration, driver: RedisQueueDriver, worker: JobRouterWorker,
+                               logger: Logger) async throws -> LedgerShipper? {
+        guard let settings = configuration.postgres, settings.ledger else { return nil }
+        let pool = PostgresPool(settings: settings, applicationName: "jobrouter ledger \(worker.workerID)", size: 1)
+        do {
+            let status = try await PostgresMigrator(schema: settings.schema).status(pool)
+            if let behind = status.pending.first {
+                let at = status.applied.map(\.version).max() ?? 0
+                throw CommandFailure("postgres \(pool.server): schema \(settings.schema) is at version \(at), this JobRouter needs \(PostgresMigrator.latestVersion) (pending: \(behind.version) \(behind.name)); run `jobrouter migrate`")
+            }
+        } catch let error as CommandFailure {
+            throw error
+        } catch let error as PostgresError where error.isPermanent {
+            throw CommandFailure("\(error)")
+        } catch {
+            logger.warning("ledger: postgres unreachable (\(error)); starting anyway: attempt records wait in redis until it is back")
+        }
+        return LedgerShipper(log: RedisAttemptLog(driver: driver), pool: pool, settings: settings, consumer: worker.workerID,
+                             logger: logger, reclaimIdle: Self.reclaimIdle)
+    }
+
+    /// How long records taken by a shipper that died wait before another takes them
+    /// (`JOBROUTER_LEDGER_RECLAIM`, seconds, for tests; default 60).
+    static var reclaimIdle: Duration {
+        let text = ProcessInfo.processInfo.environment["JOBROUTER_LEDGER_RECLAIM"] ?? ""
+        return Double(text).map { .milliseconds(Int64($0 * 1000)) } ?? .seconds(60)
     }
 }

@@ -12,6 +12,9 @@ public struct PostgresSettings: Sendable, Equatable {
     public var pool: Int = 8
     /// Record every attempt of every job (TOML `ledger`, default `true`).
     public var ledger = true
+    /// Most attempt records waiting in Redis for the ledger (TOML `ledger_buffer`, default 1,000,000).
+    /// Past it the oldest are dropped, counted, and `status` shows the count.
+    public var ledgerBuffer = 1_000_000
     /// Ledger rows older than this are pruned (TOML `retain`, default `"30d"`).
     public var retain: Duration = .seconds(30 * 86_400)
     /// Keep each job's payload in the ledger (TOML `store_payload`, default `true`).

@@ -41,6 +41,7 @@ import TOMLKit
 /// | `postgres.url` | `postgres://user@host:port/db`, no password | required in `[postgres]`; `JOBROUTER_POSTGRES_URL` overrides |
 /// | `postgres.pool` | integer ≥ 1: connections per worker process | `8` |
 /// | `postgres.ledger` | boolean | `true` |
+/// | `postgres.ledger_buffer` | integer ≥ 1000: attempt records Redis holds for the ledger before dropping the oldest | `1000000` |
 /// | `postgres.retain` | duration string | `"30d"` |
 /// | `postgres.store_payload` | boolean | `true` |
 /// | `postgres.schema` | SQL identifier | `"jobrouter"` |
@@ -266,7 +267,7 @@ struct TOMLReader {
 
     private func postgres(_ table: TOMLTable) throws -> PostgresSettings {
         let path = ["postgres"]
-        try checkKeys(table, path: path, allowed: ["url", "pool", "ledger", "retain", "store_payload", "schema", "password"])
+        try checkKeys(table, path: path, allowed: ["url", "pool", "ledger", "ledger_buffer", "retain", "store_payload", "schema", "password"])
         if table["password"] != nil {
             throw fail(path + ["password"], "put the password in JOBROUTER_POSTGRES_URL, PGPASSWORD or ~/.pgpass, not in the file")
         }
@@ -274,6 +275,7 @@ struct TOMLReader {
         var settings = PostgresSettings(url: try string(urlValue, path + ["url"]))
         if let value = table["pool"] { settings.pool = try integer(value, path + ["pool"]) }
         if let value = table["ledger"] { settings.ledger = try bool(value, path + ["ledger"]) }
+        if let value = table["ledger_buffer"] { settings.ledgerBuffer = try integer(value, path + ["ledger_buffer"]) }
         if let value = table["retain"] { settings.retain = try duration(value, path + ["retain"]) }
         if let value = table["store_payload"] { settings.storePayload = try bool(value, path + ["store_payload"]) }
         if let value = table["schema"] { settings.schema = try string(value, path + ["schema"]) }

@@ -105,6 +105,9 @@ extension RouterConfiguration {
                 throw fail(["postgres", "url"], "holds a password; put it in JOBROUTER_POSTGRES_URL, PGPASSWORD or ~/.pgpass instead")
             }
             if postgres.pool < 1 { throw fail(["postgres", "pool"], "must be at least 1, not \(postgres.pool)") }
+            if postgres.ledgerBuffer < 1000 {
+                throw fail(["postgres", "ledger_buffer"], "must be at least 1000, not \(postgres.ledgerBuffer)")
+            }
             if postgres.retain <= .zero { throw fail(["postgres", "retain"], "must be longer than zero") }
             if postgres.schema.isEmpty || !postgres.schema.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") })
                 || postgres.schema.first?.isNumber == true {

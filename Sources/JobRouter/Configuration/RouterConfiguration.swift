@@ -16,6 +16,12 @@ public struct RouterConfiguration: Sendable {
     public var smtp: SMTPSettings?
     /// Where the durable job history lives (TOML `[postgres]`); `nil`: no PostgreSQL.
     public var postgres: PostgresSettings?
+
+    /// What the scripts need to record attempts, when the ledger is on (`[postgres] ledger = true`).
+    public var ledgerTerms: LedgerTerms? {
+        guard let postgres, postgres.ledger else { return nil }
+        return LedgerTerms(storePayload: postgres.storePayload)
+    }
     /// Mail templates by name (TOML `[templates.NAME]`).
     public var templates: [String: MailTemplate] = [:]
     /// Most records the dead-letter store keeps; the oldest are trimmed and counted (TOML `max_dead`, default 10000).

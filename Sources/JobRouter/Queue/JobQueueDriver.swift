@@ -50,14 +50,29 @@ public struct LeaseTerms: Sendable, Equatable {
     public var maxPayload: Int
     /// The dead-letter store's bound, for entries kept aside by the claim.
     public var maxDead: Int
+    /// Whether entries kept aside by the claim are recorded for the ledger (`malformed` attempts).
+    public var ledger: LedgerTerms?
 
     /// Makes terms.
     public init(lease: Duration, maxRecoveries: Int, maxPayload: Int = RouterConfiguration.defaultMaxPayload,
-                maxDead: Int = 10_000) {
+                maxDead: Int = 10_000, ledger: LedgerTerms? = nil) {
         self.lease = lease
         self.maxRecoveries = maxRecoveries
         self.maxPayload = maxPayload
         self.maxDead = maxDead
+        self.ledger = ledger
+    }
+}
+
+/// What the queue server's scripts need to write attempt records for the ledger themselves
+/// (recovery, entries kept aside by a claim). `nil` wherever these appear: no ledger, no records.
+public struct LedgerTerms: Sendable, Equatable {
+    /// Whether records keep the job's entry (and so its payload).
+    public var storePayload: Bool
+
+    /// Makes terms.
+    public init(storePayload: Bool) {
+        self.storePayload = storePayload
     }
 }
 
@@ -201,18 +216,20 @@ public protocol JobQueueDriver: Sendable {
     /// A fetcher for one worker group: it owns its own connection, because waiting for work blocks it.
     func makeFetcher(queues: [String], label: String, worker: String, terms: LeaseTerms) -> any JobFetcher
 
-    /// Marks a claimed job done.
-    func complete(_ claim: ClaimedEntry) async throws -> SettleResult
+    /// Marks a claimed job done; with `attempt`, records it for the ledger in the same atomic step.
+    func complete(_ claim: ClaimedEntry, attempt: AttemptRecord?) async throws -> SettleResult
 
-    /// Replaces a claimed job by `job` (its next attempt), due after `delay`.
-    func retry(_ claim: ClaimedEntry, as job: JobEnvelope, after delay: Duration) async throws -> SettleResult
+    /// Replaces a claimed job by `job` (its next attempt), due after `delay`; records `attempt` with it.
+    func retry(_ claim: ClaimedEntry, as job: JobEnvelope, after delay: Duration, attempt: AttemptRecord?) async throws -> SettleResult
 
     /// Puts claimed jobs back at the head of their queues as `entries` (same order as `claims`; the
-    /// first ends up first). Returns how many were still this worker's.
-    func requeueAtHead(_ claims: [ClaimedEntry], as entries: [Data]) async throws -> Int
+    /// first ends up first), recording `attempts` (same order, or empty) for those still this
+    /// worker's. Returns how many were.
+    func requeueAtHead(_ claims: [ClaimedEntry], as entries: [Data], attempts: [AttemptRecord]) async throws -> Int
 
-    /// Keeps a job that cannot run, with its reason, releasing its claim when there is one.
-    func deadLetter(_ record: DeadLetter, claim: ClaimedEntry?, maxDead: Int) async throws -> SettleResult
+    /// Keeps a job that cannot run, with its reason, releasing its claim when there is one;
+    /// records `attempt` with it.
+    func deadLetter(_ record: DeadLetter, claim: ClaimedEntry?, maxDead: Int, attempt: AttemptRecord?) async throws -> SettleResult
 
     /// Says this worker process is alive and extends the leases of the claims it names by `lease`.
     func heartbeat(_ worker: WorkerDescription, renewing tokens: [String], lease: Duration) async throws
@@ -220,8 +237,9 @@ public protocol JobQueueDriver: Sendable {
     /// Removes a worker process that stopped cleanly from the list of live workers.
     func workerStopped(_ id: String) async throws
 
-    /// Puts back (or dead-letters as poison) jobs whose lease has expired, up to `limit`.
-    func recoverExpiredLeases(limit: Int, maxDead: Int) async throws -> RecoveryReport
+    /// Puts back (or dead-letters as poison) jobs whose lease has expired, up to `limit`; with
+    /// `ledger`, each is recorded as an attempt of the worker that lost it.
+    func recoverExpiredLeases(limit: Int, maxDead: Int, ledger: LedgerTerms?) async throws -> RecoveryReport
 
     /// Moves scheduled jobs that are due to their queues, up to `limit`; returns how many moved and
     /// how long until the next one is due (`nil` when none is scheduled).
@@ -238,6 +256,77 @@ extension JobQueueDriver {
     /// Appends each job to the tail of its queue, in order.
     public func push(_ jobs: [JobEnvelope]) async throws {
         try await push(jobs, progress: nil)
+    }
+
+    /// Marks a claimed job done, recording nothing for a ledger.
+    public func complete(_ claim: ClaimedEntry) async throws -> SettleResult {
+        try await complete(claim, attempt: nil)
+    }
+
+    /// Schedules a claimed job's next attempt, recording nothing for a ledger.
+    public func retry(_ claim: ClaimedEntry, as job: JobEnvelope, after delay: Duration) async throws -> SettleResult {
+        try await retry(claim, as: job, after: delay, attempt: nil)
+    }
+
+    /// Puts claimed jobs back at the head of their queues, recording nothing for a ledger.
+    public func requeueAtHead(_ claims: [ClaimedEntry], as entries: [Data]) async throws -> Int {
+        try await requeueAtHead(claims, as: entries, attempts: [])
+    }
+
+    /// Keeps a job that cannot run, recording nothing for a ledger.
+    public func deadLetter(_ record: DeadLetter, claim: ClaimedEntry?, maxDead: Int) async throws -> SettleResult {
+        try await deadLetter(record, claim: claim, maxDead: maxDead, attempt: nil)
+    }
+
+    /// Recovers expired leases, recording nothing for a ledger.
+    public func recoverExpiredLeases(limit: Int, maxDead: Int) async throws -> RecoveryReport {
+        try await recoverExpiredLeases(limit: limit, maxDead: maxDead, ledger: nil)
+    }
+}
+
+/// Attempt records waiting on the queue server for the ledger (written by the scripts that settle
+/// jobs), read by consumers that store them and then acknowledge them. Every record is delivered
+/// until some consumer acknowledges it; one a consumer took and never acknowledged (it died) is
+/// given to another after a while.
+public protocol AttemptLog: Sendable {
+    /// Up to `max` records not yet given to any consumer, waiting up to `wait` for one.
+    func read(consumer: String, max: Int, wait: Duration) async throws -> [LoggedAttempt]
+
+    /// Up to `max` records given to some consumer more than `idle` ago and never acknowledged, now `consumer`'s.
+    func reclaim(consumer: String, idle: Duration, max: Int) async throws -> [LoggedAttempt]
+
+    /// Forgets records that are stored.
+    func acknowledge(_ ids: [String]) async throws
+
+    /// How many records wait, and how many were ever dropped by the bound.
+    func backlog() async throws -> AttemptLogBacklog
+}
+
+/// One record as the attempt log holds it.
+public struct LoggedAttempt: Sendable, Equatable {
+    /// Its place in the log (what ``AttemptLog/acknowledge(_:)`` takes).
+    public var id: String
+    /// The record: an ``AttemptRecord`` as JSON.
+    public var record: Data
+
+    /// Makes one.
+    public init(id: String, record: Data) {
+        self.id = id
+        self.record = record
+    }
+}
+
+/// The attempt log's size.
+public struct AttemptLogBacklog: Sendable, Equatable {
+    /// Records not yet stored.
+    public var waiting: Int
+    /// Records dropped because the log was full (never stored).
+    public var dropped: Int
+
+    /// Makes one.
+    public init(waiting: Int, dropped: Int) {
+        self.waiting = waiting
+        self.dropped = dropped
     }
 }
 

@@ -68,7 +68,7 @@ public struct JobRouterWorker: Service {
             return WorkerGroupRunner(
                 group: group, configuration: configuration, handlers: handlers, services: registry.services, unavailable: unavailable,
                 driver: driver, workerID: workerID, shutdown: controller, health: health, events: events, logger: logger,
-                gate: gate)
+                gate: gate, attempts: configuration.ledgerTerms.map { AttemptRecorder(worker: workerID, storePayload: $0.storePayload) })
         }
         self.maintenance = WorkerMaintenance(
             workerID: workerID, runners: runners, configuration: configuration, driver: driver,

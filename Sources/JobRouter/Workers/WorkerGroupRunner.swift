@@ -24,6 +24,8 @@ struct WorkerGroupRunner: Sendable {
     let logger: Logger
     /// When set, each claim waits for a permit of this shared rate (mail groups).
     let gate: RateGate?
+    /// Makes the attempt records settles carry when the ledger is on; `nil` when it is off.
+    let attempts: AttemptRecorder?
     /// Claims this group holds now, for lease renewal.
     let claims = ClaimRegistry()
     /// Handlers abandoned after their timeout that still run.
@@ -49,7 +51,8 @@ struct WorkerGroupRunner: Sendable {
 
     func run() async {
         let terms = LeaseTerms(lease: group.lease, maxRecoveries: group.maxRecoveries,
-                               maxPayload: configuration.maxPayload, maxDead: configuration.maxDead)
+                               maxPayload: configuration.maxPayload, maxDead: configuration.maxDead,
+                               ledger: configuration.ledgerTerms)
         let fetcher = driver.makeFetcher(queues: group.queues, label: group.name, worker: workerID, terms: terms)
         let slots = SlotPool(capacity: group.concurrency)
         let putBack = InterruptedJobs()
@@ -135,8 +138,8 @@ struct WorkerGroupRunner: Sendable {
                     }
                     let jobSequence = sequence
                     tasks.addTask {
-                        if await execute(job, claim: entry, handler: handler) {
-                            putBack.add(job, claim: entry, sequence: jobSequence)
+                        if let startedAt = await execute(job, claim: entry, handler: handler) {
+                            putBack.add(job, claim: entry, sequence: jobSequence, startedAt: startedAt)
                         }
                         slots.release(1)
                     }
@@ -165,7 +168,13 @@ struct WorkerGroupRunner: Sendable {
 
         let interrupted = putBack.inFetchOrder
         if !interrupted.isEmpty {
-            await requeue(interrupted.map(\.claim), as: interrupted.map { Data($0.job.jsonText.utf8) })
+            let records = attempts.map { recorder in
+                interrupted.map {
+                    recorder.record($0.job, claim: $0.claim, group: group.name, outcome: .requeued,
+                                    error: "stopped by shutdown; back at the head of its queue", startedAt: $0.startedAt)
+                }
+            } ?? []
+            await requeue(interrupted.map(\.claim), as: interrupted.map { Data($0.job.jsonText.utf8) }, attempts: records)
             for item in interrupted { events.record(.requeued(item.job, group: group.name, reason: "shutdown")) }
         }
         await fetcher.close()
@@ -191,28 +200,34 @@ struct WorkerGroupRunner: Sendable {
         do {
             job = try JobEnvelope.decode(entry.raw, queue: entry.queue)
         } catch {
-            await deadLetter(entry, id: entry.jobID, type: nil, attempt: nil, reason: "not a job: \(error)")
+            let reason = "not a job: \(error)"
+            await deadLetter(entry, id: entry.jobID, type: nil, attempt: nil, reason: reason,
+                             attempt: attempts?.malformed(entry, group: group.name, reason: reason))
             return nil
         }
         // The id fixed by the claim (the entry's own, or the one it was given when first claimed).
         job.id = entry.jobID
         guard configuration.types[job.type] != nil else {
             let known = configuration.types.keys.sorted().joined(separator: ", ")
-            await deadLetter(entry, id: job.id, type: job.type, attempt: job.attempt,
-                             reason: "unknown job type '\(job.type)'; known types: \(known)")
+            let reason = "unknown job type '\(job.type)'; known types: \(known)"
+            await deadLetter(entry, id: job.id, type: job.type, attempt: job.attempt, reason: reason,
+                             attempt: attempts?.record(job, claim: entry, group: group.name, outcome: .dead, error: reason, startedAt: nil))
             return nil
         }
         guard let handler = handlers[job.type] else {
-            await deadLetter(entry, id: job.id, type: job.type, attempt: job.attempt,
-                             reason: unavailable[job.type] ?? "no handler for type '\(job.type)' in this worker")
+            let reason = unavailable[job.type] ?? "no handler for type '\(job.type)' in this worker"
+            await deadLetter(entry, id: job.id, type: job.type, attempt: job.attempt, reason: reason,
+                             attempt: attempts?.record(job, claim: entry, group: group.name, outcome: .dead, error: reason, startedAt: nil))
             return nil
         }
         return (job, handler)
     }
 
-    /// Runs one job to its end. Returns `true` when it was interrupted by shutdown and must be put back.
-    private func execute(_ job: JobEnvelope, claim: ClaimedEntry, handler: any JobHandler) async -> Bool {
+    /// Runs one job to its end. Returns when it started, when it was interrupted by shutdown and
+    /// must be put back; `nil` once it is settled.
+    private func execute(_ job: JobEnvelope, claim: ClaimedEntry, handler: any JobHandler) async -> Date? {
         events.record(.started(job, group: group.name))
+        let startedAt = Date()
         let wait = Duration.saturating(seconds: max(0, Date().timeIntervalSince(job.enqueuedAt)))
         let type = configuration.types[job.type]
         let timeout = type?.timeout ?? .seconds(300)
@@ -222,9 +237,10 @@ struct WorkerGroupRunner: Sendable {
         let run = start.duration(to: clock.now)
         switch outcome {
         case .interrupted:
-            return true
+            return startedAt
         case .completed:
-            let result = await persist("complete job \(job.id)") { try await driver.complete(claim) }
+            let attempt = attempts?.record(job, claim: claim, group: group.name, outcome: .succeeded, error: nil, startedAt: startedAt)
+            let result = await persist("complete job \(job.id)") { try await driver.complete(claim, attempt: attempt) }
             claims.remove(claim.token)
             settled(result, job: job, run: run) { events.record(.succeeded(job, group: group.name, wait: wait, run: run)) }
         case .failed(let message, let permanent):
@@ -232,6 +248,7 @@ struct WorkerGroupRunner: Sendable {
             if permanent || job.attempt >= maxAttempts {
                 let reason = permanent ? message : "failed \(job.attempt) time(s), the last: \(message)"
                 await deadLetter(claim, id: job.id, type: job.type, attempt: job.attempt, reason: reason,
+                                 attempt: attempts?.record(job, claim: claim, group: group.name, outcome: .dead, error: message, startedAt: startedAt),
                                  raw: Data(job.jsonText.utf8), job: job, run: run)
             } else {
                 var nextAttempt = job
@@ -239,8 +256,9 @@ struct WorkerGroupRunner: Sendable {
                 nextAttempt.lastError = message
                 let next = nextAttempt
                 let delay = (type?.backoff ?? RetryBackoff()).delay(afterFailures: job.attempt)
+                let attempt = attempts?.record(job, claim: claim, group: group.name, outcome: .failed, error: message, startedAt: startedAt)
                 let result = await persist("schedule a retry of job \(job.id)") {
-                    try await driver.retry(claim, as: next, after: delay)
+                    try await driver.retry(claim, as: next, after: delay, attempt: attempt)
                 }
                 claims.remove(claim.token)
                 settled(result, job: job, run: run) {
@@ -248,7 +266,7 @@ struct WorkerGroupRunner: Sendable {
                 }
             }
         }
-        return false
+        return nil
     }
 
     /// Reports what settling a claim found: the outcome once it is durable, the lost lease when
@@ -298,26 +316,26 @@ struct WorkerGroupRunner: Sendable {
         }
     }
 
-    private func deadLetter(_ claim: ClaimedEntry, id: JobID, type: String?, attempt: Int?, reason: String, raw: Data? = nil,
-                            job: JobEnvelope? = nil, run: Duration = .zero) async {
-        let record = DeadLetter(id: id, queue: claim.queue, type: type, attempt: attempt, reason: reason, raw: raw ?? claim.raw)
+    private func deadLetter(_ claim: ClaimedEntry, id: JobID, type: String?, attempt: Int?, reason: String,
+                            attempt record: AttemptRecord?, raw: Data? = nil, job: JobEnvelope? = nil, run: Duration = .zero) async {
+        let dead = DeadLetter(id: id, queue: claim.queue, type: type, attempt: attempt, reason: reason, raw: raw ?? claim.raw)
         let result = await persist("dead-letter job \(id)") {
-            try await driver.deadLetter(record, claim: claim, maxDead: configuration.maxDead)
+            try await driver.deadLetter(dead, claim: claim, maxDead: configuration.maxDead, attempt: record)
         }
         claims.remove(claim.token)
         if let job {
-            settled(result, job: job, run: run) { events.record(.deadLettered(record, group: group.name)) }
+            settled(result, job: job, run: run) { events.record(.deadLettered(dead, group: group.name)) }
         } else if result == .applied || result == .alreadySettled {
-            events.record(.deadLettered(record, group: group.name))
+            events.record(.deadLettered(dead, group: group.name))
         } else if result == .lost {
             logger.warning("entry \(id): its lease expired and another worker owns it now; not dead-lettered here")
         }
     }
 
-    private func requeue(_ claimed: [ClaimedEntry], as entries: [Data]) async {
+    private func requeue(_ claimed: [ClaimedEntry], as entries: [Data], attempts: [AttemptRecord] = []) async {
         guard !claimed.isEmpty else { return }
         let done = await persist("put back \(claimed.count) job(s)") {
-            try await driver.requeueAtHead(claimed, as: entries)
+            try await driver.requeueAtHead(claimed, as: entries, attempts: attempts)
         }
         for claim in claimed { claims.remove(claim.token) }
         if done == nil {
@@ -377,14 +395,14 @@ final class BrokenQueues: Sendable {
 
 /// Jobs stopped by shutdown, to be put back in the order they were fetched.
 private final class InterruptedJobs: Sendable {
-    private let jobs = Mutex<[(sequence: Int, job: JobEnvelope, claim: ClaimedEntry)]>([])
+    private let jobs = Mutex<[(sequence: Int, job: JobEnvelope, claim: ClaimedEntry, startedAt: Date)]>([])
 
-    func add(_ job: JobEnvelope, claim: ClaimedEntry, sequence: Int) {
-        jobs.withLock { $0.append((sequence, job, claim)) }
+    func add(_ job: JobEnvelope, claim: ClaimedEntry, sequence: Int, startedAt: Date) {
+        jobs.withLock { $0.append((sequence, job, claim, startedAt)) }
     }
 
-    var inFetchOrder: [(job: JobEnvelope, claim: ClaimedEntry)] {
-        jobs.withLock { $0 }.sorted { $0.sequence < $1.sequence }.map { ($0.job, $0.claim) }
+    var inFetchOrder: [(job: JobEnvelope, claim: ClaimedEntry, startedAt: Date)] {
+        jobs.withLock { $0 }.sorted { $0.sequence < $1.sequence }.map { ($0.job, $0.claim, $0.startedAt) }
     }
 }
 

@@ -55,7 +55,7 @@ struct WorkerMaintenance: Sendable {
     private func recover() async throws {
         // Stop taking over other workers' jobs once this process is shutting down.
         guard shutdown.phase == .running else { return }
-        let report = try await driver.recoverExpiredLeases(limit: 200, maxDead: configuration.maxDead)
+        let report = try await driver.recoverExpiredLeases(limit: 200, maxDead: configuration.maxDead, ledger: configuration.ledgerTerms)
         if report.recovered + report.poisoned > 0 { events.record(.recovered(report)) }
     }
 

@@ -1,0 +1,136 @@
+import Foundation
+
+/// How one attempt of a job ended, as the ledger keeps it.
+public enum AttemptOutcome: String, Sendable, CaseIterable {
+    /// The handler returned and the job was acknowledged.
+    case succeeded
+    /// The handler failed and the next attempt is scheduled.
+    case failed
+    /// The job was dead-lettered (attempts used up, a permanent error, an unknown type, poison).
+    case dead
+    /// The job was put back at the head of its queue at shutdown.
+    case requeued
+    /// Its worker stopped heartbeating and recovery put the job back.
+    case recovered
+    /// The entry was not a job JobRouter can read (kept in the dead letters with its reason).
+    case malformed
+}
+
+/// One attempt's end, written by the queue server's script that made the outcome durable, in the
+/// same atomic step (so the ledger sees exactly the transitions that happened, once each).
+///
+/// `claim` (the claim token) names the attempt: one claim, one record, so a record delivered twice
+/// is stored once.
+public struct AttemptRecord: Sendable, Equatable {
+    /// The job's id.
+    public var jobID: JobID
+    /// The claim token of this attempt (or the dead-letter key for entries kept aside by a claim).
+    public var claim: String
+    /// The job type, when the entry named one.
+    public var type: String?
+    /// The priority it was routed with.
+    public var priority: String?
+    /// The queue it was claimed from.
+    public var queue: String
+    /// The worker group that ran it.
+    public var group: String?
+    /// Which run this was, from 1.
+    public var attempt: Int?
+    /// How it ended.
+    public var outcome: AttemptOutcome
+    /// Why it failed, for failed, dead and malformed attempts.
+    public var error: String?
+    /// The worker process (`host:pid:random`).
+    public var worker: String
+    /// When the job was first enqueued.
+    public var enqueuedAt: Date?
+    /// When this attempt started.
+    public var startedAt: Date?
+    /// When it ended.
+    public var finishedAt: Date
+    /// The stored entry (JSON), from which the ledger keeps the payload; `nil` when payloads are not kept.
+    public var entry: Data?
+
+    /// Makes a record.
+    public init(jobID: JobID, claim: String, type: String?, priority: String?, queue: String, group: String?,
+                attempt: Int?, outcome: AttemptOutcome, error: String?, worker: String, enqueuedAt: Date?,
+                startedAt: Date?, finishedAt: Date = Date(), entry: Data?) {
+        self.jobID = jobID
+        self.claim = claim
+        self.type = type
+        self.priority = priority
+        self.queue = queue
+        self.group = group
+        self.attempt = attempt
+        self.outcome = outcome
+        self.error = error
+        self.worker = worker
+        self.enqueuedAt = enqueuedAt
+        self.startedAt = startedAt
+        self.finishedAt = finishedAt
+        self.entry = entry
+    }
+
+    /// The record as one JSON object (times in seconds since the epoch; `entry` embedded as JSON,
+    /// so it must be a JSON text, which every entry a worker decoded is).
+    public var jsonText: String {
+        var out = "{\"id\":"
+        JSONValue.writeString(jobID.rawValue, to: &out)
+        out += ",\"claim\":"
+        JSONValue.writeString(claim, to: &out)
+        out += ",\"outcome\":\""
+        out += outcome.rawValue
+        out += "\",\"queue\":"
+        JSONValue.writeString(queue, to: &out)
+        out += ",\"worker\":"
+        JSONValue.writeString(worker, to: &out)
+        if let type { out += ",\"type\":"; JSONValue.writeString(type, to: &out) }
+        if let priority { out += ",\"priority\":"; JSONValue.writeString(priority, to: &out) }
+        if let group { out += ",\"group\":"; JSONValue.writeString(group, to: &out) }
+        if let attempt { out += ",\"attempt\":" + String(attempt) }
+        if let error { out += ",\"error\":"; JSONValue.writeString(error, to: &out) }
+        if let enqueuedAt { out += ",\"enqueued_at\":" + Self.seconds(enqueuedAt) }
+        if let startedAt { out += ",\"started_at\":" + Self.seconds(startedAt) }
+        out += ",\"finished_at\":" + Self.seconds(finishedAt)
+        if let entry, !entry.isEmpty {
+            out += ",\"entry\":"
+            out += String(decoding: entry, as: UTF8.self)
+        }
+        out += "}"
+        return out
+    }
+
+    /// Seconds since the epoch with microseconds, as JSON.
+    static func seconds(_ date: Date) -> String {
+        let micros = Int64(saturating: (date.timeIntervalSince1970 * 1_000_000).rounded())
+        let whole = micros / 1_000_000
+        var fraction = String(abs(micros % 1_000_000))
+        fraction = String(repeating: "0", count: 6 - fraction.count) + fraction
+        return String(whole) + "." + fraction
+    }
+}
+
+/// Makes a worker's attempt records: it passes one with each settle only when a ledger consumes
+/// them (``RouterConfiguration/ledgerTerms``).
+struct AttemptRecorder: Sendable {
+    /// This worker process.
+    let worker: String
+    /// Whether payloads go into the records.
+    let storePayload: Bool
+
+    /// The record of `job`'s attempt that ended as `outcome`.
+    func record(_ job: JobEnvelope, claim: ClaimedEntry, group: String, outcome: AttemptOutcome, error: String?,
+                startedAt: Date?, entry: Data? = nil) -> AttemptRecord {
+        AttemptRecord(jobID: job.id, claim: claim.token, type: job.type, priority: job.priority, queue: claim.queue,
+                      group: group, attempt: job.attempt, outcome: outcome, error: error, worker: worker,
+                      enqueuedAt: job.enqueuedAt, startedAt: startedAt, finishedAt: Date(),
+                      entry: storePayload ? (entry ?? claim.raw) : nil)
+    }
+
+    /// The record of an entry that is not a job (its bytes are not kept: they may not be JSON).
+    func malformed(_ claim: ClaimedEntry, group: String, reason: String) -> AttemptRecord {
+        AttemptRecord(jobID: claim.jobID, claim: claim.token, type: nil, priority: nil, queue: claim.queue, group: group,
+                      attempt: nil, outcome: .malformed, error: reason, worker: worker, enqueuedAt: nil, startedAt: nil,
+                      entry: nil)
+    }
+}

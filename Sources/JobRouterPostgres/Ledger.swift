@@ -1,0 +1,168 @@
+import Foundation
+import JobRouter
+
+/// Reads the ledger: every attempt of every job, kept in PostgreSQL after Redis has forgotten it.
+public struct Ledger: Sendable {
+    /// One attempt, as the ledger keeps it.
+    public struct Attempt: Sendable, Equatable {
+        public var id: String
+        public var type: String?
+        public var priority: String?
+        public var queue: String
+        public var group: String?
+        public var attempt: Int?
+        public var outcome: String
+        public var error: String?
+        public var worker: String
+        /// Times as ISO 8601 UTC text with milliseconds.
+        public var enqueuedAt: String?
+        public var startedAt: String?
+        public var finishedAt: String
+        /// Seconds from enqueue to start, and from start to end, when both ends are known.
+        public var wait: Double?
+        public var run: Double?
+
+        /// The attempt as a JSON object with the documented field names.
+        public var json: JSONValue {
+            func text(_ value: String?) -> JSONValue { value.map(JSONValue.string) ?? .null }
+            return .object([
+                "id": .string(id), "type": text(type), "priority": text(priority), "queue": .string(queue),
+                "group": text(group), "attempt": attempt.map { .integer(Int64($0)) } ?? .null, "outcome": .string(outcome),
+                "error": text(error), "worker": .string(worker), "enqueued_at": text(enqueuedAt),
+                "started_at": text(startedAt), "finished_at": .string(finishedAt),
+            ])
+        }
+    }
+
+    /// Which attempts ``history(_:)`` lists.
+    public struct Filter: Sendable, Equatable {
+        public var type: String?
+        public var outcome: String?
+        public var queue: String?
+        /// Only attempts that ended this recently.
+        public var since: Duration?
+        /// At most this many (newest first).
+        public var limit = 50
+
+        /// A filter that takes everything (the newest 50).
+        public init(type: String? = nil, outcome: String? = nil, queue: String? = nil, since: Duration? = nil, limit: Int = 50) {
+            self.type = type
+            self.outcome = outcome
+            self.queue = queue
+            self.since = since
+            self.limit = limit
+        }
+    }
+
+    /// Figures for one job type over a period.
+    public struct TypeStats: Sendable, Equatable {
+        public var type: String
+        public var attempts: Int
+        public var succeeded: Int
+        /// Attempts that failed and were retried.
+        public var retried: Int
+        /// Attempts that ended dead (including malformed entries of this type).
+        public var dead: Int
+        /// p50, p95, p99 of wait (enqueued → started) and run time, in seconds (`nil` without data).
+        public var wait: [Double?]
+        public var run: [Double?]
+
+        /// The figures as a JSON object.
+        public var json: JSONValue {
+            func list(_ values: [Double?]) -> JSONValue {
+                .object(zip(["p50", "p95", "p99"], values).reduce(into: [:]) { $0[$1.0] = $1.1.map(JSONValue.number) ?? .null })
+            }
+            return .object([
+                "type": .string(type), "attempts": .integer(Int64(attempts)), "succeeded": .integer(Int64(succeeded)),
+                "retried": .integer(Int64(retried)), "dead": .integer(Int64(dead)), "wait_seconds": list(wait),
+                "run_seconds": list(run),
+            ])
+        }
+    }
+
+    private let pool: PostgresPool
+    private let schema: String
+
+    /// Reads the ledger in `schema` through `pool`.
+    public init(pool: PostgresPool, schema: String = "jobrouter") {
+        self.pool = pool
+        self.schema = schema
+    }
+
+    private var columns: String {
+        """
+        job_id, type, priority, queue, worker_group, attempt, outcome, error, worker,
+        \(Self.iso("enqueued_at")), \(Self.iso("started_at")), \(Self.iso("finished_at")),
+        extract(epoch FROM started_at - enqueued_at), extract(epoch FROM finished_at - started_at)
+        """
+    }
+
+    private static func iso(_ column: String) -> String {
+        "to_char(\(column) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+    }
+
+    /// Every attempt of job `id`, oldest first (empty when the ledger never saw it).
+    public func attempts(of id: String) async throws -> [Attempt] {
+        let sql = "SELECT \(columns) FROM \(schema).attempts WHERE job_id = $1 ORDER BY finished_at, claim"
+        let rows = try await pool.withConnection { try $0.query(sql, [id]).rows }
+        return rows.compactMap(Self.attempt)
+    }
+
+    /// Attempts matching `filter`, newest first.
+    public func history(_ filter: Filter) async throws -> [Attempt] {
+        var conditions: [String] = []
+        var parameters: [String?] = []
+        func add(_ column: String, _ value: String?) {
+            guard let value else { return }
+            parameters.append(value)
+            conditions.append("\(column) = $\(parameters.count)")
+        }
+        add("type", filter.type)
+        add("outcome", filter.outcome)
+        add("queue", filter.queue)
+        if let since = filter.since {
+            parameters.append(String(since.inMilliseconds / 1000))
+            conditions.append("finished_at >= now() - make_interval(secs => $\(parameters.count)::double precision)")
+        }
+        let condition = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
+        let sql = "SELECT \(columns) FROM \(schema).attempts \(condition) ORDER BY finished_at DESC, claim DESC LIMIT \(max(1, filter.limit))"
+        let rows = try await pool.withConnection { [parameters] in try $0.query(sql, parameters).rows }
+        return rows.compactMap(Self.attempt)
+    }
+
+    /// Per type, over attempts that ended in the last `since`: counts, and percentiles computed by PostgreSQL.
+    public func stats(since: Duration) async throws -> [TypeStats] {
+        let sql = """
+            SELECT coalesce(type, '(unknown)'), count(*),
+                   count(*) FILTER (WHERE outcome = 'succeeded'),
+                   count(*) FILTER (WHERE outcome = 'failed'),
+                   count(*) FILTER (WHERE outcome IN ('dead', 'malformed')),
+                   percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY extract(epoch FROM started_at - enqueued_at)),
+                   percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - started_at))
+            FROM \(schema).attempts
+            WHERE finished_at >= now() - make_interval(secs => $1::double precision)
+            GROUP BY 1 ORDER BY 1
+            """
+        let rows = try await pool.withConnection { try $0.query(sql, [String(since.inMilliseconds / 1000)]).rows }
+        return rows.map { row in
+            func int(_ index: Int) -> Int { row[index].flatMap { Int($0) } ?? 0 }
+            return TypeStats(type: row[0] ?? "", attempts: int(1), succeeded: int(2), retried: int(3), dead: int(4),
+                             wait: Self.doubles(row[5]), run: Self.doubles(row[6]))
+        }
+    }
+
+    /// `{0.1,0.2,NULL}` → three values.
+    static func doubles(_ text: String?) -> [Double?] {
+        guard let text, text.hasPrefix("{") else { return [nil, nil, nil] }
+        let values = text.dropFirst().dropLast().split(separator: ",").map { Double($0) }
+        return values.count == 3 ? values : [nil, nil, nil]
+    }
+
+    private static func attempt(_ row: [String?]) -> Attempt? {
+        guard row.count >= 14, let id = row[0], let queue = row[3], let outcome = row[6], let worker = row[8],
+              let finished = row[11] else { return nil }
+        return Attempt(id: id, type: row[1], priority: row[2], queue: queue, group: row[4], attempt: row[5].flatMap { Int($0) },
+                       outcome: outcome, error: row[7], worker: worker, enqueuedAt: row[9], startedAt: row[10],
+                       finishedAt: finished, wait: row[12].flatMap { Double($0) }, run: row[13].flatMap { Double($0) })
+    }
+}
