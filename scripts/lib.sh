@@ -165,14 +165,18 @@ start_postgres() {
     -o "-c listen_addresses=127.0.0.1 -p $POSTGRES_PORT -k $dir -c fsync=off" start >/dev/null \
     || { echo "postgres did not start; see $dir/postgres.log" >&2; return 1; }
   POSTGRES_BIN="$bin"
+  POSTGRES_DIRS="${POSTGRES_DIRS:-} $dir"
   "${run_as[@]}" "$bin/createdb" -h 127.0.0.1 -p "$POSTGRES_PORT" -U postgres jobrouter
 }
 
 stop_postgres() {
-  if [ -n "${POSTGRES_DIR:-}" ] && [ -n "${POSTGRES_BIN:-}" ]; then
-    local run_as=()
+  if [ -n "${POSTGRES_BIN:-}" ]; then
+    local run_as=() dir
     [ "$(id -u)" -eq 0 ] && run_as=(runuser -u postgres --)
-    "${run_as[@]}" "$POSTGRES_BIN/pg_ctl" -D "$POSTGRES_DIR/data" -m immediate stop >/dev/null 2>&1 || true
-    POSTGRES_DIR=""
+    for dir in ${POSTGRES_DIRS:-}; do
+      kill -CONT "$(head -1 "$dir/data/postmaster.pid" 2>/dev/null)" 2>/dev/null || true   # a test may have paused it
+      "${run_as[@]}" "$POSTGRES_BIN/pg_ctl" -D "$dir/data" -m immediate stop >/dev/null 2>&1 || true
+    done
+    POSTGRES_DIRS=""
   fi
 }

@@ -28,6 +28,11 @@ log "AUTH relays: STARTTLS $JOBROUTER_TEST_SMTP_STARTTLS_URL, $JOBROUTER_TEST_SM
 start_postgres "$run_dir/postgres"
 export JOBROUTER_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$POSTGRES_PORT/jobrouter"
 log "postgres on 127.0.0.1:$POSTGRES_PORT (data in $run_dir/postgres)"
+# A second one that the ledger's outage test stops, pauses and restarts, so no other test sees it.
+start_postgres "$run_dir/postgres-outage"
+export JOBROUTER_TEST_POSTGRES_OUTAGE_URL="postgres://postgres@127.0.0.1:$POSTGRES_PORT/jobrouter"
+export JOBROUTER_TEST_POSTGRES_OUTAGE_DATA="$run_dir/postgres-outage/data" JOBROUTER_TEST_POSTGRES_BIN="$POSTGRES_BIN"
+log "postgres for the outage test on 127.0.0.1:$POSTGRES_PORT"
 start_redis_tls_tunnel "$run_dir/tunnel" "$REDIS_PORT" "$run_dir/tls/ca.pem" "$run_dir/tls/server.pem" "$run_dir/tls/server.key"
 export JOBROUTER_TEST_REDIS_TUNNEL_URL="redis://127.0.0.1:$REDIS_TUNNEL_PORT/0"
 log "redis over TLS: 127.0.0.1:$REDIS_TLS_PORT, through a local stunnel at $JOBROUTER_TEST_REDIS_TUNNEL_URL"

@@ -51,11 +51,18 @@ struct WorkCommand: AsyncParsableCommand {
             let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint)
             await withTaskGroup(of: Void.self) { tasks in
                 tasks.addTask {
-                    await withDiscardingTaskGroup { both in
-                        if let shipper { both.addTask { await shipper.run() } }
-                        await worker.run()
-                        // The groups' last settles are in the log now: store them, then stop.
-                        shipper?.finish()
+                    let shipping = shipper.map { shipper in Task { await shipper.run() } }
+                    await worker.run()
+                    guard let shipper, let shipping else { return }
+                    // The groups' last settles are in the log now: store them, then stop. A call
+                    // stuck on an unresponsive PostgreSQL does not hold the exit: what is not
+                    // stored stays in Redis for the next shipper.
+                    shipper.finish()
+                    await withTaskGroup(of: Void.self) { race in
+                        race.addTask { await shipping.value }
+                        race.addTask { try? await Task.sleep(for: LedgerShipper.finishGrace + .seconds(2)) }
+                        await race.next()
+                        race.cancelAll()
                     }
                 }
                 tasks.addTask {

@@ -1,0 +1,254 @@
+import Foundation
+import JobRouter
+import JobRouterPostgres
+import JobRouterRedis
+import Logging
+import Synchronization
+import Testing
+
+/// The ledger against a real Redis and PostgreSQL: every attempt's record is written by the
+/// script that settled it, shipped in batches, and stored exactly once.
+@Suite(.timeLimit(.minutes(3)))
+struct LedgerTests {
+    /// A namespace, a schema, and the configuration text around them.
+    struct Setup {
+        let prefix = "ledger-\(UUID().uuidString.prefix(8).lowercased())"
+        let schema = TestPostgres.schema()
+        let redisURL: String
+        let postgresURL: String
+
+        init(postgresURL: String? = nil) throws {
+            redisURL = try #require(ProcessInfo.processInfo.environment["JOBROUTER_TEST_REDIS_URL"], "run with scripts/test.sh")
+            self.postgresURL = try postgresURL ?? TestPostgres.url
+        }
+
+        var queue: String { "\(prefix):default" }
+
+        func configuration(_ types: String, concurrency: Int = 4, lease: String = "30s") throws -> RouterConfiguration {
+            let toml = """
+                default_queue = "\(queue)"
+                [redis]
+                url = "\(redisURL)"
+                namespace = "\(prefix)-jr"
+                [postgres]
+                url = "postgres://nobody@127.0.0.1:1/unused"
+                schema = "\(schema)"
+                \(types)
+                [groups.g]
+                queues = ["\(queue)"]
+                concurrency = \(concurrency)
+                lease = "\(lease)"
+                max_recoveries = 3
+                """
+            return try RouterConfiguration.parse(toml: toml, providers: HandlerRegistry().providers)
+        }
+
+        func migrated() async throws -> PostgresPool {
+            let pool = PostgresPool(url: postgresURL, size: 1)
+            _ = try await PostgresMigrator(schema: schema).migrate(pool)
+            return pool
+        }
+
+        func rows(_ pool: PostgresPool, _ sql: String) async throws -> [[String?]] {
+            try await pool.withConnection { try $0.query(sql.replacingOccurrences(of: "{schema}", with: schema)).rows }
+        }
+
+        func drop(_ pool: PostgresPool) async {
+            _ = try? await pool.withConnection { try $0.query("DROP SCHEMA \(schema) CASCADE") }
+        }
+    }
+
+    static var quietLogger: Logger {
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        return logger
+    }
+
+    static func eventually(timeout: Duration = .seconds(20), _ condition: () async throws -> Bool) async rethrows -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if try await condition() { return true }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        return try await condition()
+    }
+
+    @Test func everyOutcomeIsOneRowWithItsFacts() async throws {
+        let setup = try Setup()
+        let pool = try await setup.migrated()
+        let configuration = try setup.configuration("""
+            [types.ok]
+            handler = "swift"
+            [types.flaky]
+            handler = "swift"
+            max_attempts = 3
+            backoff = { base = "10ms", max = "20ms" }
+            [types.bad]
+            handler = "swift"
+            [types.slow]
+            handler = "swift"
+            priorities = { high = "\(setup.queue)" }
+            """)
+        let driver = try RedisQueueDriver(configuration: configuration, environment: [:])
+        let runs = Mutex<[String: Int]>([:])
+        var registry = HandlerRegistry()
+        registry.register(type: "ok") { _, _ in }
+        registry.register(type: "flaky") { job, _ in
+            let run = runs.withLock { $0[job.id.rawValue, default: 0] += 1; return $0[job.id.rawValue] ?? 0 }
+            if run == 1 { throw JobFailure("first run fails") }
+        }
+        registry.register(type: "bad") { _, _ in throw JobFailure("refused for good", permanent: true) }
+        registry.register(type: "slow") { _, _ in try await Task.sleep(for: .seconds(60)) }
+        let client = JobRouterClient(configuration: configuration, driver: driver)
+        let ok = try await client.enqueue(type: "ok", payload: .object(["to": .string("a@example.org")]))
+        let flaky = try await client.enqueue(type: "flaky")
+        let bad = try await client.enqueue(type: "bad")
+        // Not a job, and a type nobody declared: kept as dead letters, and recorded.
+        _ = try await driver.command(["RPUSH", setup.queue, "{not json", #"{"id":"stranger","type":"nope"}"#])
+        // A claim by a worker that vanished at once: recovered when its lease runs out, then run here.
+        let ghost = driver.makeFetcher(queues: [setup.queue], label: "ghost", worker: "ghost-worker",
+                                       terms: LeaseTerms(lease: .milliseconds(300), maxRecoveries: 3, ledger: configuration.ledgerTerms))
+        let orphan = try await client.enqueue(type: "ok")
+        try await driver.command(["LMOVE", setup.queue, setup.queue, "RIGHT", "LEFT"]).ignore()
+        let ghostClaim = try await ghost.fetch(max: 1, wait: .milliseconds(100))
+        #expect(ghostClaim.map(\.jobID) == [orphan.id])
+        await ghost.close()
+
+        let worker = try JobRouterWorker(configuration: configuration, driver: driver, handlers: registry, logger: Self.quietLogger)
+        let shipper = LedgerShipper(log: RedisAttemptLog(driver: driver), pool: pool, settings: try #require(configuration.postgres),
+                                    consumer: worker.workerID, logger: Self.quietLogger)
+        let running = Task { await worker.run() }
+        let shipping = Task { await shipper.run() }
+        #expect(try await Self.eventually {
+            try await setup.rows(pool, "SELECT count(*) FROM {schema}.attempts WHERE outcome <> 'requeued'").first?.first == "8"
+        })
+        // One still running at shutdown: put back, recorded as requeued.
+        let slow = try await client.enqueue(type: "slow", priority: "high")
+        let inFlight = await Self.eventually { ((try? await driver.statistics(queues: [setup.queue]))?.queues.first?.inFlight ?? 0) == 1 }
+        #expect(inFlight)
+        worker.shutdown(immediately: true)
+        await running.value
+        shipper.finish()
+        await shipping.value
+
+        let table = try await setup.rows(pool, """
+            SELECT job_id, outcome, coalesce(attempt::text, '-'), coalesce(error, ''), coalesce(type, '-'),
+                   coalesce(payload::text, '-'), coalesce(worker_group, '-'), worker, started_at IS NOT NULL, priority
+            FROM {schema}.attempts ORDER BY finished_at
+            """)
+        func outcomes(_ id: String) -> [String] { table.filter { $0[0] == id }.compactMap { $0[1] } }
+        #expect(outcomes(ok.id.rawValue) == ["succeeded"])
+        #expect(table.first { $0[0] == ok.id.rawValue }?[5] == #"{"to": "a@example.org"}"#)
+        #expect(outcomes(flaky.id.rawValue) == ["failed", "succeeded"])
+        #expect(table.filter { $0[0] == flaky.id.rawValue }.map { $0[2] } == ["1", "2"])
+        #expect(outcomes(bad.id.rawValue) == ["dead"])
+        #expect(table.first { $0[0] == bad.id.rawValue }?[3] == "refused for good")
+        #expect(outcomes("stranger") == ["dead"])
+        #expect(table.first { $0[0] == "stranger" }?[3].map { $0.hasPrefix("unknown job type 'nope'") } == true)
+        let malformed = table.filter { $0[1] == "malformed" }
+        #expect(malformed.count == 1 && malformed.first?[3]?.hasPrefix("not a job: not valid JSON") == true)
+        // The ghost's attempt is its own, recorded by recovery (no group known), then the real run.
+        #expect(outcomes(orphan.id.rawValue) == ["recovered", "succeeded"])
+        let recovered = try #require(table.first { $0[0] == orphan.id.rawValue && $0[1] == "recovered" })
+        #expect(recovered[7] == "ghost-worker" && recovered[6] == "-" && recovered[4] == "ok")
+        #expect(outcomes(slow.id.rawValue) == ["requeued"])
+        #expect(table.first { $0[0] == slow.id.rawValue }?[9] == "high")
+        #expect(table.filter { $0[1] != "recovered" && $0[1] != "malformed" && $0[1] != "dead" }.allSatisfy { $0[6] == "g" && $0[8] == "t" })
+        // Everything shipped was deleted from the stream.
+        #expect(try await RedisAttemptLog(driver: driver).backlog() == AttemptLogBacklog(waiting: 0, dropped: 0))
+        await setup.drop(pool)
+        await cleanUp(driver, prefix: setup.prefix)
+    }
+
+    @Test func aRecordDeliveredTwiceIsStoredOnceAndOnePostgresRefusesIsKeptWithoutItsPayload() async throws {
+        let setup = try Setup()
+        let pool = try await setup.migrated()
+        let configuration = try setup.configuration("[types.ok]\nhandler = \"noop\"")
+        let driver = try RedisQueueDriver(configuration: configuration, environment: [:])
+        let key = "\(setup.prefix)-jr:events"
+        let good = #"{"id":"j1","claim":"w/1.1","outcome":"succeeded","queue":"q","worker":"w","finished_at":1764662400.5,"entry":{"payload":{"n":1}}}"#
+        // jsonb refuses \u0000; the record must still be kept, without its payload.
+        let nul = #"{"id":"j2","claim":"w/1.2","outcome":"failed","queue":"q","worker":"w","error":"boom","finished_at":1764662401,"entry":{"payload":"a\u0000b"}}"#
+        for record in [good, good, nul, "not json at all"] {
+            _ = try await driver.command(["XADD", key, "*", "r", record])
+        }
+        let shipper = LedgerShipper(log: RedisAttemptLog(driver: driver), pool: pool, settings: try #require(configuration.postgres),
+                                    consumer: "c1", logger: Self.quietLogger)
+        let shipping = Task { await shipper.run() }
+        #expect(try await Self.eventually { try await RedisAttemptLog(driver: driver).backlog().waiting == 0 })
+        shipper.finish()
+        await shipping.value
+        let rows = try await setup.rows(pool, "SELECT job_id, outcome, coalesce(payload::text, '-'), coalesce(error, '') FROM {schema}.attempts ORDER BY job_id")
+        #expect(rows.count == 3, "\(rows)")
+        #expect(rows.first { $0[0] == "j1" }?[2] == #"{"n": 1}"#)
+        let refused = try #require(rows.first { $0[0] == "j2" })
+        #expect(refused[1] == "failed" && refused[2] == "-" && refused[3]?.hasPrefix("boom; ledger record not storable as sent") == true)
+        let unreadable = try #require(rows.first { $0[0]?.hasPrefix("unreadable-") == true })
+        #expect(unreadable[1] == "malformed")
+        #expect(shipper.state.stored == 4)
+        await setup.drop(pool)
+        await cleanUp(driver, prefix: setup.prefix)
+    }
+
+    @Test func theBoundDropsTheOldestRecordsAndCountsThem() async throws {
+        let setup = try Setup()
+        let configuration = try setup.configuration("[types.ok]\nhandler = \"noop\"")
+        let driver = RedisQueueDriver(endpoint: try RedisEndpoint(url: setup.redisURL), namespace: "\(setup.prefix)-jr", ledgerBuffer: 5)
+        let client = JobRouterClient(configuration: configuration, driver: driver)
+        for _ in 0..<8 { _ = try await client.enqueue(type: "ok") }
+        let fetcher = driver.makeFetcher(queues: [setup.queue], label: "t", worker: "w", terms: LeaseTerms(lease: .seconds(30), maxRecoveries: 1))
+        let claims = try await fetcher.fetch(max: 8, wait: .milliseconds(100))
+        #expect(claims.count == 8)
+        for claim in claims {
+            let record = AttemptRecord(jobID: claim.jobID, claim: claim.token, type: "ok", priority: nil, queue: claim.queue,
+                                       group: "g", attempt: 1, outcome: .succeeded, error: nil, worker: "w",
+                                       enqueuedAt: nil, startedAt: nil, entry: nil)
+            #expect(try await driver.complete(claim, attempt: record) == .applied)
+        }
+        #expect(try await RedisAttemptLog(driver: driver).backlog() == AttemptLogBacklog(waiting: 5, dropped: 3))
+        // A settle that finds its claim gone writes nothing: only durable outcomes are recorded.
+        #expect(try await driver.complete(claims[0], attempt: AttemptRecord(
+            jobID: claims[0].jobID, claim: claims[0].token, type: "ok", priority: nil, queue: setup.queue, group: "g", attempt: 1,
+            outcome: .succeeded, error: nil, worker: "w", enqueuedAt: nil, startedAt: nil, entry: nil)) == .alreadySettled)
+        #expect(try await RedisAttemptLog(driver: driver).backlog() == AttemptLogBacklog(waiting: 5, dropped: 3))
+        await fetcher.close()
+        await cleanUp(driver, prefix: setup.prefix)
+    }
+
+    @Test func manyConcurrentSettlesEachWriteExactlyOneRecord() async throws {
+        let setup = try Setup()
+        let configuration = try setup.configuration("[types.ok]\nhandler = \"noop\"")
+        let driver = try RedisQueueDriver(configuration: configuration, environment: [:])
+        let client = JobRouterClient(configuration: configuration, driver: driver)
+        _ = try await client.enqueue((0..<400).map { _ in JobRequest(type: "ok") })
+        let fetcher = driver.makeFetcher(queues: [setup.queue], label: "t", worker: "w", terms: LeaseTerms(lease: .seconds(30), maxRecoveries: 1))
+        let claims = try await fetcher.fetch(max: 400, wait: .milliseconds(100))
+        #expect(claims.count == 400)
+        // Each claim settled twice at once (a retried call racing the first): one record per claim.
+        let applied = try await withThrowingTaskGroup(of: SettleResult.self) { group in
+            for claim in claims + claims {
+                let record = AttemptRecord(jobID: claim.jobID, claim: claim.token, type: "ok", priority: nil, queue: claim.queue,
+                                           group: "g", attempt: 1, outcome: .succeeded, error: nil, worker: "w",
+                                           enqueuedAt: nil, startedAt: nil, entry: nil)
+                group.addTask { try await driver.complete(claim, attempt: record) }
+            }
+            return try await group.reduce(into: [SettleResult]()) { $0.append($1) }
+        }
+        #expect(applied.filter { $0 == .applied }.count == 400)
+        #expect(try await RedisAttemptLog(driver: driver).backlog().waiting == 400)
+        await fetcher.close()
+        await cleanUp(driver, prefix: setup.prefix)
+    }
+
+    func cleanUp(_ driver: RedisQueueDriver, prefix: String) async {
+        for pattern in ["\(prefix):*", "\(prefix)-jr:*"] {
+            if case .array(let found)? = try? await driver.command(["KEYS", pattern]) {
+                for case .string(let key) in found { _ = try? await driver.command(["DEL", String(decoding: key, as: UTF8.self)]) }
+            }
+        }
+    }
+}
+
+extension RedisReply {
+    func ignore() {}
+}
