@@ -5,6 +5,7 @@ import JobRouterPostgres
 import JobRouterRedis
 import JobRouterSMTP
 import Logging
+import Synchronization
 import UnixSignals
 
 /// `jobrouter work`: runs worker groups until SIGTERM or SIGINT.
@@ -58,12 +59,7 @@ struct WorkCommand: AsyncParsableCommand {
                     // stuck on an unresponsive PostgreSQL does not hold the exit: what is not
                     // stored stays in Redis for the next shipper.
                     shipper.finish()
-                    await withTaskGroup(of: Void.self) { race in
-                        race.addTask { await shipping.value }
-                        race.addTask { try? await Task.sleep(for: LedgerShipper.finishGrace + .seconds(2)) }
-                        await race.next()
-                        race.cancelAll()
-                    }
+                    await Self.wait(for: shipping, atMost: LedgerShipper.finishGrace + .seconds(2))
                 }
                 tasks.addTask {
                     var received = 0
@@ -107,6 +103,19 @@ struct WorkCommand: AsyncParsableCommand {
         }
         return LedgerShipper(log: RedisAttemptLog(driver: driver), pool: pool, settings: settings, consumer: worker.workerID,
                              logger: logger, reclaimIdle: Self.reclaimIdle)
+    }
+
+    /// Returns when `task` ends or `limit` passes, whichever is first (a task blocked in a C call
+    /// cannot be cancelled, and awaiting it in a task group would wait for it anyway).
+    static func wait(for task: Task<Void, Never>, atMost limit: Duration) async {
+        let resumed = Mutex(false)
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let resumeOnce = { @Sendable in
+                if resumed.withLock({ done in defer { done = true }; return !done }) { continuation.resume() }
+            }
+            Task { await task.value; resumeOnce() }
+            Task { try? await Task.sleep(for: limit); resumeOnce() }
+        }
     }
 
     /// How long records taken by a shipper that died wait before another takes them
