@@ -87,7 +87,7 @@ let package = Package(
         .testTarget(name: "JobRouterTests", dependencies: ["JobRouter"]),
         .testTarget(
             name: "JobRouterRedisTests",
-            dependencies: ["JobRouter", "JobRouterRedis", "CHiredis"]
+            dependencies: ["JobRouter", "JobRouterRedis", "JobRouterPostgres", "CHiredis"]
         ),
         .testTarget(
             name: "JobRouterPostgresTests",

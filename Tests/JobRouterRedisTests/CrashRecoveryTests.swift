@@ -8,9 +8,10 @@ import Testing
 final class WorkerProcess: @unchecked Sendable {
     let process = Process()
 
-    init(config: String, log: URL) throws {
+    init(config: String, log: URL, environment: [String: String] = [:]) throws {
         process.executableURL = URL(fileURLWithPath: try TestRedis.binary)
         process.arguments = ["work", "--config", config]
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         let handle = try FileHandle(forWritingTo: log)
         handle.seekToEndOfFile()
