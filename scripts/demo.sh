@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The demo: installs what is missing, starts a private redis-server (unless JOBROUTER_REDIS_URL is
-# set) and a local SMTP sink (unless JOBROUTER_SMTP_URL is set), builds, enqueues jobs of several
+# set), a private PostgreSQL (unless JOBROUTER_POSTGRES_URL is set) and a local SMTP sink (unless
+# JOBROUTER_SMTP_URL is set), builds, migrates the ledger's schema, enqueues jobs of several
 # types and priorities, runs the groups from queues.toml, shows the mails the sink received, and
 # checks that every high-priority email was sent before any low one.
 set -euo pipefail
@@ -14,7 +15,7 @@ BIN="$(swift build --show-bin-path)/jobrouter"
 
 run_dir="$PWD/.run/demo"
 rm -rf "$run_dir" && mkdir -p "$run_dir"
-trap 'stop_redis; stop_smtp_sink; [ -n "${WORKER:-}" ] && kill "$WORKER" 2>/dev/null || true' EXIT
+trap 'stop_redis; stop_smtp_sink; stop_postgres; [ -n "${WORKER:-}" ] && kill "$WORKER" 2>/dev/null || true' EXIT
 if [ -z "${JOBROUTER_REDIS_URL:-}" ]; then
   start_redis "$run_dir/redis"
   export JOBROUTER_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
@@ -29,10 +30,19 @@ if [ -z "${JOBROUTER_SMTP_URL:-}" ]; then
 else
   log "sending mail through JOBROUTER_SMTP_URL"
 fi
+if [ -z "${JOBROUTER_POSTGRES_URL:-}" ]; then
+  start_postgres "$run_dir/postgres"
+  export JOBROUTER_POSTGRES_URL="postgres://postgres@127.0.0.1:$POSTGRES_PORT/jobrouter"
+  log "started a private PostgreSQL on 127.0.0.1:$POSTGRES_PORT (data in $run_dir/postgres)"
+else
+  log "using the PostgreSQL in JOBROUTER_POSTGRES_URL"
+fi
 rcli() { redis-cli -u "$JOBROUTER_REDIS_URL" "$@"; }
 
 log "jobrouter check"
 "$BIN" check
+log "jobrouter migrate (the ledger's schema)"
+"$BIN" migrate
 
 log "enqueueing 10 low-priority emails, 3 reports, then 10 high-priority emails (no worker running yet)"
 for i in $(seq 1 10); do
@@ -76,3 +86,9 @@ PY
 log "status after the run (the non-JSON entry is kept as a dead letter with its reason)"
 "$BIN" status
 "$BIN" dead list
+
+log "the ledger (PostgreSQL): every attempt of one password-reset mail, then per-type stats"
+sleep 1   # the worker's shipper stores its last records as it stops; give PostgreSQL a moment
+MAIL_ID=$("$BIN" history --type email --queue emails:high --limit 1 --json | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
+"$BIN" history "$MAIL_ID"
+"$BIN" stats --since 1h
