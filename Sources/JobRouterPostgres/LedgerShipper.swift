@@ -43,9 +43,10 @@ public final class LedgerShipper: Service, Sendable {
     /// (what it could not store stays in the log for the next shipper).
     public static let finishGrace: Duration = .seconds(10)
 
-    /// A shipper reading `log` as `consumer` (the worker's id) and writing through `pool`.
+    /// A shipper reading `log` as `consumer` (the worker's id) and writing through `pool`, up to
+    /// `batchSize` log entries (each the records of one settle call) per insert.
     public init(log: any AttemptLog, pool: PostgresPool, settings: PostgresSettings, consumer: String, logger: Logger,
-                batchSize: Int = 2000, reclaimIdle: Duration = .seconds(60)) {
+                batchSize: Int = 200, reclaimIdle: Duration = .seconds(60)) {
         self.log = log
         self.pool = pool
         self.settings = settings

@@ -52,7 +52,6 @@ public struct PostgresMigrator: Sendable {
               PRIMARY KEY (job_id, claim))
             """,
             "CREATE INDEX attempts_finished_at ON {schema}.attempts (finished_at)",
-            "CREATE INDEX attempts_type_finished_at ON {schema}.attempts (type, finished_at)",
             // Times in records are seconds since the epoch, or (from entries of other producers)
             // ISO 8601 text; text that is not a time reads as NULL rather than failing a batch.
             """

@@ -13,12 +13,14 @@ public final class RedisAttemptLog: AttemptLog {
     /// The consumer group every ledger shipper reads through.
     public static let group = "ledger"
     private let droppedKey: String
+    private let recordsKey: String
     private let thread: RedisConnectionThread
 
     /// A log on the server and namespace of `driver`, with a connection of its own.
     public init(driver: RedisQueueDriver, timeout: Duration = .seconds(10)) {
         key = "\(driver.namespace):events"
         droppedKey = "\(driver.namespace):events:dropped"
+        recordsKey = "\(driver.namespace):events:records"
         // The socket timeout must outlast the longest blocking read.
         thread = RedisConnectionThread(endpoint: driver.endpoint, timeout: timeout + .seconds(5), name: "jobrouter-attempt-log")
     }
@@ -65,18 +67,25 @@ public final class RedisAttemptLog: AttemptLog {
     }
 
     public func acknowledge(_ ids: [String]) async throws {
-        guard !ids.isEmpty else { return }
-        let commands = [["XACK", key, Self.group] + ids, ["XDEL", key] + ids].map { $0.map { Array($0.utf8) } }
-        _ = try await thread.run { connection throws(RedisError) in try connection.pipeline(commands) }
+        // Records of one entry share its id: each entry once.
+        var seen = Set<String>()
+        let entries = ids.filter { seen.insert($0).inserted }
+        guard !entries.isEmpty else { return }
+        let keys = [key, recordsKey]
+        _ = try await thread.run { connection throws(RedisError) in
+            try connection.evaluate(RedisScripts.acknowledgeAttempts, keys: keys, arguments: entries.map { Array($0.utf8) })
+        }
     }
 
     public func backlog() async throws -> AttemptLogBacklog {
-        let commands = [["XLEN", key], ["GET", droppedKey]].map { $0.map { Array($0.utf8) } }
+        let commands = [["GET", recordsKey], ["GET", droppedKey]].map { $0.map { Array($0.utf8) } }
         return try await thread.run { connection throws(RedisError) -> AttemptLogBacklog in
             let replies = try connection.pipeline(commands)
-            var dropped = 0
-            if replies.count > 1, case .string(let bytes) = replies[1] { dropped = Int(String(decoding: bytes, as: UTF8.self)) ?? 0 }
-            return AttemptLogBacklog(waiting: Int(try replies[0].integer(for: "XLEN")), dropped: dropped)
+            func number(_ index: Int) -> Int {
+                guard index < replies.count, case .string(let bytes) = replies[index] else { return 0 }
+                return Int(String(decoding: bytes, as: UTF8.self)) ?? 0
+            }
+            return AttemptLogBacklog(waiting: number(0), dropped: number(1))
         }
     }
 
@@ -88,21 +97,22 @@ public final class RedisAttemptLog: AttemptLog {
         }
     }
 
-    /// Reads `[[id, [field, value, …]], …]`; an entry without its `r` field comes with an empty
-    /// record (nothing to store, only to acknowledge).
+    /// Reads `[[id, [field, value, …]], …]`: one ``LoggedAttempt`` per record (records of one
+    /// entry share its id); an entry without records comes as one empty record (only to acknowledge).
     private static func entries(_ reply: RedisReply, command: String) throws(RedisError) -> [LoggedAttempt] {
         var out: [LoggedAttempt] = []
         for item in try reply.array(for: command) ?? [] {
             guard let pair = try item.array(for: command), pair.count == 2 else { continue }
             let id = try pair[0].text(for: command)
             let fields = try pair[1].array(for: command) ?? []
-            var record = Data()
+            var records: [Data] = []
             var index = 0
             while index + 1 < fields.count {
-                if try fields[index].text(for: command) == "r" { record = Data(try fields[index + 1].bytes(for: command)) }
+                if try fields[index].text(for: command) == "r" { records.append(Data(try fields[index + 1].bytes(for: command))) }
                 index += 2
             }
-            out.append(LoggedAttempt(id: id, record: record))
+            if records.isEmpty { records = [Data()] }
+            for record in records { out.append(LoggedAttempt(id: id, record: record)) }
         }
         return out
     }

@@ -25,10 +25,11 @@
 /// - `NS:wake:QUEUE` list of wake-up tokens, one pushed with each job
 /// - `NS:seq` counter for claim tokens and ids given to entries that had none
 /// - `NS:batch:ID` the last input line of batch `ID` known to be enqueued (`enqueue --batch-id`)
-/// - `NS:events` stream of attempt records (field `r`, JSON), written only when a ledger consumes
-///   them, by the same script call that made each outcome durable; read by the ledger shipper's
-///   consumer group `ledger`, which deletes what it has stored. Bounded: past the bound the oldest
-///   are trimmed and counted in `NS:events:dropped`
+/// - `NS:events` stream of attempt records (one entry per script call, a field `r` per record,
+///   JSON), written only when a ledger consumes them, by the same script call that made each
+///   outcome durable; read by the ledger shipper's consumer group `ledger`, which deletes what it
+///   has stored. `NS:events:records` counts the records held; past the bound the oldest entries
+///   are dropped and their records counted in `NS:events:dropped`
 enum RedisScripts {
     /// Functions every script shares.
     private static let prelude = """
@@ -82,17 +83,34 @@ enum RedisScripts {
             if kind ~= '' then decrement(ns .. ':count:dead-type', kind, 1) end
           end
         end
-        -- Appends an attempt record for the ledger (bound 0: no ledger, nothing written). Shipped
-        -- records are deleted, so all the stream holds is unshipped: what the bound trims is dropped.
+        -- Attempt records for the ledger (bound 0: no ledger, nothing written) are gathered by
+        -- log_attempt and written by flush_attempts as one stream entry per script call.
+        -- NS:events:records counts the records the stream holds; shipped entries are deleted, so all
+        -- it holds is unshipped, and what the bound trims (oldest entries first) is dropped, counted.
+        local attempts = {}
         local function log_attempt(record, bound)
-          if bound <= 0 or record == '' then return end
-          local events = ns .. ':events'
-          local excess = redis.call('XLEN', events) - bound + 1
-          if excess > 0 then
-            redis.call('XTRIM', events, 'MAXLEN', bound - 1)
-            redis.call('INCRBY', events .. ':dropped', excess)
+          if bound > 0 and record ~= '' then
+            attempts[#attempts + 1] = 'r'
+            attempts[#attempts + 1] = record
           end
-          redis.call('XADD', events, '*', 'r', record)
+        end
+        local function flush_attempts(bound)
+          local count = #attempts / 2
+          if count == 0 then return end
+          local events = ns .. ':events'
+          local held = tonumber(redis.call('GET', events .. ':records') or '0')
+          while held + count > bound do
+            local oldest = redis.call('XRANGE', events, '-', '+', 'COUNT', 1)[1]
+            if not oldest then break end
+            local n = #oldest[2] / 2
+            redis.call('XDEL', events, oldest[1])
+            held = held - n
+            redis.call('DECRBY', events .. ':records', n)
+            redis.call('INCRBY', events .. ':dropped', n)
+          end
+          redis.call('XADD', events, '*', unpack(attempts))
+          redis.call('INCRBY', events .. ':records', count)
+          attempts = {}
         end
         -- A record built here (recovery, entries kept aside by a claim) from an entry that may not
         -- be a job at all: only fields of the right kind are taken from it.
@@ -261,6 +279,7 @@ enum RedisScripts {
           end
           if taken < max then redis.call('DEL', ns .. ':wake:' .. queue) end
         end
+        flush_attempts(tonumber(ARGV[8] or '0'))
         return out
         """)
 
@@ -283,6 +302,7 @@ enum RedisScripts {
           end
         end
         for queue, count in pairs(done) do decrement(ns .. ':count:inflight', queue, count) end
+        flush_attempts(bound)
         return out
         """)
 
@@ -295,6 +315,7 @@ enum RedisScripts {
           redis.call('HINCRBY', ns .. ':count:scheduled', ARGV[5], 1)
         end
         log_attempt(ARGV[8] or '', tonumber(ARGV[7] or '0'))
+        flush_attempts(tonumber(ARGV[7] or '0'))
         return 1
         """)
 
@@ -312,6 +333,7 @@ enum RedisScripts {
             count = count + 1
           end
         end
+        flush_attempts(bound)
         return count
         """)
 
@@ -322,6 +344,7 @@ enum RedisScripts {
         if ARGV[2] ~= '' and not release(ARGV[2], ARGV[3]) then return {gone(ARGV[2])} end
         local key = bury(ARGV[4], ARGV[3], ARGV[5], ARGV[6], ARGV[7], now_ms(), tonumber(ARGV[8]))
         log_attempt(ARGV[10] or '', tonumber(ARGV[9] or '0'))
+        flush_attempts(tonumber(ARGV[9] or '0'))
         return {1, key}
         """)
 
@@ -406,6 +429,7 @@ enum RedisScripts {
           end
         end
         redis.call('ZREMRANGEBYSCORE', ns .. ':lost', '-inf', now - 3600000)
+        flush_attempts(bound)
         return {recovered, poisoned}
         """)
 
@@ -499,5 +523,18 @@ enum RedisScripts {
         end
         return {queues, workers, now_ms(), tonumber(redis.call('GET', ns .. ':dead:trimmed') or '0'),
                 redis.call('HGETALL', ns .. ':count:dead-type')}
+        """)
+
+    /// Forgets stored attempt records: acknowledges the entries (ARGV ids) for the consumer group
+    /// and deletes them, taking their records off the count. KEYS: the stream, its record counter.
+    static let acknowledgeAttempts = RedisScript(name: "ack-attempts", source: """
+        redis.call('XACK', KEYS[1], 'ledger', unpack(ARGV))
+        for _, id in ipairs(ARGV) do
+          local entry = redis.call('XRANGE', KEYS[1], id, id)[1]
+          if entry and redis.call('XDEL', KEYS[1], id) == 1 then
+            if redis.call('DECRBY', KEYS[2], #entry[2] / 2) < 0 then redis.call('SET', KEYS[2], 0) end
+          end
+        end
+        return #ARGV
         """)
 }

@@ -172,6 +172,7 @@ struct LedgerTests {
         for record in [good, good, nul, "not json at all"] {
             _ = try await driver.command(["XADD", key, "*", "r", record])
         }
+        _ = try await driver.command(["INCRBY", key + ":records", "4"])
         let shipper = LedgerShipper(log: RedisAttemptLog(driver: driver), pool: pool, settings: try #require(configuration.postgres),
                                     consumer: "c1", logger: Self.quietLogger)
         let shipping = Task { await shipper.run() }

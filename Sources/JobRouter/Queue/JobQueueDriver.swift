@@ -289,10 +289,11 @@ extension JobQueueDriver {
 /// until some consumer acknowledges it; one a consumer took and never acknowledged (it died) is
 /// given to another after a while.
 public protocol AttemptLog: Sendable {
-    /// Up to `max` records not yet given to any consumer, waiting up to `wait` for one.
+    /// The records of up to `max` log entries (each holds the records of one settle call) not yet
+    /// given to any consumer, waiting up to `wait` for one.
     func read(consumer: String, max: Int, wait: Duration) async throws -> [LoggedAttempt]
 
-    /// Up to `max` records given to some consumer more than `idle` ago and never acknowledged, now `consumer`'s.
+    /// The records of up to `max` entries given to some consumer more than `idle` ago and never acknowledged, now `consumer`'s.
     func reclaim(consumer: String, idle: Duration, max: Int) async throws -> [LoggedAttempt]
 
     /// Forgets records that are stored.

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Ledger cost: drains N noop jobs with one `jobrouter work` process, ledger off and ledger on
+# (PostgreSQL), at concurrency 10 and 64, all in the same run, and prints jobs/s for each, the
+# ratio, and how long after the drain the ledger had every attempt stored. Prints figures; not a test.
+#   scripts/bench-ledger.sh [N]     (default 100000)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+
+N=${1:-100000}
+ensure_packages "${JOBROUTER_PACKAGES[@]}"
+log "building (release)"
+swift build -c release --product jobrouter 2>&1 | grep -v "prohibited flag" | tail -1
+BIN="$(swift build -c release --show-bin-path)/jobrouter"
+
+run_dir=$(mktemp -d /tmp/jobrouter-bench-ledger.XXXXXX)
+trap 'stop_redis; stop_postgres; [ -n "${WORKER:-}" ] && kill -9 "$WORKER" 2>/dev/null; rm -rf "$run_dir"' EXIT
+start_redis "$run_dir/redis"
+start_postgres "$run_dir/postgres"
+PG_URL="postgres://postgres@127.0.0.1:$POSTGRES_PORT/jobrouter"
+rcli() { redis-cli -p "$REDIS_PORT" "$@"; }
+psql_count() { "$POSTGRES_BIN/psql" -h 127.0.0.1 -p "$POSTGRES_PORT" -U postgres -d jobrouter -Atc "$1"; }
+
+python3 - "$N" > "$run_dir/jobs.ndjson" <<'PY'
+import sys
+for i in range(int(sys.argv[1])):
+    sys.stdout.write('{"type":"ping","payload":{"n":%d}}\n' % i)
+PY
+
+write_config() {  # $1 concurrency, $2 ledger (true/false)
+  cat > "$run_dir/queues.toml" <<TOML
+default_queue = "bench:default"
+[redis]
+url = "redis://127.0.0.1:$REDIS_PORT/0"
+[postgres]
+url = "$PG_URL"
+ledger = $2
+[types.ping]
+handler = "noop"
+[groups.bench]
+queues = ["bench:default"]
+concurrency = $1
+TOML
+}
+write_config 10 true
+"$BIN" migrate --config "$run_dir/queues.toml" >/dev/null
+
+now() { date +%s.%N; }
+results=()
+for concurrency in 10 64; do
+  for ledger in false true; do
+    write_config "$concurrency" "$ledger"
+    rcli flushall >/dev/null
+    psql_count "TRUNCATE jobrouter.attempts" >/dev/null
+    "$BIN" enqueue --config "$run_dir/queues.toml" --batch "$run_dir/jobs.ndjson" >/dev/null 2>&1
+    log "drain $N jobs: concurrency $concurrency, ledger $ledger"
+    t0=$(now)
+    "$BIN" work --config "$run_dir/queues.toml" --log-level warning >/dev/null 2>"$run_dir/work.err" &
+    WORKER=$!
+    while [ "$(rcli llen bench:default)" != "0" ] || [ "$(rcli hlen jobrouter:inflight)" != "0" ]; do sleep 0.01; done
+    t1=$(now)
+    t2=$t1
+    if [ "$ledger" = true ]; then
+      while [ "$(psql_count 'SELECT count(*) FROM jobrouter.attempts')" -lt "$N" ]; do sleep 0.05; done
+      t2=$(now)
+      rows=$(psql_count "SELECT count(*) || ' rows, ' || count(DISTINCT job_id) || ' jobs' FROM jobrouter.attempts")
+      log "ledger: $rows"
+    fi
+    kill -TERM "$WORKER"; wait "$WORKER" || true; WORKER=""
+    results+=("$concurrency $ledger $t0 $t1 $t2")
+  done
+done
+
+python3 - "$N" "${results[@]}" <<'PY'
+import sys
+n = int(sys.argv[1])
+rows = [r.split() for r in sys.argv[2:]]
+rate = {}
+for c, ledger, t0, t1, t2 in rows:
+    t0, t1, t2 = float(t0), float(t1), float(t2)
+    rate[(c, ledger)] = n / (t1 - t0)
+    extra = f"; all {n} attempts in PostgreSQL {t2 - t1:.2f} s after the drain ({n / (t2 - t0):,.0f} rows/s overall)" if ledger == "true" else ""
+    print(f"concurrency {c:>2}  ledger {'on ' if ledger == 'true' else 'off'}  drain {n / (t1 - t0):>8,.0f} jobs/s  ({t1 - t0:.2f} s incl. start-up){extra}")
+for c in ("10", "64"):
+    print(f"concurrency {c:>2}  ledger on / off: {rate[(c, 'true')] / rate[(c, 'false')] * 100:.0f} %")
+PY
