@@ -241,6 +241,33 @@ struct LedgerTests {
         await cleanUp(driver, prefix: setup.prefix)
     }
 
+    @Test func rowsOlderThanRetainArePrunedInBatches() async throws {
+        let setup = try Setup()
+        let pool = try await setup.migrated()
+        var configuration = try setup.configuration("[types.ok]\nhandler = \"noop\"")
+        configuration.postgres?.retain = .seconds(30 * 86_400)
+        let driver = try RedisQueueDriver(configuration: configuration, environment: [:])
+        // 12,000 rows from 40 days ago (more than two pruning statements) and one from today.
+        _ = try await setup.rows(pool, """
+            INSERT INTO {schema}.attempts (job_id, claim, queue, outcome, worker, finished_at)
+            SELECT 'old' || n, 'c', 'q', 'succeeded', 'w', now() - interval '40 days' FROM generate_series(1, 12000) AS n
+            RETURNING 1
+            """)
+        _ = try await setup.rows(pool, "INSERT INTO {schema}.attempts (job_id, claim, queue, outcome, worker, finished_at) VALUES ('new', 'c', 'q', 'succeeded', 'w', now()) RETURNING 1")
+        let shipper = LedgerShipper(log: RedisAttemptLog(driver: driver), pool: PostgresPool(url: setup.postgresURL, size: 1),
+                                    settings: try #require(configuration.postgres), consumer: "c1", logger: Self.quietLogger)
+        let shipping = Task { await shipper.run() }
+        let pruned = try await Self.eventually(timeout: .seconds(30)) {
+            try await setup.rows(pool, "SELECT count(*) FROM {schema}.attempts").first?.first == "1"
+        }
+        shipper.finish()
+        await shipping.value
+        #expect(pruned)
+        #expect(try await setup.rows(pool, "SELECT job_id FROM {schema}.attempts") == [["new"]])
+        await setup.drop(pool)
+        await cleanUp(driver, prefix: setup.prefix)
+    }
+
     func cleanUp(_ driver: RedisQueueDriver, prefix: String) async {
         for pattern in ["\(prefix):*", "\(prefix)-jr:*"] {
             if case .array(let found)? = try? await driver.command(["KEYS", pattern]) {
