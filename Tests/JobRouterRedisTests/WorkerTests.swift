@@ -40,7 +40,9 @@ struct WorkerTests {
         let worker = try JobRouterWorker(configuration: configuration, driver: driver, handlers: handlers,
                                          groups: ["main"], logger: testLogger, recorders: [])
         try await withWorker(worker) {
-            #expect(await eventually { started.count == 400 })
+            // Order is what this checks, not speed: at concurrency 1 each job is a round trip, and
+            // with the heavier suites running beside it (kill loops, outages) that took over 10 s.
+            #expect(await eventually(timeout: .seconds(60)) { started.count == 400 })
         }
         let order = started.all
         #expect(order.count == 400)
