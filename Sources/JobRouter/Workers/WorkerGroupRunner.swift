@@ -202,7 +202,7 @@ struct WorkerGroupRunner: Sendable {
         } catch {
             let reason = "not a job: \(error)"
             await deadLetter(entry, id: entry.jobID, type: nil, attempt: nil, reason: reason,
-                             attempt: attempts?.malformed(entry, group: group.name, reason: reason))
+                             ledger: attempts?.malformed(entry, group: group.name, reason: reason))
             return nil
         }
         // The id fixed by the claim (the entry's own, or the one it was given when first claimed).
@@ -211,13 +211,13 @@ struct WorkerGroupRunner: Sendable {
             let known = configuration.types.keys.sorted().joined(separator: ", ")
             let reason = "unknown job type '\(job.type)'; known types: \(known)"
             await deadLetter(entry, id: job.id, type: job.type, attempt: job.attempt, reason: reason,
-                             attempt: attempts?.record(job, claim: entry, group: group.name, outcome: .dead, error: reason, startedAt: nil))
+                             ledger: attempts?.record(job, claim: entry, group: group.name, outcome: .dead, error: reason, startedAt: nil))
             return nil
         }
         guard let handler = handlers[job.type] else {
             let reason = unavailable[job.type] ?? "no handler for type '\(job.type)' in this worker"
             await deadLetter(entry, id: job.id, type: job.type, attempt: job.attempt, reason: reason,
-                             attempt: attempts?.record(job, claim: entry, group: group.name, outcome: .dead, error: reason, startedAt: nil))
+                             ledger: attempts?.record(job, claim: entry, group: group.name, outcome: .dead, error: reason, startedAt: nil))
             return nil
         }
         return (job, handler)
@@ -248,7 +248,7 @@ struct WorkerGroupRunner: Sendable {
             if permanent || job.attempt >= maxAttempts {
                 let reason = permanent ? message : "failed \(job.attempt) time(s), the last: \(message)"
                 await deadLetter(claim, id: job.id, type: job.type, attempt: job.attempt, reason: reason,
-                                 attempt: attempts?.record(job, claim: claim, group: group.name, outcome: .dead, error: message, startedAt: startedAt),
+                                 ledger: attempts?.record(job, claim: claim, group: group.name, outcome: .dead, error: message, startedAt: startedAt),
                                  raw: Data(job.jsonText.utf8), job: job, run: run)
             } else {
                 var nextAttempt = job
@@ -317,7 +317,7 @@ struct WorkerGroupRunner: Sendable {
     }
 
     private func deadLetter(_ claim: ClaimedEntry, id: JobID, type: String?, attempt: Int?, reason: String,
-                            attempt record: AttemptRecord?, raw: Data? = nil, job: JobEnvelope? = nil, run: Duration = .zero) async {
+                            ledger record: AttemptRecord?, raw: Data? = nil, job: JobEnvelope? = nil, run: Duration = .zero) async {
         let dead = DeadLetter(id: id, queue: claim.queue, type: type, attempt: attempt, reason: reason, raw: raw ?? claim.raw)
         let result = await persist("dead-letter job \(id)") {
             try await driver.deadLetter(dead, claim: claim, maxDead: configuration.maxDead, attempt: record)
