@@ -46,8 +46,11 @@ struct WorkerTests {
         }
         let order = started.all
         #expect(order.count == 400)
-        #expect(Array(order.prefix(200)) == Array(repeating: "high", count: 200))
-        #expect(Array(order.suffix(200)) == Array(repeating: "low", count: 200))
+        // Claims are in strict priority order; jobs claimed together start on concurrent tasks,
+        // so within one claim (at most `concurrency` jobs) their start order may vary.
+        let window = 200 - (concurrency - 1)
+        #expect(Array(order.prefix(window)) == Array(repeating: "high", count: window))
+        #expect(Array(order.suffix(window)) == Array(repeating: "low", count: window))
     }
 
     @Test func highJobEnqueuedWhileLowJobsRunIsTakenNext() async throws {
