@@ -37,6 +37,12 @@ public final class LedgerShipper: Service, Sendable {
     /// How long a record may sit unacknowledged with another consumer before this one takes it.
     public let reclaimIdle: Duration
     private let status = Mutex(State())
+    /// Set once the schema was found up to date; cleared by any failure, so it is checked again.
+    private let schemaChecked = Mutex(false)
+
+    /// How long the shipper lets records gather after a batch smaller than its limit: fewer,
+    /// larger inserts cost PostgreSQL (on the same cores as the workers) far less per record.
+    public static let gatherWindow: Duration = .milliseconds(250)
     private let finishing = Mutex<ContinuousClock.Instant?>(nil)
 
     /// How long, once asked to finish, the shipper keeps storing what is left before it stops
@@ -115,6 +121,9 @@ public final class LedgerShipper: Service, Sendable {
             }
             guard await storeWithRetry(batch) else { return }
             await acknowledge(batch)
+            if Set(batch.map(\.id)).count < batchSize, finishDeadline == nil {
+                try? await Task.sleep(for: Self.gatherWindow)
+            }
         }
     }
 
@@ -132,6 +141,7 @@ public final class LedgerShipper: Service, Sendable {
                 if wasDown { logger.notice("ledger: postgres \(pool.server) is back; storing attempt records again") }
                 return true
             } catch {
+                schemaChecked.withLock { $0 = false }
                 let message = "\(error)"
                 let first = status.withLock { state -> Bool in
                     defer { state.postgresReachable = false; state.lastError = message }
@@ -169,10 +179,13 @@ public final class LedgerShipper: Service, Sendable {
         let versionCheck = LedgerSQL.versionCheck(schema: settings.schema)
         let schema = settings.schema
         let ids = batch.filter { !$0.record.isEmpty }.map(\.id)
+        let checkSchema = !schemaChecked.withLock { $0 }
         try await pool.withConnection { connection in
-            // Once per connection: the table must exist (the schema may be behind if PostgreSQL was
+            // Until it was found up to date (and again after any failure): the table must exist (the schema may be behind if PostgreSQL was
             // away when `work` started and checked it).
-            let version = try connection.execute(prepared: "jobrouter_ledger_version", versionCheck, []).int("version") ?? 0
+            let version = checkSchema
+                ? try connection.execute(prepared: "jobrouter_ledger_version", versionCheck, []).int("version") ?? 0
+                : PostgresMigrator.latestVersion
             if version < PostgresMigrator.latestVersion {
                 throw LedgerError(message: "the schema \(schema) is at version \(version), this JobRouter needs \(PostgresMigrator.latestVersion): run `jobrouter migrate`")
             }
@@ -191,6 +204,7 @@ public final class LedgerShipper: Service, Sendable {
                 }
             }
         }
+        schemaChecked.withLock { $0 = true }
         return records.count
     }
 
