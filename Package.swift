@@ -1,4 +1,4 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.1
 import PackageDescription
 
 let package = Package(
@@ -13,6 +13,8 @@ let package = Package(
         .library(name: "JobRouterSMTP", targets: ["JobRouterSMTP"]),
         // PostgreSQL through libpq: an app that never touches Postgres does not link libpq.
         .library(name: "JobRouterPostgres", targets: ["JobRouterPostgres"]),
+        // /metrics, /healthz, /readyz over HTTP (hummingbird, SwiftNIO): only what serves HTTP links NIO.
+        .library(name: "JobRouterHTTP", targets: ["JobRouterHTTP"]),
         .executable(name: "jobrouter", targets: ["jobrouter"]),
     ],
     dependencies: [
@@ -21,6 +23,11 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
         .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.1.1"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        // No default traits: JobRouter needs neither swift-configuration nor the full-Foundation extras.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: []),
     ],
     targets: [
         .systemLibrary(
@@ -35,6 +42,7 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
                 .product(name: "Mustache", package: "swift-mustache"),
+                .product(name: "Metrics", package: "swift-metrics"),
             ]
         ),
         .systemLibrary(
@@ -45,6 +53,7 @@ let package = Package(
         .target(
             name: "JobRouterSMTP",
             dependencies: [
+                .product(name: "Metrics", package: "swift-metrics"),
                 "JobRouter",
                 "CCurl",
                 .product(name: "Logging", package: "swift-log"),
@@ -58,6 +67,7 @@ let package = Package(
         .target(
             name: "JobRouterPostgres",
             dependencies: [
+                .product(name: "Metrics", package: "swift-metrics"),
                 "JobRouter",
                 "CLibpq",
                 .product(name: "Logging", package: "swift-log"),
@@ -66,9 +76,22 @@ let package = Package(
         .target(
             name: "JobRouterRedis",
             dependencies: [
+                .product(name: "Metrics", package: "swift-metrics"),
                 "JobRouter",
                 "CHiredis",
                 .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "JobRouterHTTP",
+            dependencies: [
+                "JobRouter",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         .executableTarget(
@@ -78,13 +101,15 @@ let package = Package(
                 "JobRouterRedis",
                 "JobRouterSMTP",
                 "JobRouterPostgres",
+                "JobRouterHTTP",
+                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ]
         ),
-        .testTarget(name: "JobRouterTests", dependencies: ["JobRouter"]),
+        .testTarget(name: "JobRouterTests", dependencies: ["JobRouter", "JobRouterHTTP"]),
         .testTarget(
             name: "JobRouterRedisTests",
             dependencies: ["JobRouter", "JobRouterRedis", "JobRouterPostgres", "CHiredis"]

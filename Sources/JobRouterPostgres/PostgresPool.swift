@@ -1,5 +1,6 @@
 import Foundation
 import JobRouter
+import Metrics
 import Synchronization
 
 /// A fixed number of PostgreSQL connections, each owned by its own dedicated thread, so libpq's
@@ -64,11 +65,18 @@ public final class PostgresPool: Sendable {
         defer { lease.giveBack(index) }
         let server = self.server
         let outcome: Swift.Result<Result, PostgresFailure> = try await threads[index].run({ (session: Session) throws(PostgresError) in
-            let connection = try session.open()
+            let connection: PostgresConnection
+            do throws(PostgresError) {
+                connection = try session.open()
+            } catch {
+                Counter(label: "jobrouter_postgres_errors_total").increment()
+                throw error
+            }
             do {
                 return .success(try body(connection))
             } catch let error as PostgresError {
                 if error.closesConnection || !connection.isHealthy { session.connection = nil }
+                Counter(label: "jobrouter_postgres_errors_total").increment()
                 throw error
             } catch {
                 return .failure(PostgresFailure(error: error))

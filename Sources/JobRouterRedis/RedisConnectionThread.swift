@@ -1,4 +1,5 @@
 import JobRouter
+import Metrics
 
 /// A dedicated thread that owns one ``RedisConnection`` and runs calls on it one at a time, so that
 /// blocking hiredis calls (including `BLPOP`) never occupy Swift's cooperative thread pool.
@@ -46,6 +47,7 @@ final class RedisConnectionThread: Sendable {
                 return try body(try session.connection())
             } catch {
                 if error.closesConnection { session.drop() }
+                Counter(label: "jobrouter_redis_errors_total").increment()
                 throw error
             }
         } ifStopped: {

@@ -226,6 +226,48 @@ public final class RedisQueueDriver: JobQueueDriver {
         }
     }
 
+    /// How long a minute's throughput counts are kept after that minute.
+    static let throughputRetention = 25 * 3600
+
+    public func addThroughput(_ counts: [ThroughputCount]) async throws {
+        let byMinute = Dictionary(grouping: counts, by: \.key.minute)
+        let minutes = byMinute.keys.sorted()
+        var arguments: [[UInt8]] = [Array(namespace.utf8), Array(String(Self.throughputRetention + 60).utf8)]
+        for minute in minutes {
+            let entries = byMinute[minute] ?? []
+            arguments.append(Array(String(entries.count).utf8))
+            for entry in entries {
+                arguments.append(Array(entry.key.field.utf8))
+                arguments.append(Array(String(entry.count).utf8))
+            }
+        }
+        let keys = minutes.map { "\(namespace):throughput:\($0)" }
+        try await commands.run { [arguments] connection throws(RedisError) in
+            _ = try connection.evaluate(RedisScripts.addThroughput, keys: keys, arguments: arguments)
+        }
+    }
+
+    public func throughput(minutes count: Int, now: Date = Date()) async throws -> ThroughputSeries {
+        let last = ThroughputCount.minute(of: now)
+        let minutes = Array((last - max(count, 1) + 1)...last)
+        let keys = minutes.map { "\(namespace):throughput:\($0)" }
+        return try await commands.run { connection throws(RedisError) in
+            let reply = try connection.evaluate(RedisScripts.readThroughput, keys: keys, arguments: []).array(for: "throughput") ?? []
+            var series = ThroughputSeries(minutes: minutes)
+            for (minute, hash) in zip(minutes, reply) {
+                let flat = try hash.array(for: "throughput") ?? []
+                var fields: [(String, Int)] = []
+                var index = 0
+                while index + 1 < flat.count {
+                    fields.append((try flat[index].text(for: "throughput"), Int(try flat[index + 1].text(for: "throughput")) ?? 0))
+                    index += 2
+                }
+                series.add(minute: minute, fields: fields)
+            }
+            return series
+        }
+    }
+
     /// Runs any command on the driver's connection (for tools and tests).
     public func command(_ arguments: [String]) async throws -> RedisReply {
         try await commands.run { connection throws(RedisError) in try connection.command(arguments) }

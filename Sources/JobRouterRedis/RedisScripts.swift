@@ -30,6 +30,9 @@
 ///   outcome durable; read by the ledger shipper's consumer group `ledger`, which deletes what it
 ///   has stored. `NS:events:records` counts the records held; past the bound the oldest entries
 ///   are dropped and their records counted in `NS:events:dropped`
+/// - `NS:throughput:MINUTE` hash (MINUTE: minutes since the epoch) `p|f \t q|t \t name` → jobs
+///   processed or failed in that minute per queue and per type, added by every worker every few
+///   seconds; expires 25 hours after its minute
 enum RedisScripts {
     /// Functions every script shares.
     private static let prelude = """
@@ -523,6 +526,29 @@ enum RedisScripts {
         end
         return {queues, workers, now_ms(), tonumber(redis.call('GET', ns .. ':dead:trimmed') or '0'),
                 redis.call('HGETALL', ns .. ':count:dead-type')}
+        """)
+
+    /// Adds per-minute throughput counts. KEYS: one minute hash each; ARGV: ns, ttl seconds, then
+    /// for each key in order: how many field/increment pairs follow, and the pairs.
+    static let addThroughput = script("add-throughput", """
+        local ttl = tonumber(ARGV[2])
+        local at = 3
+        for _, key in ipairs(KEYS) do
+          local n = tonumber(ARGV[at])
+          for i = 1, n do
+            redis.call('HINCRBY', key, ARGV[at + 2 * i - 1], ARGV[at + 2 * i])
+          end
+          at = at + 1 + 2 * n
+          if redis.call('TTL', key) < 0 then redis.call('EXPIRE', key, ttl) end
+        end
+        return #KEYS
+        """)
+
+    /// Reads per-minute throughput. KEYS: the minute hashes; returns each one's HGETALL, in order.
+    static let readThroughput = RedisScript(name: "read-throughput", source: """
+        local result = {}
+        for i, key in ipairs(KEYS) do result[i] = redis.call('HGETALL', key) end
+        return result
         """)
 
     /// Forgets stored attempt records: acknowledges the entries (ARGV ids) for the consumer group

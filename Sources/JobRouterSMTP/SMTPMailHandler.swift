@@ -1,6 +1,7 @@
 import Foundation
 import JobRouter
 import Logging
+import Metrics
 import Synchronization
 
 /// Runs `handler = "smtp"` jobs: builds the message from the payload (or a template) and sends it
@@ -30,6 +31,12 @@ public final class SMTPMailHandler: JobHandler {
         pool.stop()
     }
 
+    /// `jobrouter_smtp_messages_total{outcome}`: sent, failed (will retry), rejected (permanent
+    /// reply), invalid (the job could not be made into a message).
+    static func count(_ outcome: String) {
+        Counter(label: "jobrouter_smtp_messages_total", dimensions: [("outcome", outcome)]).increment()
+    }
+
     /// Connections opened so far by every handle.
     public var connectionsOpened: Int { pool.connectionsOpened }
 
@@ -38,11 +45,14 @@ public final class SMTPMailHandler: JobHandler {
         do {
             message = try MailMessage(job: job, settings: settings, templates: templates)
         } catch {
+            Self.count("invalid")
             throw JobFailure("bad mail: \(error.message)", permanent: true)
         }
         do {
             try await pool.send(message)
+            Self.count("sent")
         } catch let error as SMTPError {
+            Self.count(error.permanent ? "rejected" : "failed")
             throw JobFailure(error.description, permanent: error.permanent)
         }
         context.logger.debug("mail sent", metadata: ["message_id": "\(message.messageID)", "recipients": "\(message.recipients.count)"])
@@ -87,6 +97,7 @@ final class SMTPTransportPool: Sendable {
             SMTPError(replyCode: 0, message: "the mail handler is stopped")
         }
         self.opened.withLock { $0 += opened }
+        if opened > 0 { Counter(label: "jobrouter_smtp_connections_opened_total").increment(by: opened) }
     }
 
     func stop() {

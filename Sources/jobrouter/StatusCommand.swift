@@ -12,19 +12,52 @@ struct StatusCommand: AsyncParsableCommand {
 
     @OptionGroup var options: CommonOptions
 
-    @Flag(name: .long, help: "Print JSON instead of tables.")
+    @Flag(name: .long, help: "Print JSON instead of tables (with the per-minute throughput series).")
     var json = false
+
+    @Flag(name: .long, help: "Redraw every --interval until q or Ctrl-C (a full-screen view on a terminal; a block per interval otherwise).")
+    var watch = false
+
+    @Option(name: .long, help: ArgumentHelp("How often --watch redraws.", valueName: "duration"))
+    var interval = "1s"
+
+    @Option(name: .long, help: "Minutes of throughput history in --json.")
+    var minutes = 60
+
+    func validate() throws {
+        if watch && json { throw ValidationError("--watch and --json do not go together") }
+        guard (1...1500).contains(minutes) else { throw ValidationError("--minutes: \(minutes) is not from 1 to 1500 (counts are kept 25 hours)") }
+    }
 
     func run() async throws {
         try await CommandFailure.reporting {
             let configuration = try options.loadConfiguration()
             let driver = try options.makeDriver(configuration)
-            let statistics = try await driver.statistics(queues: configuration.declaredQueues.sorted())
-            let ledger = try await LedgerStatus.read(configuration, driver: driver)
-            let report = StatusReport(configuration: configuration, server: driver.endpoint.description,
-                                      statistics: statistics, now: Date(), ledger: ledger)
-            print(json ? report.json : report.table)
+            guard watch else {
+                print(try await Self.report(configuration, driver: driver, minutes: json ? minutes : 2).render(json: json))
+                return
+            }
+            guard let every = DurationParser.parse(interval), every >= .milliseconds(100) else {
+                throw CommandFailure("--interval: '\(interval)' is not a duration of 100ms or more (e.g. 500ms, 1s, 5s)")
+            }
+            try await StatusWatch(interval: every).run {
+                do {
+                    return try await Self.report(configuration, driver: driver, minutes: 2).table
+                } catch {
+                    return "redis \(driver.endpoint): \(error)"
+                }
+            }
         }
+    }
+
+    /// Reads everything `status` shows.
+    static func report(_ configuration: RouterConfiguration, driver: RedisQueueDriver, minutes: Int) async throws -> StatusReport {
+        let statistics = try await driver.statistics(queues: configuration.declaredQueues.sorted())
+        let ledger = try await LedgerStatus.read(configuration, driver: driver)
+        let now = Date()
+        let throughput = try await driver.throughput(minutes: minutes, now: now)
+        return StatusReport(configuration: configuration, server: driver.endpoint.description,
+                            statistics: statistics, now: now, ledger: ledger, throughput: throughput)
     }
 }
 
@@ -72,6 +105,25 @@ struct StatusReport {
     let statistics: QueueStatistics
     let now: Date
     var ledger: LedgerStatus?
+    var throughput: ThroughputSeries?
+
+    func render(json: Bool) -> String { json ? self.json : table }
+
+    /// Jobs processed (and failed) in the last 60 s, from the cluster's per-minute counts.
+    private func rate(_ queue: String) -> ThroughputSeries.Counts? {
+        throughput?.lastMinute(queue: queue, now: now)
+    }
+
+    /// Jobs each group runs now, over its capacity (concurrency × live workers running it).
+    private func load(_ group: WorkerGroupConfiguration) -> (busy: Int, capacity: Int) {
+        var busy = 0, workers = 0
+        for worker in liveWorkers {
+            guard case .array(let names)? = worker.description?["groups"], names.contains(.string(group.name)) else { continue }
+            workers += 1
+            busy += worker.description?["busy"]?[group.name]?.intValue ?? 0
+        }
+        return (busy, workers * group.concurrency)
+    }
 
     private var groups: [WorkerGroupConfiguration] {
         configuration.groups.keys.sorted().compactMap { configuration.groups[$0] }
@@ -94,12 +146,18 @@ struct StatusReport {
                 "dead": .integer(Int64(queue.dead)), "groups": .array(readers(of: queue.name).map(JSONValue.string)),
             ]
             fields["oldest_age_ms"] = queue.oldestAge.map { .integer($0.inMilliseconds) } ?? .null
+            if let rate = rate(queue.name) {
+                fields["processed_last_minute"] = .integer(Int64(rate.processed))
+                fields["failed_last_minute"] = .integer(Int64(rate.failed))
+            }
             fields["broken"] = queue.broken.map(JSONValue.string) ?? .null
             return .object(fields)
         }
         let groupValues: [JSONValue] = groups.map { group in
-            .object(["name": .string(group.name), "queues": .array(group.queues.map(JSONValue.string)),
-                     "concurrency": .integer(Int64(group.concurrency))])
+            let load = load(group)
+            return .object(["name": .string(group.name), "queues": .array(group.queues.map(JSONValue.string)),
+                            "concurrency": .integer(Int64(group.concurrency)), "busy": .integer(Int64(load.busy)),
+                            "capacity": .integer(Int64(load.capacity))])
         }
         let workers: [JSONValue] = liveWorkers.map { worker in
             var fields: [String: JSONValue] = ["id": .string(worker.id), "last_heartbeat": .string(Timestamp.format(worker.lastHeartbeat))]
@@ -113,19 +171,42 @@ struct StatusReport {
             "workers": .array(workers), "dead_trimmed": .integer(Int64(statistics.trimmedDead)),
             "dead_by_type": .object(statistics.deadByType.mapValues { .integer(Int64($0)) }),
             "ledger": ledger?.json ?? .null,
+            "throughput": throughput.map(Self.json) ?? .null,
         ]
         return JSONValue.object(root).jsonText
     }
 
+    /// `{"minutes": [...], "queues": {name: [{"minute", "processed", "failed"}…]}, "types": {…}}`,
+    /// one entry per minute (oldest first; minutes since the epoch, and the time as text).
+    static func json(_ series: ThroughputSeries) -> JSONValue {
+        func rows(_ byName: [String: [Int: ThroughputSeries.Counts]]) -> JSONValue {
+            .object(byName.mapValues { counts in
+                .array(series.minutes.map { minute in
+                    let count = counts[minute] ?? .init()
+                    return .object(["minute": .integer(Int64(minute)),
+                                    "at": .string(Timestamp.format(Date(timeIntervalSince1970: Double(minute) * 60))),
+                                    "processed": .integer(Int64(count.processed)), "failed": .integer(Int64(count.failed))])
+                })
+            })
+        }
+        return .object(["minutes": .array(series.minutes.map { .integer(Int64($0)) }),
+                        "queues": rows(series.queues), "types": rows(series.types)])
+    }
+
     var table: String {
         var lines = ["redis \(server)", ""]
-        let queueRows = statistics.queues.map { queue in
-            [LogEscaping.escape(queue.name), queue.broken == nil ? String(queue.depth) : "BROKEN", queue.oldestAge.map(Self.age) ?? "-",
-             String(queue.inFlight), String(queue.scheduled), String(queue.dead),
-             readers(of: queue.name).joined(separator: ", ").nonEmpty ?? "(no group)"]
+        let queueRows = statistics.queues.map { queue -> [String] in
+            let rate = rate(queue.name)
+            let done: String = rate.map { String($0.processed) } ?? "-"
+            let failed: String = rate.map { String($0.failed) } ?? "-"
+            let depth: String = queue.broken == nil ? String(queue.depth) : "BROKEN"
+            let oldest: String = queue.oldestAge.map(Self.age) ?? "-"
+            let readBy: String = readers(of: queue.name).joined(separator: ", ").nonEmpty ?? "(no group)"
+            return [LogEscaping.escape(queue.name), depth, oldest, String(queue.inFlight), String(queue.scheduled), String(queue.dead),
+                    done, failed, readBy]
         }
-        lines += Self.table(header: ["QUEUE", "DEPTH", "OLDEST", "IN FLIGHT", "SCHEDULED", "DEAD", "READ BY"], rows: queueRows,
-                            rightAligned: [1, 3, 4, 5])
+        lines += Self.table(header: ["QUEUE", "DEPTH", "OLDEST", "IN FLIGHT", "SCHEDULED", "DEAD", "DONE/MIN", "FAILED/MIN", "READ BY"],
+                            rows: queueRows, rightAligned: [1, 3, 4, 5, 6, 7])
         for queue in statistics.queues {
             if let broken = queue.broken { lines.append("queue \(LogEscaping.escape(queue.name)) is broken: \(broken); no worker can read it") }
         }
@@ -134,8 +215,12 @@ struct StatusReport {
             lines.append("dead by type: " + byType.joined(separator: ", "))
         }
         lines.append("")
-        let groupRows = groups.map { [$0.name, String($0.concurrency), DurationParser.format($0.lease), $0.queues.joined(separator: " > ")] }
-        lines += Self.table(header: ["GROUP", "CONCURRENCY", "LEASE", "QUEUES"], rows: groupRows, rightAligned: [1])
+        let groupRows = groups.map { group -> [String] in
+            let load = load(group)
+            return [group.name, "\(load.busy)/\(load.capacity)", String(group.concurrency), DurationParser.format(group.lease),
+                    group.queues.joined(separator: " > ")]
+        }
+        lines += Self.table(header: ["GROUP", "BUSY", "CONCURRENCY", "LEASE", "QUEUES"], rows: groupRows, rightAligned: [1, 2])
         lines.append("")
         if liveWorkers.isEmpty {
             lines.append("no worker process is running")
@@ -148,9 +233,14 @@ struct StatusReport {
                 let inFlight = worker.description?["in_flight"]?.intValue.map(String.init) ?? "-"
                 let stuck = worker.description?["stuck_handlers"]?.intValue.map(String.init) ?? "0"
                 let ago = Duration.saturating(seconds: max(0, now.timeIntervalSince(worker.lastHeartbeat)))
-                return [LogEscaping.escape(worker.id), groups, inFlight, stuck, Self.age(ago) + " ago"]
+                let host = worker.id.split(separator: ":").first.map(String.init) ?? "-"
+                let pid = worker.description?["pid"]?.intValue.map(String.init) ?? "-"
+                let uptime = worker.description?["started_at"]?.stringValue.flatMap(Timestamp.parse)
+                    .map { Self.age(Duration.saturating(seconds: max(0, now.timeIntervalSince($0)))) } ?? "-"
+                return [LogEscaping.escape(worker.id), LogEscaping.escape(host), pid, uptime, groups, inFlight, stuck, Self.age(ago) + " ago"]
             }
-            lines += Self.table(header: ["WORKER", "GROUPS", "IN FLIGHT", "STUCK", "HEARTBEAT"], rows: workerRows, rightAligned: [2, 3])
+            lines += Self.table(header: ["WORKER", "HOST", "PID", "UP", "GROUPS", "IN FLIGHT", "STUCK", "HEARTBEAT"], rows: workerRows,
+                                rightAligned: [2, 3, 5, 6])
         }
         if let ledger {
             lines.append("")

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import JobRouter
+import JobRouterHTTP
 import JobRouterPostgres
 import JobRouterRedis
 import JobRouterSMTP
@@ -25,16 +26,28 @@ struct WorkCommand: AsyncParsableCommand {
     @Option(name: .long, help: "A group to run; repeat for several.")
     var group: [String] = []
 
+    @Option(name: .long, help: ArgumentHelp("Serve /metrics, /healthz and /readyz at HOST:PORT (a bare port listens on 127.0.0.1); overrides [http] listen.", valueName: "host:port"))
+    var http: String?
+
     func run() async throws {
         try await CommandFailure.reporting {
             let configuration = try options.loadConfiguration()
             let logger = try options.makeLogger()
             let driver = try options.makeDriver(configuration)
+            var listen = configuration.httpListen
+            if let http {
+                do { listen = try HTTPListenAddress(parsing: http) } catch { throw CommandFailure("\(error)") }
+            }
+            // Before anything makes a metric: Prometheus becomes the process's metrics backend.
+            let operations = try listen.map { try OperationsEndpoint(listen: $0, configuration: configuration, options: options, logger: logger) }
+            var recorders: [any JobEventRecorder] = [LoggingJobEventRecorder(logger: logger)]
+            if operations != nil { recorders.append(MetricsJobEventRecorder(configuration: configuration)) }
             let worker: JobRouterWorker
             do {
                 // The SMTP provider opens one connection per worker slot that can receive mail.
                 worker = try JobRouterWorker(configuration: configuration, driver: driver, handlers: options.handlers,
-                                             groups: group, logger: logger, rateLimiter: RedisRateLimiter(driver: driver))
+                                             groups: group, logger: logger, recorders: recorders,
+                                             rateLimiter: RedisRateLimiter(driver: driver))
             } catch {
                 throw CommandFailure("\(configuration.file ?? "configuration"): \(error)")
             }
@@ -49,22 +62,42 @@ struct WorkCommand: AsyncParsableCommand {
             }
             let shipper = try await ledgerShipper(configuration, driver: driver, worker: worker, logger: logger)
             logger.info("worker starting: groups \(worker.groupNames.joined(separator: ", ")), redis \(driver.endpoint)\(shipper == nil ? "" : ", ledger on")")
+            operations?.exporter.reportLoad { worker.load }
+            let operationsGroup = operations?.serviceGroup(logger: logger)
             let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint)
-            await withTaskGroup(of: Void.self) { tasks in
+            // Each task says which it was: the workers' end ends the command.
+            let httpFailure = await withTaskGroup(of: TaskEnd.self) { tasks -> String? in
+                if let operationsGroup, let listen {
+                    tasks.addTask {
+                        do {
+                            try await operationsGroup.run()
+                        } catch {
+                            // No endpoint (the port is taken): stop rather than run unobserved.
+                            worker.shutdown(immediately: true)
+                            return .http(failure: "http: cannot serve on \(listen): \(error)")
+                        }
+                        return .http(failure: nil)
+                    }
+                }
                 tasks.addTask {
                     let shipping = shipper.map { shipper in Task { await shipper.run() } }
                     await worker.run()
-                    guard let shipper, let shipping else { return }
-                    // The groups' last settles are in the log now: store them, then stop. A call
-                    // stuck on an unresponsive PostgreSQL does not hold the exit: what is not
-                    // stored stays in Redis for the next shipper.
-                    shipper.finish()
-                    await Self.wait(for: shipping, atMost: LedgerShipper.finishGrace + .seconds(2))
+                    if let shipper, let shipping {
+                        // The groups' last settles are in the log now: store them, then stop. A call
+                        // stuck on an unresponsive PostgreSQL does not hold the exit: what is not
+                        // stored stays in Redis for the next shipper.
+                        shipper.finish()
+                        await Self.wait(for: shipping, atMost: LedgerShipper.finishGrace + .seconds(2))
+                    }
+                    // The HTTP side stops after the workers, so the last scrape sees their end.
+                    await operationsGroup?.triggerGracefulShutdown()
+                    return .workers
                 }
                 tasks.addTask {
                     var received = 0
                     for await signal in signals {
                         received += 1
+                        operations?.health.markStopping()
                         if received == 1 {
                             logger.notice("\(signal): stopping; running jobs may finish (send again to put them back now)")
                             worker.shutdown()
@@ -73,13 +106,31 @@ struct WorkCommand: AsyncParsableCommand {
                             worker.shutdown(immediately: true)
                         }
                     }
+                    return .signals
                 }
-                await tasks.next()
+                // Done when the workers are, and the HTTP side (told to stop after them) has stopped.
+                var failure: String?
+                var workersDone = false
+                var httpDone = operationsGroup == nil
+                while !(workersDone && httpDone), let end = await tasks.next() {
+                    switch end {
+                    case .workers: workersDone = true
+                    case .http(let message): httpDone = true; failure = failure ?? message
+                    case .signals: break
+                    }
+                }
                 tasks.cancelAll()
+                return failure
             }
-            if let failure = worker.fatalFailure { throw CommandFailure(failure) }
+            if let failure = worker.fatalFailure ?? httpFailure { throw CommandFailure(failure) }
             logger.info("worker stopped")
         }
+    }
+
+    /// Which of `run`'s tasks ended.
+    private enum TaskEnd: Sendable {
+        case workers, signals
+        case http(failure: String?)
     }
 
     /// The ledger's shipper when `[postgres] ledger` is on. Refuses to start when PostgreSQL is

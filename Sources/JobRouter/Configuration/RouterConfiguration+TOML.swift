@@ -45,6 +45,7 @@ import TOMLKit
 /// | `postgres.retain` | duration string | `"30d"` |
 /// | `postgres.store_payload` | boolean | `true` |
 /// | `postgres.schema` | SQL identifier | `"jobrouter"` |
+/// | `http.listen` | `"host:port"` (a bare port: loopback) where `work` serves /metrics, /healthz, /readyz | off; `work --http` overrides |
 /// | `templates.NAME.subject` | Mustache string | required |
 /// | `templates.NAME.text`, `.html` | Mustache string | at least one body |
 /// | `templates.NAME.text_file`, `.html_file` | path, relative to this file | instead of `text`/`html` |
@@ -113,7 +114,7 @@ struct TOMLReader {
     }
 
     func configuration(from root: TOMLTable) throws -> RouterConfiguration {
-        try checkKeys(root, path: [], allowed: ["default_queue", "max_dead", "max_payload", "redis", "postgres", "types", "groups", "smtp", "templates"])
+        try checkKeys(root, path: [], allowed: ["default_queue", "max_dead", "max_payload", "redis", "postgres", "http", "types", "groups", "smtp", "templates"])
         var configuration = RouterConfiguration()
         if let value = root["default_queue"] { configuration.defaultQueue = try string(value, ["default_queue"]) }
         if let value = root["max_dead"] { configuration.maxDead = try integer(value, ["max_dead"]) }
@@ -133,6 +134,18 @@ struct TOMLReader {
         }
         if let value = root["smtp"] { configuration.smtp = try smtp(try table(value, ["smtp"])) }
         if let value = root["postgres"] { configuration.postgres = try postgres(try table(value, ["postgres"])) }
+        if let value = root["http"] {
+            let table = try self.table(value, ["http"])
+            try checkKeys(table, path: ["http"], allowed: ["listen"])
+            if let listen = table["listen"] {
+                let text = try string(listen, ["http", "listen"])
+                do {
+                    configuration.httpListen = try HTTPListenAddress(parsing: text)
+                } catch {
+                    throw fail(["http", "listen"], error.detail)
+                }
+            }
+        }
         if let value = root["templates"] {
             let templates = try table(value, ["templates"])
             for name in templates.keys {

@@ -16,6 +16,9 @@ public struct RouterConfiguration: Sendable {
     public var smtp: SMTPSettings?
     /// Where the durable job history lives (TOML `[postgres]`); `nil`: no PostgreSQL.
     public var postgres: PostgresSettings?
+    /// Where `work` serves /metrics, /healthz and /readyz (TOML `[http] listen`); `nil`: off
+    /// unless `work --http` is given.
+    public var httpListen: HTTPListenAddress?
 
     /// What the scripts need to record attempts, when the ledger is on (`[postgres] ledger = true`).
     public var ledgerTerms: LedgerTerms? {

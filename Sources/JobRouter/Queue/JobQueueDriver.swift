@@ -90,6 +90,8 @@ public struct WorkerDescription: Sendable, Equatable {
     public var stuckHandlers = 0
     /// Queues its groups cannot read, with why.
     public var brokenQueues: [String: String] = [:]
+    /// Jobs each of its groups runs now.
+    public var busy: [String: Int] = [:]
 
     /// Makes a description.
     public init(id: String, groups: [String], inFlight: Int, startedAt: Date) {
@@ -115,6 +117,7 @@ public struct WorkerDescription: Sendable, Equatable {
             "in_flight": .integer(Int64(inFlight)), "pid": .integer(Int64(getpid())),
             "started_at": .string(Timestamp.format(startedAt)), "stuck_handlers": .integer(Int64(stuckHandlers)),
             "broken_queues": .object(brokenQueues.mapValues(JSONValue.string)),
+            "busy": .object(busy.mapValues { .integer(Int64($0)) }),
         ]).jsonText
     }
 }
@@ -250,6 +253,12 @@ public protocol JobQueueDriver: Sendable {
 
     /// How many records the dead-letter store holds.
     func deadLetterCount() async throws -> Int
+
+    /// Adds counts to the cluster-wide per-minute throughput (kept for 25 hours).
+    func addThroughput(_ counts: [ThroughputCount]) async throws
+
+    /// The per-minute throughput of the last `minutes` minutes, up to and including the current one.
+    func throughput(minutes: Int, now: Date) async throws -> ThroughputSeries
 }
 
 extension JobQueueDriver {

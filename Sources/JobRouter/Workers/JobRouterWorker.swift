@@ -53,7 +53,9 @@ public struct JobRouterWorker: Service {
         let controller = ShutdownController()
         let health = ConnectionHealth(logger: logger)
         self.health = health
-        let events = JobEventFanout(recorders: recorders ?? [LoggingJobEventRecorder(logger: logger)])
+        // Cluster-wide throughput is always counted: `status` shows it whoever runs the workers.
+        let throughput = ThroughputRecorder(configuration: configuration)
+        let events = JobEventFanout(recorders: (recorders ?? [LoggingJobEventRecorder(logger: logger)]) + [throughput])
         let workerID = WorkerDescription.makeID()
         self.controller = controller
         self.runners = try selected.map { group in
@@ -72,7 +74,7 @@ public struct JobRouterWorker: Service {
         }
         self.maintenance = WorkerMaintenance(
             workerID: workerID, runners: runners, configuration: configuration, driver: driver,
-            shutdown: controller, events: events, logger: logger)
+            shutdown: controller, events: events, throughput: throughput, logger: logger)
     }
 
     /// This process's id in heartbeats and claim tokens.
@@ -84,6 +86,11 @@ public struct JobRouterWorker: Service {
 
     /// The names of the groups this worker runs.
     public var groupNames: [String] { runners.map(\.group.name) }
+
+    /// Each group's jobs running now (claims held) and its concurrency, for metrics.
+    public var load: [GroupLoad] {
+        runners.map { GroupLoad(group: $0.group.name, busy: $0.claims.count, concurrency: $0.group.concurrency) }
+    }
 
     /// Runs every group until shutdown; returns once each has stopped and put back what it must.
     public func run() async {
@@ -114,6 +121,23 @@ public struct JobRouterWorker: Service {
     /// made immediate by calling again with `true`.
     public func shutdown(immediately: Bool = false) {
         controller.advance(to: immediately ? .aborting : .draining)
+    }
+}
+
+/// How busy one worker group of this process is.
+public struct GroupLoad: Sendable, Equatable {
+    /// The group's name.
+    public var group: String
+    /// Jobs it holds claims on now (running, or being settled).
+    public var busy: Int
+    /// Its `concurrency`.
+    public var concurrency: Int
+
+    /// Makes one.
+    public init(group: String, busy: Int, concurrency: Int) {
+        self.group = group
+        self.busy = busy
+        self.concurrency = concurrency
     }
 }
 

@@ -1,6 +1,7 @@
 import Dispatch
 import Foundation
 import Logging
+import Metrics
 import Synchronization
 
 /// Runs one worker group in this process: one fetch loop claiming jobs in strict priority order
@@ -32,6 +33,10 @@ struct WorkerGroupRunner: Sendable {
     let stuck = StuckHandlers()
     /// Queues of this group that cannot be read now, with why (for heartbeats and `status`).
     let brokenQueues = BrokenQueues()
+    /// `jobrouter_rate_limit_wait_seconds_total{group}`: time this group's fetch loop waited for a permit.
+    var rateLimitWait: FloatingPointCounter {
+        FloatingPointCounter(label: "jobrouter_rate_limit_wait_seconds_total", dimensions: [("group", group.name)])
+    }
 
     /// How long a cancelled handler gets to end before it is abandoned (see ``HandlerRun``): longer
     /// than an `exec` child's SIGTERM-to-SIGKILL grace, so only a handler that really ignores
@@ -83,6 +88,7 @@ struct WorkerGroupRunner: Sendable {
                                 admitted = true
                                 break
                             }
+                            rateLimitWait.increment(by: wait.inSeconds)
                             await shutdown.sleep(for: wait)
                         }
                     } catch {
@@ -383,6 +389,7 @@ final class ClaimRegistry: Sendable {
     func add(_ token: String) { _ = tokens.withLock { $0.insert(token) } }
     func remove(_ token: String) { _ = tokens.withLock { $0.remove(token) } }
     var all: [String] { tokens.withLock { Array($0) } }
+    var count: Int { tokens.withLock { $0.count } }
 }
 
 /// Queues a group cannot read now, with why.

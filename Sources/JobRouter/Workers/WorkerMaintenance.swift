@@ -14,8 +14,12 @@ struct WorkerMaintenance: Sendable {
     let driver: any JobQueueDriver
     let shutdown: ShutdownController
     let events: JobEventFanout
+    let throughput: ThroughputRecorder
     let logger: Logger
     let startedAt = Date()
+
+    /// How often this process adds its throughput counts to the cluster's.
+    static let throughputFlush: Duration = .seconds(2)
 
     /// Beats a third of the shortest lease (at most every 5 s), so two beats can be missed.
     var heartbeatInterval: Duration {
@@ -29,7 +33,10 @@ struct WorkerMaintenance: Sendable {
             tasks.addTask { await loop(every: heartbeatInterval, until: done) { try await beat() } }
             tasks.addTask { await loop(every: .milliseconds(500), until: done) { try await recover() } }
             tasks.addTask { await scheduler(until: done) }
+            tasks.addTask { await loop(every: Self.throughputFlush, until: done) { try await throughput.flush(to: driver) } }
         }
+        // The last counts (jobs settled while the groups stopped).
+        try? await throughput.flush(to: driver)
         // Gone, holding nothing: it is no longer a live worker.
         try? await driver.workerStopped(workerID)
     }
@@ -40,6 +47,7 @@ struct WorkerMaintenance: Sendable {
         var broken: [String: String] = [:]
         for runner in runners { broken.merge(runner.brokenQueues.current) { first, _ in first } }
         description.brokenQueues = broken
+        description.busy = Dictionary(runners.map { ($0.group.name, $0.claims.count) }) { first, _ in first }
         return description
     }
 
