@@ -99,6 +99,14 @@ public final class MetricsExporter: Sendable {
         self.load.withLock { $0 = load }
     }
 
+    /// Exports `jobrouter_rate_limit_wait_seconds_total` for these (rate-limited) groups from now,
+    /// before their first wait.
+    public func exportRateLimitWaits(groups: [String]) {
+        for group in groups {
+            FloatingPointCounter(label: "jobrouter_rate_limit_wait_seconds_total", dimensions: [("group", group)]).increment(by: 0)
+        }
+    }
+
     /// The text exposition of every metric, reading the queue server first when its figures are older than ``refreshInterval``.
     public func render() async -> [UInt8] {
         await refreshIfStale()

@@ -62,7 +62,12 @@ struct WorkCommand: AsyncParsableCommand {
             }
             let shipper = try await ledgerShipper(configuration, driver: driver, worker: worker, logger: logger)
             logger.info("worker starting: groups \(worker.groupNames.joined(separator: ", ")), redis \(driver.endpoint)\(shipper == nil ? "" : ", ledger on")")
-            operations?.exporter.reportLoad { worker.load }
+            if let operations {
+                operations.exporter.reportLoad { worker.load }
+                operations.exporter.exportRateLimitWaits(groups: worker.groupNames.filter { name in
+                    configuration.groups[name].map(configuration.receivesMail) ?? false
+                })
+            }
             let operationsGroup = operations?.serviceGroup(logger: logger)
             let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint)
             // Each task says which it was: the workers' end ends the command.

@@ -8,9 +8,9 @@ import Testing
 final class WorkerProcess: @unchecked Sendable {
     let process = Process()
 
-    init(config: String, log: URL, environment: [String: String] = [:]) throws {
+    init(config: String, log: URL, environment: [String: String] = [:], arguments: [String] = []) throws {
         process.executableURL = URL(fileURLWithPath: try TestRedis.binary)
-        process.arguments = ["work", "--config", config]
+        process.arguments = ["work", "--config", config] + arguments
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         let handle = try FileHandle(forWritingTo: log)

@@ -153,6 +153,15 @@ func runCLI(_ arguments: [String], stdin: String? = nil, environment: [String: S
     }
 }
 
+/// Runs any program to its end (off the cooperative pool) and returns its exit status, stdout and stderr.
+func runProgram(_ path: String, _ arguments: [String], stdin: String? = nil, environment: [String: String] = [:]) async throws -> (status: Int32, out: String, err: String) {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread {
+            continuation.resume(with: Result { try runBlocking(path, arguments, stdin: stdin, environment: environment) })
+        }.start()
+    }
+}
+
 private func runBlocking(_ binary: String, _ arguments: [String], stdin: String?, environment: [String: String]) throws -> (status: Int32, out: String, err: String) {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: binary)

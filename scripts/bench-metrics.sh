@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Cost of being watched: drains N noop jobs with one `jobrouter work --http` process (release
+# build), once unscraped and once scraped every 100 ms (10/s, curl, as Prometheus would), at
+# concurrency 10 and 64, alternating, ROUNDS times, all in the same run; prints jobs/s for each
+# (median of the rounds) and the ratio. Prints figures; not a test.
+#   scripts/bench-metrics.sh [N] [ROUNDS]     (default 100000 3)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+
+N=${1:-100000}
+ROUNDS=${2:-3}
+ensure_packages "${JOBROUTER_PACKAGES[@]}"
+log "building (release)"
+swift build -c release --product jobrouter 2>&1 | grep -v "prohibited flag" | tail -1
+BIN="$(swift build -c release --show-bin-path)/jobrouter"
+
+run_dir=$(mktemp -d /tmp/jobrouter-bench-metrics.XXXXXX)
+trap 'stop_redis; [ -n "${WORKER:-}" ] && kill -9 "$WORKER" 2>/dev/null; [ -n "${SCRAPER:-}" ] && kill "$SCRAPER" 2>/dev/null; rm -rf "$run_dir"' EXIT
+start_redis "$run_dir/redis"
+rcli() { redis-cli -p "$REDIS_PORT" "$@"; }
+HTTP_PORT=$(free_port)
+
+python3 - "$N" > "$run_dir/jobs.ndjson" <<'PY'
+import sys
+for i in range(int(sys.argv[1])):
+    sys.stdout.write('{"type":"ping","payload":{"n":%d}}\n' % i)
+PY
+
+write_config() {  # $1 concurrency
+  cat > "$run_dir/queues.toml" <<TOML
+default_queue = "bench:default"
+[redis]
+url = "redis://127.0.0.1:$REDIS_PORT/0"
+[http]
+listen = "127.0.0.1:$HTTP_PORT"
+[types.ping]
+handler = "noop"
+[groups.bench]
+queues = ["bench:default"]
+concurrency = $1
+TOML
+}
+
+now() { date +%s.%N; }
+results=()
+for round in $(seq 1 "$ROUNDS"); do
+  for concurrency in 10 64; do
+    for scraped in false true; do
+      write_config "$concurrency"
+      rcli flushall >/dev/null
+      "$BIN" enqueue --config "$run_dir/queues.toml" --batch "$run_dir/jobs.ndjson" >/dev/null 2>&1
+      log "round $round: drain $N jobs, concurrency $concurrency, scraped every 100 ms: $scraped"
+      t0=$(now)
+      "$BIN" work --config "$run_dir/queues.toml" --log-level warning >/dev/null 2>"$run_dir/work.err" &
+      WORKER=$!
+      scrapes=0
+      if [ "$scraped" = true ]; then
+        ( while true; do curl -s -o /dev/null "http://127.0.0.1:$HTTP_PORT/metrics" || true; sleep 0.1; done ) &
+        SCRAPER=$!
+      fi
+      while [ "$(rcli llen bench:default)" != "0" ] || [ "$(rcli hlen jobrouter:inflight)" != "0" ]; do sleep 0.01; done
+      t1=$(now)
+      if [ -n "${SCRAPER:-}" ]; then kill "$SCRAPER"; wait "$SCRAPER" 2>/dev/null || true; SCRAPER=""; fi
+      if [ "$scraped" = true ]; then
+        curl -s "http://127.0.0.1:$HTTP_PORT/metrics" | grep '^jobrouter_jobs_total' | head -1
+      fi
+      kill -TERM "$WORKER"; wait "$WORKER" || true; WORKER=""
+      results+=("$concurrency $scraped $t0 $t1")
+    done
+  done
+done
+
+python3 - "$N" "${results[@]}" <<'PY'
+import statistics, sys
+n = int(sys.argv[1])
+rates = {}
+for row in sys.argv[2:]:
+    c, scraped, t0, t1 = row.split()
+    rates.setdefault((c, scraped), []).append(n / (float(t1) - float(t0)))
+for (c, scraped), values in sorted(rates.items()):
+    print(f"concurrency {c:>2}  {'scraped 10/s' if scraped == 'true' else 'unscraped   '}  drain {statistics.median(values):>8,.0f} jobs/s  (median of {len(values)}: {', '.join(f'{v:,.0f}' for v in values)})")
+for c in ("10", "64"):
+    ratio = statistics.median(rates[(c, 'true')]) / statistics.median(rates[(c, 'false')]) * 100
+    print(f"concurrency {c:>2}  scraped / unscraped: {ratio:.0f} %")
+PY
