@@ -3,7 +3,8 @@
 # set), a private PostgreSQL (unless JOBROUTER_POSTGRES_URL is set) and a local SMTP sink (unless
 # JOBROUTER_SMTP_URL is set), builds, migrates the ledger's schema, enqueues jobs of several
 # types and priorities, runs the groups from queues.toml, shows the mails the sink received, and
-# checks that every high-priority email was sent before any low one.
+# checks that every high-priority email was sent before any low one; ends with the ledger
+# (history of one mail, stats) and a few lines of the worker's /metrics.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -57,14 +58,17 @@ rcli RPUSH default '{"type":"report","payload":{"month":"from redis-cli"}}' 'not
 "$BIN" status
 
 log "running the worker groups (mail: emails:high > emails:low, 20 mails/s; general: default)"
-"$BIN" work >"$run_dir/worker.log" 2>"$run_dir/handlers.log" &
+HTTP_PORT=$(free_port)
+"$BIN" work --http "127.0.0.1:$HTTP_PORT" >"$run_dir/worker.log" 2>"$run_dir/handlers.log" &
 WORKER=$!
 for _ in $(seq 1 300); do
   [ -f "$run_dir/mail.jsonl" ] && [ "$(wc -l < "$run_dir/mail.jsonl")" -ge 20 ] && \
     [ "$(rcli LLEN default)" = "0" ] && break
   sleep 0.1
 done
-sleep 0.5
+sleep 2.5   # past the worker's 2 s throughput flush, so `status` shows the rates
+curl -s "http://127.0.0.1:$HTTP_PORT/metrics" > "$run_dir/metrics.txt" || true
+READY=$(curl -s "http://127.0.0.1:$HTTP_PORT/readyz" || true)
 kill -TERM "$WORKER"; wait "$WORKER" || true; WORKER=""
 cat "$run_dir/worker.log"
 
@@ -92,3 +96,6 @@ sleep 1   # the worker's shipper stores its last records as it stops; give Postg
 MAIL_ID=$("$BIN" history --type email --queue emails:high --limit 1 --json | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
 "$BIN" history "$MAIL_ID"
 "$BIN" stats --since 1h
+
+log "what Prometheus scraped from the worker (work --http 127.0.0.1:$HTTP_PORT) just before it stopped: /readyz said $READY"
+grep -E '^jobrouter_(jobs_total|smtp_messages_total|queue_depth|dead_jobs|ledger_backlog)|^process_resident' "$run_dir/metrics.txt" | head -20

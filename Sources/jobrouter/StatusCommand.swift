@@ -217,7 +217,7 @@ struct StatusReport {
         lines.append("")
         let groupRows = groups.map { group -> [String] in
             let load = load(group)
-            return [group.name, "\(load.busy)/\(load.capacity)", String(group.concurrency), DurationParser.format(group.lease),
+            return [group.name, load.capacity == 0 ? "-" : "\(load.busy)/\(load.capacity)", String(group.concurrency), DurationParser.format(group.lease),
                     group.queues.joined(separator: " > ")]
         }
         lines += Self.table(header: ["GROUP", "BUSY", "CONCURRENCY", "LEASE", "QUEUES"], rows: groupRows, rightAligned: [1, 2])
