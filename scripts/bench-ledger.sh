@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Ledger cost: drains N noop jobs with one `jobrouter work` process, ledger off and ledger on
-# (PostgreSQL), at concurrency 10 and 64, all in the same run, and prints jobs/s for each, the
-# ratio, and how long after the drain the ledger had every attempt stored. Prints figures; not a test.
-#   scripts/bench-ledger.sh [N]     (default 100000)
+# (PostgreSQL), at concurrency 10 and 64, alternating, ROUNDS times, all in the same run, and
+# prints jobs/s for each (the median of the rounds, and every round), the ratio of the medians,
+# and how long after the drain the ledger had every attempt stored. Prints figures; not a test.
+#   scripts/bench-ledger.sh [N] [ROUNDS]     (default 100000 3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
 N=${1:-100000}
+ROUNDS=${2:-3}
 ensure_packages "${JOBROUTER_PACKAGES[@]}"
 log "building (release)"
 swift build -c release --product jobrouter 2>&1 | grep -v "prohibited flag" | tail -1
@@ -47,13 +49,14 @@ write_config 10 true
 
 now() { date +%s.%N; }
 results=()
+for round in $(seq 1 "$ROUNDS"); do
 for concurrency in 10 64; do
   for ledger in false true; do
     write_config "$concurrency" "$ledger"
     rcli flushall >/dev/null
     psql_count "TRUNCATE jobrouter.attempts" >/dev/null
     "$BIN" enqueue --config "$run_dir/queues.toml" --batch "$run_dir/jobs.ndjson" >/dev/null 2>&1
-    log "drain $N jobs: concurrency $concurrency, ledger $ledger"
+    log "round $round: drain $N jobs, concurrency $concurrency, ledger $ledger"
     t0=$(now)
     "$BIN" work --config "$run_dir/queues.toml" --log-level warning >/dev/null 2>"$run_dir/work.err" &
     WORKER=$!
@@ -70,17 +73,21 @@ for concurrency in 10 64; do
     results+=("$concurrency $ledger $t0 $t1 $t2")
   done
 done
+done
 
 python3 - "$N" "${results[@]}" <<'PY'
-import sys
+import statistics, sys
 n = int(sys.argv[1])
-rows = [r.split() for r in sys.argv[2:]]
-rate = {}
-for c, ledger, t0, t1, t2 in rows:
+rates, lags = {}, {}
+for row in sys.argv[2:]:
+    c, ledger, t0, t1, t2 = row.split()
     t0, t1, t2 = float(t0), float(t1), float(t2)
-    rate[(c, ledger)] = n / (t1 - t0)
-    extra = f"; all {n} attempts in PostgreSQL {t2 - t1:.2f} s after the drain ({n / (t2 - t0):,.0f} rows/s overall)" if ledger == "true" else ""
-    print(f"concurrency {c:>2}  ledger {'on ' if ledger == 'true' else 'off'}  drain {n / (t1 - t0):>8,.0f} jobs/s  ({t1 - t0:.2f} s incl. start-up){extra}")
+    rates.setdefault((c, ledger), []).append(n / (t1 - t0))
+    lags.setdefault((c, ledger), []).append(t2 - t1)
+for (c, ledger), values in sorted(rates.items()):
+    extra = f"; every attempt in PostgreSQL at most {max(lags[(c, ledger)]):.2f} s after the drain" if ledger == "true" else ""
+    print(f"concurrency {c:>2}  ledger {'on ' if ledger == 'true' else 'off'}  drain {statistics.median(values):>8,.0f} jobs/s  (median of {len(values)}: {', '.join(f'{v:,.0f}' for v in values)}){extra}")
 for c in ("10", "64"):
-    print(f"concurrency {c:>2}  ledger on / off: {rate[(c, 'true')] / rate[(c, 'false')] * 100:.0f} %")
+    ratio = statistics.median(rates[(c, 'true')]) / statistics.median(rates[(c, 'false')]) * 100
+    print(f"concurrency {c:>2}  ledger on / off (medians): {ratio:.0f} %")
 PY
