@@ -8,8 +8,9 @@ import Testing
 
 /// The ledger while PostgreSQL is paused (SIGSTOP) and then really stopped, in the middle of a
 /// drain: jobs go on, records wait in Redis, and every attempt reaches the table exactly once.
-/// Uses the second PostgreSQL that scripts/test.sh starts for this test alone.
-@Suite(.timeLimit(.minutes(3)))
+/// Also `sql` jobs across a restart of that server. Uses the second PostgreSQL that scripts/test.sh
+/// starts for these tests alone; they take turns with it.
+@Suite(.serialized, .timeLimit(.minutes(3)))
 struct LedgerOutageTests {
     /// The outage server: its URL, data directory and binaries.
     struct Server {
@@ -143,5 +144,58 @@ struct LedgerOutageTests {
         #expect(runs.withLock { $0 } == 4000)
         #expect(try await RedisAttemptLog(driver: driver).backlog() == AttemptLogBacklog(waiting: 0, dropped: 0))
         await setup.drop(pool)
+    }
+
+    @Test func sqlJobsAcrossAPostgresRestartAreRetriedAndNoneIsDead() async throws {
+        let server = try Server()
+        let redisURL = try #require(ProcessInfo.processInfo.environment["JOBROUTER_TEST_REDIS_URL"], "run with scripts/test.sh")
+        let prefix = "sqlr-\(UUID().uuidString.prefix(8).lowercased())"
+        let table = "restart_\(UUID().uuidString.prefix(8).lowercased())"
+        let admin = PostgresPool(url: server.url, size: 1)
+        _ = try await admin.withConnection { try $0.query("CREATE TABLE \(table) (n integer PRIMARY KEY)") }
+        let toml = """
+            default_queue = "\(prefix):default"
+            [redis]
+            url = "\(redisURL)"
+            namespace = "\(prefix)-jr"
+            [postgres]
+            url = "postgres://nobody@127.0.0.1:1/unused"
+            ledger = false
+            pool = 4
+            [types.insert]
+            handler = "sql"
+            sql = "INSERT INTO \(table) (n) SELECT ($1::jsonb->>'n')::integer FROM pg_sleep(0.01) ON CONFLICT DO NOTHING"
+            max_attempts = 25
+            backoff = { base = "100ms", max = "500ms" }
+            [groups.g]
+            queues = ["\(prefix):default"]
+            concurrency = 4
+            """
+        var registry = HandlerRegistry()
+        registry.add(SQLHandlerProvider(environment: ["JOBROUTER_POSTGRES_URL": server.url]))
+        let configuration = try RouterConfiguration.parse(toml: toml, providers: registry.providers)
+        let driver = try RedisQueueDriver(configuration: configuration, environment: [:])
+        let client = JobRouterClient(configuration: configuration, driver: driver)
+        let jobs = 600
+        _ = try await client.enqueue((0..<jobs).map { JobRequest(type: "insert", payload: .object(["n": .integer(Int64($0))])) })
+        let outcomes = SQLHandlerTests.Outcomes()
+        let worker = try JobRouterWorker(configuration: configuration, driver: driver, handlers: registry,
+                                         logger: LedgerTests.quietLogger, recorders: [outcomes])
+        let running = Task { await worker.run() }
+        // Mid-drain: a real restart (fast shutdown ends the running statements with 57P01, then
+        // connections are refused until it is back).
+        #expect(await SQLHandlerTests.eventually { outcomes.succeeded >= 50 })
+        try server.stop()
+        try await Task.sleep(for: .milliseconds(500))
+        try server.start()
+        #expect(await SQLHandlerTests.eventually(timeout: .seconds(60)) { outcomes.succeeded == jobs })
+        worker.shutdown()
+        await running.value
+        #expect(outcomes.dead.isEmpty, "\(outcomes.dead.map(\.reason))")
+        #expect(!outcomes.retried.isEmpty, "the restart was not seen by any job")
+        let rows = try await admin.withConnection { try $0.query("SELECT count(*) AS n FROM \(table)") }
+        #expect(rows.int("n") == jobs)
+        _ = try await admin.withConnection { try $0.query("DROP TABLE \(table)") }
+        await LedgerTests().cleanUp(driver, prefix: prefix)
     }
 }

@@ -81,12 +81,14 @@ struct ObservabilityUnitTests {
         var configuration = RouterConfiguration(defaultQueue: "default")
         configuration.types["ping"] = JobTypeConfiguration(name: "ping", handler: .noop)
         configuration.groups["g"] = WorkerGroupConfiguration(name: "g", queues: ["default"], concurrency: 1)
-        let recorder = MetricsJobEventRecorder(configuration: configuration)
-        #expect(recorder.typeLabel("ping") == "ping")
-        #expect(recorder.typeLabel("x\"} 1e9\n") == "unknown")
-        #expect(recorder.typeLabel(nil) == "unknown")
-        #expect(recorder.queueLabel("default") == "default")
-        #expect(recorder.queueLabel("someone-else") == "unknown")
+        let labels = MetricLabels(configuration: configuration)
+        #expect(labels.type("ping") == "ping")
+        #expect(labels.type("x\"} 1e9\n") == "unknown")
+        #expect(labels.type(nil) == "unknown")
+        #expect(labels.queue("default") == "default")
+        #expect(labels.queue("someone-else") == "unknown")
+        #expect(labels.reader(of: "default") == "g")
+        #expect(labels.reader(of: "elsewhere") == "unknown")
     }
 
     @Test func durationBucketsSpanHundredMicrosecondsToFiveMinutes() {

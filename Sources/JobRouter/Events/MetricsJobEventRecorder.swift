@@ -26,37 +26,14 @@ public final class MetricsJobEventRecorder: JobEventRecorder, Sendable {
         var first: String, second: String
     }
 
-    private let types: Set<String>
-    private let queues: Set<String>
-    /// Which group reads a queue, for jobs recovered from another worker (their group is not recorded).
-    private let readerOfQueue: [String: String]
+    private let labels: MetricLabels
     private let counters = Mutex<[CounterKey: Counter]>([:])
     private let durations = Mutex<[PairKey: Metrics.Timer]>([:])
     private let waits = Mutex<[PairKey: Metrics.Timer]>([:])
 
-    /// The label value for anything not declared in the configuration.
-    public static let unknown = "unknown"
-
     /// A recorder whose label values are bounded by `configuration`'s types, queues and groups.
     public init(configuration: RouterConfiguration) {
-        types = Set(configuration.types.keys)
-        queues = configuration.declaredQueues
-        var readers: [String: String] = [:]
-        for name in configuration.groups.keys.sorted() {
-            for queue in configuration.groups[name]?.queues ?? [] where readers[queue] == nil { readers[queue] = name }
-        }
-        readerOfQueue = readers
-    }
-
-    /// `type` when the configuration declares it, else ``unknown``.
-    public func typeLabel(_ type: String?) -> String {
-        guard let type, types.contains(type) else { return Self.unknown }
-        return type
-    }
-
-    /// `queue` when the configuration declares it, else ``unknown``.
-    public func queueLabel(_ queue: String) -> String {
-        queues.contains(queue) ? queue : Self.unknown
+        labels = MetricLabels(configuration: configuration)
     }
 
     public func record(_ event: JobEvent) {
@@ -65,7 +42,7 @@ public final class MetricsJobEventRecorder: JobEventRecorder, Sendable {
             break
         case .started(let job, let group):
             let wait = max(0, job.enqueuedAt.distance(to: .now))
-            timer(waits, PairKey(first: group, second: queueLabel(job.queue)), names: ("jobrouter_job_wait_seconds", "group", "queue"))
+            timer(waits, PairKey(first: group, second: labels.queue(job.queue)), names: ("jobrouter_job_wait_seconds", "group", "queue"))
                 .recordNanoseconds(Int64(saturating: wait * 1e9))
         case .succeeded(let job, let group, _, let run):
             count(job, group: group, .succeeded)
@@ -75,27 +52,27 @@ public final class MetricsJobEventRecorder: JobEventRecorder, Sendable {
             observe(run, group: group, type: job.type)
         case .deadLettered(let record, let group):
             let outcome: Outcome = record.type == nil ? .malformed : .dead
-            counter(CounterKey(group: group, type: typeLabel(record.type), queue: queueLabel(record.queue), outcome: outcome)).increment()
+            counter(CounterKey(group: group, type: labels.type(record.type), queue: labels.queue(record.queue), outcome: outcome)).increment()
         case .requeued(let job, let group, _):
             count(job, group: group, .requeued)
         case .recovered(let report):
             for job in report.recoveredJobs {
-                counter(CounterKey(group: readerOfQueue[job.queue] ?? Self.unknown, type: Self.unknown,
-                                   queue: queueLabel(job.queue), outcome: .recovered)).increment()
+                counter(CounterKey(group: labels.reader(of: job.queue), type: MetricLabels.unknown,
+                                   queue: labels.queue(job.queue), outcome: .recovered)).increment()
             }
             for job in report.poisonedJobs {
-                counter(CounterKey(group: readerOfQueue[job.queue] ?? Self.unknown, type: Self.unknown,
-                                   queue: queueLabel(job.queue), outcome: .dead)).increment()
+                counter(CounterKey(group: labels.reader(of: job.queue), type: MetricLabels.unknown,
+                                   queue: labels.queue(job.queue), outcome: .dead)).increment()
             }
         }
     }
 
     private func count(_ job: JobEnvelope, group: String, _ outcome: Outcome) {
-        counter(CounterKey(group: group, type: typeLabel(job.type), queue: queueLabel(job.queue), outcome: outcome)).increment()
+        counter(CounterKey(group: group, type: labels.type(job.type), queue: labels.queue(job.queue), outcome: outcome)).increment()
     }
 
     private func observe(_ run: Duration, group: String, type: String) {
-        timer(durations, PairKey(first: group, second: typeLabel(type)), names: ("jobrouter_job_duration_seconds", "group", "type"))
+        timer(durations, PairKey(first: group, second: labels.type(type)), names: ("jobrouter_job_duration_seconds", "group", "type"))
             .recordNanoseconds(Int64(saturating: run.inSeconds * 1e9))
     }
 

@@ -11,11 +11,11 @@ import Synchronization
 /// counted as `unknown`.
 public final class ThroughputRecorder: JobEventRecorder, Sendable {
     private let pending = Mutex<[ThroughputCount.Key: Int]>([:])
-    private let labels: MetricsJobEventRecorder
+    private let labels: MetricLabels
 
     /// Counts jobs of the queues and types `configuration` declares.
     public init(configuration: RouterConfiguration) {
-        labels = MetricsJobEventRecorder(configuration: configuration)
+        labels = MetricLabels(configuration: configuration)
     }
 
     public func record(_ event: JobEvent) {
@@ -33,8 +33,8 @@ public final class ThroughputRecorder: JobEventRecorder, Sendable {
 
     private func add(queue: String, type: String?, failed: Bool) {
         let minute = ThroughputCount.minute(of: Date())
-        let queue = labels.queueLabel(queue)
-        let type = labels.typeLabel(type)
+        let queue = labels.queue(queue)
+        let type = labels.type(type)
         pending.withLock { counts in
             counts[.init(minute: minute, dimension: .queue, name: queue, failed: false), default: 0] += 1
             counts[.init(minute: minute, dimension: .type, name: type, failed: false), default: 0] += 1
