@@ -164,7 +164,7 @@ struct LedgerOutageTests {
             pool = 4
             [types.insert]
             handler = "sql"
-            sql = "INSERT INTO \(table) (n) SELECT ($1::jsonb->>'n')::integer FROM pg_sleep(0.01) ON CONFLICT DO NOTHING"
+            sql = "INSERT INTO \(table) (n) SELECT ($1::jsonb->>'n')::integer FROM pg_sleep(0.02) ON CONFLICT DO NOTHING"
             max_attempts = 25
             backoff = { base = "100ms", max = "500ms" }
             [groups.g]
@@ -176,7 +176,7 @@ struct LedgerOutageTests {
         let configuration = try RouterConfiguration.parse(toml: toml, providers: registry.providers)
         let driver = try RedisQueueDriver(configuration: configuration, environment: [:])
         let client = JobRouterClient(configuration: configuration, driver: driver)
-        let jobs = 600
+        let jobs = 800
         _ = try await client.enqueue((0..<jobs).map { JobRequest(type: "insert", payload: .object(["n": .integer(Int64($0))])) })
         let outcomes = SQLHandlerTests.Outcomes()
         let worker = try JobRouterWorker(configuration: configuration, driver: driver, handlers: registry,
@@ -193,9 +193,11 @@ struct LedgerOutageTests {
         await running.value
         #expect(outcomes.dead.isEmpty, "\(outcomes.dead.map(\.reason))")
         #expect(!outcomes.retried.isEmpty, "the restart was not seen by any job")
-        let rows = try await admin.withConnection { try $0.query("SELECT count(*) AS n FROM \(table)") }
+        // A new pool: the first one's connection went with the restart.
+        let after = PostgresPool(url: server.url, size: 1)
+        let rows = try await after.withConnection { try $0.query("SELECT count(*) AS n FROM \(table)") }
         #expect(rows.int("n") == jobs)
-        _ = try await admin.withConnection { try $0.query("DROP TABLE \(table)") }
+        _ = try await after.withConnection { try $0.query("DROP TABLE \(table)") }
         await LedgerTests().cleanUp(driver, prefix: prefix)
     }
 }
