@@ -96,4 +96,15 @@ struct ObservabilityUnitTests {
         #expect(MetricsExporter.durationBuckets.last == .seconds(300))
         #expect(MetricsExporter.durationBuckets == MetricsExporter.durationBuckets.sorted())
     }
+
+    @Test func aDelayedOrRetriedJobWaitsFromWhenItWasDue() throws {
+        var job = JobEnvelope(type: "ping", priority: nil, queue: "q", payload: .null, enqueuedAt: Date(timeIntervalSince1970: 1_000))
+        #expect(job.waitingSince == Date(timeIntervalSince1970: 1_000))
+        job.dueAt = Date(timeIntervalSince1970: 1_060)
+        let decoded = try JobEnvelope.decode(Data(job.jsonText.utf8), queue: "q")
+        #expect(decoded.dueAt == Date(timeIntervalSince1970: 1_060) && decoded.waitingSince == Date(timeIntervalSince1970: 1_060))
+        // Only a measure: a due_at that is not a time is left out, the job still runs.
+        let odd = try JobEnvelope.decode(Data(#"{"type":"ping","due_at":"soon","enqueued_at":"2026-01-01T00:00:00Z"}"#.utf8), queue: "q")
+        #expect(odd.dueAt == nil && odd.waitingSince == odd.enqueuedAt)
+    }
 }

@@ -41,7 +41,7 @@ public final class MetricsJobEventRecorder: JobEventRecorder, Sendable {
         case .enqueued, .scheduled, .leaseLost:
             break
         case .started(let job, let group):
-            let wait = max(0, job.enqueuedAt.distance(to: .now))
+            let wait = max(0, job.waitingSince.distance(to: .now))
             timer(waits, PairKey(first: group, second: labels.queue(job.queue)), names: ("jobrouter_job_wait_seconds", "group", "queue"))
                 .recordNanoseconds(Int64(saturating: wait * 1e9))
         case .succeeded(let job, let group, _, let run):

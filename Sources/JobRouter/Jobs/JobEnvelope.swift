@@ -25,6 +25,12 @@ public struct JobEnvelope: Sendable, Equatable {
     public var enqueuedAt: Date
     /// Why the previous attempt failed, on a retry.
     public var lastError: String?
+    /// When a delayed job or a retry became due (`due_at`); its wait is measured from here
+    /// rather than from ``enqueuedAt``. `nil` for jobs that ran as soon as they could.
+    public var dueAt: Date?
+
+    /// Since when the job has been waiting to run: ``dueAt`` when set, else ``enqueuedAt``.
+    public var waitingSince: Date { dueAt ?? enqueuedAt }
 
     /// Makes an envelope for a new job.
     public init(
@@ -60,6 +66,11 @@ public struct JobEnvelope: Sendable, Equatable {
         if let lastError {
             out += ",\"last_error\":"
             JSONValue.writeString(lastError, to: &out)
+        }
+        if let dueAt {
+            out += ",\"due_at\":\""
+            out += Timestamp.format(dueAt)
+            out += "\""
         }
         out += "}"
         return out
@@ -108,6 +119,10 @@ public struct JobEnvelope: Sendable, Equatable {
             envelope.attempt = attempt
         }
         if case .string(let lastError)? = fields["last_error"] { envelope.lastError = lastError }
+        // Only for measuring waits: a value that is not a time in range is left out, not an error.
+        if case .string(let text)? = fields["due_at"], let due = Timestamp.parse(text), enqueuedAtRange.contains(due.timeIntervalSince1970) {
+            envelope.dueAt = due
+        }
         switch fields["enqueued_at"] {
         case nil, .null?: break
         case .string(let text)?:

@@ -54,7 +54,8 @@ public struct JobRouterClient: Sendable {
 
     /// Routes the requests and holds them until `date` (a time in the past means now).
     public func enqueue(_ requests: [JobRequest], at date: Date) async throws -> [JobEnvelope] {
-        let jobs = try route(requests)
+        var jobs = try route(requests)
+        for index in jobs.indices { jobs[index].dueAt = max(date, jobs[index].enqueuedAt) }
         try await driver.schedule(jobs, at: date)
         for job in jobs {
             for recorder in recorders { recorder.record(.scheduled(job, at: date)) }
@@ -64,9 +65,10 @@ public struct JobRouterClient: Sendable {
 
     /// Routes the requests and holds them for `delay`, measured on the queue server's clock.
     public func enqueue(_ requests: [JobRequest], after delay: Duration) async throws -> [JobEnvelope] {
-        let jobs = try route(requests)
-        try await driver.schedule(jobs, after: delay)
+        var jobs = try route(requests)
         let due = Date().addingTimeInterval(delay.inSeconds)
+        for index in jobs.indices { jobs[index].dueAt = due }
+        try await driver.schedule(jobs, after: delay)
         for job in jobs {
             for recorder in recorders { recorder.record(.scheduled(job, at: due)) }
         }

@@ -234,7 +234,7 @@ struct WorkerGroupRunner: Sendable {
     private func execute(_ job: JobEnvelope, claim: ClaimedEntry, handler: any JobHandler) async -> Date? {
         events.record(.started(job, group: group.name))
         let startedAt = Date()
-        let wait = Duration.saturating(seconds: max(0, Date().timeIntervalSince(job.enqueuedAt)))
+        let wait = Duration.saturating(seconds: max(0, Date().timeIntervalSince(job.waitingSince)))
         let type = configuration.types[job.type]
         let timeout = type?.timeout ?? .seconds(300)
         let clock = ContinuousClock()
@@ -260,8 +260,9 @@ struct WorkerGroupRunner: Sendable {
                 var nextAttempt = job
                 nextAttempt.attempt += 1
                 nextAttempt.lastError = message
-                let next = nextAttempt
                 let delay = (type?.backoff ?? RetryBackoff()).delay(afterFailures: job.attempt)
+                nextAttempt.dueAt = Date().addingTimeInterval(delay.inSeconds)
+                let next = nextAttempt
                 let attempt = attempts?.record(job, claim: claim, group: group.name, outcome: .failed, error: message, startedAt: startedAt)
                 let result = await persist("schedule a retry of job \(job.id)") {
                     try await driver.retry(claim, as: next, after: delay, attempt: attempt)
