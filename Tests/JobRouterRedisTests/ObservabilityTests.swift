@@ -297,4 +297,82 @@ struct ObservabilityTests {
         #expect(unknown.status == 1 && unknown.err.contains("unknown group 'nope'"))
         try? FileManager.default.removeItem(at: directory)
     }
+
+    @Test func aRealPrometheusScrapesTheWorkerAndEveryDashboardQueryRuns() async throws {
+        let keys = TestKeys()
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("jobrouter-prom-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let config = directory.appendingPathComponent("queues.toml").path
+        try """
+            default_queue = "\(keys.queue("default"))"
+            [redis]
+            url = "\(try TestRedis.url)"
+            namespace = "\(keys.namespace)"
+            [http]
+            listen = "127.0.0.1:0"
+            [types.ok]
+            handler = "noop"
+            [groups.g]
+            queues = ["\(keys.queue("default"))"]
+            concurrency = 2
+            """.write(toFile: config, atomically: true, encoding: .utf8)
+        let log = directory.appendingPathComponent("work.log")
+        let worker = try WorkerProcess(config: config, log: log)
+        defer { worker.kill9() }
+        let port = try #require(await Self.port(inLog: log))
+        let configuration = try RouterConfiguration.load(path: config)
+        let client = JobRouterClient(configuration: configuration, driver: try TestRedis.driver(namespace: keys.namespace))
+        for _ in 0..<10 { _ = try await client.enqueue(type: "ok") }
+
+        try """
+            global:
+              scrape_interval: 1s
+            scrape_configs:
+              - job_name: jobrouter
+                static_configs:
+                  - targets: ["127.0.0.1:\(port)"]
+            """.write(to: directory.appendingPathComponent("prometheus.yml"), atomically: true, encoding: .utf8)
+        let webPort = Int.random(in: 20000...40000)
+        let prometheus = Process()
+        prometheus.executableURL = URL(fileURLWithPath: "/usr/bin/prometheus")
+        prometheus.arguments = ["--config.file=\(directory.path)/prometheus.yml", "--storage.tsdb.path=\(directory.path)/tsdb",
+                                "--web.listen-address=127.0.0.1:\(webPort)"]
+        prometheus.standardOutput = FileHandle.nullDevice
+        prometheus.standardError = FileHandle.nullDevice
+        try prometheus.run()
+        defer { prometheus.terminate(); prometheus.waitUntilExit() }
+
+        func query(_ expression: String) async -> JSONValue? {
+            let encoded = expression.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? ""
+            guard let answer = try? await Self.get("http://127.0.0.1:\(webPort)/api/v1/query?query=\(encoded)"), answer.status == 200 else { return nil }
+            return try? JSONValue.parse(answer.body)
+        }
+        let series = "jobrouter_jobs_total{outcome=\"succeeded\",queue=\"\(keys.queue("default"))\"}"
+        var scraped: JSONValue?
+        let seen = await eventually(timeout: .seconds(30)) {
+            scraped = await query(series)
+            guard case .array(let results)? = scraped?["data"]?["result"], case .array(let value)? = results.first?["value"] else { return false }
+            return value.last?.stringValue == "10"
+        }
+        #expect(seen, "\(scraped.map(\.jsonText) ?? "no answer")")
+
+        // Every query of contrib/grafana-dashboard.json is valid PromQL that Prometheus evaluates.
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let dashboard = try JSONValue.parse(Data(contentsOf: root.appendingPathComponent("contrib/grafana-dashboard.json")))
+        guard case .array(let panels)? = dashboard["panels"] else { Issue.record("no panels"); return }
+        var expressions: [String] = []
+        for panel in panels {
+            guard case .array(let targets)? = panel["targets"] else { continue }
+            expressions += targets.compactMap { $0["expr"]?.stringValue }
+        }
+        #expect(expressions.count >= 12)
+        for expression in expressions {
+            let concrete = expression.replacingOccurrences(of: "$__rate_interval", with: "1m")
+                .replacingOccurrences(of: "$group", with: ".*").replacingOccurrences(of: "$job", with: ".*")
+            let answer = await query(concrete)
+            #expect(answer?["status"]?.stringValue == "success", "\(concrete): \(answer.map(\.jsonText) ?? "no answer")")
+        }
+        worker.terminate()
+    }
 }
