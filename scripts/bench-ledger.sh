@@ -11,9 +11,7 @@ source scripts/lib.sh
 N=${1:-100000}
 ROUNDS=${2:-3}
 ensure_packages "${JOBROUTER_PACKAGES[@]}"
-log "building (release)"
-swift build -c release --product jobrouter 2>&1 | grep -v "prohibited flag" | tail -1
-BIN="$(swift build -c release --show-bin-path)/jobrouter"
+build_release
 
 run_dir=$(mktemp -d /tmp/jobrouter-bench-ledger.XXXXXX)
 trap 'stop_redis; stop_postgres; [ -n "${WORKER:-}" ] && kill -9 "$WORKER" 2>/dev/null; rm -rf "$run_dir"' EXIT
@@ -23,11 +21,7 @@ PG_URL="postgres://postgres@127.0.0.1:$POSTGRES_PORT/jobrouter"
 rcli() { redis-cli -p "$REDIS_PORT" "$@"; }
 psql_count() { "$POSTGRES_BIN/psql" -h 127.0.0.1 -p "$POSTGRES_PORT" -U postgres -d jobrouter -Atc "$1"; }
 
-python3 - "$N" > "$run_dir/jobs.ndjson" <<'PY'
-import sys
-for i in range(int(sys.argv[1])):
-    sys.stdout.write('{"type":"ping","payload":{"n":%d}}\n' % i)
-PY
+write_ping_jobs "$N" "$run_dir/jobs.ndjson"
 
 write_config() {  # $1 concurrency, $2 ledger (true/false)
   cat > "$run_dir/queues.toml" <<TOML

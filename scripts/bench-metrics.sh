@@ -11,9 +11,7 @@ source scripts/lib.sh
 N=${1:-100000}
 ROUNDS=${2:-3}
 ensure_packages "${JOBROUTER_PACKAGES[@]}"
-log "building (release)"
-swift build -c release --product jobrouter 2>&1 | grep -v "prohibited flag" | tail -1
-BIN="$(swift build -c release --show-bin-path)/jobrouter"
+build_release
 
 run_dir=$(mktemp -d /tmp/jobrouter-bench-metrics.XXXXXX)
 trap 'stop_redis; [ -n "${WORKER:-}" ] && kill -9 "$WORKER" 2>/dev/null; [ -n "${SCRAPER:-}" ] && kill "$SCRAPER" 2>/dev/null; rm -rf "$run_dir"' EXIT
@@ -21,11 +19,7 @@ start_redis "$run_dir/redis"
 rcli() { redis-cli -p "$REDIS_PORT" "$@"; }
 HTTP_PORT=$(free_port)
 
-python3 - "$N" > "$run_dir/jobs.ndjson" <<'PY'
-import sys
-for i in range(int(sys.argv[1])):
-    sys.stdout.write('{"type":"ping","payload":{"n":%d}}\n' % i)
-PY
+write_ping_jobs "$N" "$run_dir/jobs.ndjson"
 
 write_config() {  # $1 concurrency
   cat > "$run_dir/queues.toml" <<TOML

@@ -180,3 +180,19 @@ stop_postgres() {
     POSTGRES_DIRS=""
   fi
 }
+
+# Builds the release binary (benchmarks) and sets BIN to it.
+build_release() {
+  log "building (release)"
+  swift build -c release --product jobrouter 2>&1 | grep -v "prohibited flag" | tail -1
+  BIN="$(swift build -c release --show-bin-path)/jobrouter"
+}
+
+# Writes $1 `ping` jobs (NDJSON for `enqueue --batch`) to the file $2.
+write_ping_jobs() {
+  python3 - "$1" > "$2" <<'PY'
+import sys
+for i in range(int(sys.argv[1])):
+    sys.stdout.write('{"type":"ping","payload":{"n":%d}}\n' % i)
+PY
+}

@@ -61,6 +61,27 @@ struct ObservabilityTests {
         return port
     }
 
+    /// A private directory with a queues.toml: one `ok` (noop) type and one group `g` reading the
+    /// default queue, on the suite's Redis; `extra` TOML goes before the group.
+    static func setUp(_ keys: TestKeys, extra: String = "", group: String = "") throws -> (directory: URL, config: String) {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("jobrouter-obs-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let config = directory.appendingPathComponent("queues.toml").path
+        try """
+            default_queue = "\(keys.queue("default"))"
+            [redis]
+            url = "\(try TestRedis.url)"
+            namespace = "\(keys.namespace)"
+            \(extra)
+            [types.ok]
+            handler = "noop"
+            [groups.g]
+            queues = ["\(keys.queue("default"))"]
+            \(group)
+            """.write(toFile: config, atomically: true, encoding: .utf8)
+        return (directory, config)
+    }
+
     @Test func metricsCountTheJobsRunAndReadinessFollowsRedis() async throws {
         // Its data survives the restart below (the throughput counts are read after it).
         let redis = try PrivateRedis(appendOnly: true)
@@ -193,19 +214,7 @@ struct ObservabilityTests {
 
     @Test func aPortInUseStopsWorkWithOneLine() async throws {
         let keys = TestKeys()
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("jobrouter-obs-\(UUID().uuidString.prefix(8))")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        let config = directory.appendingPathComponent("queues.toml").path
-        try """
-            default_queue = "\(keys.queue("default"))"
-            [redis]
-            url = "\(try TestRedis.url)"
-            namespace = "\(keys.namespace)"
-            [types.ok]
-            handler = "noop"
-            [groups.g]
-            queues = ["\(keys.queue("default"))"]
-            """.write(toFile: config, atomically: true, encoding: .utf8)
+        let (directory, config) = try Self.setUp(keys)
         let log = directory.appendingPathComponent("work.log")
         let first = try WorkerProcess(config: config, log: log, arguments: ["--http", "127.0.0.1:0"])
         defer { first.kill9() }
@@ -221,19 +230,7 @@ struct ObservabilityTests {
 
     @Test func statusWatchRedrawsInPlaceAndQuitsOnQ() async throws {
         let keys = TestKeys()
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("jobrouter-watch-\(UUID().uuidString.prefix(8))")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        let config = directory.appendingPathComponent("queues.toml").path
-        try """
-            default_queue = "\(keys.queue("default"))"
-            [redis]
-            url = "\(try TestRedis.url)"
-            namespace = "\(keys.namespace)"
-            [types.ok]
-            handler = "noop"
-            [groups.g]
-            queues = ["\(keys.queue("default"))"]
-            """.write(toFile: config, atomically: true, encoding: .utf8)
+        let (directory, config) = try Self.setUp(keys)
         let session = "jr-\(UUID().uuidString.prefix(8))"
         let marker = directory.appendingPathComponent("exited").path
         let command = "'\(try TestRedis.binary)' status --watch --interval 200ms --config '\(config)'; echo $? > '\(marker)'; sleep 30"
@@ -300,23 +297,8 @@ struct ObservabilityTests {
 
     @Test func aRealPrometheusScrapesTheWorkerAndEveryDashboardQueryRuns() async throws {
         let keys = TestKeys()
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("jobrouter-prom-\(UUID().uuidString.prefix(8))")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let (directory, config) = try Self.setUp(keys, extra: "[http]\nlisten = \"127.0.0.1:0\"", group: "concurrency = 2")
         defer { try? FileManager.default.removeItem(at: directory) }
-        let config = directory.appendingPathComponent("queues.toml").path
-        try """
-            default_queue = "\(keys.queue("default"))"
-            [redis]
-            url = "\(try TestRedis.url)"
-            namespace = "\(keys.namespace)"
-            [http]
-            listen = "127.0.0.1:0"
-            [types.ok]
-            handler = "noop"
-            [groups.g]
-            queues = ["\(keys.queue("default"))"]
-            concurrency = 2
-            """.write(toFile: config, atomically: true, encoding: .utf8)
         let log = directory.appendingPathComponent("work.log")
         let worker = try WorkerProcess(config: config, log: log)
         defer { worker.kill9() }
