@@ -63,17 +63,22 @@ public final class RedisQueueDriver: JobQueueDriver {
 
     public func push(_ jobs: [JobEnvelope], progress: BatchProgress?) async throws {
         guard !jobs.isEmpty else { return }
-        // One `push` script call per run of jobs for the same queue: each job goes in with its
-        // wake-up token (and the batch's progress), atomically; the calls are pipelined.
+        // One `push` script call per chunk of up to `entriesPerCommand` jobs, whichever queues they
+        // go to: each job goes in with its wake-up token (and the batch's progress, the chunk's last
+        // line), atomically; the calls are pipelined.
         let lines = progress?.lines ?? []
         let progressKey = progress.map { "\(namespace):batch:\($0.batchID)" }
         let ttl = Array(String(Self.batchProgressTTL.inMilliseconds).utf8)
         var calls: [(keys: [String], arguments: [[UInt8]])] = []
         var offset = 0
-        for (queue, entries) in Self.chunks(jobs.map { ($0.queue, Array($0.jsonText.utf8)) }) {
-            offset += entries.count
+        for chunk in Self.chunks(jobs.map { ($0.queue, Array($0.jsonText.utf8)) }) {
+            offset += chunk.count
             let line = lines.count >= offset ? Array(String(lines[offset - 1]).utf8) : []
-            calls.append((keys: [queue] + (progressKey.map { [$0] } ?? []), arguments: [ns, line, ttl] + entries))
+            var arguments = [ns, line, ttl, Array(String(chunk.queues.count).utf8)]
+            arguments += chunk.queues.map { Array(String($0.entries.count).utf8) }
+            arguments.reserveCapacity(arguments.count + chunk.count)
+            for queue in chunk.queues { arguments += queue.entries }
+            calls.append((keys: chunk.queues.map(\.queue) + (progressKey.map { [$0] } ?? []), arguments: arguments))
         }
         try await commands.run { [calls] connection throws(RedisError) in
             try connection.evaluatePipelined(RedisScripts.push, calls)
@@ -279,14 +284,23 @@ public final class RedisQueueDriver: JobQueueDriver {
     }
 
     /// Splits entries into runs of the same queue of at most ``entriesPerCommand``.
-    static func chunks(_ entries: [(queue: String, bytes: [UInt8])]) -> [(queue: String, entries: [[UInt8]])] {
-        var chunks: [(queue: String, entries: [[UInt8]])] = []
-        for entry in entries {
-            if let last = chunks.last, last.queue == entry.queue, last.entries.count < entriesPerCommand {
-                chunks[chunks.count - 1].entries.append(entry.bytes)
-            } else {
-                chunks.append((entry.queue, [entry.bytes]))
+    /// Splits entries into chunks of at most ``entriesPerCommand`` in input order, and groups each
+    /// chunk's entries by queue (queues in order of first appearance, entries in input order).
+    static func chunks(_ entries: [(queue: String, bytes: [UInt8])]) -> [(queues: [(queue: String, entries: [[UInt8]])], count: Int)] {
+        var chunks: [(queues: [(queue: String, entries: [[UInt8]])], count: Int)] = []
+        for start in stride(from: 0, to: entries.count, by: entriesPerCommand) {
+            var queues: [(queue: String, entries: [[UInt8]])] = []
+            var index: [String: Int] = [:]
+            let end = min(start + entriesPerCommand, entries.count)
+            for entry in entries[start..<end] {
+                if let at = index[entry.queue] {
+                    queues[at].entries.append(entry.bytes)
+                } else {
+                    index[entry.queue] = queues.count
+                    queues.append((entry.queue, [entry.bytes]))
+                }
             }
+            chunks.append((queues, end - start))
         }
         return chunks
     }

@@ -211,17 +211,27 @@ enum RedisScripts {
         RedisScript(name: name, source: prelude + body)
     }
 
-    /// Pushes entries to the tail of one queue with one wake-up token each. KEYS[1] queue, KEYS[2]
-    /// (optional) a batch's progress key; ARGV: ns, the batch's last input line in this call ('' for
-    /// none), progress ttl ms, entries… Recording progress in the same step makes a batch re-run exact.
+    /// Pushes entries to the tails of their queues with one wake-up token each, in one step: a
+    /// chunk of a batch whose jobs go to several queues (interleaved priorities) is one call.
+    /// KEYS: the queues, then (optional) a batch's progress key; ARGV: ns, the batch's last input
+    /// line in this call ('' for none), progress ttl ms, how many queues (n), n counts, then the
+    /// entries grouped by queue in KEYS order (each group in input order). Recording progress in
+    /// the same step makes a batch re-run exact.
     static let push = script("push", """
-        local count = #ARGV - 3
-        redis.call('RPUSH', KEYS[1], unpack(ARGV, 4))
-        local tokens = {}
-        for i = 1, count do tokens[i] = '1' end
-        redis.call('RPUSH', ns .. ':wake:' .. KEYS[1], unpack(tokens))
-        if KEYS[2] and ARGV[2] ~= '' then redis.call('SET', KEYS[2], ARGV[2], 'PX', tonumber(ARGV[3])) end
-        return count
+        local n = tonumber(ARGV[4])
+        local at = 5 + n
+        for q = 1, n do
+          local count = tonumber(ARGV[4 + q])
+          if count > 0 then
+            redis.call('RPUSH', KEYS[q], unpack(ARGV, at, at + count - 1))
+            local tokens = {}
+            for i = 1, count do tokens[i] = '1' end
+            redis.call('RPUSH', ns .. ':wake:' .. KEYS[q], unpack(tokens))
+            at = at + count
+          end
+        end
+        if KEYS[n + 1] and ARGV[2] ~= '' then redis.call('SET', KEYS[n + 1], ARGV[2], 'PX', tonumber(ARGV[3])) end
+        return at - 5 - n
         """)
 
     /// Takes up to ARGV[2] entries from KEYS (queues in priority order: all it can from the first,

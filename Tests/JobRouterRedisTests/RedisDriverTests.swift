@@ -57,6 +57,25 @@ struct RedisDriverTests {
         })
     }
 
+    @Test func interleavedQueuesArePushedInInputOrderEachWithItsWakeUpToken() async throws {
+        let keys = TestKeys()
+        let driver = try TestRedis.driver(namespace: keys.namespace)
+        defer { Task { await cleanUp(driver, keys) } }
+        let queues = [keys.queue("a"), keys.queue("b"), keys.queue("c")]
+        // 2,500 jobs over three queues, interleaved: three chunks, each one call for all queues.
+        let jobs = (0..<2500).map { index in
+            JobEnvelope(type: "t", priority: nil, queue: queues[(index * 7 + index / 3) % 3], payload: .integer(Int64(index)))
+        }
+        try await driver.push(jobs, progress: BatchProgress(batchID: "b1", lines: Array(1...2500)))
+        for queue in queues {
+            let stored = try await listContents(driver, queue).map { try JobEnvelope.decode(Data($0.utf8), queue: queue).payload }
+            #expect(stored == jobs.filter { $0.queue == queue }.map(\.payload))
+            let tokens = try await driver.command(["LLEN", "\(keys.namespace):wake:\(queue)"])
+            #expect(tokens == .integer(Int64(stored.count)))
+        }
+        #expect(try await driver.batchProgress("b1") == 2500)
+    }
+
     @Test func idleFetchBlocksAndWakesWithinMilliseconds() async throws {
         let keys = TestKeys()
         let driver = try TestRedis.driver(namespace: keys.namespace)
