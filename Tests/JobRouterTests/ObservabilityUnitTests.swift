@@ -108,3 +108,28 @@ struct ObservabilityUnitTests {
         #expect(odd.dueAt == nil && odd.waitingSince == odd.enqueuedAt)
     }
 }
+
+/// The fixed-format timestamp reader agrees with Foundation's ISO 8601 parser.
+struct TimestampTests {
+    @Test func theDirectReaderAgreesWithFoundation() throws {
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<2000 {
+            let date = Date(timeIntervalSince1970: Double(Int64.random(in: 0...4_102_444_799_999, using: &generator)) / 1000)
+            let text = Timestamp.format(date)
+            let direct = try #require(Timestamp.parseUTC(text), "\(text)")
+            let foundation = try #require(try? Date(text, strategy: Date.ISO8601FormatStyle(includingFractionalSeconds: true)))
+            #expect(abs(direct.timeIntervalSince1970 - foundation.timeIntervalSince1970) < 0.0005, "\(text)")
+        }
+        for text in ["2024-02-29T23:59:59Z", "2000-01-01T00:00:00.5Z", "1970-01-01T00:00:00.000000001Z"] {
+            let direct = try #require(Timestamp.parseUTC(text))
+            let foundation = try #require(try? Date(text, strategy: Date.ISO8601FormatStyle(includingFractionalSeconds: text.contains("."))))
+            #expect(abs(direct.timeIntervalSince1970 - foundation.timeIntervalSince1970) < 0.0005, "\(text)")
+        }
+        // Not its form, or not a real date: left to Foundation (which refuses these), never misread.
+        for text in ["2023-02-29T00:00:00Z", "2026-13-01T00:00:00Z", "2026-01-01T24:00:00Z", "2026-01-01T00:00:00.Z",
+                     "2026-01-01T00:00:00+01:00", "2026-1-01T00:00:00Z", "2026-01-01T00:00:00.1234567890Z"] {
+            #expect(Timestamp.parseUTC(text) == nil, "\(text)")
+        }
+        #expect(Timestamp.parse("2026-01-01T01:00:00+01:00") == Date(timeIntervalSince1970: 1_767_225_600))
+    }
+}
