@@ -39,6 +39,15 @@ final class SlotPool: Sendable {
         }
     }
 
+    /// Takes every slot free now without waiting; returns how many (0 once closed).
+    func takeFree() -> Int {
+        state.withLock { state -> Int in
+            guard !state.closed else { return 0 }
+            defer { state.free = 0 }
+            return state.free
+        }
+    }
+
     /// Gives back `count` slots.
     func release(_ count: Int) {
         guard count > 0 else { return }

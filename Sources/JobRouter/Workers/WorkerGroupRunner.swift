@@ -75,6 +75,13 @@ struct WorkerGroupRunner: Sendable {
             while shutdown.phase == .running, !Task.isCancelled {
                 var free = await slots.acquireAll()
                 guard free > 0 else { break }
+                if gate == nil, free < (group.concurrency + 1) / 2 {
+                    // Slots come back one job at a time (each as its handler returns): let the
+                    // other tasks run once before claiming, so one claim call takes the slots they
+                    // free. Only while most slots are busy: an idle group picks a job up at once.
+                    await Task.yield()
+                    free += slots.takeFree()
+                }
                 if let gate {
                     // Paced: one permit, then one claim, so the job sent next is the best one waiting now.
                     slots.release(free - 1)
@@ -144,10 +151,13 @@ struct WorkerGroupRunner: Sendable {
                     }
                     let jobSequence = sequence
                     tasks.addTask {
-                        if let startedAt = await execute(job, claim: entry, handler: handler) {
+                        // The slot is free once the handler returned: the job's ack (or retry, or
+                        // dead letter) is written behind it, and the claim is held (its lease kept
+                        // alive) until that is done, so at-least-once is unchanged.
+                        if let startedAt = await execute(job, claim: entry, handler: handler, handlerReturned: { slots.release(1) }) {
                             putBack.add(job, claim: entry, sequence: jobSequence, startedAt: startedAt)
+                            slots.release(1)
                         }
-                        slots.release(1)
                     }
                 }
             }
@@ -229,9 +239,11 @@ struct WorkerGroupRunner: Sendable {
         return (job, handler)
     }
 
-    /// Runs one job to its end. Returns when it started, when it was interrupted by shutdown and
-    /// must be put back; `nil` once it is settled.
-    private func execute(_ job: JobEnvelope, claim: ClaimedEntry, handler: any JobHandler) async -> Date? {
+    /// Runs one job to its end and settles it. `handlerReturned` is called once the handler has returned (or
+    /// timed out) and before the outcome is written; not for a run interrupted by shutdown, which
+    /// returns its start time (the caller puts the job back).
+    private func execute(_ job: JobEnvelope, claim: ClaimedEntry, handler: any JobHandler,
+                         handlerReturned: () -> Void) async -> Date? {
         events.record(.started(job, group: group.name))
         let startedAt = Date()
         let wait = Duration.saturating(seconds: max(0, Date().timeIntervalSince(job.waitingSince)))
@@ -245,11 +257,13 @@ struct WorkerGroupRunner: Sendable {
         case .interrupted:
             return startedAt
         case .completed:
+            handlerReturned()
             let attempt = attempts?.record(job, claim: claim, group: group.name, outcome: .succeeded, error: nil, startedAt: startedAt)
             let result = await persist("complete job \(job.id)") { try await driver.complete(claim, attempt: attempt) }
             claims.remove(claim.token)
             settled(result, job: job, run: run) { events.record(.succeeded(job, group: group.name, wait: wait, run: run)) }
         case .failed(let message, let permanent):
+            handlerReturned()
             let maxAttempts = type?.maxAttempts ?? 1
             if permanent || job.attempt >= maxAttempts {
                 let reason = permanent ? message : "failed \(job.attempt) time(s), the last: \(message)"
