@@ -37,7 +37,15 @@ struct CLIHardeningTests {
         return process
     }
 
-    static func alive(_ pid: Int32) -> Bool { kill(pid, 0) == 0 }
+    /// Whether `pid` still runs: a zombie (killed, waiting to be reaped by whoever inherited it,
+    /// which in a container can be slow) has stopped running and does not count.
+    static func alive(_ pid: Int32) -> Bool {
+        guard kill(pid, 0) == 0 else { return false }
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = stat.lastIndex(of: ")") else {
+            return false
+        }
+        return stat[stat.index(after: close)...].split(separator: " ").first != "Z"
+    }
 
     static func readPID(_ path: String) -> Int32? {
         (try? String(contentsOfFile: path, encoding: .utf8)).flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }

@@ -134,6 +134,7 @@ struct ChildProcess {
         posix_spawn_file_actions_adddup2(&actions, stdinPipe[0], 0)
         posix_spawn_file_actions_adddup2(&actions, 2, 1)
         posix_spawn_file_actions_adddup2(&actions, stderrPipe[1], 2)
+        SpawnDescriptors.closeTheRest(&actions)
 
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
@@ -157,6 +158,7 @@ struct ChildProcess {
             argv.forEach { free($0) }
             envp.forEach { free($0) }
         }
+        OrphanGuard.shared.prepare()
         var pid: pid_t = 0
         let spawnResult: Int32 = arguments[0].contains("/")
             ? posix_spawn(&pid, arguments[0], &actions, &attributes, argv, envp)

@@ -27,6 +27,13 @@ final class OrphanGuard: Sendable {
         END { for (group in live) system("kill -9 -" group " 2>/dev/null") }
         """
 
+    /// Starts the watcher if it is not running yet. Called before a child is spawned, so that
+    /// listing the child's group right after the spawn is one write, not a watcher start-up (a
+    /// worker killed during that start-up used to leave the child behind).
+    func prepare() {
+        _ = descriptor()
+    }
+
     /// Lists `group` to be killed if this process dies.
     func watch(_ group: pid_t) {
         send("+ \(group)\n")
@@ -69,6 +76,7 @@ final class OrphanGuard: Sendable {
         // Not the worker's stdout/stderr: a watcher that outlives the worker must not hold its log pipe.
         posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+        SpawnDescriptors.closeTheRest(&actions)
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }

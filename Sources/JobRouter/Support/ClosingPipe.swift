@@ -29,3 +29,24 @@ enum ClosingPipe {
         return fds
     }
 }
+
+/// Spawned children get only the descriptors their spawn sets up (0, 1 and 2): every other one is
+/// closed in the child, whether or not the process marked it close-on-exec. A library's socket
+/// or another component's pipe (Foundation's `Pipe` is not close-on-exec) must not stay open in a
+/// job's child or in the orphan guard's watcher, which outlives the worker: a pipe held there
+/// never reaches end-of-file for its reader.
+enum SpawnDescriptors {
+    private typealias AddCloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
+
+    /// glibc 2.34's `posix_spawn_file_actions_addclosefrom_np` (not exported by Swift's Glibc module).
+    private static let addCloseFrom: AddCloseFrom? = {
+        guard let handle = dlopen(nil, RTLD_NOW), let symbol = dlsym(handle, "posix_spawn_file_actions_addclosefrom_np") else { return nil }
+        return unsafeBitCast(symbol, to: AddCloseFrom.self)
+    }()
+
+    /// Adds "close every descriptor from 3 up" to `actions` (after its dup2s). Without glibc 2.34
+    /// it adds nothing, and descriptors JobRouter did not open may be inherited.
+    static func closeTheRest(_ actions: inout posix_spawn_file_actions_t) {
+        _ = addCloseFrom?(&actions, 3)
+    }
+}
