@@ -4,11 +4,12 @@ import JobRouter
 import JobRouterPostgres
 import JobRouterRedis
 
-/// `jobrouter status`: queues (depth, oldest, in flight, scheduled, dead), groups and live workers.
+/// `jobrouter status`: queues (depth, oldest, in flight, scheduled, dead, last-minute rate), groups
+/// (busy / capacity) and live workers; once, as JSON, or live (`--watch`).
 struct StatusCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "status",
-        abstract: "Show each queue's depth, oldest job, in-flight, scheduled and dead jobs; the groups; the live workers.")
+        abstract: "Show each queue's depth, oldest job, in-flight, scheduled and dead jobs and rate; the groups' load; the live workers (--watch: live).")
 
     @OptionGroup var options: CommonOptions
 
