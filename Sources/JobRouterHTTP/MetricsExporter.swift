@@ -69,7 +69,7 @@ public final class MetricsExporter: Sendable {
         self.refreshInterval = refreshInterval
         self.registry = PrometheusCollectorRegistry()
         self.cluster = cluster
-        self.startTime = ProcessStatistics.read()?.startTime ?? Date().timeIntervalSince1970
+        self.startTime = ProcessStatistics.startTime() ?? Date().timeIntervalSince1970
     }
 
     /// A swift-metrics factory writing into ``registry``, with JobRouter's histogram buckets.

@@ -34,8 +34,12 @@ struct StatusCommand: AsyncParsableCommand {
         try await CommandFailure.reporting {
             let configuration = try options.loadConfiguration()
             let driver = try options.makeDriver(configuration)
+            // One connection for the ledger's line, kept across --watch's redraws.
+            let ledgerPool = configuration.postgres.flatMap { settings in
+                settings.ledger ? PostgresPool(settings: settings, applicationName: "jobrouter status", size: 1) : nil
+            }
             guard watch else {
-                print(try await Self.report(configuration, driver: driver, minutes: json ? minutes : 2).render(json: json))
+                print(try await Self.report(configuration, driver: driver, ledgerPool: ledgerPool, minutes: json ? minutes : 2).render(json: json))
                 return
             }
             guard let every = DurationParser.parse(interval), every >= .milliseconds(100) else {
@@ -43,7 +47,7 @@ struct StatusCommand: AsyncParsableCommand {
             }
             try await StatusWatch(interval: every).run {
                 do {
-                    return try await Self.report(configuration, driver: driver, minutes: 2).table
+                    return try await Self.report(configuration, driver: driver, ledgerPool: ledgerPool, minutes: 2).table
                 } catch {
                     return "redis \(driver.endpoint): \(error)"
                 }
@@ -52,9 +56,11 @@ struct StatusCommand: AsyncParsableCommand {
     }
 
     /// Reads everything `status` shows.
-    static func report(_ configuration: RouterConfiguration, driver: RedisQueueDriver, minutes: Int) async throws -> StatusReport {
+    static func report(_ configuration: RouterConfiguration, driver: RedisQueueDriver, ledgerPool: PostgresPool?,
+                       minutes: Int) async throws -> StatusReport {
         let statistics = try await driver.statistics(queues: configuration.declaredQueues.sorted())
-        let ledger = try await LedgerStatus.read(configuration, driver: driver)
+        var ledger: LedgerStatus?
+        if let ledgerPool { ledger = try await LedgerStatus.read(driver: driver, pool: ledgerPool) }
         let now = Date()
         let throughput = try await driver.throughput(minutes: minutes, now: now)
         return StatusReport(configuration: configuration, server: driver.endpoint.description,
@@ -70,10 +76,9 @@ struct LedgerStatus {
     /// Why PostgreSQL did not answer, when it did not.
     var postgresError: String?
 
-    static func read(_ configuration: RouterConfiguration, driver: RedisQueueDriver) async throws -> LedgerStatus? {
-        guard let settings = configuration.postgres, settings.ledger else { return nil }
+    /// The backlog from Redis, and whether PostgreSQL answers through `pool`.
+    static func read(driver: RedisQueueDriver, pool: PostgresPool) async throws -> LedgerStatus {
         let backlog = try await RedisAttemptLog(driver: driver).backlog()
-        let pool = PostgresPool(settings: settings, applicationName: "jobrouter status", size: 1)
         var error: String?
         do {
             _ = try await pool.withConnection { try $0.query("SELECT 1") }

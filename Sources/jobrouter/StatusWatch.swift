@@ -4,7 +4,7 @@ import JobRouter
 /// `status --watch`: redraws a view every interval. On a terminal: full screen (the alternate
 /// screen, cursor hidden, keys read one at a time), redrawn in place, until `q` or Ctrl-C, and the
 /// terminal is restored however it ends. Otherwise (a pipe, a file): one block per interval,
-/// headed by the time, until the input ends or the process is stopped.
+/// headed by the time, until the process is stopped or the reader goes away.
 struct StatusWatch {
     let interval: Duration
 
@@ -12,7 +12,7 @@ struct StatusWatch {
         guard isatty(STDOUT_FILENO) == 1, isatty(STDIN_FILENO) == 1 else {
             while !Task.isCancelled {
                 let text = await view()
-                FileHandle.standardOutput.write(Data("--- \(Timestamp.format(Date())) ---\n\(text)\n\n".utf8))
+                guard Self.write("--- \(Timestamp.format(Date())) ---\n\(text)\n\n") else { return }
                 try await Task.sleep(for: interval)
             }
             return
@@ -37,6 +37,21 @@ struct StatusWatch {
                 }
             }
         }
+    }
+}
+
+extension StatusWatch {
+    /// Writes all of `text` to stdout; `false` once it cannot (the reader closed the pipe).
+    static func write(_ text: String) -> Bool {
+        let bytes = Array(text.utf8)
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes.withUnsafeBytes { Glibc.write(STDOUT_FILENO, $0.baseAddress! + offset, $0.count - offset) }
+            if written < 0 && errno == EINTR { continue }
+            guard written > 0 else { return false }
+            offset += written
+        }
+        return true
     }
 }
 
@@ -76,7 +91,7 @@ final class RawTerminal {
     }
 
     func write(_ text: String) {
-        FileHandle.standardOutput.write(Data(text.utf8))
+        _ = StatusWatch.write(text)
     }
 
     /// One key if one is waiting; otherwise sleeps `timeoutMilliseconds` and returns `nil`.

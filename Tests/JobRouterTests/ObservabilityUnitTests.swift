@@ -40,12 +40,13 @@ struct ObservabilityUnitTests {
         let stat = "4242 (job (router) x) S 1 4242 4242 0 -1 4194560 1000 0 0 0 250 50 0 0 20 0 9 0 12345 0 0"
         let statm = "100000 2500 300 10 0 5000 0"
         let system = "cpu  1 2 3\nbtime 1700000000\nprocesses 5\n"
-        let parsed = try #require(ProcessStatistics.parse(stat: stat, statm: statm, system: system, ticksPerSecond: 100, pageSize: 4096))
+        let parsed = try #require(ProcessStatistics.parse(stat: stat, statm: statm, ticksPerSecond: 100, pageSize: 4096))
         #expect(parsed.residentBytes == 2500 * 4096)
         #expect(parsed.cpuSeconds == 3.0)
-        #expect(parsed.startTime == 1_700_000_000 + 123.45)
-        #expect(ProcessStatistics.parse(stat: "garbage", statm: statm, system: system, ticksPerSecond: 100, pageSize: 4096) == nil)
-        #expect(ProcessStatistics.read() != nil)
+        #expect(ProcessStatistics.startTime(stat: stat, system: system, ticksPerSecond: 100) == 1_700_000_000 + 123.45)
+        #expect(ProcessStatistics.parse(stat: "garbage", statm: statm, ticksPerSecond: 100, pageSize: 4096) == nil)
+        #expect(ProcessStatistics.startTime(stat: stat, system: "cpu 1 2 3\n", ticksPerSecond: 100) == nil)
+        #expect(ProcessStatistics.read() != nil && ProcessStatistics.startTime() != nil)
     }
 
     @Test func throughputFieldsRoundTripAndTheLastMinuteBlendsTwoBuckets() {
