@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# Core benchmark: batch-enqueue N noop jobs, drain them with one `jobrouter work` process, and print
-# enqueue jobs/s, drain jobs/s and the worker's peak RSS. A script that prints figures, not a test.
+# Core benchmark: batch-enqueue N noop jobs (two queues, interleaved priorities), drain them with
+# one `jobrouter work` process at the warning log level and again at info (one line per job,
+# written to /dev/null), and print jobs/s, each as a ratio to the "ceiling" measured in the same
+# run (`redis-benchmark -t lpop -c 10`), the worker's and Redis' CPU per job, and the worker's
+# peak RSS. A script that prints figures, not a test.
 #   scripts/bench-core.sh [N] [CONCURRENCY]     (defaults: 200000 jobs, concurrency 64)
-# Set LOG_LEVEL=info to include the cost of one log line per job (written to /dev/null).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
 N=${1:-200000}
 CONCURRENCY=${2:-64}
-LOG_LEVEL=${LOG_LEVEL:-warning}
 ensure_packages "${JOBROUTER_PACKAGES[@]}"
 
 log "building (release)"
@@ -42,29 +43,52 @@ for i in range(n):
 PY
 
 now() { date +%s.%N; }
-log "enqueue $N jobs with --batch"
-t0=$(now)
-"$BIN" enqueue --config "$run_dir/queues.toml" --batch "$run_dir/jobs.ndjson" 2>"$run_dir/enqueue.log"
-t1=$(now)
-depth=$(( $(redis-cli -p "$REDIS_PORT" llen bench:high) + $(redis-cli -p "$REDIS_PORT" llen bench:low) ))
-[ "$depth" -eq "$N" ] || { echo "expected $N queued jobs, found $depth" >&2; exit 1; }
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }   # CPU time in clock ticks (10 ms)
 
-log "drain with one worker process (concurrency $CONCURRENCY, log level $LOG_LEVEL)"
-t2=$(now)
-"$BIN" work --config "$run_dir/queues.toml" --log-level "$LOG_LEVEL" >/dev/null 2>"$run_dir/work.err" &
-WORKER=$!
-while [ "$(redis-cli -p "$REDIS_PORT" eval "return redis.call('llen','bench:high') + redis.call('llen','bench:low')" 0)" != "0" ]; do
-  sleep 0.01
+log "ceiling: redis-benchmark -t lpop -c 10"
+ceiling=$(redis-benchmark -p "$REDIS_PORT" -t lpop -c 10 -n "$N" -q 2>/dev/null | tr '\r' '\n' | awk '/LPOP/ {for (i = 1; i <= NF; i++) if ($i ~ /^[0-9.]+$/) {print $i; exit}}')
+redis-cli -p "$REDIS_PORT" flushall >/dev/null
+
+results=()
+for level in warning info; do
+  log "enqueue $N jobs with --batch"
+  t0=$(now)
+  "$BIN" enqueue --config "$run_dir/queues.toml" --batch "$run_dir/jobs.ndjson" 2>"$run_dir/enqueue.log"
+  t1=$(now)
+  depth=$(( $(redis-cli -p "$REDIS_PORT" llen bench:high) + $(redis-cli -p "$REDIS_PORT" llen bench:low) ))
+  [ "$depth" -eq "$N" ] || { echo "expected $N queued jobs, found $depth" >&2; exit 1; }
+
+  log "drain with one worker process (concurrency $CONCURRENCY, log level $level)"
+  redis_before=$(ticks "$REDIS_PID")
+  t2=$(now)
+  "$BIN" work --config "$run_dir/queues.toml" --log-level "$level" >/dev/null 2>"$run_dir/work.err" &
+  WORKER=$!
+  while [ "$(redis-cli -p "$REDIS_PORT" eval "return redis.call('llen','bench:high') + redis.call('llen','bench:low') + redis.call('hlen','jobrouter:inflight')" 0)" != "0" ]; do
+    sleep 0.01
+  done
+  t3=$(now)
+  worker_ticks=$(ticks "$WORKER")
+  redis_ticks=$(( $(ticks "$REDIS_PID") - redis_before ))
+  rss_kb=$(awk '/VmHWM/ {print $2}' "/proc/$WORKER/status")
+  kill -TERM "$WORKER"; wait "$WORKER" || true; WORKER=""
+  redis-cli -p "$REDIS_PORT" flushall >/dev/null
+  results+=("$level $t0 $t1 $t2 $t3 $worker_ticks $redis_ticks $rss_kb")
 done
-t3=$(now)
-rss_kb=$(awk '/VmHWM/ {print $2}' "/proc/$WORKER/status")
-kill -TERM "$WORKER"; wait "$WORKER" || true; WORKER=""
 
-python3 - "$N" "$t0" "$t1" "$t2" "$t3" "$rss_kb" "$CONCURRENCY" "$LOG_LEVEL" <<'PY'
+python3 - "$N" "$CONCURRENCY" "$ceiling" "${results[@]}" <<'PY'
 import sys
-n, t0, t1, t2, t3, rss, c, level = int(sys.argv[1]), *map(float, sys.argv[2:6]), int(sys.argv[6]), sys.argv[7], sys.argv[8]
-print(f"jobs                 {n}")
-print(f"batch enqueue        {n / (t1 - t0):,.0f} jobs/s  ({t1 - t0:.2f} s, whole command incl. start-up)")
-print(f"drain (1 process)    {n / (t3 - t2):,.0f} jobs/s  ({t3 - t2:.2f} s incl. start-up; concurrency {c}; log level {level})")
-print(f"worker peak RSS      {rss / 1024:.1f} MiB")
+n, c, ceiling = int(sys.argv[1]), sys.argv[2], float(sys.argv[3])
+print(f"jobs                 {n}, concurrency {c}")
+print(f"ceiling              {ceiling:,.0f} LPOP/s (redis-benchmark -t lpop -c 10, this run)")
+rates = {}
+for row in sys.argv[4:]:
+    level, t0, t1, t2, t3, worker, redis, rss = row.split()
+    t0, t1, t2, t3 = map(float, (t0, t1, t2, t3))
+    enqueue, drain = n / (t1 - t0), n / (t3 - t2)
+    rates[level] = drain
+    print(f"[{level:<7}] batch enqueue  {enqueue:>9,.0f} jobs/s  {enqueue / ceiling:.2f} x ceiling (whole command incl. start-up)")
+    print(f"[{level:<7}] drain          {drain:>9,.0f} jobs/s  {drain / ceiling:.2f} x ceiling ({t3 - t2:.2f} s incl. start-up)")
+    print(f"[{level:<7}] CPU per job    worker {int(worker) * 1e4 / n:.1f} µs + Redis {int(redis) * 1e4 / n:.1f} µs")
+    print(f"[{level:<7}] worker peak RSS {int(rss) / 1024:.1f} MiB")
+print(f"info / warning       {rates['info'] / rates['warning'] * 100:.0f} % of the drain rate")
 PY

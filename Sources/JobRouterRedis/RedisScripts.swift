@@ -63,6 +63,18 @@ enum RedisScripts {
           if ok and type(job) == 'table' and type(job.id) == 'string' and job.id ~= '' then return queue, worker, max, job.id, entry end
           return queue, worker, max, 'claim-' .. token, entry
         end
+        -- One command over many arguments (HSET/ZADD/HDEL/ZREM/HMGET with a key), in chunks that
+        -- stay under Lua's unpack limit; returns HMGET's answers in order.
+        local function many(command, key, args, step)
+          local answers = {}
+          for i = 1, #args, step do
+            local reply = redis.call(command, key, unpack(args, i, math.min(i + step - 1, #args)))
+            if type(reply) == 'table' then
+              for _, value in ipairs(reply) do answers[#answers + 1] = value end
+            end
+          end
+          return answers
+        end
         local function release(token, queue)
           if redis.call('HDEL', ns .. ':inflight', token) == 0 then return false end
           redis.call('ZREM', ns .. ':leases', token)
@@ -264,6 +276,8 @@ enum RedisScripts {
           if items then
             if not seq then seq = redis.call('INCR', ns .. ':seq') end
             local here = 0
+            local records, leases = {}, {}
+            local head = '\t' .. queue .. '\\n' .. ARGV[3] .. '\\n' .. ARGV[4] .. '\\n'
             for _, item in ipairs(items) do
               taken = taken + 1
               if #item > max_payload then
@@ -279,8 +293,10 @@ enum RedisScripts {
               else
                 local token = ARGV[3] .. '/' .. seq .. '.' .. taken
                 local id, entry = identify(item, now, seq, taken)
-                redis.call('HSET', ns .. ':inflight', token, '\t' .. queue .. '\\n' .. ARGV[3] .. '\\n' .. ARGV[4] .. '\\n' .. id .. '\\n' .. entry)
-                redis.call('ZADD', ns .. ':leases', deadline, token)
+                records[#records + 1] = token
+                records[#records + 1] = head .. id .. '\\n' .. entry
+                leases[#leases + 1] = deadline
+                leases[#leases + 1] = token
                 here = here + 1
                 out[#out + 1] = token
                 out[#out + 1] = queue
@@ -288,7 +304,11 @@ enum RedisScripts {
                 out[#out + 1] = entry
               end
             end
-            if here > 0 then redis.call('HINCRBY', ns .. ':count:inflight', queue, here) end
+            if here > 0 then
+              many('HSET', ns .. ':inflight', records, 4000)
+              many('ZADD', ns .. ':leases', leases, 4000)
+              redis.call('HINCRBY', ns .. ':count:inflight', queue, here)
+            end
           end
           if taken < max then redis.call('DEL', ns .. ':wake:' .. queue) end
         end
@@ -303,16 +323,31 @@ enum RedisScripts {
         local out = {}
         local done = {}
         local bound = tonumber(ARGV[2])
-        for i = 3, #ARGV, 4 do
-          if redis.call('HDEL', ns .. ':inflight', ARGV[i]) == 1 then
-            redis.call('ZREM', ns .. ':leases', ARGV[i])
-            redis.call('HDEL', ns .. ':recoveries', ARGV[i + 1])
+        local tokens = {}
+        for i = 3, #ARGV, 4 do tokens[#tokens + 1] = ARGV[i] end
+        -- One lookup, then one delete per key for the whole call (not three commands per job).
+        local held = many('HMGET', ns .. ':inflight', tokens, 4000)
+        local finished, ids, seen = {}, {}, {}
+        for j, token in ipairs(tokens) do
+          local i = 3 + (j - 1) * 4
+          if seen[token] then
+            out[j] = 2
+          elseif held[j] then
+            seen[token] = true
+            finished[#finished + 1] = token
+            ids[#ids + 1] = ARGV[i + 1]
             done[ARGV[i + 2]] = (done[ARGV[i + 2]] or 0) + 1
             log_attempt(ARGV[i + 3], bound)
-            out[#out + 1] = 1
+            out[j] = 1
           else
-            out[#out + 1] = gone(ARGV[i])
+            out[j] = gone(token)
           end
+        end
+        if #finished > 0 then
+          many('HDEL', ns .. ':inflight', finished, 4000)
+          many('ZREM', ns .. ':leases', finished, 4000)
+          -- Most jobs were never recovered: no delete per job when none was.
+          if redis.call('EXISTS', ns .. ':recoveries') == 1 then many('HDEL', ns .. ':recoveries', ids, 4000) end
         end
         for queue, count in pairs(done) do decrement(ns .. ':count:inflight', queue, count) end
         flush_attempts(bound)

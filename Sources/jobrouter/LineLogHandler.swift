@@ -1,16 +1,15 @@
 import Foundation
+import Glibc
 import JobRouter
 import Logging
 import Synchronization
 
-/// Writes `2026-11-22T10:00:00.123Z info message key=value` lines to stdout, one write per line,
-/// so lines from many jobs never interleave and survive a crash. Control characters in the message
-/// and metadata are escaped: one message is always exactly one line.
+/// Writes `2026-11-22T10:00:00.123Z info message key=value` lines to stdout through
+/// ``LogOutput``. Control characters in the message and metadata are escaped: one message is
+/// always exactly one line.
 struct LineLogHandler: LogHandler {
     var logLevel: Logger.Level = .info
     var metadata: Logger.Metadata = [:]
-
-    private static let lock = Mutex(())
 
     subscript(metadataKey key: String) -> Logger.Metadata.Value? {
         get { metadata[key] }
@@ -18,22 +17,80 @@ struct LineLogHandler: LogHandler {
     }
 
     func log(event: LogEvent) {
-        var line = Timestamp.format(Date()) + " " + event.level.rawValue + " " + LogEscaping.escape("\(event.message)")
+        var line = Timestamp.format(Date())
+        line += " "
+        line += event.level.rawValue
+        line += " "
+        line += LogEscaping.escape("\(event.message)")
         let merged = event.metadata.map { metadata.merging($0) { $1 } } ?? metadata
-        for key in merged.keys.sorted() where key != "group" {
-            line += " \(LogEscaping.escape(key))=\(LogEscaping.escape(merged[key].map { "\($0)" } ?? ""))"
+        if !merged.isEmpty {
+            for key in merged.keys.sorted() where key != "group" {
+                line += " \(LogEscaping.escape(key))=\(LogEscaping.escape(merged[key].map { "\($0)" } ?? ""))"
+            }
         }
         line += "\n"
-        var bytes = Array(line.utf8)
-        Self.lock.withLock { _ in
+        LogOutput.standardOutput.write(line, now: event.level >= .warning)
+    }
+}
+
+/// Log lines on their way to a file descriptor: whole lines gathered in a buffer and written
+/// together, at least every ``flushInterval``, at once for a warning or worse (and everything
+/// before it), when the buffer passes 64 KiB, and at exit. One `write()` per line cost a fifth of
+/// a worker's CPU at the info level. Lines never interleave, and their order is kept; a process
+/// killed with SIGKILL loses at most the last ``flushInterval`` of info lines.
+final class LogOutput: Sendable {
+    /// stdout, flushed by a background thread and at exit.
+    static let standardOutput = LogOutput(descriptor: STDOUT_FILENO)
+
+    /// How long a line may wait in the buffer.
+    static let flushInterval: Duration = .milliseconds(100)
+
+    private let descriptor: Int32
+    private let buffer = Mutex<[UInt8]>([])
+    private let flusherStarted = Atomic<Bool>(false)
+
+    private init(descriptor: Int32) {
+        self.descriptor = descriptor
+    }
+
+    /// Adds `line` (ending in a newline); writes it and everything before it now when `now`.
+    func write(_ line: String, now: Bool) {
+        if !flusherStarted.load(ordering: .relaxed) { startFlusher() }
+        buffer.withLock { bytes in
+            bytes.append(contentsOf: line.utf8)
+            if now || bytes.count >= 64 * 1024 { drain(&bytes) }
+        }
+    }
+
+    /// Writes whatever is buffered.
+    func flush() {
+        buffer.withLock { drain(&$0) }
+    }
+
+    private func drain(_ bytes: inout [UInt8]) {
+        guard !bytes.isEmpty else { return }
+        bytes.withUnsafeBytes { raw in
+            guard let base = raw.baseAddress else { return }
             var offset = 0
-            while offset < bytes.count {
-                let written = bytes.withUnsafeMutableBytes { write(STDOUT_FILENO, $0.baseAddress! + offset, $0.count - offset) }
-                if written <= 0 {
-                    if written < 0 && errno == EINTR { continue }
-                    return
-                }
+            while offset < raw.count {
+                let written = Glibc.write(descriptor, base + offset, raw.count - offset)
+                if written < 0 && errno == EINTR { continue }
+                if written <= 0 { return }  // stdout closed or full beyond repair: the lines are lost, not the process
                 offset += written
+            }
+        }
+        bytes.removeAll(keepingCapacity: true)
+    }
+
+    private func startFlusher() {
+        guard flusherStarted.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged else { return }
+        atexit { LogOutput.standardOutput.flush() }
+        let interval = UInt32(Self.flushInterval.components.attoseconds / 1_000_000_000_000)
+        // A plain thread: sleeping here must not take one of the cooperative pool's threads.
+        Thread.detachNewThread { [self] in
+            while true {
+                usleep(interval)
+                flush()
             }
         }
     }

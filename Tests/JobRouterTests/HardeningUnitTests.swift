@@ -45,6 +45,15 @@ struct HardeningUnitTests {
         #expect(!LoggingJobEventRecorder.quote("x\ny\u{7}").contains("\n"))
     }
 
+    @Test func logDurationsAreShortAndRounded() {
+        #expect(LoggingJobEventRecorder.format(.microseconds(420)) == "0.4ms")
+        #expect(LoggingJobEventRecorder.format(.microseconds(9_960)) == "10.0ms")
+        #expect(LoggingJobEventRecorder.format(.microseconds(12_400)) == "12ms")
+        #expect(LoggingJobEventRecorder.format(.milliseconds(3_240)) == "3.2s")
+        #expect(LoggingJobEventRecorder.format(.seconds(303)) == "5m3s")
+        #expect(LoggingJobEventRecorder.format(.seconds(-1)) == "0.0ms")
+    }
+
     @Test func execChildrenGetAnAllowlistedEnvironment() {
         let handler = ExecJobHandler(command: ["true"], passthrough: ["API_TOKEN"])
         let job = JobEnvelope(type: "t", priority: "high", queue: "q", payload: .null, attempt: 2)

@@ -81,11 +81,18 @@ public struct LoggingJobEventRecorder: JobEventRecorder {
     }
 
     /// `0.4ms`, `12ms`, `3.2s`, `5m3s`.
+    /// Integer arithmetic, not `String(format:)`: this runs for every job at the info level.
     static func format(_ duration: Duration) -> String {
         let seconds = max(0, duration.inSeconds)
-        if seconds < 0.01 { return String(format: "%.1fms", seconds * 1000) }
-        if seconds < 1 { return String(format: "%.0fms", seconds * 1000) }
-        if seconds < 60 { return String(format: "%.1fs", seconds) }
+        if seconds < 0.01 { return tenths(seconds * 10_000) + "ms" }
+        if seconds < 1 { return String(Int((seconds * 1000).rounded())) + "ms" }
+        if seconds < 60 { return tenths(seconds * 10) + "s" }
         return "\(Int(seconds) / 60)m\(Int(seconds) % 60)s"
+    }
+
+    /// `value / 10` with one decimal: 42 → `4.2`.
+    private static func tenths(_ value: Double) -> String {
+        let rounded = Int(value.rounded())
+        return String(rounded / 10) + "." + String(rounded % 10)
     }
 }
