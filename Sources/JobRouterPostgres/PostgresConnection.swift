@@ -109,6 +109,40 @@ public final class PostgresConnection {
         return try check(result)
     }
 
+    /// What a long-lived user of this connection (the outbox relay) holds on it, such as a session
+    /// lock: gone with the connection, so a reconnect starts without it.
+    public var sessionMarks: Set<String> = []
+
+    /// Waits up to `timeout` for a notification on a channel this session `LISTEN`s to; returns
+    /// the channels that were notified (empty on timeout). Blocking: call it on the connection's thread.
+    public func waitForNotifications(timeout: Duration) throws(PostgresError) -> Set<String> {
+        var channels = takeNotifications()
+        if !channels.isEmpty { return channels }
+        let socket = PQsocket(connection)
+        guard socket >= 0 else { throw PostgresError(code: .connection, message: "the connection has no socket", server: server) }
+        var descriptor = pollfd(fd: socket, events: Int16(POLLIN), revents: 0)
+        let ready = poll(&descriptor, 1, Int32(clamping: timeout.inMilliseconds))
+        if ready < 0 && errno != EINTR {
+            throw PostgresError(code: .connection, message: "poll failed: \(String(cString: strerror(errno)))", server: server)
+        }
+        if ready > 0 {
+            guard PQconsumeInput(connection) == 1 else {
+                throw PostgresError(code: .connection, message: Self.message(PQerrorMessage(connection)), server: server)
+            }
+            channels = takeNotifications()
+        }
+        return channels
+    }
+
+    private func takeNotifications() -> Set<String> {
+        var channels: Set<String> = []
+        while let notification = PQnotifies(connection) {
+            if let name = notification.pointee.relname { channels.insert(String(cString: name)) }
+            PQfreemem(notification)
+        }
+        return channels
+    }
+
     /// Runs `body` in a transaction: committed when it returns, rolled back when it throws.
     public func transaction<Result>(_ body: (PostgresConnection) throws -> Result) throws -> Result {
         try query("BEGIN")

@@ -69,6 +69,60 @@ public struct PostgresMigrator: Sendable {
             END $$
             """,
         ]),
+        Migration(version: 3, name: "the outbox: jobs enqueued inside the app's transactions", statements: [
+            """
+            CREATE TABLE {schema}.outbox (
+              seq bigserial PRIMARY KEY,
+              id text NOT NULL,
+              type text NOT NULL,
+              priority text,
+              payload jsonb NOT NULL,
+              run_at timestamptz,
+              created_at timestamptz NOT NULL DEFAULT now(),
+              failed_at timestamptz,
+              error text)
+            """,
+            "CREATE INDEX outbox_failed ON {schema}.outbox (failed_at) WHERE failed_at IS NOT NULL",
+            // JobRouter's id layout (ULID): 10 characters of milliseconds since the epoch, then 16
+            // random ones, Crockford base32; ids made later sort later.
+            """
+            CREATE FUNCTION {schema}.new_job_id() RETURNS text LANGUAGE plpgsql VOLATILE AS $$
+            DECLARE
+              alphabet constant text := '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
+              ms bigint := floor(extract(epoch FROM clock_timestamp()) * 1000);
+              id text := '';
+            BEGIN
+              FOR i IN REVERSE 9..0 LOOP
+                id := id || substr(alphabet, ((ms >> (5 * i)) & 31)::int + 1, 1);
+              END LOOP;
+              FOR i IN 1..16 LOOP
+                id := id || substr(alphabet, floor(random() * 32)::int + 1, 1);
+              END LOOP;
+              RETURN id;
+            END $$
+            """,
+            // Callable by any client inside its own transaction; the row (and so the job) exists
+            // only if that transaction commits. Routing is checked by the relay, from queues.toml.
+            """
+            CREATE FUNCTION {schema}.enqueue(type text, payload jsonb, priority text DEFAULT NULL,
+                                             run_at timestamptz DEFAULT NULL, id text DEFAULT NULL)
+            RETURNS text LANGUAGE plpgsql VOLATILE AS $$
+            DECLARE
+              job_id text := coalesce($5, {schema}.new_job_id());
+            BEGIN
+              IF $1 IS NULL OR $1 = '' THEN
+                RAISE EXCEPTION '{schema}.enqueue: type must be a non-empty string';
+              END IF;
+              IF job_id = '' OR job_id ~ '[[:cntrl:]]' THEN
+                RAISE EXCEPTION '{schema}.enqueue: id must be non-empty text without control characters';
+              END IF;
+              INSERT INTO {schema}.outbox (id, type, priority, payload, run_at)
+                VALUES (job_id, $1, $3, coalesce($2, 'null'::jsonb), $4);
+              PERFORM pg_notify('{schema}_outbox', '');
+              RETURN job_id;
+            END $$
+            """,
+        ]),
     ]
 
     /// The newest version: what `work` needs with the ledger on.

@@ -117,6 +117,42 @@ public final class RedisQueueDriver: JobQueueDriver {
         }
     }
 
+    public func pushRelayed(_ jobs: [RelayedJob], window: Duration) async throws -> [Bool] {
+        guard !jobs.isEmpty else { return [] }
+        var calls: [(keys: [String], arguments: [[UInt8]])] = []
+        for start in stride(from: 0, to: jobs.count, by: Self.entriesPerCommand) {
+            var arguments = [ns, Array(String(window.inMilliseconds).utf8)]
+            for relayed in jobs[start..<min(start + Self.entriesPerCommand, jobs.count)] {
+                arguments.append(Array(relayed.key.utf8))
+                arguments.append(Array(relayed.job.queue.utf8))
+                arguments.append(Array(relayed.job.jsonText.utf8))
+                arguments.append(relayed.job.dueAt.map { Array(String(Self.milliseconds(since1970: $0)).utf8) } ?? [])
+            }
+            calls.append(([], arguments))
+        }
+        let replies = try await commands.run { [calls] connection throws(RedisError) in
+            try calls.map { call throws(RedisError) in try connection.evaluate(RedisScripts.pushRelayed, keys: call.keys, arguments: call.arguments) }
+        }
+        var pushed: [Bool] = []
+        pushed.reserveCapacity(jobs.count)
+        for reply in replies {
+            for flag in try reply.array(for: "push-relayed") ?? [] { pushed.append(try flag.integer(for: "push-relayed") == 1) }
+        }
+        guard pushed.count == jobs.count else {
+            throw RedisError(code: .unexpectedReply, message: "push-relayed answered for \(pushed.count) of \(jobs.count) jobs", command: "push-relayed")
+        }
+        return pushed
+    }
+
+    public func confirmRelayed(_ keys: [String]) async throws {
+        guard !keys.isEmpty else { return }
+        let key = "\(namespace):relayed"
+        let commands = stride(from: 0, to: keys.count, by: Self.entriesPerCommand).map { start in
+            [Array("ZREM".utf8), Array(key.utf8)] + keys[start..<min(start + Self.entriesPerCommand, keys.count)].map { Array($0.utf8) }
+        }
+        _ = try await self.commands.run { connection throws(RedisError) in try connection.pipeline(commands) }
+    }
+
     public func makeFetcher(queues: [String], label: String, worker: String, terms: LeaseTerms) -> any JobFetcher {
         RedisJobFetcher(queues: queues, namespace: namespace, worker: worker, terms: terms, endpoint: endpoint,
                         timeout: timeout, label: label, control: control, ledgerBuffer: ledgerBuffer)

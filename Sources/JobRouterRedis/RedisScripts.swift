@@ -24,6 +24,8 @@
 /// - `NS:workers` sorted set worker id → last heartbeat (ms); `NS:worker:ID` its description (expires)
 /// - `NS:wake:QUEUE` list of wake-up tokens, one pushed with each job
 /// - `NS:seq` counter for claim tokens and ids given to entries that had none
+/// - `NS:relayed` sorted set outbox row key → when the relay pushed it (ms): rows pushed whose
+///   deletion in PostgreSQL is not confirmed yet, so a relay that died in between pushes none twice
 /// - `NS:batch:ID` the last input line of batch `ID` known to be enqueued (`enqueue --batch-id`)
 /// - `NS:events` stream of attempt records (one entry per script call, a field `r` per record,
 ///   JSON), written only when a ledger consumes them, by the same script call that made each
@@ -394,6 +396,37 @@ enum RedisScripts {
         log_attempt(ARGV[10] or '', tonumber(ARGV[9] or '0'))
         flush_attempts(tonumber(ARGV[9] or '0'))
         return {1, key}
+        """)
+
+    /// Pushes jobs relayed from an outbox, each at most once: `NS:relayed` (sorted set: row key →
+    /// when pushed, ms) remembers what was pushed until the relay confirms it deleted the rows
+    /// (``confirmRelayed``), or `window` passes. ARGV: ns, window ms, then per job: key, queue,
+    /// entry, due ms ('' for now). A due job goes to the schedule. Returns per job 1 (pushed) or
+    /// 0 (pushed before).
+    static let pushRelayed = script("push-relayed", """
+        local now = now_ms()
+        local relayed = ns .. ':relayed'
+        redis.call('ZREMRANGEBYSCORE', relayed, '-inf', now - tonumber(ARGV[2]))
+        local out = {}
+        local scheduled = {}
+        for i = 3, #ARGV, 4 do
+          if redis.call('ZADD', relayed, 'NX', now, ARGV[i]) == 1 then
+            local queue, entry, due = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+            if due ~= '' and tonumber(due) > now then
+              if redis.call('ZADD', ns .. ':scheduled', tonumber(due), queue .. '\\n' .. entry) == 1 then
+                scheduled[queue] = (scheduled[queue] or 0) + 1
+              end
+            else
+              redis.call('RPUSH', queue, entry)
+              redis.call('RPUSH', ns .. ':wake:' .. queue, '1')
+            end
+            out[#out + 1] = 1
+          else
+            out[#out + 1] = 0
+          end
+        end
+        for queue, count in pairs(scheduled) do redis.call('HINCRBY', ns .. ':count:scheduled', queue, count) end
+        return out
         """)
 
     /// Adds entries to the schedule. ARGV: ns, 'in' or 'at', ms, queue, entry, queue, entry, …

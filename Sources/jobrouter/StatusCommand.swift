@@ -34,9 +34,9 @@ struct StatusCommand: AsyncParsableCommand {
         try await CommandFailure.reporting {
             let configuration = try options.loadConfiguration()
             let driver = try options.makeDriver(configuration)
-            // One connection for the ledger's line, kept across --watch's redraws.
+            // One connection for the ledger's and the outbox's lines, kept across --watch's redraws.
             let ledgerPool = configuration.postgres.flatMap { settings in
-                settings.ledger ? PostgresPool(settings: settings, applicationName: "jobrouter status", size: 1) : nil
+                settings.ledger || settings.outbox ? PostgresPool(settings: settings, applicationName: "jobrouter status", size: 1) : nil
             }
             guard watch else {
                 print(try await Self.report(configuration, driver: driver, ledgerPool: ledgerPool, minutes: json ? minutes : 2).render(json: json))
@@ -60,11 +60,15 @@ struct StatusCommand: AsyncParsableCommand {
                        minutes: Int) async throws -> StatusReport {
         let statistics = try await driver.statistics(queues: configuration.declaredQueues.sorted())
         var ledger: LedgerStatus?
-        if let ledgerPool { ledger = try await LedgerStatus.read(driver: driver, pool: ledgerPool) }
+        var outbox: OutboxStatus?
+        if let ledgerPool, let settings = configuration.postgres {
+            if settings.ledger { ledger = try await LedgerStatus.read(driver: driver, pool: ledgerPool) }
+            if settings.outbox { outbox = await OutboxStatus.read(pool: ledgerPool, schema: settings.schema) }
+        }
         let now = Date()
         let throughput = try await driver.throughput(minutes: minutes, now: now)
         return StatusReport(configuration: configuration, server: driver.endpoint.description,
-                            statistics: statistics, now: now, ledger: ledger, throughput: throughput)
+                            statistics: statistics, now: now, ledger: ledger, outbox: outbox, throughput: throughput)
     }
 }
 
@@ -104,6 +108,48 @@ struct LedgerStatus {
     }
 }
 
+/// The outbox's side of `status`: rows waiting for the relay, the oldest one's age, and rows kept
+/// because they could not be relayed (with their reasons, in the table).
+struct OutboxStatus {
+    var waiting = 0
+    var oldest: Duration = .zero
+    var failed = 0
+    /// Why the figures could not be read, when they could not.
+    var error: String?
+
+    static func read(pool: PostgresPool, schema: String) async -> OutboxStatus {
+        do {
+            let rows = try await pool.withConnection { connection in
+                try connection.query("""
+                    SELECT count(*) FILTER (WHERE failed_at IS NULL) AS waiting,
+                           coalesce(extract(epoch FROM now() - min(created_at) FILTER (WHERE failed_at IS NULL)), 0) AS oldest,
+                           count(*) FILTER (WHERE failed_at IS NOT NULL) AS failed
+                    FROM \(schema).outbox
+                    """)
+            }
+            return OutboxStatus(waiting: rows.int("waiting") ?? 0, oldest: .saturating(seconds: rows.double("oldest") ?? 0),
+                                failed: rows.int("failed") ?? 0)
+        } catch {
+            return OutboxStatus(error: "\(error)")
+        }
+    }
+
+    var line: String {
+        if let error { return "outbox: UNREADABLE: \(error)" }
+        var text = "outbox: \(waiting) row(s) waiting for the relay"
+        if waiting > 0 { text += ", oldest \(StatusReport.age(oldest))" }
+        if failed > 0 { text += "; \(failed) FAILED (kept with their reason: failed_at and error in the outbox table)" }
+        return text
+    }
+
+    var json: JSONValue {
+        .object([
+            "waiting": .integer(Int64(waiting)), "oldest_age_seconds": .number(oldest.inSeconds),
+            "failed": .integer(Int64(failed)), "error": error.map(JSONValue.string) ?? .null,
+        ])
+    }
+}
+
 /// What `status` prints, from figures already read.
 struct StatusReport {
     let configuration: RouterConfiguration
@@ -111,6 +157,7 @@ struct StatusReport {
     let statistics: QueueStatistics
     let now: Date
     var ledger: LedgerStatus?
+    var outbox: OutboxStatus?
     var throughput: ThroughputSeries?
 
     func render(json: Bool) -> String { json ? self.json : table }
@@ -177,6 +224,7 @@ struct StatusReport {
             "workers": .array(workers), "dead_trimmed": .integer(Int64(statistics.trimmedDead)),
             "dead_by_type": .object(statistics.deadByType.mapValues { .integer(Int64($0)) }),
             "ledger": ledger?.json ?? .null,
+            "outbox": outbox?.json ?? .null,
             "throughput": throughput.map(Self.json) ?? .null,
         ]
         return JSONValue.object(root).jsonText
@@ -251,6 +299,10 @@ struct StatusReport {
         if let ledger {
             lines.append("")
             lines.append(ledger.line)
+        }
+        if let outbox {
+            if ledger == nil { lines.append("") }
+            lines.append(outbox.line)
         }
         if statistics.trimmedDead > 0 {
             lines.append("")

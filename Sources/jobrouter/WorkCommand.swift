@@ -61,7 +61,10 @@ struct WorkCommand: AsyncParsableCommand {
                 logger.warning("cannot check redis before starting (\(error)); starting anyway")
             }
             let shipper = try await ledgerShipper(configuration, driver: driver, worker: worker, logger: logger)
-            logger.info("worker starting: groups \(worker.groupNames.joined(separator: ", ")), redis \(driver.endpoint)\(shipper == nil ? "" : ", ledger on")")
+            let relay = try configuration.postgres.flatMap { settings in
+                settings.outbox ? try OutboxRelay(configuration: configuration, driver: driver, logger: logger) : nil
+            }
+            logger.info("worker starting: groups \(worker.groupNames.joined(separator: ", ")), redis \(driver.endpoint)\(shipper == nil ? "" : ", ledger on")\(relay == nil ? "" : ", outbox relay on")")
             if let operations {
                 operations.exporter.reportLoad { worker.load }
                 operations.exporter.exportRateLimitWaits(groups: worker.groupNames.filter { name in
@@ -86,7 +89,12 @@ struct WorkCommand: AsyncParsableCommand {
                 }
                 tasks.addTask {
                     let shipping = shipper.map { shipper in Task { await shipper.run() } }
+                    let relaying = relay.map { relay in Task { await relay.run() } }
                     await worker.run()
+                    if let relay, let relaying {
+                        relay.finish()
+                        await Self.wait(for: relaying, atMost: .seconds(3))
+                    }
                     if let shipper, let shipping {
                         // The groups' last settles are in the log now: store them, then stop. A call
                         // stuck on an unresponsive PostgreSQL does not hold the exit: what is not
@@ -138,11 +146,12 @@ struct WorkCommand: AsyncParsableCommand {
         case http(failure: String?)
     }
 
-    /// The ledger's shipper when `[postgres] ledger` is on. Refuses to start when PostgreSQL is
-    /// reachable and the schema is behind; starts anyway (saying so) when it is unreachable.
+    /// The ledger's shipper when `[postgres] ledger` is on. With the ledger or the outbox on, refuses
+    /// to start when PostgreSQL is reachable and the schema is behind; starts anyway (saying so)
+    /// when it is unreachable.
     private func ledgerShipper(_ configuration: RouterConfiguration, driver: RedisQueueDriver, worker: JobRouterWorker,
                                logger: Logger) async throws -> LedgerShipper? {
-        guard let settings = configuration.postgres, settings.ledger else { return nil }
+        guard let settings = configuration.postgres, settings.ledger || settings.outbox else { return nil }
         let pool = PostgresPool(settings: settings, applicationName: "jobrouter ledger \(worker.workerID)", size: 1)
         do {
             let status = try await PostgresMigrator(schema: settings.schema).status(pool)
@@ -155,8 +164,9 @@ struct WorkCommand: AsyncParsableCommand {
         } catch let error as PostgresError where error.isPermanent {
             throw CommandFailure("\(error)")
         } catch {
-            logger.warning("ledger: postgres unreachable (\(error)); starting anyway: attempt records wait in redis until it is back")
+            logger.warning("postgres unreachable (\(error)); starting anyway: attempt records wait in redis, outbox rows in postgres, until it is back")
         }
+        guard settings.ledger else { return nil }
         return LedgerShipper(log: RedisAttemptLog(driver: driver), pool: pool, settings: settings, consumer: worker.workerID,
                              logger: logger, reclaimIdle: Self.reclaimIdle)
     }

@@ -21,6 +21,9 @@ public struct PostgresSettings: Sendable, Equatable {
     public var storePayload = true
     /// The schema JobRouter's tables live in (TOML `schema`, default `"jobrouter"`).
     public var schema = "jobrouter"
+    /// Relay jobs enqueued through the outbox (`{schema}.enqueue(...)` in SQL) to Redis from
+    /// every `jobrouter work` process (TOML `outbox`, default `false`; one relays at a time).
+    public var outbox = false
 
     /// Settings for `url`, the rest at their defaults.
     public init(url: String) {

@@ -45,6 +45,7 @@ import TOMLKit
 /// | `postgres.retain` | duration string | `"30d"` |
 /// | `postgres.store_payload` | boolean | `true` |
 /// | `postgres.schema` | SQL identifier | `"jobrouter"` |
+/// | `postgres.outbox` | boolean: `work` relays the outbox to Redis | `false` |
 /// | `http.listen` | `"host:port"` (a bare port: loopback) where `work` serves /metrics, /healthz, /readyz | off; `work --http` overrides |
 /// | `templates.NAME.subject` | Mustache string | required |
 /// | `templates.NAME.text`, `.html` | Mustache string | at least one body |
@@ -280,7 +281,7 @@ struct TOMLReader {
 
     private func postgres(_ table: TOMLTable) throws -> PostgresSettings {
         let path = ["postgres"]
-        try checkKeys(table, path: path, allowed: ["url", "pool", "ledger", "ledger_buffer", "retain", "store_payload", "schema", "password"])
+        try checkKeys(table, path: path, allowed: ["url", "pool", "ledger", "ledger_buffer", "retain", "store_payload", "schema", "outbox", "password"])
         if table["password"] != nil {
             throw fail(path + ["password"], "put the password in JOBROUTER_POSTGRES_URL, PGPASSWORD or ~/.pgpass, not in the file")
         }
@@ -292,6 +293,7 @@ struct TOMLReader {
         if let value = table["retain"] { settings.retain = try duration(value, path + ["retain"]) }
         if let value = table["store_payload"] { settings.storePayload = try bool(value, path + ["store_payload"]) }
         if let value = table["schema"] { settings.schema = try string(value, path + ["schema"]) }
+        if let value = table["outbox"] { settings.outbox = try bool(value, path + ["outbox"]) }
         return settings
     }
 

@@ -259,6 +259,30 @@ public protocol JobQueueDriver: Sendable {
 
     /// The per-minute throughput of the last `minutes` minutes, up to and including the current one.
     func throughput(minutes: Int, now: Date) async throws -> ThroughputSeries
+
+    /// Pushes jobs relayed from an outbox (each to the tail of its queue, or to the schedule when
+    /// its `dueAt` is later), skipping any whose ``RelayedJob/key`` was pushed before and not yet
+    /// confirmed: a relay that died between this push and deleting its rows pushes nothing twice.
+    /// Keys unconfirmed for longer than `window` are forgotten. Returns, per job, whether it was
+    /// pushed by this call.
+    func pushRelayed(_ jobs: [RelayedJob], window: Duration) async throws -> [Bool]
+
+    /// Forgets keys of relayed jobs whose outbox rows are deleted.
+    func confirmRelayed(_ keys: [String]) async throws
+}
+
+/// A job on its way from an outbox to its queue.
+public struct RelayedJob: Sendable, Equatable {
+    /// What identifies the outbox row it came from (its sequence number): pushed at most once.
+    public var key: String
+    /// The job, routed, with `dueAt` set when it must wait.
+    public var job: JobEnvelope
+
+    /// Makes one.
+    public init(key: String, job: JobEnvelope) {
+        self.key = key
+        self.job = job
+    }
 }
 
 extension JobQueueDriver {
