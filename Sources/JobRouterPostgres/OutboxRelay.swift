@@ -48,6 +48,8 @@ public final class OutboxRelay: Sendable {
 
         /// Rows the pass handled.
         public var rows: Int { pushed + alreadyPushed + failed }
+        /// The highest sequence number it read.
+        var lastSeq: Int64 = 0
 
         /// Nothing moved.
         public init() {}
@@ -102,8 +104,10 @@ public final class OutboxRelay: Sendable {
                     logger.info("outbox: this process relays \(schema).outbox to redis")
                     activeSaid = true
                 }
+                var after: Int64 = 0
                 while !stopping.load(ordering: .relaxed) {
-                    let report = try await relayBatch()
+                    let report = try await relayBatch(after: after)
+                    after = report.lastSeq
                     if report.rows < settings.batchSize { break }
                 }
                 if failures > 0 {
@@ -147,8 +151,10 @@ public final class OutboxRelay: Sendable {
             try await Task.sleep(for: .milliseconds(200))
         }
         var total = Report()
+        var after: Int64 = 0
         while true {
-            let report = try await relayBatch()
+            let report = try await relayBatch(after: after)
+            after = report.lastSeq
             total.pushed += report.pushed
             total.alreadyPushed += report.alreadyPushed
             total.failed += report.failed
@@ -167,15 +173,26 @@ public final class OutboxRelay: Sendable {
             let got = try connection.query("SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS got", [lockName]).bool("got") ?? false
             guard got else { return false }
             try connection.query("LISTEN \"\(channel)\"")
+            // The outbox fills in bursts and autovacuum may not have analyzed it yet: without
+            // statistics PostgreSQL reads the whole table and sorts it for every batch (measured
+            // 100,000 rows: 5.6 s instead of 1.7 s). This session only runs the relay's few
+            // statements, all of which the primary key serves.
+            try connection.query("SET enable_seqscan = off")
+            try connection.query("SET enable_sort = off")
             connection.sessionMarks.insert(Self.leaderMark)
             return true
         }
     }
 
-    /// One transaction: takes up to `batchSize` rows, pushes what routes, keeps the rest with
-    /// their reasons, deletes what Redis confirmed, commits.
-    func relayBatch(beforeCommit: (@Sendable () throws -> Void)? = nil) async throws -> Report {
-        let (schema, limit) = (self.schema, settings.batchSize)
+    /// One transaction: takes up to `batchSize` rows with a sequence number above `after`, pushes
+    /// what routes, keeps the rest with their reasons, deletes what Redis confirmed, commits.
+    ///
+    /// Within one drain each batch starts after the last one (`after`): deleted rows leave dead
+    /// index entries at the head of the table until vacuum, and scanning them again every batch
+    /// made a long drain quadratic. Every wake-up starts again from the beginning, so a row whose
+    /// transaction took its number early and committed late is relayed then (its commit notifies).
+    func relayBatch(after: Int64 = 0, beforeCommit: (@Sendable () throws -> Void)? = nil) async throws -> Report {
+        let (schema, limit, after) = (self.schema, settings.batchSize, after)
         let rows = try await pool.withConnection { connection -> [[String?]] in
             guard connection.sessionMarks.contains(Self.leaderMark) else { throw OutboxError(message: "the relay's session ended; taking the lock again") }
             try connection.query("BEGIN")
@@ -183,8 +200,8 @@ public final class OutboxRelay: Sendable {
                 return try connection.query("""
                     SELECT seq, id, type, priority, payload::text, extract(epoch FROM created_at)::text,
                            extract(epoch FROM run_at)::text
-                    FROM \(schema).outbox WHERE failed_at IS NULL ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED
-                    """, [String(limit)]).rows
+                    FROM \(schema).outbox WHERE seq > $2 AND failed_at IS NULL ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED
+                    """, [String(limit), String(after)]).rows
             } catch {
                 _ = try? connection.query("ROLLBACK")
                 throw error
@@ -248,6 +265,7 @@ public final class OutboxRelay: Sendable {
         report.pushed = pushed.filter { $0 }.count
         report.alreadyPushed = pushed.count - report.pushed
         report.failed = failed.count
+        report.lastSeq = rows.last.flatMap { $0[0] }.flatMap { Int64($0) } ?? after
         return report
     }
 

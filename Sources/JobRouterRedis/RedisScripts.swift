@@ -407,23 +407,42 @@ enum RedisScripts {
         local now = now_ms()
         local relayed = ns .. ':relayed'
         redis.call('ZREMRANGEBYSCORE', relayed, '-inf', now - tonumber(ARGV[2]))
-        local out = {}
-        local scheduled = {}
-        for i = 3, #ARGV, 4 do
-          if redis.call('ZADD', relayed, 'NX', now, ARGV[i]) == 1 then
+        local keys = {}
+        for i = 3, #ARGV, 4 do keys[#keys + 1] = ARGV[i] end
+        local seen = many('ZMSCORE', relayed, keys, 4000)
+        -- One ZADD for the new keys and one RPUSH per queue (entries, then wake-up tokens), in order.
+        local out, marks, lists, order, scheduled, taken = {}, {}, {}, {}, {}, {}
+        for j, key in ipairs(keys) do
+          local i = 3 + (j - 1) * 4
+          if seen[j] or taken[key] then
+            out[j] = 0
+          else
+            taken[key] = true
+            out[j] = 1
+            marks[#marks + 1] = now
+            marks[#marks + 1] = key
             local queue, entry, due = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
             if due ~= '' and tonumber(due) > now then
               if redis.call('ZADD', ns .. ':scheduled', tonumber(due), queue .. '\\n' .. entry) == 1 then
                 scheduled[queue] = (scheduled[queue] or 0) + 1
               end
             else
-              redis.call('RPUSH', queue, entry)
-              redis.call('RPUSH', ns .. ':wake:' .. queue, '1')
+              if not lists[queue] then
+                lists[queue] = {}
+                order[#order + 1] = queue
+              end
+              local list = lists[queue]
+              list[#list + 1] = entry
             end
-            out[#out + 1] = 1
-          else
-            out[#out + 1] = 0
           end
+        end
+        if #marks > 0 then many('ZADD', relayed, marks, 4000) end
+        for _, queue in ipairs(order) do
+          local entries = lists[queue]
+          many('RPUSH', queue, entries, 4000)
+          local tokens = {}
+          for k = 1, #entries do tokens[k] = '1' end
+          many('RPUSH', ns .. ':wake:' .. queue, tokens, 4000)
         end
         for queue, count in pairs(scheduled) do redis.call('HINCRBY', ns .. ':count:scheduled', queue, count) end
         return out
