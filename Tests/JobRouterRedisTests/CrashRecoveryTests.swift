@@ -4,13 +4,13 @@ import JobRouterRedis
 import Synchronization
 import Testing
 
-/// A `jobrouter work` process that tests can SIGKILL.
+/// A `jobrouter work` (or `relay`) process that tests can SIGKILL.
 final class WorkerProcess: @unchecked Sendable {
     let process = Process()
 
-    init(config: String, log: URL, environment: [String: String] = [:], arguments: [String] = []) throws {
+    init(config: String, log: URL, environment: [String: String] = [:], arguments: [String] = [], command: String = "work") throws {
         process.executableURL = URL(fileURLWithPath: try TestRedis.binary)
-        process.arguments = ["work", "--config", config] + arguments
+        process.arguments = [command, "--config", config] + arguments
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         let handle = try FileHandle(forWritingTo: log)
