@@ -2,6 +2,7 @@ import Foundation
 import JobRouter
 import JobRouterPostgres
 import JobRouterRedis
+import Logging
 import Testing
 
 /// The outbox through the `jobrouter` binary against a real Redis and PostgreSQL: `status`,
@@ -95,5 +96,56 @@ struct CLIOutboxTests {
         let left = try await pool.withConnection { try $0.query("SELECT count(*) AS n FROM \(schema).outbox").value("n") }
         #expect(left == "0")
         await cleanUp(driver, keys)
+    }
+
+    @Test func rowsWaitInPostgresWhileRedisIsDownThenFlow() async throws {
+        let redis = try PrivateRedis()
+        try await redis.start()
+        let keys = TestKeys()
+        let schema = CLILedgerTests.schema()
+        let postgresURL = try ledger.postgresURL
+        let configuration = try RouterConfiguration.parse(toml: """
+            default_queue = "\(keys.queue("default"))"
+            [redis]
+            url = "\(redis.url)"
+            namespace = "\(keys.namespace)"
+            [postgres]
+            url = "\(postgresURL)"
+            schema = "\(schema)"
+            outbox = true
+            [types.ping]
+            handler = "noop"
+            [groups.g]
+            queues = ["\(keys.queue("default"))"]
+            """, providers: HandlerRegistry().providers)
+        let pool = PostgresPool(url: postgresURL, size: 1)
+        _ = try await PostgresMigrator(schema: schema).migrate(pool)
+        let driver = RedisQueueDriver(endpoint: try RedisEndpoint(url: redis.url), namespace: keys.namespace)
+        var settings = OutboxRelay.Settings()
+        settings.poll = .milliseconds(200)
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let relay = try OutboxRelay(configuration: configuration, driver: driver, logger: logger, settings: settings)
+        let running = Task { await relay.run() }
+        defer { relay.finish(); running.cancel() }
+        func waiting() async throws -> String? {
+            try await pool.withConnection { try $0.query("SELECT count(*) AS n FROM \(schema).outbox").value("n") }
+        }
+        await redis.stop()
+        _ = try await pool.withConnection { connection in
+            try connection.query("SELECT count(\(schema).enqueue('ping', to_jsonb(n))) FROM generate_series(1, 100) AS n")
+        }
+        try await Task.sleep(for: .seconds(2))
+        #expect(try await waiting() == "100", "rows wait in PostgreSQL while Redis is down")
+        try await redis.start()
+        let flowed = await eventually(timeout: .seconds(20)) {
+            let left = try? await waiting()
+            let queued = try? await listContents(driver, keys.queue("default")).count
+            return left == "0" && queued == 100
+        }
+        let queued = try await listContents(driver, keys.queue("default")).count
+        let left = try await waiting() ?? "?"
+        #expect(flowed, "outbox \(left) rows, queue \(queued)")
+        await redis.stop()
     }
 }
