@@ -84,7 +84,7 @@ public struct PostgresMigrator: Sendable {
             """,
             "CREATE INDEX outbox_failed ON {schema}.outbox (failed_at) WHERE failed_at IS NOT NULL",
             // JobRouter's id layout (ULID): 10 characters of milliseconds since the epoch, then 16
-            // random ones, Crockford base32; ids made later sort later.
+            // random ones, Crockford base32; ids sort by their millisecond (within one, randomly).
             """
             CREATE FUNCTION {schema}.new_job_id() RETURNS text LANGUAGE plpgsql VOLATILE AS $$
             DECLARE
