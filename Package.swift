@@ -109,6 +109,12 @@ let package = Package(
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ]
         ),
+        // Library-level figures (scripts/bench-library.sh); not a product.
+        .executableTarget(
+            name: "jobrouter-bench",
+            dependencies: ["JobRouter", "JobRouterRedis", .product(name: "Logging", package: "swift-log")],
+            path: "Benchmarks/jobrouter-bench"
+        ),
         .testTarget(name: "JobRouterTests", dependencies: ["JobRouter", "JobRouterHTTP"]),
         .testTarget(
             name: "JobRouterRedisTests",

@@ -123,10 +123,20 @@ public final class RedisConnection {
         throw RedisError(code: .server, message: "the server keeps losing the script", command: "script \(script.name)")
     }
 
-    /// Runs a script once per call in one round trip (loading it first if needed). Throws the first
-    /// error reply.
+    /// Most script calls written before their replies are read: bounds what one bulk enqueue holds
+    /// in hiredis' buffers and in the server's query buffer (16 calls of up to 1,000 jobs each).
+    public static let pipelineDepth = 16
+
+    /// Runs a script once per call, ``pipelineDepth`` calls per round trip (loading it first if
+    /// needed). Throws the first error reply.
     public func evaluatePipelined(_ script: RedisScript, _ calls: [(keys: [String], arguments: [[UInt8]])]) throws(RedisError) {
         guard !calls.isEmpty else { return }
+        if calls.count > Self.pipelineDepth {
+            for start in stride(from: 0, to: calls.count, by: Self.pipelineDepth) {
+                try evaluatePipelined(script, Array(calls[start..<min(start + Self.pipelineDepth, calls.count)]))
+            }
+            return
+        }
         if scriptHashes[script.name] == nil {
             _ = try evaluate(script, keys: calls[0].keys, arguments: calls[0].arguments)
             try evaluatePipelined(script, Array(calls.dropFirst()))

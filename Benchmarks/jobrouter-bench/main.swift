@@ -1,0 +1,89 @@
+// Library-level figures for scripts/bench-library.sh: bulk enqueue through `JobRouterClient`
+// (one call for everything, and calls of 10,000), and drains through `JobRouterWorker` with a
+// registered Swift handler (the path an app embedding JobRouter runs, timeout race included).
+// Prints figures; not a test.
+//   jobrouter-bench REDIS_URL [N]
+import Foundation
+import JobRouter
+import JobRouterRedis
+import Logging
+
+@main
+struct Bench {
+    static func main() async throws {
+        let arguments = CommandLine.arguments
+        guard arguments.count >= 2 else {
+            FileHandle.standardError.write(Data("usage: jobrouter-bench REDIS_URL [N]\n".utf8))
+            exit(2)
+        }
+        let n = arguments.count > 2 ? Int(arguments[2]) ?? 100_000 : 100_000
+        let prefix = "bench-\(UInt32.random(in: 0...UInt32.max))"
+        let namespace = prefix + "-jr"
+        var logger = Logger(label: "bench")
+        logger.logLevel = .warning
+
+        func configuration(concurrency: Int) throws -> RouterConfiguration {
+            try RouterConfiguration.parse(toml: """
+                default_queue = "\(prefix):low"
+                [redis]
+                url = "\(arguments[1])"
+                namespace = "\(namespace)"
+                [types.ping]
+                handler = "swift"
+                priorities = { high = "\(prefix):high", low = "\(prefix):low" }
+                default_priority = "low"
+                [groups.bench]
+                queues = ["\(prefix):high", "\(prefix):low"]
+                concurrency = \(concurrency)
+                """, providers: HandlerRegistry().providers)
+        }
+        let base = try configuration(concurrency: 10)
+        let driver = try RedisQueueDriver(configuration: base)
+        let client = JobRouterClient(configuration: base, driver: driver)
+        let requests = (0..<n).map { JobRequest(type: "ping", priority: $0 % 4 == 0 ? "high" : "low", payload: .object(["n": .integer(Int64($0))])) }
+
+        func depth() async throws -> Int {
+            var total = 0
+            for queue in ["\(prefix):high", "\(prefix):low"] {
+                if case .integer(let count) = try await driver.command(["LLEN", queue]) { total += Int(count) }
+            }
+            return total
+        }
+        func clear() async throws {
+            _ = try await driver.command(["DEL", "\(prefix):high", "\(prefix):low", "\(namespace):wake:\(prefix):high", "\(namespace):wake:\(prefix):low"])
+        }
+        func rate(_ start: ContinuousClock.Instant) -> String {
+            let seconds = (ContinuousClock.now - start).inSeconds
+            return "\(Int(Double(n) / seconds)) jobs/s (\(String(format: "%.2f", seconds)) s)"
+        }
+
+        var start = ContinuousClock.now
+        _ = try await client.enqueue(requests)
+        print("library enqueue, one call of \(n)           \(rate(start))")
+        let queued = try await depth()
+        guard queued == n else { fatalError("expected \(n) queued jobs, found \(queued)") }
+        try await clear()
+
+        start = ContinuousClock.now
+        for chunk in stride(from: 0, to: n, by: 10_000) {
+            _ = try await client.enqueue(Array(requests[chunk..<min(chunk + 10_000, n)]))
+        }
+        print("library enqueue, calls of 10,000          \(rate(start))")
+
+        for concurrency in [10, 64] {
+            if try await depth() == 0 { _ = try await client.enqueue(requests) }
+            var handlers = HandlerRegistry()
+            handlers.register(type: "ping") { _, _ in }
+            let worker = try JobRouterWorker(configuration: try configuration(concurrency: concurrency), driver: driver,
+                                             handlers: handlers, logger: logger, recorders: [])
+            start = ContinuousClock.now
+            let running = Task { await worker.run() }
+            while try await depth() > 0 { try await Task.sleep(for: .milliseconds(5)) }
+            print("drain, Swift handler, concurrency \(concurrency)      \(rate(start))")
+            worker.shutdown()
+            await running.value
+        }
+        // This run's keys only (the namespace is its own).
+        _ = try await driver.command(["EVAL", "for _, key in ipairs(redis.call('KEYS', ARGV[1] .. '*')) do redis.call('DEL', key) end", "0", prefix])
+    }
+}
