@@ -2,7 +2,8 @@
 # Library-level figures beside the same run's ceiling (`redis-benchmark -t lpop -c 10`): bulk
 # enqueue through JobRouterClient (one call for N jobs, pipelined 16 script calls deep, and calls
 # of 10,000), drains through JobRouterWorker with a registered Swift handler at concurrency 10 and
-# 64, and a drain of EXEC_N jobs with an `exec` handler (`true`) through the CLI. Prints figures.
+# 64, pickup latency from idle (enqueued_at -> handler start, 300 jobs 20 ms apart), and a drain
+# of EXEC_N jobs with an `exec` handler (`true`) through the CLI. Prints figures.
 #   scripts/bench-library.sh [N] [EXEC_N]     (default 100000 20000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +24,7 @@ start_redis "$run_dir/redis"
 ceiling=$(redis-benchmark -p "$REDIS_PORT" -t lpop -c 10 -n 200000 -q 2>/dev/null | tr '\r' '\n' | awk '/LPOP/ {for (i = 1; i <= NF; i++) if ($i ~ /^[0-9.]+$/) {print $i; exit}}')
 echo "ceiling                                   $ceiling LPOP/s"
 "$BENCH" "redis://127.0.0.1:$REDIS_PORT/0" "$N" | while read -r line; do
+  case "$line" in pickup*) echo "$line"; continue;; esac
   rate=$(echo "$line" | awk '{for (i = 1; i <= NF; i++) if ($(i + 1) == "jobs/s") print $i}')
   echo "$line  $(python3 -c "print(f'{$rate / $ceiling:.2f} x ceiling')")"
 done

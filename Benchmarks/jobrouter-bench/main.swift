@@ -1,12 +1,14 @@
 // Library-level figures for scripts/bench-library.sh: bulk enqueue through `JobRouterClient`
-// (one call for everything, and calls of 10,000), and drains through `JobRouterWorker` with a
-// registered Swift handler (the path an app embedding JobRouter runs, timeout race included).
+// (one call for everything, and calls of 10,000), drains through `JobRouterWorker` with a
+// registered Swift handler (the path an app embedding JobRouter runs, timeout race included), and
+// pickup latency from idle.
 // Prints figures; not a test.
 //   jobrouter-bench REDIS_URL [N]
 import Foundation
 import JobRouter
 import JobRouterRedis
 import Logging
+import Synchronization
 
 @main
 struct Bench {
@@ -83,7 +85,36 @@ struct Bench {
             worker.shutdown()
             await running.value
         }
+        // Pickup from idle: one job at a time, 20 ms apart, into an idle worker; the handler notes
+        // enqueued_at -> start (the client and the worker share this process's clock).
+        let waits = Waits()
+        var handlers = HandlerRegistry()
+        handlers.register(type: "ping") { job, _ in waits.add(Date().timeIntervalSince(job.enqueuedAt)) }
+        let idle = try JobRouterWorker(configuration: try configuration(concurrency: 10), driver: driver, handlers: handlers,
+                                       logger: logger, recorders: [])
+        let running = Task { await idle.run() }
+        try await Task.sleep(for: .milliseconds(500))
+        for index in 0..<300 {
+            _ = try await client.enqueue(type: "ping", payload: .integer(Int64(index)))
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        try await Task.sleep(for: .milliseconds(200))
+        idle.shutdown()
+        await running.value
+        let sorted = waits.all.sorted()
+        if !sorted.isEmpty {
+            func percentile(_ q: Double) -> String { String(format: "%.2f ms", sorted[min(sorted.count - 1, Int(q * Double(sorted.count)))] * 1000) }
+            print("pickup from idle (\(sorted.count) jobs)         p50 \(percentile(0.5)), p99 \(percentile(0.99)), max \(percentile(1))")
+        }
+
         // This run's keys only (the namespace is its own).
         _ = try await driver.command(["EVAL", "for _, key in ipairs(redis.call('KEYS', ARGV[1] .. '*')) do redis.call('DEL', key) end", "0", prefix])
     }
+}
+
+/// Pickup times noted by the handler.
+final class Waits: Sendable {
+    private let values = Mutex<[Double]>([])
+    func add(_ value: Double) { values.withLock { $0.append(value) } }
+    var all: [Double] { values.withLock { $0 } }
 }
