@@ -4,6 +4,9 @@
 public enum LogEscaping {
     /// `text` with each control character written as `\n`, `\r`, `\t` or `\u{1B}`.
     public static func escape(_ text: String) -> String {
+        // Printable ASCII (nearly every log field) needs no scalar-by-scalar look: this runs for
+        // every field of every job's line.
+        if text.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }) { return text }
         guard text.unicodeScalars.contains(where: isControl) else { return text }
         var out = ""
         out.reserveCapacity(text.utf8.count + 8)
