@@ -15,6 +15,7 @@ let package = Package(
         .library(name: "JobRouterPostgres", targets: ["JobRouterPostgres"]),
         // /metrics, /healthz, /readyz over HTTP (hummingbird, SwiftNIO): only what serves HTTP links NIO.
         .library(name: "JobRouterHTTP", targets: ["JobRouterHTTP"]),
+        .library(name: "JobRouterWeb", targets: ["JobRouterWeb"]),
         .executable(name: "jobrouter", targets: ["jobrouter"]),
     ],
     dependencies: [
@@ -94,6 +95,17 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        .target(
+            name: "JobRouterWeb",
+            dependencies: [
+                "JobRouter",
+                "JobRouterRedis",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         .executableTarget(
             name: "jobrouter",
             dependencies: [
@@ -102,6 +114,7 @@ let package = Package(
                 "JobRouterSMTP",
                 "JobRouterPostgres",
                 "JobRouterHTTP",
+                "JobRouterWeb",
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -123,6 +136,10 @@ let package = Package(
         .testTarget(
             name: "JobRouterPostgresTests",
             dependencies: ["JobRouter", "JobRouterPostgres", "JobRouterRedis"]
+        ),
+        .testTarget(
+            name: "JobRouterWebTests",
+            dependencies: ["JobRouter", "JobRouterRedis", "JobRouterWeb", .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(
             name: "JobRouterSMTPTests",

@@ -160,6 +160,20 @@ extension RedisQueueDriver {
         }
     }
 
+    /// Deletes one dead record by its key; `false` when there was none (retried or deleted meanwhile).
+    public func deleteDeadLetter(id: String) async throws -> Bool {
+        let arguments = [Array(namespace.utf8), Array(id.utf8)]
+        return try await commands.run { connection throws(RedisError) in
+            try connection.evaluate(RedisScripts.forgetDead, keys: [], arguments: arguments).integer(for: "forget-dead") == 1
+        }
+    }
+
+    /// Runs commands in one round trip on the driver's connection (for read-only views).
+    public func pipeline(_ commands: [[String]]) async throws -> [RedisReply] {
+        let bytes = commands.map { $0.map { Array($0.utf8) } }
+        return try await self.commands.run { connection throws(RedisError) in try connection.pipeline(bytes) }
+    }
+
     /// Deletes dead records kept before `date`, a bounded number per script call; returns how many.
     public func purgeDeadLetters(before date: Date) async throws -> Int {
         let arguments = [Array(namespace.utf8), Array(String(Self.milliseconds(since1970: date)).utf8), Array("500".utf8)]

@@ -15,6 +15,21 @@ public enum RedisReply: Sendable, Equatable {
     /// An error reply.
     case error(String)
 
+    /// The integer, when this is one.
+    public var integerValue: Int? {
+        if case .integer(let value) = self { return Int(value) }
+        return nil
+    }
+
+    /// An array's bulk strings as text (invalid UTF-8 repaired), skipping anything else.
+    public var textValues: [String] {
+        guard case .array(let items) = self else { return [] }
+        return items.compactMap { item in
+            if case .string(let bytes) = item { return String(decoding: bytes, as: UTF8.self) }
+            return nil
+        }
+    }
+
     init(_ reply: UnsafePointer<redisReply>) {
         let value = reply.pointee
         switch value.type {

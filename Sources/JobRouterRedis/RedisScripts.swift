@@ -559,6 +559,13 @@ enum RedisScripts {
         """)
 
     /// Deletes up to ARGV[3] dead records older than ARGV[2] ms since the epoch. Returns how many.
+    /// Deletes one dead record. ARGV: ns, key. Returns 1, or 0 when there was none.
+    static let forgetDead = script("forget-dead", """
+        if redis.call('ZREM', ns .. ':dead', ARGV[2]) == 0 then return 0 end
+        forget_dead(ARGV[2])
+        return 1
+        """)
+
     static let purgeDead = script("purge-dead", """
         local keys = redis.call('ZRANGEBYSCORE', ns .. ':dead', '-inf', '(' .. ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))
         for _, key in ipairs(keys) do

@@ -47,6 +47,7 @@ import TOMLKit
 /// | `postgres.schema` | SQL identifier | `"jobrouter"` |
 /// | `postgres.outbox` | boolean: `work` relays the outbox to Redis | `false` |
 /// | `http.listen` | `"host:port"` (a bare port: loopback) where `work` serves /metrics, /healthz, /readyz | off; `work --http` overrides |
+/// | `web.listen` | `"host:port"` where `jobrouter web` serves the dashboard (not loopback: needs `JOBROUTER_WEB_TOKEN`) | `"127.0.0.1:8080"`; `web --listen` overrides |
 /// | `templates.NAME.subject` | Mustache string | required |
 /// | `templates.NAME.text`, `.html` | Mustache string | at least one body |
 /// | `templates.NAME.text_file`, `.html_file` | path, relative to this file | instead of `text`/`html` |
@@ -115,7 +116,7 @@ struct TOMLReader {
     }
 
     func configuration(from root: TOMLTable) throws -> RouterConfiguration {
-        try checkKeys(root, path: [], allowed: ["default_queue", "max_dead", "max_payload", "redis", "postgres", "http", "types", "groups", "smtp", "templates"])
+        try checkKeys(root, path: [], allowed: ["default_queue", "max_dead", "max_payload", "redis", "postgres", "http", "web", "types", "groups", "smtp", "templates"])
         var configuration = RouterConfiguration()
         if let value = root["default_queue"] { configuration.defaultQueue = try string(value, ["default_queue"]) }
         if let value = root["max_dead"] { configuration.maxDead = try integer(value, ["max_dead"]) }
@@ -144,6 +145,18 @@ struct TOMLReader {
                     configuration.httpListen = try HTTPListenAddress(parsing: text)
                 } catch {
                     throw fail(["http", "listen"], error.detail)
+                }
+            }
+        }
+        if let value = root["web"] {
+            let table = try self.table(value, ["web"])
+            try checkKeys(table, path: ["web"], allowed: ["listen"])
+            if let listen = table["listen"] {
+                let text = try string(listen, ["web", "listen"])
+                do {
+                    configuration.webListen = try HTTPListenAddress(parsing: text, source: "web.listen")
+                } catch {
+                    throw fail(["web", "listen"], error.detail)
                 }
             }
         }

@@ -19,6 +19,9 @@ public struct RouterConfiguration: Sendable {
     /// Where `work` serves /metrics, /healthz and /readyz (TOML `[http] listen`); `nil`: off
     /// unless `work --http` is given.
     public var httpListen: HTTPListenAddress?
+    /// Where `jobrouter web` serves the dashboard (TOML `[web] listen`); `nil`: `127.0.0.1:8080`
+    /// unless `web --listen` is given.
+    public var webListen: HTTPListenAddress?
 
     /// What the scripts need to record attempts, when the ledger is on (`[postgres] ledger = true`).
     public var ledgerTerms: LedgerTerms? {

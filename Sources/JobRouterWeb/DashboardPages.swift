@@ -1,0 +1,228 @@
+import Foundation
+import JobRouter
+import JobRouterRedis
+
+/// The dashboard's pages, rendered on the server from figures already read. Every value from
+/// outside goes through ``HTML``'s escaping.
+struct DashboardPages {
+    let configuration: RouterConfiguration
+    let csrf: String
+
+    enum Section: String, CaseIterable {
+        case overview = "Overview", queues = "Queues", workers = "Workers", dead = "Dead"
+
+        var path: String {
+            switch self {
+            case .overview: "/"
+            case .queues: "/queues"
+            case .workers: "/workers"
+            case .dead: "/dead"
+            }
+        }
+    }
+
+    func layout(_ section: Section?, title: String, flash: String? = nil, _ body: HTML) -> HTML {
+        let links = Section.allCases.map { item -> HTML in
+            item == section ? "<a class=\"here\" href=\"\(item.path)\">\(item.rawValue)</a>" : "<a href=\"\(item.path)\">\(item.rawValue)</a>"
+        }
+        let notice: HTML = flash.map { "<div class=\"flash\">\($0)</div>" } ?? ""
+        return """
+            <!doctype html>
+            <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+            <title>\(title) · JobRouter</title><link rel="stylesheet" href="/assets/app.css"></head>
+            <body><header><strong>JobRouter</strong><nav>\(links)</nav></header>
+            <main><h1>\(title)</h1>\(notice)\(body)</main>
+            <script src="/assets/app.js"></script></body></html>
+            """
+    }
+
+    /// A form posting to `action` with the CSRF token; `confirm` adds a required checkbox.
+    func button(_ label: String, action: String, danger: Bool = false, fields: [(String, String)] = [], confirm: String? = nil) -> HTML {
+        let hidden = fields.map { name, value -> HTML in "<input type=\"hidden\" name=\"\(name)\" value=\"\(value)\">" }
+        let check: HTML = confirm.map { "<label><input type=\"checkbox\" name=\"confirm\" value=\"yes\" required> \($0)</label> " } ?? ""
+        return """
+            <form class="inline" method="post" action="\(action)"><input type="hidden" name="csrf" value="\(csrf)">\(hidden)\(check)<button\(danger ? " class=\"danger\"" : "") type="submit">\(label)</button></form>
+            """
+    }
+
+    // MARK: Overview
+
+    func overview(_ statistics: QueueStatistics, throughput: ThroughputSeries, day: ThroughputSeries, now: Date) -> HTML {
+        let hour = totals(throughput)
+        let today = totals(day)
+        let waiting = statistics.queues.map(\.depth).reduce(0, +)
+        let cards: HTML = """
+            <div class="cards">
+            <div class="card"><b data-live="waiting">\(waiting)</b><span>waiting</span></div>
+            <div class="card"><b data-live="in_flight">\(statistics.queues.map(\.inFlight).reduce(0, +))</b><span>running</span></div>
+            <div class="card"><b data-live="scheduled">\(statistics.queues.map(\.scheduled).reduce(0, +))</b><span>scheduled</span></div>
+            <div class="card"><b data-live="dead">\(statistics.queues.map(\.dead).reduce(0, +))</b><span>dead</span></div>
+            <div class="card"><b data-live="processed_hour">\(hour.processed)</b><span>processed, last hour</span></div>
+            <div class="card"><b data-live="failed_hour" class="bad">\(hour.failed)</b><span>failed, last hour</span></div>
+            <div class="card"><b>\(today.processed)</b><span>processed, 24 h</span></div>
+            <div class="card"><b class="bad">\(today.failed)</b><span>failed, 24 h</span></div>
+            </div>
+            """
+        return layout(.overview, title: "Overview", """
+            \(cards)
+            <h2>Jobs per minute, last hour <span class="muted">(processed, failed in red)</span></h2>
+            \(chart(throughput))
+            <h2>Queues</h2>
+            \(queueTable(statistics, throughput: throughput, now: now))
+            """)
+    }
+
+    func totals(_ series: ThroughputSeries) -> ThroughputSeries.Counts {
+        var total = ThroughputSeries.Counts()
+        for minutes in series.queues.values {
+            for counts in minutes.values {
+                total.processed += counts.processed
+                total.failed += counts.failed
+            }
+        }
+        return total
+    }
+
+    /// Bars per minute as inline SVG (no script, no external chart library).
+    func chart(_ series: ThroughputSeries) -> HTML {
+        let perMinute = series.minutes.map { minute -> ThroughputSeries.Counts in
+            var counts = ThroughputSeries.Counts()
+            for minutes in series.queues.values {
+                counts.processed += minutes[minute]?.processed ?? 0
+                counts.failed += minutes[minute]?.failed ?? 0
+            }
+            return counts
+        }
+        let peak = max(1, perMinute.map { $0.processed + $0.failed }.max() ?? 1)
+        let width = 10
+        let bars = perMinute.enumerated().map { index, counts -> HTML in
+            let processed = counts.processed * 120 / peak
+            let failed = counts.failed * 120 / peak
+            return """
+                <rect class="p" x="\(index * width)" y="\(130 - processed - failed)" width="\(width - 2)" height="\(processed)"><title>\(counts.processed) processed</title></rect><rect class="f" x="\(index * width)" y="\(130 - failed)" width="\(width - 2)" height="\(failed)"><title>\(counts.failed) failed</title></rect>
+                """
+        }
+        return "<svg class=\"chart\" viewBox=\"0 0 \(perMinute.count * width) 130\" preserveAspectRatio=\"none\" role=\"img\" aria-label=\"jobs per minute; peak \(peak)\">\(bars)</svg>"
+    }
+
+    func queueTable(_ statistics: QueueStatistics, throughput: ThroughputSeries, now: Date) -> HTML {
+        let rows = statistics.queues.map { queue -> HTML in
+            let rate = throughput.lastMinute(queue: queue.name, now: now)
+            let readers = configuration.groups.values.filter { $0.queues.contains(queue.name) }.map(\.name).sorted().joined(separator: ", ")
+            let broken: HTML = queue.broken.map { " <span class=\"bad\">BROKEN: \($0)</span>" } ?? ""
+            return """
+                <tr><td><a href="/queues/\(HTML.pathSegment(queue.name))">\(queue.name)</a>\(broken)</td><td class="n">\(queue.depth)</td>\
+                <td class="n">\(queue.oldestAge.map(Self.age) ?? "-")</td><td class="n">\(queue.inFlight)</td><td class="n">\(queue.scheduled)</td>\
+                <td class="n">\(queue.dead)</td><td class="n">\(rate.processed)</td><td class="n">\(rate.failed)</td><td>\(readers.isEmpty ? "-" : readers)</td></tr>
+                """
+        }
+        return """
+            <table><tr><th>queue</th><th class="n">waiting</th><th class="n">oldest</th><th class="n">running</th><th class="n">scheduled</th>\
+            <th class="n">dead</th><th class="n">done/min</th><th class="n">failed/min</th><th>groups</th></tr>\(rows)</table>
+            """
+    }
+
+    // MARK: Queues
+
+    func queues(_ statistics: QueueStatistics, throughput: ThroughputSeries, now: Date) -> HTML {
+        layout(.queues, title: "Queues", queueTable(statistics, throughput: throughput, now: now))
+    }
+
+    func queue(_ name: String, depth: Int, entries: [String], page: Int, pageSize: Int) -> HTML {
+        let rows = entries.enumerated().map { offset, entry -> HTML in
+            let job = try? JSONValue.parse(Data(entry.utf8))
+            return """
+                <tr><td class="n">\(page * pageSize + offset + 1)</td><td>\(job?["id"]?.stringValue)</td><td>\(job?["type"]?.stringValue)</td>\
+                <td>\(job?["enqueued_at"]?.stringValue)</td><td><pre>\(entry)</pre></td></tr>
+                """
+        }
+        let pages = max(1, (depth + pageSize - 1) / pageSize)
+        let previous: HTML = page > 0 ? "<a href=\"?page=\(page - 1)\">← newer</a> " : ""
+        let next: HTML = page + 1 < pages ? " <a href=\"?page=\(page + 1)\">older →</a>" : ""
+        return layout(.queues, title: "Queue \(name)", """
+            <p>\(depth) waiting, head first. Page \(page + 1) of \(pages). \(previous)\(next)</p>
+            <table><tr><th class="n">#</th><th>id</th><th>type</th><th>enqueued</th><th>entry as stored</th></tr>\(rows)</table>
+            """)
+    }
+
+    // MARK: Workers
+
+    func workers(_ statistics: QueueStatistics, now: Date) -> HTML {
+        let rows = statistics.workers.map { worker -> HTML in
+            let description = worker.description
+            let groups = description?["groups"].flatMap { value -> String? in
+                guard case .array(let names) = value else { return nil }
+                return names.compactMap(\.stringValue).joined(separator: ", ")
+            }
+            let heartbeat = Self.age(.saturating(seconds: max(0, now.timeIntervalSince(worker.lastHeartbeat))))
+            return """
+                <tr><td>\(worker.id)</td><td class="n">\(description?["pid"]?.intValue.map(String.init))</td><td>\(groups)</td>\
+                <td>\(description?["started_at"]?.stringValue)</td><td class="n">\(description?["in_flight"]?.intValue.map(String.init))</td>\
+                <td class="n">\(heartbeat) ago</td></tr>
+                """
+        }
+        let body: HTML = rows.isEmpty ? "<p class=\"muted\">No worker process is heartbeating.</p>" : """
+            <table><tr><th>worker</th><th class="n">pid</th><th>groups</th><th>started</th><th class="n">running</th><th class="n">heartbeat</th></tr>\(rows)</table>
+            """
+        return layout(.workers, title: "Workers", body)
+    }
+
+    // MARK: Dead
+
+    func dead(_ letters: [StoredDeadLetter], type: String?, text: String?, total: Int, flash: String?) -> HTML {
+        let types = Set(configuration.types.keys).union(letters.compactMap(\.type)).sorted()
+        let options = ([""] + types).map { name -> HTML in
+            "<option value=\"\(name)\"\(name == (type ?? "") ? " selected" : "")>\(name.isEmpty ? "any type" : name)</option>"
+        }
+        let filter: HTML = """
+            <form method="get" action="/dead"><select name="type">\(options)</select> <input name="q" placeholder="reason contains" value="\(text ?? "")"> <button type="submit">Filter</button></form>
+            """
+        let rows = letters.map { letter -> HTML in
+            let path = "/dead/" + HTML.pathSegment(letter.id)
+            return """
+                <tr><td><a href="\(path)">\(letter.jobID)</a></td><td>\(letter.type)</td><td>\(letter.queue)</td>\
+                <td>\(Timestamp.format(letter.failedAt))</td><td>\(letter.reason)</td>\
+                <td>\(button("retry", action: path + "/retry")) \(button("delete", action: path + "/delete", danger: true))</td></tr>
+                """
+        }
+        let filterFields = [("type", type ?? ""), ("q", text ?? "")]
+        let bulk: HTML = """
+            <p>\(button("Retry all \(letters.count) shown", action: "/dead/retry-all", fields: filterFields, confirm: "yes, retry them all"))</p>
+            <p><form class="inline" method="post" action="/dead/purge"><input type="hidden" name="csrf" value="\(csrf)">\
+            Delete every dead job older than <input name="older_than" value="7d" size="5"> \
+            <label><input type="checkbox" name="confirm" value="yes" required> yes, delete them</label> \
+            <button class="danger" type="submit">Purge</button></form></p>
+            """
+        return layout(.dead, title: "Dead jobs", flash: flash, """
+            \(filter)<p class="muted">\(letters.count) shown of \(total) kept.</p>
+            \(rows.isEmpty ? "" : bulk)
+            <table><tr><th>job</th><th>type</th><th>queue</th><th>died</th><th>reason</th><th></th></tr>\(rows)</table>
+            """)
+    }
+
+    func deadLetter(_ letter: StoredDeadLetter) -> HTML {
+        let path = "/dead/" + HTML.pathSegment(letter.id)
+        return layout(.dead, title: "Dead job \(letter.jobID)", """
+            <p>\(button("retry", action: path + "/retry")) \(button("delete", action: path + "/delete", danger: true))</p>
+            <table><tr><th>type</th><td>\(letter.type)</td></tr><tr><th>queue</th><td>\(letter.queue)</td></tr>\
+            <tr><th>died</th><td>\(Timestamp.format(letter.failedAt))</td></tr><tr><th>reason</th><td>\(letter.reason)</td></tr></table>
+            <h2>Entry as stored</h2><pre>\(letter.raw ?? letter.rawBytes.map { "\($0.count) bytes, not UTF-8" } ?? "not kept")</pre>
+            <h2>Record</h2><pre>\(letter.record.jsonText)</pre>
+            """)
+    }
+
+    func login(failed: Bool) -> HTML {
+        layout(nil, title: "Sign in", flash: failed ? "That is not the token." : nil, """
+            <form method="post" action="/login"><label>Token <input type="password" name="token" autocomplete="current-password" required></label> <button type="submit">Sign in</button></form>
+            """)
+    }
+
+    /// `42s`, `3m 5s`, `2h 10m`, `3d 4h`.
+    static func age(_ duration: Duration) -> String {
+        let seconds = Int(duration.inSeconds)
+        if seconds < 60 { return "\(seconds)s" }
+        if seconds < 3600 { return "\(seconds / 60)m \(seconds % 60)s" }
+        if seconds < 86_400 { return "\(seconds / 3600)h \(seconds % 3600 / 60)m" }
+        return "\(seconds / 86_400)d \(seconds % 86_400 / 3600)h"
+    }
+}

@@ -1,0 +1,183 @@
+import Foundation
+import JobRouter
+import JobRouterRedis
+@testable import JobRouterWeb
+import Logging
+import Synchronization
+import Testing
+
+/// The dashboard over HTTP (curl) against the real Redis started by scripts/test.sh.
+@Suite(.timeLimit(.minutes(2)))
+struct DashboardTests {
+    struct Setup {
+        let prefix = "web-\(UUID().uuidString.prefix(8).lowercased())"
+        let configuration: RouterConfiguration
+        let driver: RedisQueueDriver
+
+        init() throws {
+            guard let url = ProcessInfo.processInfo.environment["JOBROUTER_TEST_REDIS_URL"], !url.isEmpty else {
+                throw WebError(message: "JOBROUTER_TEST_REDIS_URL is not set: run the suite with scripts/test.sh")
+            }
+            configuration = try RouterConfiguration.parse(toml: """
+                default_queue = "\(prefix):low"
+                [redis]
+                url = "\(url)"
+                namespace = "\(prefix)-jr"
+                [types.mail]
+                handler = "noop"
+                priorities = { high = "\(prefix):high", low = "\(prefix):low" }
+                default_priority = "low"
+                [groups.g]
+                queues = ["\(prefix):high", "\(prefix):low"]
+                """, providers: HandlerRegistry().providers)
+            driver = try RedisQueueDriver(configuration: configuration)
+        }
+
+        /// Runs a dashboard on a free loopback port (or `host`) for `body`.
+        func withServer(host: String = "127.0.0.1", token: String? = nil, _ body: (String) async throws -> Void) async throws {
+            let address = HTTPListenAddress(host: host, port: 0)
+            let access = try WebAccess(listen: address, token: token)
+            let port = Mutex<Int?>(nil)
+            var logger = Logger(label: "test")
+            logger.logLevel = .critical
+            let server = DashboardServer(address: address, configuration: configuration, driver: driver, access: access, logger: logger) { bound in
+                port.withLock { $0 = bound }
+            }
+            let running = Task { try await server.run() }
+            defer { running.cancel() }
+            let deadline = ContinuousClock.now + .seconds(10)
+            while port.withLock({ $0 }) == nil, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+            let bound = try #require(port.withLock { $0 })
+            try await body("http://127.0.0.1:\(bound)")
+        }
+    }
+
+    struct Reply {
+        var status: Int
+        var headers: String
+        var body: String
+        func header(_ name: String) -> String? {
+            headers.split(separator: "\r\n").first { $0.lowercased().hasPrefix(name.lowercased() + ":") }
+                .map { String($0.dropFirst(name.count + 1)).trimmingCharacters(in: .whitespaces) }
+        }
+    }
+
+    /// One request through curl (no redirects followed). The process is awaited, not waited
+    /// for: the server under test answers on the same cooperative pool.
+    static func request(_ url: String, post form: [String: String]? = nil, headers: [String] = []) async throws -> Reply {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("web-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let (bodyFile, headersFile, codeFile) = (directory.appendingPathComponent("body"), directory.appendingPathComponent("headers"),
+                                                 directory.appendingPathComponent("code"))
+        var arguments = ["-s", "-o", bodyFile.path, "-D", headersFile.path, "-w", "%{http_code}", "--max-time", "10"]
+        for header in headers { arguments += ["-H", header] }
+        if let form {
+            arguments += ["-X", "POST"]
+            for (name, value) in form.sorted(by: { $0.key < $1.key }) { arguments += ["--data-urlencode", "\(name)=\(value)"] }
+            if form.isEmpty { arguments += ["-d", ""] }
+        }
+        arguments.append(url)
+        _ = FileManager.default.createFile(atPath: codeFile.path, contents: nil)
+        let output = try FileHandle(forWritingTo: codeFile)
+        defer { try? output.close() }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
+        process.arguments = arguments
+        process.standardOutput = output
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            process.terminationHandler = { _ in continuation.resume() }
+            do { try process.run() } catch { continuation.resume() }
+        }
+        func read(_ file: URL) -> String { (try? String(contentsOf: file, encoding: .utf8)) ?? "" }
+        return Reply(status: Int(read(codeFile)) ?? 0, headers: read(headersFile), body: read(bodyFile))
+    }
+
+    static func csrf(in page: String) -> String? {
+        guard let start = page.range(of: "name=\"csrf\" value=\"") else { return nil }
+        return String(page[start.upperBound...].prefix(while: { $0 != "\"" }))
+    }
+
+    func bury(_ setup: Setup, type: String, reason: String, payload: String) async throws -> String {
+        let job = JobEnvelope(type: "mail", priority: "low", queue: "\(setup.prefix):low", payload: .object(["note": .string(payload)]))
+        let record = DeadLetter(id: job.id, queue: job.queue, type: type, attempt: 1, reason: reason, raw: Data(job.jsonText.utf8))
+        _ = try await setup.driver.deadLetter(record, claim: nil, maxDead: 1000, attempt: nil)
+        return job.id.rawValue
+    }
+
+    @Test func pagesRenderWithSecurityHeadersAndShowHostileTextAsText() async throws {
+        let setup = try Setup()
+        let client = JobRouterClient(configuration: setup.configuration, driver: setup.driver)
+        _ = try await client.enqueue(type: "mail", payload: .object(["html": .string("<script>alert(1)</script>")]))
+        _ = try await bury(setup, type: "\"><img src=x onerror=alert(2)>", reason: "<b>boom</b>", payload: "<script>alert(3)</script>")
+        try await setup.withServer { base in
+            for path in ["/", "/queues", "/queues/\(setup.prefix):low", "/workers", "/dead", "/api/overview", "/assets/app.css", "/assets/app.js"] {
+                let reply = try await Self.request(base + path)
+                #expect(reply.status == 200, "\(path): \(reply.status)")
+                #expect(reply.header("Content-Security-Policy")?.contains("script-src 'self'") == true, "\(path)")
+                #expect(reply.header("Content-Security-Policy")?.contains("frame-ancestors 'none'") == true, "\(path)")
+                #expect(reply.header("X-Content-Type-Options") == "nosniff", "\(path)")
+                #expect(!reply.body.contains("<script>alert") && !reply.body.contains("<img src=x") && !reply.body.contains("<b>boom"), "\(path) renders markup from data")
+            }
+            let queue = try await Self.request(base + "/queues/\(setup.prefix):low")
+            #expect(queue.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "\(queue.body)")
+            let dead = try await Self.request(base + "/dead")
+            #expect(dead.body.contains("&quot;&gt;&lt;img src=x onerror=alert(2)&gt;") && dead.body.contains("&lt;b&gt;boom&lt;/b&gt;"), "\(dead.body)")
+            let overview = try await Self.request(base + "/api/overview")
+            let figures = try JSONValue.parse(Data(overview.body.utf8))
+            #expect(figures["waiting"]?.intValue == 1 && figures["dead"]?.intValue == 1, "\(overview.body)")
+            #expect(try await Self.request(base + "/queues/not-a-queue").status == 404)
+        }
+    }
+
+    @Test func actionsNeedTheCSRFTokenAndARetriedJobIsBackInItsQueue() async throws {
+        let setup = try Setup()
+        let id = try await bury(setup, type: "mail", reason: "smtp 550", payload: "hello")
+        try await setup.withServer { base in
+            let page = try await Self.request(base + "/dead")
+            let key = try #require(page.body.range(of: "/dead/\(id)").map { _ in id })
+            // No token, a wrong token, or a GET: nothing changes.
+            #expect(try await Self.request(base + "/dead/\(key)/retry", post: [:]).status == 403)
+            #expect(try await Self.request(base + "/dead/\(key)/retry", post: ["csrf": "forged"]).status == 403)
+            #expect(try await Self.request(base + "/dead/\(key)/retry").status != 200)
+            #expect(try await setup.driver.deadLetterCount() == 1)
+            // A bulk action without its confirmation is refused too.
+            let token = try #require(Self.csrf(in: page.body))
+            #expect(try await Self.request(base + "/dead/purge", post: ["csrf": token, "older_than": "0s"]).status == 400)
+            #expect(try await setup.driver.deadLetterCount() == 1)
+
+            let retried = try await Self.request(base + "/dead/\(key)/retry", post: ["csrf": token])
+            #expect(retried.status == 303 && retried.header("Location") == "/dead?done=retried&n=1")
+            #expect(try await setup.driver.deadLetterCount() == 0)
+            let queued = try await setup.driver.pipeline([["LRANGE", "\(setup.prefix):low", "0", "-1"]]).first?.textValues ?? []
+            #expect(queued.count == 1 && queued.first?.contains(id) == true, "\(queued)")
+
+            let another = try await bury(setup, type: "mail", reason: "bad", payload: "x")
+            #expect(try await Self.request(base + "/dead/\(another)/delete", post: ["csrf": token]).status == 303)
+            #expect(try await setup.driver.deadLetterCount() == 0)
+        }
+    }
+
+    @Test func anAddressBeyondLoopbackNeedsATokenAndEveryRequestCarriesIt() async throws {
+        #expect(throws: WebError.self) { try WebAccess(listen: HTTPListenAddress(host: "0.0.0.0", port: 8080), token: nil) }
+        #expect(throws: Never.self) { try WebAccess(listen: HTTPListenAddress(host: "127.0.0.1", port: 8080), token: nil) }
+        let setup = try Setup()
+        let token = "s3cret-\(UUID().uuidString)"
+        try await setup.withServer(token: token) { base in
+            let anonymous = try await Self.request(base + "/")
+            #expect(anonymous.status == 303 && anonymous.header("Location") == "/login")
+            #expect(try await Self.request(base + "/api/overview").status == 401)
+            #expect(try await Self.request(base + "/assets/app.css").status == 200)
+            #expect(try await Self.request(base + "/", headers: ["Authorization: Bearer \(token)"]).status == 200)
+            #expect(try await Self.request(base + "/", headers: ["Authorization: Bearer wrong"]).status == 303)
+            let wrong = try await Self.request(base + "/login", post: ["token": "wrong"])
+            #expect(wrong.status == 401 && !wrong.body.contains(token))
+            let login = try await Self.request(base + "/login", post: ["token": token])
+            let cookie = try #require(login.header("Set-Cookie"))
+            #expect(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict") && !cookie.contains(token), "\(cookie)")
+            let session = String(cookie.prefix(while: { $0 != ";" }))
+            let page = try await Self.request(base + "/", headers: ["Cookie: \(session)"])
+            #expect(page.status == 200 && !page.body.contains(token))
+        }
+    }
+}
