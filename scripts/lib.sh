@@ -1,7 +1,7 @@
 # Shared helpers for scripts/test.sh, scripts/demo.sh and the benchmarks. Source it; do not run it.
 
 # The Debian packages JobRouter builds and tests with.
-JOBROUTER_PACKAGES=(pkg-config libhiredis-dev redis-server libcurl4-openssl-dev python3-aiosmtpd openssl stunnel4 libpq-dev postgresql curl tmux systemd python3-prometheus-client prometheus)
+JOBROUTER_PACKAGES=(pkg-config libhiredis-dev redis-server libcurl4-openssl-dev python3-aiosmtpd openssl stunnel4 libpq-dev postgresql curl tmux systemd python3-prometheus-client prometheus chromium chromium-driver python3-selenium)
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 

@@ -14,7 +14,7 @@ struct DashboardTests {
         let configuration: RouterConfiguration
         let driver: RedisQueueDriver
 
-        init() throws {
+        init(handler: String = "noop") throws {
             guard let url = ProcessInfo.processInfo.environment["JOBROUTER_TEST_REDIS_URL"], !url.isEmpty else {
                 throw WebError(message: "JOBROUTER_TEST_REDIS_URL is not set: run the suite with scripts/test.sh")
             }
@@ -24,7 +24,7 @@ struct DashboardTests {
                 url = "\(url)"
                 namespace = "\(prefix)-jr"
                 [types.mail]
-                handler = "noop"
+                handler = "\(handler)"
                 priorities = { high = "\(prefix):high", low = "\(prefix):low" }
                 default_priority = "low"
                 [groups.g]
