@@ -139,7 +139,7 @@ let package = Package(
         ),
         .testTarget(
             name: "JobRouterWebTests",
-            dependencies: ["JobRouter", "JobRouterRedis", "JobRouterWeb", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["JobRouter", "JobRouterRedis", "JobRouterWeb", "JobRouterPostgres", .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(
             name: "JobRouterSMTPTests",

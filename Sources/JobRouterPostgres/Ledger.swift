@@ -2,83 +2,13 @@ import Foundation
 import JobRouter
 
 /// Reads the ledger: every attempt of every job, kept in PostgreSQL after Redis has forgotten it.
-public struct Ledger: Sendable {
+public struct Ledger: JobHistory {
     /// One attempt, as the ledger keeps it.
-    public struct Attempt: Sendable, Equatable {
-        public var id: String
-        public var type: String?
-        public var priority: String?
-        public var queue: String
-        public var group: String?
-        public var attempt: Int?
-        public var outcome: String
-        public var error: String?
-        public var worker: String
-        /// Times as ISO 8601 UTC text with milliseconds.
-        public var enqueuedAt: String?
-        public var startedAt: String?
-        public var finishedAt: String
-        /// Seconds from enqueue to start, and from start to end, when both ends are known.
-        public var wait: Double?
-        public var run: Double?
-
-        /// The attempt as a JSON object with the documented field names.
-        public var json: JSONValue {
-            func text(_ value: String?) -> JSONValue { value.map(JSONValue.string) ?? .null }
-            return .object([
-                "id": .string(id), "type": text(type), "priority": text(priority), "queue": .string(queue),
-                "group": text(group), "attempt": attempt.map { .integer(Int64($0)) } ?? .null, "outcome": .string(outcome),
-                "error": text(error), "worker": .string(worker), "enqueued_at": text(enqueuedAt),
-                "started_at": text(startedAt), "finished_at": .string(finishedAt),
-            ])
-        }
-    }
-
+    public typealias Attempt = JobAttempt
     /// Which attempts ``history(_:)`` lists.
-    public struct Filter: Sendable, Equatable {
-        public var type: String?
-        public var outcome: String?
-        public var queue: String?
-        /// Only attempts that ended this recently.
-        public var since: Duration?
-        /// At most this many (newest first).
-        public var limit = 50
-
-        /// A filter that takes everything (the newest 50).
-        public init(type: String? = nil, outcome: String? = nil, queue: String? = nil, since: Duration? = nil, limit: Int = 50) {
-            self.type = type
-            self.outcome = outcome
-            self.queue = queue
-            self.since = since
-            self.limit = limit
-        }
-    }
-
+    public typealias Filter = JobAttemptFilter
     /// Figures for one job type over a period.
-    public struct TypeStats: Sendable, Equatable {
-        public var type: String
-        public var attempts: Int
-        public var succeeded: Int
-        /// Attempts that failed and were retried.
-        public var retried: Int
-        /// Attempts that ended dead (including malformed entries of this type).
-        public var dead: Int
-        /// p50, p95, p99 of wait (enqueued → started) and run time, in seconds (`nil` without data).
-        public var wait: [Double?]
-        public var run: [Double?]
-
-        /// The figures as a JSON object.
-        public var json: JSONValue {
-            func list(_ values: [Double?]) -> JSONValue {
-                .object(zip(["p50", "p95", "p99"], values).reduce(into: [:]) { $0[$1.0] = $1.1.map(JSONValue.number) ?? .null })
-            }
-            return .object([
-                "type": .string(type), "attempts": .integer(Int64(attempts)), "succeeded": .integer(Int64(succeeded)),
-                "retried": .integer(Int64(retried)), "dead": .integer(Int64(dead)), "wait_seconds": list(wait),
-                "run_seconds": list(run),
-            ])
-        }
-    }
+    public typealias TypeStats = JobTypeStats
 
     private let pool: PostgresPool
     private let schema: String

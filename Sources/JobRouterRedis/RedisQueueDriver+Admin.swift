@@ -39,6 +39,28 @@ public struct StoredDeadLetter: Sendable, Equatable {
     }
 }
 
+/// A job waiting in the schedule (delayed, or a retry waiting for its backoff).
+public struct ScheduledJob: Sendable, Equatable {
+    /// The queue it goes to when due.
+    public var queue: String
+    /// The entry as stored.
+    public var entry: String
+    /// When it is due, in milliseconds since the epoch.
+    public var dueMilliseconds: Int64
+}
+
+/// A job a worker runs now.
+public struct RunningJob: Sendable, Equatable {
+    /// Its claim.
+    public var token: String
+    public var queue: String
+    /// The worker process running it.
+    public var worker: String
+    public var id: String
+    /// The entry as stored.
+    public var entry: String
+}
+
 /// Figures for `jobrouter status`.
 public struct QueueStatistics: Sendable {
     /// One queue's figures.
@@ -166,6 +188,52 @@ extension RedisQueueDriver {
         return try await commands.run { connection throws(RedisError) in
             try connection.evaluate(RedisScripts.forgetDead, keys: [], arguments: arguments).integer(for: "forget-dead") == 1
         }
+    }
+
+    /// Scheduled jobs (delayed and retries), soonest first: `limit` from `offset`, and how many there are.
+    public func scheduledJobs(offset: Int, limit: Int) async throws -> (total: Int, jobs: [ScheduledJob]) {
+        let key = "\(namespace):scheduled"
+        let replies = try await pipeline([["ZCARD", key], ["ZRANGE", key, String(offset), String(offset + limit - 1), "WITHSCORES"]])
+        let flat = replies.count > 1 ? replies[1].textValues : []
+        var jobs: [ScheduledJob] = []
+        var index = 0
+        while index + 1 < flat.count {
+            let member = flat[index]
+            let due = Double(flat[index + 1]) ?? 0
+            if let cut = member.firstIndex(of: "\n") {
+                jobs.append(ScheduledJob(queue: String(member[..<cut]), entry: String(member[member.index(after: cut)...]), dueMilliseconds: Int64(due)))
+            }
+            index += 2
+        }
+        return (replies.first?.integerValue ?? 0, jobs)
+    }
+
+    /// Runs the scheduled job `id` due at `dueMilliseconds` now (`run`), or deletes it; `false`
+    /// when it is no longer scheduled then (it became due, or someone else acted first).
+    public func actOnScheduled(id: String, dueMilliseconds: Int64, run: Bool) async throws -> Bool {
+        let arguments = [Array(namespace.utf8), Array(String(dueMilliseconds).utf8), Array(id.utf8), Array((run ? "run" : "delete").utf8)]
+        return try await commands.run { connection throws(RedisError) in
+            try connection.evaluate(RedisScripts.scheduledAction, keys: [], arguments: arguments).integer(for: "scheduled-action") == 1
+        }
+    }
+
+    /// Jobs running now (at most `limit`, read with one `HSCAN`): claim token, worker, queue, entry.
+    public func runningJobs(limit: Int) async throws -> [RunningJob] {
+        let reply = try await command(["HSCAN", "\(namespace):inflight", "0", "COUNT", String(limit)])
+        guard case .array(let parts) = reply, parts.count == 2 else { return [] }
+        let flat = parts[1].textValues
+        var jobs: [RunningJob] = []
+        var index = 0
+        while index + 1 < flat.count, jobs.count < limit {
+            // `\t queue \n worker \n max_recoveries \n id \n entry` (the tab marks the layout).
+            let fields = flat[index + 1].split(separator: "\n", maxSplits: 4, omittingEmptySubsequences: false)
+            if flat[index + 1].hasPrefix("\t"), fields.count == 5 {
+                jobs.append(RunningJob(token: flat[index], queue: String(fields[0].dropFirst()), worker: String(fields[1]),
+                                       id: String(fields[3]), entry: String(fields[4])))
+            }
+            index += 2
+        }
+        return jobs
     }
 
     /// Runs commands in one round trip on the driver's connection (for read-only views).

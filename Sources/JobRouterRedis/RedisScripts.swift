@@ -559,6 +559,29 @@ enum RedisScripts {
         """)
 
     /// Deletes up to ARGV[3] dead records older than ARGV[2] ms since the epoch. Returns how many.
+    /// Runs a scheduled job now (to the tail of its queue) or deletes it. ARGV: ns, due ms, job id,
+    /// 'run' or 'delete'. Returns 1, or 0 when it is no longer scheduled at that time.
+    static let scheduledAction = script("scheduled-action", """
+        local scheduled = ns .. ':scheduled'
+        for _, member in ipairs(redis.call('ZRANGEBYSCORE', scheduled, ARGV[2], ARGV[2])) do
+          local cut = string.find(member, '\\n', 1, true)
+          if cut then
+            local queue, entry = string.sub(member, 1, cut - 1), string.sub(member, cut + 1)
+            local ok, job = pcall(cjson.decode, entry)
+            if ok and type(job) == 'table' and job.id == ARGV[3] then
+              redis.call('ZREM', scheduled, member)
+              decrement(ns .. ':count:scheduled', queue, 1)
+              if ARGV[4] == 'run' then
+                redis.call('RPUSH', queue, entry)
+                redis.call('RPUSH', ns .. ':wake:' .. queue, '1')
+              end
+              return 1
+            end
+          end
+        end
+        return 0
+        """)
+
     /// Deletes one dead record. ARGV: ns, key. Returns 1, or 0 when there was none.
     static let forgetDead = script("forget-dead", """
         if redis.call('ZREM', ns .. ':dead', ARGV[2]) == 0 then return 0 end

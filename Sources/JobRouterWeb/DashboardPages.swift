@@ -7,22 +7,26 @@ import JobRouterRedis
 struct DashboardPages {
     let configuration: RouterConfiguration
     let csrf: String
+    /// Whether the ledger's pages exist (PostgreSQL configured).
+    let withHistory: Bool
 
     enum Section: String, CaseIterable {
-        case overview = "Overview", queues = "Queues", workers = "Workers", dead = "Dead"
+        case overview = "Overview", queues = "Queues", workers = "Workers", scheduled = "Scheduled", dead = "Dead", history = "History"
 
         var path: String {
             switch self {
             case .overview: "/"
             case .queues: "/queues"
             case .workers: "/workers"
+            case .scheduled: "/scheduled"
             case .dead: "/dead"
+            case .history: "/history"
             }
         }
     }
 
     func layout(_ section: Section?, title: String, flash: String? = nil, _ body: HTML) -> HTML {
-        let links = Section.allCases.map { item -> HTML in
+        let links = Section.allCases.filter { withHistory || $0 != .history }.map { item -> HTML in
             item == section ? "<a class=\"here\" href=\"\(item.path)\">\(item.rawValue)</a>" : "<a href=\"\(item.path)\">\(item.rawValue)</a>"
         }
         let notice: HTML = flash.map { "<div class=\"flash\">\($0)</div>" } ?? ""
@@ -147,7 +151,7 @@ struct DashboardPages {
 
     // MARK: Workers
 
-    func workers(_ statistics: QueueStatistics, now: Date) -> HTML {
+    func workers(_ statistics: QueueStatistics, running: [RunningJob], now: Date) -> HTML {
         let rows = statistics.workers.map { worker -> HTML in
             let description = worker.description
             let groups = description?["groups"].flatMap { value -> String? in
@@ -164,7 +168,122 @@ struct DashboardPages {
         let body: HTML = rows.isEmpty ? "<p class=\"muted\">No worker process is heartbeating.</p>" : """
             <table><tr><th>worker</th><th class="n">pid</th><th>groups</th><th>started</th><th class="n">running</th><th class="n">heartbeat</th></tr>\(rows)</table>
             """
-        return layout(.workers, title: "Workers", body)
+        let jobs = running.map { job -> HTML in
+            let entry = try? JSONValue.parse(Data(job.entry.utf8))
+            return """
+                <tr><td><a href="/jobs/\(HTML.pathSegment(job.id))">\(job.id)</a></td><td>\(entry?["type"]?.stringValue)</td><td>\(job.queue)</td>\
+                <td class="n">\(entry?["attempt"]?.intValue.map(String.init))</td><td>\(job.worker)</td></tr>
+                """
+        }
+        let runningTable: HTML = jobs.isEmpty ? "<p class=\"muted\">No job is running.</p>" : """
+            <table><tr><th>job</th><th>type</th><th>queue</th><th class="n">attempt</th><th>worker</th></tr>\(jobs)</table>
+            """
+        return layout(.workers, title: "Workers", "\(body)<h2>Running now</h2>\(runningTable)")
+    }
+
+    // MARK: Scheduled
+
+    func scheduled(_ jobs: [ScheduledJob], total: Int, page: Int, pageSize: Int, flash: String?) -> HTML {
+        let rows = jobs.map { job -> HTML in
+            let entry = try? JSONValue.parse(Data(job.entry.utf8))
+            let id = entry?["id"]?.stringValue ?? ""
+            let fields = [("id", id), ("due", String(job.dueMilliseconds))]
+            return """
+                <tr><td>\(Timestamp.format(Date(timeIntervalSince1970: Double(job.dueMilliseconds) / 1000)))</td>\
+                <td><a href="/jobs/\(HTML.pathSegment(id))">\(id)</a></td><td>\(entry?["type"]?.stringValue)</td><td>\(job.queue)</td>\
+                <td class="n">\(entry?["attempt"]?.intValue.map(String.init))</td><td>\(entry?["last_error"]?.stringValue)</td>\
+                <td>\(Self.excerpt(entry?["payload"]?.jsonText ?? "-"))</td>\
+                <td>\(button("run now", action: "/scheduled/run", fields: fields)) \(button("delete", action: "/scheduled/delete", danger: true, fields: fields))</td></tr>
+                """
+        }
+        let pages = max(1, (total + pageSize - 1) / pageSize)
+        let previous: HTML = page > 0 ? "<a href=\"?page=\(page - 1)\">← sooner</a> " : ""
+        let next: HTML = page + 1 < pages ? " <a href=\"?page=\(page + 1)\">later →</a>" : ""
+        return layout(.scheduled, title: "Scheduled", flash: flash, """
+            <p>\(total) waiting for their time (delayed jobs and retries), soonest first. Page \(page + 1) of \(pages). \(previous)\(next)</p>
+            <table><tr><th>due</th><th>job</th><th>type</th><th>queue</th><th class="n">attempt</th><th>last error</th><th>payload</th><th></th></tr>\(rows)</table>
+            """)
+    }
+
+    // MARK: Job
+
+    func job(_ id: String, dead: StoredDeadLetter?, running: RunningJob?, attempts: [JobAttempt]?) -> HTML {
+        var whereNow: HTML = "Not dead and not running: waiting in a queue or in the schedule, or finished."
+        var entry: String?
+        if let dead {
+            whereNow = "Dead: \(dead.reason ?? "-"). <a href=\"/dead/\(HTML.pathSegment(dead.id))\">Retry or delete it</a>."
+            entry = dead.raw
+        } else if let running {
+            whereNow = "Running on \(running.worker) (queue \(running.queue))."
+            entry = running.entry
+        }
+        let history: HTML
+        if let attempts {
+            history = attempts.isEmpty ? "<p class=\"muted\">The ledger has no attempt of this job.</p>" : attemptTable(attempts, linkIDs: false)
+        } else {
+            history = "<p class=\"muted\">Without PostgreSQL there is no ledger to show attempts from.</p>"
+        }
+        return layout(nil, title: "Job \(id)", """
+            <p>\(whereNow)</p>\(entry.map { "<h2>Entry as stored</h2><pre>\($0)</pre>" as HTML } ?? "")
+            <h2>Attempts (ledger)</h2>\(history)
+            """)
+    }
+
+    // MARK: History
+
+    func attemptTable(_ attempts: [JobAttempt], linkIDs: Bool) -> HTML {
+        let rows = attempts.map { attempt -> HTML in
+            let id: HTML = linkIDs ? "<a href=\"/jobs/\(HTML.pathSegment(attempt.id))\">\(attempt.id)</a>" : "\(attempt.id)"
+            let outcome: HTML = attempt.outcome == "succeeded" ? "<span class=\"ok\">\(attempt.outcome)</span>"
+                : "<span class=\"bad\">\(attempt.outcome)</span>"
+            return """
+                <tr><td>\(id)</td><td>\(attempt.type)</td><td>\(attempt.queue)</td><td class="n">\(attempt.attempt.map(String.init))</td>\
+                <td>\(outcome)</td><td>\(attempt.finishedAt)</td><td class="n">\(attempt.wait.map(Self.seconds))</td>\
+                <td class="n">\(attempt.run.map(Self.seconds))</td><td>\(attempt.worker)</td><td>\(attempt.error)</td></tr>
+                """
+        }
+        return """
+            <table><tr><th>job</th><th>type</th><th>queue</th><th class="n">attempt</th><th>outcome</th><th>finished</th>\
+            <th class="n">wait</th><th class="n">run</th><th>worker</th><th>error</th></tr>\(rows)</table>
+            """
+    }
+
+    func history(_ attempts: [JobAttempt], filter: JobAttemptFilter, stats: [JobTypeStats]) -> HTML {
+        func options(_ name: String, _ values: [String], _ chosen: String?) -> HTML {
+            let items = ([""] + values).map { value -> HTML in
+                "<option value=\"\(value)\"\(value == (chosen ?? "") ? " selected" : "")>\(value.isEmpty ? "any \(name)" : value)</option>"
+            }
+            return "<select name=\"\(name)\">\(items)</select>"
+        }
+        let outcomes = ["succeeded", "failed", "dead", "requeued", "recovered", "malformed"]
+        let statRows = stats.map { row -> HTML in
+            """
+            <tr><td>\(row.type)</td><td class="n">\(row.attempts)</td><td class="n">\(row.succeeded)</td><td class="n">\(row.retried)</td>\
+            <td class="n">\(row.dead)</td><td class="n">\(row.wait.map { $0.map(Self.seconds) ?? "-" }.joined(separator: " / "))</td>\
+            <td class="n">\(row.run.map { $0.map(Self.seconds) ?? "-" }.joined(separator: " / "))</td></tr>
+            """
+        }
+        return layout(.history, title: "History", """
+            <form method="get" action="/history">\(options("type", configuration.types.keys.sorted(), filter.type)) \
+            \(options("outcome", outcomes, filter.outcome)) \(options("queue", configuration.declaredQueues.sorted(), filter.queue)) \
+            <button type="submit">Filter</button></form>
+            <h2>Per type, last 24 hours <span class="muted">(wait and run: p50 / p95 / p99)</span></h2>
+            <table><tr><th>type</th><th class="n">attempts</th><th class="n">succeeded</th><th class="n">retried</th><th class="n">dead</th>\
+            <th class="n">wait</th><th class="n">run</th></tr>\(statRows)</table>
+            <h2>Latest attempts</h2>\(attemptTable(attempts, linkIDs: true))
+            """)
+    }
+
+    /// The first 200 characters of `text`, with `…` when cut.
+    static func excerpt(_ text: String) -> String {
+        text.count > 200 ? String(text.prefix(200)) + "…" : text
+    }
+
+    /// `0.4ms`, `12ms`, `3.2s`.
+    static func seconds(_ value: Double) -> String {
+        if value < 0.01 { return String(Int((value * 10_000).rounded()) / 10) + "." + String(Int((value * 10_000).rounded()) % 10) + "ms" }
+        if value < 1 { return String(Int((value * 1000).rounded())) + "ms" }
+        return String(Int((value * 10).rounded()) / 10) + "." + String(Int((value * 10).rounded()) % 10) + "s"
     }
 
     // MARK: Dead

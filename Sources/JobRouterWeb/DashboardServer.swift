@@ -14,6 +14,9 @@ import ServiceLifecycle
 /// - `POST /dead/KEY/retry`, `/dead/KEY/delete`, `/dead/retry-all` (the filter's jobs; a
 ///   confirmation box), `/dead/purge` (older than; a confirmation box): each needs the page's
 ///   CSRF token (403 without)
+/// - `GET /scheduled?page=N` with `POST /scheduled/run` and `/scheduled/delete`; `GET /jobs/ID`
+///   (dead or running, and its ledger attempts); `GET /history?type=&outcome=&queue=` with per
+///   type figures for the last 24 hours (with the ledger)
 /// - every view costs a fixed number of Redis round trips, whatever the number of jobs.
 ///
 /// See ``WebAccess`` for who may use it. A swift-service-lifecycle `Service`.
@@ -23,24 +26,29 @@ public struct DashboardServer: Service {
     private let configuration: RouterConfiguration
     private let driver: RedisQueueDriver
     private let access: WebAccess
+    private let history: (any JobHistory)?
     private let logger: Logger
     private let onListening: @Sendable (Int) async -> Void
 
-    /// A dashboard for `configuration` reading through `driver`; `onListening` gets the port.
+    /// A dashboard for `configuration` reading through `driver` (and the ledger through `history`,
+    /// when there is one); `onListening` gets the port.
     public init(address: HTTPListenAddress, configuration: RouterConfiguration, driver: RedisQueueDriver, access: WebAccess,
-                logger: Logger, onListening: @escaping @Sendable (Int) async -> Void = { _ in }) {
+                history: (any JobHistory)? = nil, logger: Logger, onListening: @escaping @Sendable (Int) async -> Void = { _ in }) {
         self.address = address
         self.configuration = configuration
         self.driver = driver
         self.access = access
+        self.history = history
         self.logger = logger
         self.onListening = onListening
     }
 
     /// Most dead jobs one list (or one "retry all") covers.
     static let deadPageLimit = 200
-    /// Entries per page of a queue.
+    /// Entries per page of a queue or of the schedule.
     static let queuePageSize = 50
+    /// Most running jobs the workers page lists.
+    static let runningLimit = 500
 
     public func run() async throws {
         let onListening = onListening
@@ -56,8 +64,8 @@ public struct DashboardServer: Service {
     public func makeRouter() -> Hummingbird.Router<BasicRequestContext> {
         let router = Hummingbird.Router()
         router.add(middleware: WebMiddleware(access: access))
-        let (configuration, driver, access) = (self.configuration, self.driver, self.access)
-        let pages = DashboardPages(configuration: configuration, csrf: access.csrfToken)
+        let (configuration, driver, access, history) = (self.configuration, self.driver, self.access, self.history)
+        let pages = DashboardPages(configuration: configuration, csrf: access.csrfToken, withHistory: history != nil)
         let queues = configuration.declaredQueues.sorted()
 
         router.get("/assets/app.css") { _, _ in Self.asset(Assets.css, type: "text/css; charset=utf-8") }
@@ -121,7 +129,46 @@ public struct DashboardServer: Service {
         }
 
         router.get("/workers") { _, _ -> Response in
-            Self.page(pages.workers(try await driver.statistics(queues: queues), now: Date()))
+            async let statistics = driver.statistics(queues: queues)
+            async let running = driver.runningJobs(limit: Self.runningLimit)
+            return Self.page(pages.workers(try await statistics, running: try await running, now: Date()))
+        }
+
+        router.get("/scheduled") { request, _ -> Response in
+            let page = max(0, request.uri.queryParameters.get("page").flatMap { Int($0) } ?? 0)
+            let (total, jobs) = try await driver.scheduledJobs(offset: page * Self.queuePageSize, limit: Self.queuePageSize)
+            let flash = Self.flash(request.uri.queryParameters.get("done"), count: request.uri.queryParameters.get("n"))
+            return Self.page(pages.scheduled(jobs, total: total, page: page, pageSize: Self.queuePageSize, flash: flash))
+        }
+        for (action, run) in [("run", true), ("delete", false)] {
+            router.post("/scheduled/\(action)") { request, _ -> Response in
+                let form = try await Self.checkedForm(request, access)
+                guard let id = form["id"], let due = form["due"].flatMap({ Int64($0) }) else {
+                    throw HTTPError(.badRequest, message: "a scheduled job is named by its id and due time")
+                }
+                let done = try await driver.actOnScheduled(id: id, dueMilliseconds: due, run: run)
+                return Self.redirect(done ? "/scheduled?done=\(run ? "ran" : "deleted")&n=1" : "/scheduled?done=gone")
+            }
+        }
+
+        router.get("/jobs/{id}") { _, context -> Response in
+            let id = context.parameters.get("id") ?? ""
+            async let dead = driver.deadLetter(id: id)
+            async let running = driver.runningJobs(limit: Self.runningLimit)
+            let attempts = try await history?.attempts(of: id)
+            return Self.page(pages.job(id, dead: try await dead, running: try await running.first { $0.id == id }, attempts: attempts))
+        }
+
+        router.get("/history") { request, _ -> Response in
+            guard let history else {
+                return Self.page(pages.layout(nil, title: "No history", "<p>The ledger needs a [postgres] table in queues.toml.</p>"), status: .notFound)
+            }
+            let query = request.uri.queryParameters
+            func value(_ name: String) -> String? { query.get(name).flatMap { $0.isEmpty ? nil : $0 } }
+            let filter = JobAttemptFilter(type: value("type"), outcome: value("outcome"), queue: value("queue"), limit: 100)
+            async let attempts = history.history(filter)
+            async let stats = history.stats(since: .seconds(86_400))
+            return Self.page(pages.history(try await attempts, filter: filter, stats: try await stats))
         }
 
         router.get("/dead") { request, _ -> Response in
@@ -188,7 +235,8 @@ public struct DashboardServer: Service {
         case "retried": return "\(n) job(s) sent back to their queue."
         case "deleted": return "\(n) dead job(s) deleted."
         case "purged": return "\(n) dead job(s) purged."
-        case "gone": return "That job is no longer among the dead (retried, deleted or purged meanwhile)."
+        case "ran": return "\(n) job(s) sent to their queue now."
+        case "gone": return "That job is no longer there (retried, run, deleted or purged meanwhile)."
         default: return nil
         }
     }

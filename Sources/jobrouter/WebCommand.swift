@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import JobRouter
+import JobRouterPostgres
 import JobRouterRedis
 import JobRouterWeb
 import Logging
@@ -11,7 +12,7 @@ import UnixSignals
 struct WebCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "web",
-        abstract: "Serve the web dashboard (overview, queues, workers, dead jobs).",
+        abstract: "Serve the web dashboard (overview, queues, workers, scheduled, dead jobs, history).",
         discussion: """
             Listens on 127.0.0.1:8080 unless --listen or [web] listen says otherwise. Any address
             other than loopback needs JOBROUTER_WEB_TOKEN, which every request must then carry (the
@@ -41,7 +42,13 @@ struct WebCommand: AsyncParsableCommand {
                 throw CommandFailure("\(error)")
             }
             let host = address.host
-            let server = DashboardServer(address: address, configuration: configuration, driver: driver, access: access, logger: logger) { port in
+            // With the ledger: job attempts, history and per-type figures.
+            let history = configuration.postgres.flatMap { settings -> Ledger? in
+                guard settings.ledger else { return nil }
+                return Ledger(pool: PostgresPool(settings: settings, applicationName: "jobrouter web", size: 2), schema: settings.schema)
+            }
+            let server = DashboardServer(address: address, configuration: configuration, driver: driver, access: access,
+                                         history: history, logger: logger) { port in
                 logger.notice("web: dashboard on http://\(HTTPListenAddress(host: host, port: port))\(access.requiresLogin ? " (sign-in required)" : "")")
             }
             let group = ServiceGroup(configuration: .init(services: [.init(service: server)], gracefulShutdownSignals: [.sigterm, .sigint],

@@ -1,5 +1,6 @@
 import Foundation
 import JobRouter
+import JobRouterPostgres
 import JobRouterRedis
 @testable import JobRouterWeb
 import Logging
@@ -34,13 +35,15 @@ struct DashboardTests {
         }
 
         /// Runs a dashboard on a free loopback port (or `host`) for `body`.
-        func withServer(host: String = "127.0.0.1", token: String? = nil, _ body: (String) async throws -> Void) async throws {
+        func withServer(host: String = "127.0.0.1", token: String? = nil, history: (any JobHistory)? = nil,
+                        _ body: (String) async throws -> Void) async throws {
             let address = HTTPListenAddress(host: host, port: 0)
             let access = try WebAccess(listen: address, token: token)
             let port = Mutex<Int?>(nil)
             var logger = Logger(label: "test")
             logger.logLevel = .critical
-            let server = DashboardServer(address: address, configuration: configuration, driver: driver, access: access, logger: logger) { bound in
+            let server = DashboardServer(address: address, configuration: configuration, driver: driver, access: access,
+                                         history: history, logger: logger) { bound in
                 port.withLock { $0 = bound }
             }
             let running = Task { try await server.run() }
@@ -178,6 +181,58 @@ struct DashboardTests {
             let session = String(cookie.prefix(while: { $0 != ";" }))
             let page = try await Self.request(base + "/", headers: ["Cookie: \(session)"])
             #expect(page.status == 200 && !page.body.contains(token))
+        }
+    }
+
+    @Test func scheduledJobsRunNowOrAreDeletedAndAJobPageSaysWhereItIs() async throws {
+        let setup = try Setup()
+        let client = JobRouterClient(configuration: setup.configuration, driver: setup.driver)
+        let later = try await client.enqueue([JobRequest(type: "mail", payload: .string("<i>soon</i>")),
+                                              JobRequest(type: "mail", payload: .string("later"))], after: .seconds(3600))
+        let deadID = try await bury(setup, type: "mail", reason: "gone wrong", payload: "p")
+        try await setup.withServer { base in
+            let page = try await Self.request(base + "/scheduled")
+            #expect(page.status == 200 && page.body.contains(later[0].id.rawValue) && page.body.contains("&lt;i&gt;soon&lt;/i&gt;"), "\(page.body)")
+            let token = try #require(Self.csrf(in: page.body))
+            let schedule = try await setup.driver.scheduledJobs(offset: 0, limit: 10)
+            let first = try #require(schedule.jobs.first { $0.entry.contains(later[0].id.rawValue) })
+            #expect(try await Self.request(base + "/scheduled/run", post: ["id": later[0].id.rawValue, "due": String(first.dueMilliseconds)]).status == 403)
+            let ran = try await Self.request(base + "/scheduled/run", post: ["csrf": token, "id": later[0].id.rawValue, "due": String(first.dueMilliseconds)])
+            #expect(ran.status == 303 && ran.header("Location") == "/scheduled?done=ran&n=1")
+            let queued = try await setup.driver.pipeline([["LRANGE", "\(setup.prefix):low", "0", "-1"]]).first?.textValues ?? []
+            #expect(queued.count == 1 && queued.first?.contains(later[0].id.rawValue) == true)
+            let second = try #require(try await setup.driver.scheduledJobs(offset: 0, limit: 10).jobs.first)
+            let deleted = try await Self.request(base + "/scheduled/delete", post: ["csrf": token, "id": later[1].id.rawValue, "due": String(second.dueMilliseconds)])
+            #expect(deleted.status == 303 && deleted.header("Location") == "/scheduled?done=deleted&n=1")
+            #expect(try await setup.driver.scheduledJobs(offset: 0, limit: 10).total == 0)
+
+            let job = try await Self.request(base + "/jobs/\(deadID)")
+            #expect(job.status == 200 && job.body.contains("Dead: gone wrong") && job.body.contains("no ledger"), "\(job.body)")
+        }
+    }
+
+    @Test func historyAndAJobsAttemptsComeFromTheLedger() async throws {
+        let setup = try Setup()
+        guard let url = ProcessInfo.processInfo.environment["JOBROUTER_TEST_POSTGRES_URL"], !url.isEmpty else {
+            throw WebError(message: "JOBROUTER_TEST_POSTGRES_URL is not set: run the suite with scripts/test.sh")
+        }
+        let schema = "t_web_" + UUID().uuidString.prefix(8).lowercased()
+        let pool = PostgresPool(url: url, size: 1)
+        _ = try await PostgresMigrator(schema: schema).migrate(pool)
+        defer { Task { _ = try? await pool.withConnection { try $0.query("DROP SCHEMA \(schema) CASCADE") } } }
+        _ = try await pool.withConnection { connection in
+            try connection.query("""
+                INSERT INTO \(schema).attempts (job_id, claim, type, queue, attempt, outcome, error, worker, enqueued_at, started_at, finished_at)
+                VALUES ('job-1', 'c1', 'mail', 'q', 1, 'failed', '<b>421 try later</b>', 'w1', now() - interval '2 s', now() - interval '1 s', now() - interval '0.5 s'),
+                       ('job-1', 'c2', 'mail', 'q', 2, 'succeeded', NULL, 'w1', now() - interval '0.4 s', now() - interval '0.3 s', now())
+                """)
+        }
+        try await setup.withServer(history: Ledger(pool: pool, schema: schema)) { base in
+            let history = try await Self.request(base + "/history?type=mail")
+            #expect(history.status == 200 && history.body.contains("/jobs/job-1") && history.body.contains("&lt;b&gt;421 try later&lt;/b&gt;"), "\(history.body)")
+            #expect(history.body.contains(">2</td>"), "per-type attempts: \(history.body)")
+            let job = try await Self.request(base + "/jobs/job-1")
+            #expect(job.body.contains("succeeded") && job.body.contains("failed"), "\(job.body)")
         }
     }
 }
