@@ -33,9 +33,21 @@ enum Assets {
         svg.chart .p { fill: var(--accent); } svg.chart .f { fill: var(--bad); }
         """
 
-    /// Refreshes elements marked `data-live="key"` from `/api/overview` every 2 s.
+    /// Refreshes elements marked `data-live="key"` from `/api/overview` every 2 s, and replaces a
+    /// `<main data-refresh>` with the same page fetched again every 2 s.
     static let script = """
         (function () {
+          var main = document.querySelector('main[data-refresh]');
+          if (main) {
+            setInterval(function () {
+              fetch(location.href, { credentials: 'same-origin' }).then(function (r) { return r.ok ? r.text() : null; })
+                .then(function (text) {
+                  if (!text) return;
+                  var fresh = new DOMParser().parseFromString(text, 'text/html').querySelector('main');
+                  if (fresh) main.replaceChildren.apply(main, Array.from(fresh.childNodes));
+                }).catch(function () {});
+            }, 2000);
+          }
           var live = document.querySelectorAll('[data-live]');
           if (!live.length) return;
           function refresh() {

@@ -25,7 +25,8 @@ struct DashboardPages {
         }
     }
 
-    func layout(_ section: Section?, title: String, flash: String? = nil, _ body: HTML) -> HTML {
+    /// A page; `live` ones replace their content with a fresh copy every 2 s (app.js).
+    func layout(_ section: Section?, title: String, flash: String? = nil, live: Bool = false, _ body: HTML) -> HTML {
         let links = Section.allCases.filter { withHistory || $0 != .history }.map { item -> HTML in
             item == section ? "<a class=\"here\" href=\"\(item.path)\">\(item.rawValue)</a>" : "<a href=\"\(item.path)\">\(item.rawValue)</a>"
         }
@@ -35,7 +36,7 @@ struct DashboardPages {
             <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
             <title>\(title) · JobRouter</title><link rel="stylesheet" href="/assets/app.css"></head>
             <body><header><strong>JobRouter</strong><nav>\(links)</nav></header>
-            <main><h1>\(title)</h1>\(notice)\(body)</main>
+            <main\(live ? " data-refresh" : "")><h1>\(title)</h1>\(notice)\(body)</main>
             <script src="/assets/app.js"></script></body></html>
             """
     }
@@ -70,7 +71,9 @@ struct DashboardPages {
         return layout(.overview, title: "Overview", """
             \(cards)
             <h2>Jobs per minute, last hour <span class="muted">(processed, failed in red)</span></h2>
-            \(chart(throughput))
+            \(chart(throughput, bucket: 1))
+            <h2>Jobs per 15 minutes, last 24 hours</h2>
+            \(chart(day, bucket: 15))
             <h2>Queues</h2>
             \(queueTable(statistics, throughput: throughput, now: now))
             """)
@@ -87,13 +90,15 @@ struct DashboardPages {
         return total
     }
 
-    /// Bars per minute as inline SVG (no script, no external chart library).
-    func chart(_ series: ThroughputSeries) -> HTML {
-        let perMinute = series.minutes.map { minute -> ThroughputSeries.Counts in
+    /// Bars of `bucket` minutes each as inline SVG (no script, no external chart library).
+    func chart(_ series: ThroughputSeries, bucket: Int) -> HTML {
+        let perMinute = stride(from: 0, to: series.minutes.count, by: max(1, bucket)).map { start -> ThroughputSeries.Counts in
             var counts = ThroughputSeries.Counts()
-            for minutes in series.queues.values {
-                counts.processed += minutes[minute]?.processed ?? 0
-                counts.failed += minutes[minute]?.failed ?? 0
+            for minute in series.minutes[start..<min(start + max(1, bucket), series.minutes.count)] {
+                for minutes in series.queues.values {
+                    counts.processed += minutes[minute]?.processed ?? 0
+                    counts.failed += minutes[minute]?.failed ?? 0
+                }
             }
             return counts
         }
@@ -178,7 +183,7 @@ struct DashboardPages {
         let runningTable: HTML = jobs.isEmpty ? "<p class=\"muted\">No job is running.</p>" : """
             <table><tr><th>job</th><th>type</th><th>queue</th><th class="n">attempt</th><th>worker</th></tr>\(jobs)</table>
             """
-        return layout(.workers, title: "Workers", "\(body)<h2>Running now</h2>\(runningTable)")
+        return layout(.workers, title: "Workers", live: true, "\(body)<h2>Running now</h2>\(runningTable)")
     }
 
     // MARK: Scheduled
