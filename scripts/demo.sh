@@ -4,7 +4,8 @@
 # JOBROUTER_SMTP_URL is set), builds, migrates the ledger's schema, enqueues jobs of several
 # types and priorities, runs the groups from queues.toml, shows the mails the sink received, and
 # checks that every high-priority email was sent before any low one; ends with the ledger
-# (history of one mail, stats) and a few lines of the worker's /metrics.
+# (history of one mail, stats), a few lines of the worker's /metrics and the web dashboard's
+# live figures (DEMO_WEB=1 keeps the dashboard and the servers up until Ctrl-C).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -99,3 +100,17 @@ MAIL_ID=$("$BIN" history --type email --queue emails:high --limit 1 --json | /us
 
 log "what Prometheus scraped from the worker (work --http 127.0.0.1:$HTTP_PORT) just before it stopped: /readyz said $READY"
 grep -E '^jobrouter_(jobs_total|smtp_messages_total|queue_depth|dead_jobs|ledger_backlog)|^process_resident' "$run_dir/metrics.txt" | head -20
+
+WEB_PORT=$(free_port)
+"$BIN" web --listen "127.0.0.1:$WEB_PORT" --log-level warning >"$run_dir/web.log" 2>&1 &
+WEB=$!
+trap 'stop_redis; stop_smtp_sink; stop_postgres; [ -n "${WORKER:-}" ] && kill "$WORKER" 2>/dev/null; kill "$WEB" 2>/dev/null || true' EXIT
+wait_for_port "$WEB_PORT"
+log "the web dashboard (jobrouter web) on http://127.0.0.1:$WEB_PORT: its live figures"
+curl -s "http://127.0.0.1:$WEB_PORT/api/overview"; echo
+if [ "${DEMO_WEB:-}" = 1 ]; then
+  log "DEMO_WEB=1: the dashboard stays up on http://127.0.0.1:$WEB_PORT (and Redis, PostgreSQL with it) until Ctrl-C"
+  wait "$WEB" || true
+else
+  echo "(DEMO_WEB=1 bash scripts/demo.sh keeps it up to click through)"
+fi
