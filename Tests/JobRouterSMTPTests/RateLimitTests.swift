@@ -89,7 +89,10 @@ struct RateLimitTests {
             return record["at"]?.intValue.map(Double.init)
         }
         #expect(times.count == 60)
-        #expect(busiestWindow(times, width: 1) <= 11, "busiest second: \(busiestWindow(times, width: 1))")
+        // Permits go at 10/s plus a burst of 1, so 11 sends start in any one second; these are
+        // arrival times at the sink, and one send slowed by a loaded machine can land beside the
+        // next one on time: one more is jitter, two more would be a broken limit.
+        #expect(busiestWindow(times, width: 1) <= 12, "busiest second: \(busiestWindow(times, width: 1))")
         let span = (times.max() ?? 0) - (times.min() ?? 0)
         // 60 mails at 10/s, one at a time: about 5.9 s from the first to the last.
         #expect(span >= 5.0 && span <= 7.5, "took \(span) s")

@@ -30,6 +30,7 @@ struct DashboardTests {
                 default_priority = "low"
                 [groups.g]
                 queues = ["\(prefix):high", "\(prefix):low"]
+                concurrency = 8
                 """, providers: HandlerRegistry().providers)
             driver = try RedisQueueDriver(configuration: configuration)
         }
