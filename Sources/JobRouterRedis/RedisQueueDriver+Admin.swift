@@ -49,6 +49,15 @@ public struct ScheduledJob: Sendable, Equatable {
     public var dueMilliseconds: Int64
 }
 
+/// A job found waiting: in a queue at `position` from the head, or scheduled (`dueMilliseconds`).
+public struct WaitingJob: Sendable, Equatable {
+    public var queue: String
+    public var position: Int?
+    public var dueMilliseconds: Int64?
+    /// The entry as stored.
+    public var entry: String
+}
+
 /// A job a worker runs now.
 public struct RunningJob: Sendable, Equatable {
     /// Its claim.
@@ -234,6 +243,20 @@ extension RedisQueueDriver {
             index += 2
         }
         return jobs
+    }
+
+    /// Where a waiting job is: in one of `queues` (at which position from the head) or in the
+    /// schedule (due when), looking at most at the first `limit` entries of each; `nil` when not
+    /// found there.
+    public func locateWaiting(id: String, queues: [String], limit: Int = 10_000) async throws -> WaitingJob? {
+        let arguments = [Array(namespace.utf8), Array(id.utf8), Array(String(limit).utf8)]
+        let reply = try await commands.run { connection throws(RedisError) in
+            try connection.evaluate(RedisScripts.locate, keys: queues, arguments: arguments)
+        }
+        let parts = reply.textValues
+        guard parts.count == 4, let number = Int64(parts[2].split(separator: ".").first ?? "") else { return nil }
+        return parts[0] == "queue" ? WaitingJob(queue: parts[1], position: Int(number), dueMilliseconds: nil, entry: parts[3])
+            : WaitingJob(queue: parts[1], position: nil, dueMilliseconds: number, entry: parts[3])
     }
 
     /// Runs commands in one round trip on the driver's connection (for read-only views).

@@ -582,6 +582,31 @@ enum RedisScripts {
         return 0
         """)
 
+    /// Finds a job waiting in a queue or in the schedule by its id, looking at most at the first
+    /// ARGV[3] entries of each (bounded: this blocks the server while it looks). KEYS: the
+    /// queues; ARGV: ns, id, limit. Returns {'queue', queue, position, entry} or
+    /// {'scheduled', queue, due ms, entry}, or {} when not found there.
+    static let locate = script("locate", """
+        local needle = '"id":' .. cjson.encode(ARGV[2])
+        local limit = tonumber(ARGV[3])
+        for _, queue in ipairs(KEYS) do
+          local ok, entries = pcall(redis.call, 'LRANGE', queue, 0, limit - 1)
+          if ok then
+            for position, entry in ipairs(entries) do
+              if string.find(entry, needle, 1, true) then return {'queue', queue, tostring(position - 1), entry} end
+            end
+          end
+        end
+        local members = redis.call('ZRANGE', ns .. ':scheduled', 0, limit - 1, 'WITHSCORES')
+        for i = 1, #members, 2 do
+          if string.find(members[i], needle, 1, true) then
+            local cut = string.find(members[i], '\\n', 1, true)
+            if cut then return {'scheduled', string.sub(members[i], 1, cut - 1), members[i + 1], string.sub(members[i], cut + 1)} end
+          end
+        end
+        return {}
+        """)
+
     /// Deletes one dead record. ARGV: ns, key. Returns 1, or 0 when there was none.
     static let forgetDead = script("forget-dead", """
         if redis.call('ZREM', ns .. ':dead', ARGV[2]) == 0 then return 0 end

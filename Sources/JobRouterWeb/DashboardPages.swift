@@ -54,7 +54,8 @@ struct DashboardPages {
 
     func overview(_ statistics: QueueStatistics, throughput: ThroughputSeries, day: ThroughputSeries, now: Date) -> HTML {
         let hour = totals(throughput)
-        let today = totals(day)
+        let midnight = ThroughputCount.minute(of: now) / 1440 * 1440
+        let today = totals(day, from: midnight)
         let waiting = statistics.queues.map(\.depth).reduce(0, +)
         let cards: HTML = """
             <div class="cards">
@@ -64,8 +65,8 @@ struct DashboardPages {
             <div class="card"><b data-live="dead">\(statistics.queues.map(\.dead).reduce(0, +))</b><span>dead</span></div>
             <div class="card"><b data-live="processed_hour">\(hour.processed)</b><span>processed, last hour</span></div>
             <div class="card"><b data-live="failed_hour" class="bad">\(hour.failed)</b><span>failed, last hour</span></div>
-            <div class="card"><b>\(today.processed)</b><span>processed, 24 h</span></div>
-            <div class="card"><b class="bad">\(today.failed)</b><span>failed, 24 h</span></div>
+            <div class="card"><b>\(today.processed)</b><span>processed today (UTC)</span></div>
+            <div class="card"><b class="bad">\(today.failed)</b><span>failed today (UTC)</span></div>
             </div>
             """
         return layout(.overview, title: "Overview", """
@@ -79,10 +80,11 @@ struct DashboardPages {
             """)
     }
 
-    func totals(_ series: ThroughputSeries) -> ThroughputSeries.Counts {
+    /// Jobs processed and failed in `series` (from minute `from` on, minutes since the epoch).
+    func totals(_ series: ThroughputSeries, from: Int = 0) -> ThroughputSeries.Counts {
         var total = ThroughputSeries.Counts()
         for minutes in series.queues.values {
-            for counts in minutes.values {
+            for (minute, counts) in minutes where minute >= from {
                 total.processed += counts.processed
                 total.failed += counts.failed
             }
@@ -173,15 +175,22 @@ struct DashboardPages {
         let body: HTML = rows.isEmpty ? "<p class=\"muted\">No worker process is heartbeating.</p>" : """
             <table><tr><th>worker</th><th class="n">pid</th><th>groups</th><th>started</th><th class="n">running</th><th class="n">heartbeat</th></tr>\(rows)</table>
             """
+        // When each claim was taken, from its worker's last heartbeat (a claim newer than that shows "-").
+        var claimedAt: [String: Date] = [:]
+        for worker in statistics.workers {
+            guard case .object(let claims)? = worker.description?["claimed_at"] else { continue }
+            for (token, value) in claims { if let date = value.stringValue.flatMap(Timestamp.parse) { claimedAt[token] = date } }
+        }
         let jobs = running.map { job -> HTML in
             let entry = try? JSONValue.parse(Data(job.entry.utf8))
+            let runningFor = claimedAt[job.token].map { Self.age(.saturating(seconds: max(0, now.timeIntervalSince($0)))) }
             return """
                 <tr><td><a href="/jobs/\(HTML.pathSegment(job.id))">\(job.id)</a></td><td>\(entry?["type"]?.stringValue)</td><td>\(job.queue)</td>\
-                <td class="n">\(entry?["attempt"]?.intValue.map(String.init))</td><td>\(job.worker)</td></tr>
+                <td class="n">\(entry?["attempt"]?.intValue.map(String.init))</td><td class="n">\(runningFor)</td><td>\(job.worker)</td></tr>
                 """
         }
         let runningTable: HTML = jobs.isEmpty ? "<p class=\"muted\">No job is running.</p>" : """
-            <table><tr><th>job</th><th>type</th><th>queue</th><th class="n">attempt</th><th>worker</th></tr>\(jobs)</table>
+            <table><tr><th>job</th><th>type</th><th>queue</th><th class="n">attempt</th><th class="n">running for</th><th>worker</th></tr>\(jobs)</table>
             """
         return layout(.workers, title: "Workers", live: true, "\(body)<h2>Running now</h2>\(runningTable)")
     }
@@ -212,9 +221,18 @@ struct DashboardPages {
 
     // MARK: Job
 
-    func job(_ id: String, dead: StoredDeadLetter?, running: RunningJob?, attempts: [JobAttempt]?) -> HTML {
-        var whereNow: HTML = "Not dead and not running: waiting in a queue or in the schedule, or finished."
+    func job(_ id: String, dead: StoredDeadLetter?, running: RunningJob?, waiting: WaitingJob?, searched: Int, attempts: [JobAttempt]?) -> HTML {
+        var whereNow: HTML = "Not dead, not running, and not among the first \(searched) entries of any queue or of the schedule: finished, or waiting further back."
         var entry: String?
+        if let waiting {
+            if let position = waiting.position {
+                whereNow = "Waiting in \(waiting.queue), \(position) job(s) ahead of it."
+            } else {
+                let due = Timestamp.format(Date(timeIntervalSince1970: Double(waiting.dueMilliseconds ?? 0) / 1000))
+                whereNow = "Scheduled: due \(due), then to \(waiting.queue). <a href=\"/scheduled\">Run it now or delete it</a>."
+            }
+            entry = waiting.entry
+        }
         if let dead {
             whereNow = "Dead: \(dead.reason ?? "-"). <a href=\"/dead/\(HTML.pathSegment(dead.id))\">Retry or delete it</a>."
             entry = dead.raw

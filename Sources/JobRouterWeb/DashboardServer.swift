@@ -49,6 +49,8 @@ public struct DashboardServer: Service {
     static let queuePageSize = 50
     /// Most running jobs the workers page lists.
     static let runningLimit = 500
+    /// How far into each queue and the schedule a job page looks (one bounded script).
+    static let locateLimit = 10_000
 
     public func run() async throws {
         let onListening = onListening
@@ -155,8 +157,10 @@ public struct DashboardServer: Service {
             let id = context.parameters.get("id") ?? ""
             async let dead = driver.deadLetter(id: id)
             async let running = driver.runningJobs(limit: Self.runningLimit)
+            async let waiting = driver.locateWaiting(id: id, queues: queues, limit: Self.locateLimit)
             let attempts = try await history?.attempts(of: id)
-            return Self.page(pages.job(id, dead: try await dead, running: try await running.first { $0.id == id }, attempts: attempts))
+            return Self.page(pages.job(id, dead: try await dead, running: try await running.first { $0.id == id },
+                                       waiting: try await waiting, searched: Self.locateLimit, attempts: attempts))
         }
 
         router.get("/history") { request, _ -> Response in

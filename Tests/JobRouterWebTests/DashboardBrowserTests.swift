@@ -73,13 +73,13 @@ struct DashboardBrowserTests {
         }
     }
 
-    static func eventually(timeout: Duration = .seconds(15), _ condition: () -> Bool) async -> Bool {
+    static func eventually(timeout: Duration = .seconds(15), _ condition: () async -> Bool) async -> Bool {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
-            if condition() { return true }
+            if await condition() { return true }
             try? await Task.sleep(for: .milliseconds(50))
         }
-        return condition()
+        return await condition()
     }
 }
 

@@ -236,4 +236,40 @@ struct DashboardTests {
             #expect(job.body.contains("succeeded") && job.body.contains("failed"), "\(job.body)")
         }
     }
+
+    @Test func aJobPageFindsAWaitingOrScheduledJobAndWorkersShowHowLongJobsRun() async throws {
+        let setup = try Setup(handler: "swift")
+        let client = JobRouterClient(configuration: setup.configuration, driver: setup.driver)
+        let waiting = try await client.enqueue([JobRequest(type: "mail", payload: .integer(1)), JobRequest(type: "mail", payload: .integer(2))])
+        let later = try await client.enqueue([JobRequest(type: "mail", payload: .integer(3))], after: .seconds(3600))
+        try await setup.withServer { base in
+            let second = try await Self.request(base + "/jobs/\(waiting[1].id.rawValue)")
+            #expect(second.body.contains("Waiting in \(setup.prefix):low, 1 job(s) ahead of it."), "\(second.body)")
+            let scheduled = try await Self.request(base + "/jobs/\(later[0].id.rawValue)")
+            #expect(scheduled.body.contains("Scheduled: due ") && scheduled.body.contains("then to \(setup.prefix):low"), "\(scheduled.body)")
+            let unknown = try await Self.request(base + "/jobs/no-such-job")
+            #expect(unknown.status == 200 && unknown.body.contains("not among the first 10000"), "\(unknown.body)")
+
+            // A job held by a running handler: the workers page lists it with how long it has run.
+            let release = Observations<Bool>()
+            var handlers = HandlerRegistry()
+            handlers.register(type: "mail") { _, _ in
+                while release.all.isEmpty { try await Task.sleep(for: .milliseconds(20)) }
+            }
+            var logger = Logger(label: "test")
+            logger.logLevel = .critical
+            let worker = try JobRouterWorker(configuration: setup.configuration, driver: setup.driver, handlers: handlers,
+                                             logger: logger, recorders: [])
+            let running = Task { await worker.run() }
+            defer { release.append(true); worker.shutdown(); running.cancel() }
+            // Heartbeats carry when each claim was taken; wait for one that lists both jobs.
+            let listed = await DashboardBrowserTests.eventually(timeout: .seconds(20)) {
+                let page = (try? await Self.request(base + "/workers"))?.body ?? ""
+                return page.contains(waiting[0].id.rawValue) && page.contains(waiting[1].id.rawValue) && page.contains("s</td><td>")
+            }
+            let page = try await Self.request(base + "/workers")
+            #expect(listed, "\(page.body)")
+            #expect(page.body.contains("running for"))
+        }
+    }
 }

@@ -92,6 +92,8 @@ public struct WorkerDescription: Sendable, Equatable {
     public var brokenQueues: [String: String] = [:]
     /// Jobs each of its groups runs now.
     public var busy: [String: Int] = [:]
+    /// When each claim it holds was taken, by claim token (for "running for" in the dashboard).
+    public var claimedAt: [String: Date] = [:]
 
     /// Makes a description.
     public init(id: String, groups: [String], inFlight: Int, startedAt: Date) {
@@ -118,6 +120,7 @@ public struct WorkerDescription: Sendable, Equatable {
             "started_at": .string(Timestamp.format(startedAt)), "stuck_handlers": .integer(Int64(stuckHandlers)),
             "broken_queues": .object(brokenQueues.mapValues(JSONValue.string)),
             "busy": .object(busy.mapValues { .integer(Int64($0)) }),
+            "claimed_at": .object(claimedAt.mapValues { .string(Timestamp.format($0)) }),
         ]).jsonText
     }
 }

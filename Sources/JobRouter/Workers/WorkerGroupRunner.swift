@@ -136,7 +136,8 @@ struct WorkerGroupRunner: Sendable {
                 }
                 if entries.isEmpty, let gate { try? await gate.limiter.refund(gate.key, rate: gate.rate) }
                 slots.release(free - entries.count)
-                for entry in entries { claims.add(entry.token) }
+                let claimedAt = Date()
+                for entry in entries { claims.add(entry.token, at: claimedAt) }
                 if shutdown.phase != .running {
                     // Claimed after the signal: back to the head, untouched.
                     await requeue(entries, as: entries.map(\.raw))
@@ -397,14 +398,16 @@ extension WorkerGroupRunner {
     }
 }
 
-/// The tokens of the claims a group holds, whose leases its heartbeats extend.
+/// The tokens of the claims a group holds, whose leases its heartbeats extend, with when each
+/// was taken.
 final class ClaimRegistry: Sendable {
-    private let tokens = Mutex<Set<String>>([])
+    private let tokens = Mutex<[String: Date]>([:])
 
-    func add(_ token: String) { _ = tokens.withLock { $0.insert(token) } }
-    func remove(_ token: String) { _ = tokens.withLock { $0.remove(token) } }
-    var all: [String] { tokens.withLock { Array($0) } }
+    func add(_ token: String, at date: Date = Date()) { tokens.withLock { $0[token] = date } }
+    func remove(_ token: String) { _ = tokens.withLock { $0.removeValue(forKey: token) } }
+    var all: [String] { tokens.withLock { Array($0.keys) } }
     var count: Int { tokens.withLock { $0.count } }
+    var claimedAt: [String: Date] { tokens.withLock { $0 } }
 }
 
 /// Queues a group cannot read now, with why.
