@@ -296,7 +296,10 @@ struct WebMiddleware<Context: RequestContext>: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let path = request.uri.path
         var response: Response
-        if access.requiresLogin, path != "/login", !path.hasPrefix("/assets/"),
+        if !access.acceptsHost(request.head.authority) {
+            response = Response(status: .misdirectedRequest, headers: [.contentType: "text/plain; charset=utf-8"],
+                                body: ResponseBody(byteBuffer: ByteBuffer(string: "this dashboard answers to 127.0.0.1 and localhost only\n")))
+        } else if access.requiresLogin, path != "/login", !path.hasPrefix("/assets/"),
            !access.admits(authorization: request.headers[.authorization], cookie: request.headers[.cookie]) {
             response = path.hasPrefix("/api/") || request.method != .get
                 ? Response(status: .unauthorized) : Response(status: .seeOther, headers: [.location: "/login"])

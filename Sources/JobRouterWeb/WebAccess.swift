@@ -37,6 +37,21 @@ public final class WebAccess: Sendable {
         host == "localhost" || host == "::1" || host.hasPrefix("127.")
     }
 
+    /// Without a token, whether the request's `Host` names this machine's loopback: a page on
+    /// another site whose name was re-pointed at 127.0.0.1 (DNS rebinding) sends its own name and
+    /// is refused, so it cannot read the dashboard. With a token every request is signed in anyway.
+    func acceptsHost(_ host: String?) -> Bool {
+        guard token == nil else { return true }
+        guard let host else { return false }
+        var name = Substring(host)
+        if name.hasPrefix("[") {
+            name = name.dropFirst().prefix(while: { $0 != "]" })
+        } else if let colon = name.lastIndex(of: ":") {
+            name = name[..<colon]
+        }
+        return Self.isLoopback(String(name).lowercased())
+    }
+
     /// Whether a request with these credentials may see the dashboard.
     func admits(authorization: String?, cookie: String?) -> Bool {
         guard let token else { return true }

@@ -131,6 +131,9 @@ struct DashboardTests {
             let figures = try JSONValue.parse(Data(overview.body.utf8))
             #expect(figures["waiting"]?.intValue == 1 && figures["dead"]?.intValue == 1, "\(overview.body)")
             #expect(try await Self.request(base + "/queues/not-a-queue").status == 404)
+            // DNS rebinding: another site's name pointed at 127.0.0.1 is refused.
+            #expect(try await Self.request(base + "/", headers: ["Host: evil.example:80"]).status == 421)
+            #expect(try await Self.request(base + "/", headers: ["Host: localhost"]).status == 200)
         }
     }
 
