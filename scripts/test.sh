@@ -49,9 +49,11 @@ log "testing"
 if [ $# -gt 0 ]; then
   swift test --skip-build "$@"
 else
-  # Headless Chromium takes both cores for a while: the browser test runs on its own, after the
-  # rest, so it never slows the tests that bound how long something takes.
-  swift test --skip-build --skip DashboardBrowserTests
-  log "testing in a browser (headless Chromium)"
-  swift test --skip-build --filter DashboardBrowserTests
+  # Headless Chromium, and the suites that spawn many processes (curl per request, relays killed
+  # in a loop), take both cores for a while: they run after the rest, so they never slow the tests
+  # that bound how long something takes.
+  heavy="DashboardBrowserTests|DashboardTests|CLIOutboxTests"
+  swift test --skip-build --skip "$heavy"
+  log "testing the dashboard (in headless Chromium too) and the outbox through the binary"
+  swift test --skip-build --filter "$heavy"
 fi

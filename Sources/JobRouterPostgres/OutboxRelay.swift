@@ -97,7 +97,7 @@ public final class OutboxRelay: Sendable {
             do {
                 guard try await lead() else {
                     activeSaid = false
-                    try await Task.sleep(for: settings.poll)
+                    try await pause(settings.poll)
                     continue
                 }
                 if !activeSaid {
@@ -114,16 +114,18 @@ public final class OutboxRelay: Sendable {
                     logger.notice("outbox: relaying again after \(failures) failed attempt(s)")
                     failures = 0
                 }
-                guard !stopping.load(ordering: .relaxed) else { break }
-                _ = try await pool.withConnection { [poll = settings.poll] connection in
-                    try connection.waitForNotifications(timeout: poll)
+                // Until a commit notifies, or the poll is due; in slices, so finish() takes effect soon.
+                let due = ContinuousClock.now + settings.poll
+                while !stopping.load(ordering: .relaxed), ContinuousClock.now < due {
+                    let slice = min(Self.slice, due - ContinuousClock.now)
+                    let notified = try await pool.withConnection { connection in try connection.waitForNotifications(timeout: slice) }
+                    if !notified.isEmpty { break }
                 }
             } catch {
                 failures += 1
                 activeSaid = false
                 if failures == 1 { logger.warning("outbox: cannot relay (\(error)); rows wait in postgres, retrying") }
-                let backoff = min(Duration.seconds(10), .milliseconds(250) * (1 << min(failures - 1, 6)))
-                try? await Task.sleep(for: backoff)
+                try? await pause(min(Duration.seconds(10), .milliseconds(250) * (1 << min(failures - 1, 6))))
             }
         }
         let lockName = self.lockName
@@ -135,9 +137,20 @@ public final class OutboxRelay: Sendable {
         }
     }
 
-    /// Ends ``run()`` within about ``Settings/poll``.
+    /// Ends ``run()`` within about a quarter of a second.
     public func finish() {
         stopping.store(true, ordering: .relaxed)
+    }
+
+    /// How long ``run()`` waits at a time before it looks whether it should stop.
+    static let slice: Duration = .milliseconds(250)
+
+    /// Sleeps `duration` in slices, returning early once ``finish()`` was called.
+    private func pause(_ duration: Duration) async throws {
+        let end = ContinuousClock.now + duration
+        while !stopping.load(ordering: .relaxed), ContinuousClock.now < end {
+            try await Task.sleep(for: min(Self.slice, end - ContinuousClock.now))
+        }
     }
 
     /// Waits for the lock (up to `timeout`), then relays until the table holds no pending row;

@@ -49,13 +49,13 @@ struct CLIOutboxTests {
         // `work` with outbox = true relays a row committed while it runs, and runs the job.
         let log = FileManager.default.temporaryDirectory.appendingPathComponent("\(keys.prefix)/work.log")
         let worker = try WorkerProcess(config: config, log: log)
-        defer { worker.terminate() }
         _ = try await pool.withConnection { connection in try connection.query("SELECT \(schema).enqueue('ping', '{\"n\":3}', 'high')") }
         let ran = await eventually(timeout: .seconds(20)) {
             (try? await pool.withConnection {
                 try $0.query("SELECT count(*) AS n FROM \(schema).attempts WHERE outcome = 'succeeded' AND payload->>'n' = '3'")
             })?.value("n") == "1"
         }
+        await worker.stop()
         #expect(ran, "\((try? String(contentsOf: log, encoding: .utf8)) ?? "")")
     }
 
@@ -83,7 +83,7 @@ struct CLIOutboxTests {
             kills += 1
             let relay = try WorkerProcess(config: config, log: directory.appendingPathComponent("relay\(kills).log"), command: "relay")
             try await Task.sleep(for: .milliseconds(Int.random(in: 300...800)))
-            relay.kill9()
+            await relay.stop(SIGKILL)
         }
         for client in clients { try await client.value }
         let last = try await runCLI(["relay", "--once", "--config", config])

@@ -31,6 +31,19 @@ final class WorkerProcess: @unchecked Sendable {
         process.terminate()
         process.waitUntilExit()
     }
+
+    /// Sends `signal` and waits for the process to end on a thread of its own, not on the
+    /// cooperative pool (a graceful stop can take a second, and the pool has two threads).
+    func stop(_ signal: Int32 = SIGTERM) async {
+        let process = self.process
+        kill(process.processIdentifier, signal)
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            Thread {
+                process.waitUntilExit()
+                continuation.resume()
+            }.start()
+        }
+    }
 }
 
 /// Workers killed with SIGKILL lose nothing: their jobs run elsewhere once their leases expire.

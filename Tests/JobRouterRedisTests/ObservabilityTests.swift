@@ -315,7 +315,7 @@ struct ObservabilityTests {
                 static_configs:
                   - targets: ["127.0.0.1:\(port)"]
             """.write(to: directory.appendingPathComponent("prometheus.yml"), atomically: true, encoding: .utf8)
-        let webPort = Int.random(in: 20000...40000)
+        let webPort = PrivateRedis.freePort()
         let prometheus = Process()
         prometheus.executableURL = URL(fileURLWithPath: "/usr/bin/prometheus")
         prometheus.arguments = ["--config.file=\(directory.path)/prometheus.yml", "--storage.tsdb.path=\(directory.path)/tsdb",

@@ -15,7 +15,7 @@ final class PrivateRedis: @unchecked Sendable {
     init(appendOnly: Bool = false) throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("jobrouter-redis-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        port = Int.random(in: 20000...40000)
+        port = Self.freePort()
         extraArguments = appendOnly ? ["--appendonly", "yes", "--appendfsync", "always"] : ["--appendonly", "no"]
     }
 
@@ -25,6 +25,26 @@ final class PrivateRedis: @unchecked Sendable {
     }
 
     var url: String { "redis://127.0.0.1:\(port)/0" }
+
+    /// A port nothing listens on now: one below the kernel's ephemeral range (32768 and up, where
+    /// the suite's own connections take their local ports), that a bind accepts.
+    static func freePort() -> Int {
+        for _ in 0..<100 {
+            let candidate = Int.random(in: 20000...32000)
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            guard fd >= 0 else { continue }
+            defer { close(fd) }
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = in_port_t(UInt16(candidate).bigEndian)
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            let bound = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            if bound == 0 { return candidate }
+        }
+        return Int.random(in: 20000...32000)
+    }
 
     func start() async throws {
         let server = ProcessInfo.processInfo.environment["JOBROUTER_TEST_REDIS_SERVER"] ?? "/usr/bin/redis-server"
