@@ -123,7 +123,6 @@ public final class OutboxRelay: Sendable {
                 }
             } catch {
                 failures += 1
-                activeSaid = false
                 if failures == 1 { logger.warning("outbox: cannot relay (\(error)); rows wait in postgres, retrying") }
                 try? await pause(min(Duration.seconds(10), .milliseconds(250) * (1 << min(failures - 1, 6))))
             }

@@ -123,8 +123,9 @@ struct CLIOutboxTests {
         let driver = RedisQueueDriver(endpoint: try RedisEndpoint(url: redis.url), namespace: keys.namespace)
         var settings = OutboxRelay.Settings()
         settings.poll = .milliseconds(200)
-        var logger = Logger(label: "test")
-        logger.logLevel = .critical
+        let lines = Observations<String>()
+        var logger = Logger(label: "test") { _ in CapturingLogHandler(lines: lines) }
+        logger.logLevel = .info
         let relay = try OutboxRelay(configuration: configuration, driver: driver, logger: logger, settings: settings)
         let running = Task { await relay.run() }
         defer { relay.finish(); running.cancel() }
@@ -146,6 +147,27 @@ struct CLIOutboxTests {
         let queued = try await listContents(driver, keys.queue("default")).count
         let left = try await waiting() ?? "?"
         #expect(flowed, "outbox \(left) rows, queue \(queued)")
+        // The outage is logged once, and its end once; the relay said once that it relays.
+        let logged = lines.all
+        #expect(logged.filter { $0.contains("cannot relay") }.count == 1, "\(logged)")
+        #expect(logged.filter { $0.contains("relaying again") }.count == 1, "\(logged)")
+        #expect(logged.filter { $0.contains("this process relays") }.count == 1, "\(logged)")
         await redis.stop()
+    }
+}
+
+/// Keeps every log message, for tests that check what was said (and how often).
+struct CapturingLogHandler: LogHandler {
+    let lines: Observations<String>
+    var logLevel: Logger.Level = .trace
+    var metadata: Logger.Metadata = [:]
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        lines.append("\(event.level) \(event.message)")
     }
 }
