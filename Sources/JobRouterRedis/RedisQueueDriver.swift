@@ -61,13 +61,16 @@ public final class RedisQueueDriver: JobQueueDriver {
     /// How long a batch's progress marker is kept.
     static let batchProgressTTL: Duration = .seconds(7 * 24 * 3600)
 
-    public func push(_ jobs: [JobEnvelope], progress: BatchProgress?) async throws {
+    public func push(_ jobs: [JobEnvelope], progress: BatchProgress?, batch: String?) async throws {
         guard !jobs.isEmpty else { return }
         // One `push` script call per chunk of up to `entriesPerCommand` jobs, whichever queues they
         // go to: each job goes in with its wake-up token (and the batch's progress, the chunk's last
         // line), atomically; the calls are pipelined.
         let lines = progress?.lines ?? []
-        let progressKey = progress.map { "\(namespace):batch:\($0.batchID)" }
+        // The progress key comes before a callback batch's hash in KEYS, so it is named whenever
+        // there is a batch (nothing is written to it without progress lines).
+        let progressKey = progress.map { "\(namespace):batch:\($0.batchID)" } ?? batch.map { "\(namespace):batch:\($0)" }
+        let batchKeys = batch.map { [batchKey($0)] } ?? []
         let ttl = Array(String(Self.batchProgressTTL.inMilliseconds).utf8)
         var calls: [(keys: [String], arguments: [[UInt8]])] = []
         var offset = 0
@@ -78,7 +81,7 @@ public final class RedisQueueDriver: JobQueueDriver {
             arguments += chunk.queues.map { Array(String($0.entries.count).utf8) }
             arguments.reserveCapacity(arguments.count + chunk.count)
             for queue in chunk.queues { arguments += queue.entries }
-            calls.append((keys: chunk.queues.map(\.queue) + (progressKey.map { [$0] } ?? []), arguments: arguments))
+            calls.append((keys: chunk.queues.map(\.queue) + (progressKey.map { [$0] } ?? []) + batchKeys, arguments: arguments))
         }
         try await commands.run { [calls] connection throws(RedisError) in
             try connection.evaluatePipelined(RedisScripts.push, calls)
@@ -193,9 +196,15 @@ public final class RedisQueueDriver: JobQueueDriver {
     }
 
     public func deadLetter(_ record: DeadLetter, claim: ClaimedEntry?, maxDead: Int, attempt: AttemptRecord?) async throws -> SettleResult {
+        try await deadLetter(record, claim: claim, maxDead: maxDead, attempt: attempt, holding: nil)
+    }
+
+    public func deadLetter(_ record: DeadLetter, claim: ClaimedEntry?, maxDead: Int, attempt: AttemptRecord?,
+                           holding job: JobEnvelope?) async throws -> SettleResult {
+        let lock = job.flatMap { $0.unique?.until == .done ? uniqueKey($0) : nil } ?? ""
         let arguments = [ns, Array((claim?.token ?? "").utf8), Array(record.queue.utf8), Array(record.id.rawValue.utf8),
                          Array((record.type ?? "").utf8), Array(record.jsonText.utf8), [UInt8](record.raw),
-                         Array(String(maxDead).utf8)] + ledgerArguments(attempt)
+                         Array(String(maxDead).utf8)] + ledgerArguments(attempt) + [Array(lock.utf8), Array((job?.batch ?? "").utf8)]
         return try await commands.run { connection throws(RedisError) in
             let reply = try connection.evaluate(RedisScripts.deadLetter, keys: [], arguments: arguments).array(for: "dead-letter") ?? []
             guard let first = reply.first else {

@@ -37,7 +37,7 @@
 ///   seconds; expires 25 hours after its minute
 enum RedisScripts {
     /// Functions every script shares.
-    private static let prelude = """
+    static let prelude = """
         local ns = ARGV[1]
         local function now_ms()
           local t = redis.call('TIME')
@@ -173,7 +173,7 @@ enum RedisScripts {
 
     /// Ids for entries that came without one: ULID layout (10 characters of milliseconds, then 16
     /// from the claim's sequence number and position), so they sort by time like JobRouter's own.
-    private static let identify = """
+    static let identify = """
         local alphabet = '0123456789ABCDEFGHJKMNPQRSTVWXYZ'
         local function base32(value, width)
           local out = {}
@@ -221,13 +221,14 @@ enum RedisScripts {
 
         """
 
-    private static func script(_ name: String, _ body: String) -> RedisScript {
+    static func script(_ name: String, _ body: String) -> RedisScript {
         RedisScript(name: name, source: prelude + body)
     }
 
     /// Pushes entries to the tails of their queues with one wake-up token each, in one step: a
     /// chunk of a batch whose jobs go to several queues (interleaved priorities) is one call.
-    /// KEYS: the queues, then (optional) a batch's progress key; ARGV: ns, the batch's last input
+    /// KEYS: the queues, then (optional) a batch's progress key and (optional, after it) the hash of
+    /// a batch with a callback, whose counts grow by the jobs pushed; ARGV: ns, the batch's last input
     /// line in this call ('' for none), progress ttl ms, how many queues (n), n counts, then the
     /// entries grouped by queue in KEYS order (each group in input order). Recording progress in
     /// the same step makes a batch re-run exact.
@@ -245,6 +246,11 @@ enum RedisScripts {
           end
         end
         if KEYS[n + 1] and ARGV[2] ~= '' then redis.call('SET', KEYS[n + 1], ARGV[2], 'PX', tonumber(ARGV[3])) end
+        -- A batch with a callback: its jobs count as pending from the step that pushes them.
+        if KEYS[n + 2] then
+          redis.call('HINCRBY', KEYS[n + 2], 'total', at - 5 - n)
+          redis.call('HINCRBY', KEYS[n + 2], 'pending', at - 5 - n)
+        end
         return at - 5 - n
         """)
 
@@ -263,8 +269,12 @@ enum RedisScripts {
         local out = {}
         local taken = 0
         local seq = nil
+        -- Paused queues (`jobrouter pause`) are skipped, their wake-up tokens dropped.
+        local paused = redis.call('EXISTS', ns .. ':paused') == 1
         for _, queue in ipairs(KEYS) do
           if taken >= max then break end
+          local skip = paused and redis.call('SISMEMBER', ns .. ':paused', queue) == 1
+          if skip then redis.call('DEL', ns .. ':wake:' .. queue) else
           -- A key that is not a list must not end the script half-way (what it popped before would
           -- sit in flight with nobody to run it): it is reported, and the other queues go on.
           local popped, items = pcall(redis.call, 'LPOP', queue, max - taken)
@@ -313,6 +323,7 @@ enum RedisScripts {
             end
           end
           if taken < max then redis.call('DEL', ns .. ':wake:' .. queue) end
+          end
         end
         flush_attempts(tonumber(ARGV[8] or '0'))
         return out
@@ -390,9 +401,13 @@ enum RedisScripts {
     /// Keeps a job that cannot run. ARGV: ns, token ('' for none), queue, id, type ('' unknown),
     /// record, raw entry, max_dead, ledger bound, attempt record. Returns {1, key}, or {0 or 2}
     /// when the claim was gone.
-    static let deadLetter = script("dead-letter", """
+    /// ARGV[11] and ARGV[12] (optional): the unique lock the job holds and its batch ('' for none).
+    static let deadLetter = script("dead-letter", identify + batchPrelude + """
         if ARGV[2] ~= '' and not release(ARGV[2], ARGV[3]) then return {gone(ARGV[2])} end
-        local key = bury(ARGV[4], ARGV[3], ARGV[5], ARGV[6], ARGV[7], now_ms(), tonumber(ARGV[8]))
+        local now = now_ms()
+        local key = bury(ARGV[4], ARGV[3], ARGV[5], ARGV[6], ARGV[7], now, tonumber(ARGV[8]))
+        release_unique(ARGV[11] or '', ARGV[4])
+        if (ARGV[12] or '') ~= '' then batch_count(ARGV[12], ARGV[4], true, now) end
         log_attempt(ARGV[10] or '', tonumber(ARGV[9] or '0'))
         flush_attempts(tonumber(ARGV[9] or '0'))
         return {1, key}
@@ -489,7 +504,7 @@ enum RedisScripts {
     /// ARGV: ns, limit, max_dead, ledger bound (0: none), ledger keeps payloads ('1'/'0'): each job
     /// taken back is a `recovered` (or poison: `dead`) attempt record of the worker that lost it.
     /// Returns {{id, queue, …} recovered, {id, queue, …} poisoned}.
-    static let recover = script("recover", """
+    static let recover = script("recover", identify + batchPrelude + """
         local now = now_ms()
         local expired = redis.call('ZRANGEBYSCORE', ns .. ':leases', '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
         local recovered, poisoned = {}, {}
@@ -511,6 +526,7 @@ enum RedisScripts {
                 if type(job.attempt) == 'number' then dead.attempt = job.attempt end
               end
               bury(id, queue, kind, cjson.encode(dead), entry, now, tonumber(ARGV[3]))
+              entry_dies(entry, id, now)
               if bound > 0 then log_attempt(script_record(id, token, 'dead', queue, worker, entry, reason, now, keep), bound) end
               poisoned[#poisoned + 1] = id
               poisoned[#poisoned + 1] = queue

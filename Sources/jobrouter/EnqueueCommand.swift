@@ -37,6 +37,15 @@ struct EnqueueCommand: AsyncParsableCommand {
     @Option(name: .long, help: "With --batch: skip the input lines before this one (1-based).")
     var resumeFrom: Int?
 
+    @Option(name: .long, help: ArgumentHelp("With --batch: enqueue a job of this type once every job of the batch has succeeded or died; its payload has the counts and the dead ids.", valueName: "type"))
+    var onComplete: String?
+
+    @Option(name: .long, help: ArgumentHelp("With --on-complete: the callback's own payload (JSON), under \"payload\" in its payload.", valueName: "json"))
+    var onCompletePayload: String?
+
+    @Option(name: .long, help: ArgumentHelp("With --on-complete: the callback's priority.", valueName: "priority"))
+    var onCompletePriority: String?
+
     @Option(name: .customLong("in"), help: "Run it after this delay (\"30s\", \"5m\", \"2h\").")
     var delay: String?
 
@@ -52,6 +61,12 @@ struct EnqueueCommand: AsyncParsableCommand {
             throw ValidationError("--at: '\(at)' is not an ISO 8601 time such as 2026-11-22T10:00:00Z")
         }
         if batch == nil && (batchID != nil || resumeFrom != nil) { throw ValidationError("--batch-id and --resume-from go with --batch") }
+        if batch == nil && onComplete != nil { throw ValidationError("--on-complete goes with --batch") }
+        if onComplete == nil && (onCompletePayload != nil || onCompletePriority != nil) {
+            throw ValidationError("--on-complete-payload and --on-complete-priority go with --on-complete")
+        }
+        if onComplete != nil && (delay != nil || at != nil) { throw ValidationError("--on-complete does not go with --in or --at") }
+        if onComplete != nil && resumeFrom != nil { throw ValidationError("--on-complete does not go with --resume-from (use --batch-id: a re-run continues the same batch)") }
         if let resumeFrom, resumeFrom < 1 { throw ValidationError("--resume-from: lines are numbered from 1") }
         if let batchID, batchID.isEmpty || batchID.contains(where: { $0.isWhitespace || $0.isNewline }) {
             throw ValidationError("--batch-id: give a name without spaces")
@@ -77,11 +92,30 @@ struct EnqueueCommand: AsyncParsableCommand {
                     startLine = max(startLine, done + 1)
                     FileHandle.standardError.write(Data("batch \(batchID): lines through \(done) are enqueued already; continuing at line \(done + 1)\n".utf8))
                 }
-                try await BatchEnqueue(client: client, source: batch, timing: timing, batchID: batchID, startLine: startLine).run()
+                var callbackBatch: String?
+                if let onComplete {
+                    var payload = JSONValue.null
+                    if let onCompletePayload {
+                        guard let parsed = try? JSONValue.parse(Data(onCompletePayload.utf8)) else {
+                            throw CommandFailure("--on-complete-payload: not valid JSON")
+                        }
+                        payload = parsed
+                    }
+                    // With --batch-id the batch keeps that name, so a re-run continues the same one.
+                    callbackBatch = try await client.openBatch(batchID, onComplete: JobRequest(type: onComplete, priority: onCompletePriority, payload: payload))
+                }
+                try await BatchEnqueue(client: client, source: batch, timing: timing, batchID: batchID, startLine: startLine,
+                                       callbackBatch: callbackBatch).run()
+                if let callbackBatch {
+                    let fired = try await client.sealBatch(callbackBatch)
+                    print("batch \(callbackBatch)")
+                    if let fired { FileHandle.standardError.write(Data("batch \(callbackBatch): every job had finished already; callback \(fired) enqueued\n".utf8)) }
+                }
             } else if let type {
                 let request = JobRequest(type: type, priority: priority, payload: try readPayload())
-                let job = try await timing.enqueue([request], with: client)[0]
-                print("\(job.id) \(job.queue)")
+                let result = try await timing.enqueue([request], with: client)[0]
+                // A unique type's lock was held: the existing job's id, and exit 0.
+                print("\(result.id) \(result.job.queue)" + (result.isDuplicate ? " duplicate" : ""))
             }
         }
     }
@@ -124,11 +158,12 @@ enum EnqueueTiming {
     case after(Duration)
     case at(Date)
 
-    func enqueue(_ requests: [JobRequest], with client: JobRouterClient, progress: BatchProgress? = nil) async throws -> [JobEnvelope] {
+    func enqueue(_ requests: [JobRequest], with client: JobRouterClient, progress: BatchProgress? = nil,
+                 batch: String? = nil) async throws -> [EnqueueResult] {
         switch self {
-        case .now: return try await client.enqueue(requests, progress: progress)
-        case .after(let delay): return try await client.enqueue(requests, after: delay)
-        case .at(let date): return try await client.enqueue(requests, at: date)
+        case .now: return try await client.submit(requests, progress: progress, batch: batch)
+        case .after(let delay): return try await client.submit(requests, after: delay)
+        case .at(let date): return try await client.submit(requests, at: date)
         }
     }
 }
@@ -141,6 +176,8 @@ struct BatchEnqueue {
     var batchID: String?
     /// The first input line to read.
     var startLine = 1
+    /// The batch (opened with a callback) the jobs count toward.
+    var callbackBatch: String?
 
     static let chunkSize = 5000
 
@@ -178,13 +215,16 @@ struct BatchEnqueue {
         var inFlightLine: Int?
 
         // Parsing the next chunk overlaps pushing the previous one: at most one push is in flight.
-        let (client, timing, batchID) = (self.client, self.timing, self.batchID)
+        let (client, timing, batchID, callbackBatch) = (self.client, self.timing, self.batchID, self.callbackBatch)
+        var duplicates = 0
         do {
-        try await withThrowingTaskGroup(of: (jobs: [JobEnvelope], lastLine: Int).self) { pushes in
+        try await withThrowingTaskGroup(of: (jobs: [EnqueueResult], lastLine: Int).self) { pushes in
             var pushing = false
-            func account(_ pushed: (jobs: [JobEnvelope], lastLine: Int)) {
-                for job in pushed.jobs { perQueue[job.queue, default: 0] += 1 }
-                enqueued += pushed.jobs.count
+            func account(_ pushed: (jobs: [EnqueueResult], lastLine: Int)) {
+                for result in pushed.jobs where !result.isDuplicate { perQueue[result.job.queue, default: 0] += 1 }
+                let duplicated = pushed.jobs.filter(\.isDuplicate).count
+                duplicates += duplicated
+                enqueued += pushed.jobs.count - duplicated
                 confirmedLine = pushed.lastLine
                 inFlightLine = nil
                 progress.update(lines: lineNumber, bytes: bytesRead)
@@ -196,7 +236,7 @@ struct BatchEnqueue {
                 let lines = pendingLines
                 let lastLine = lineNumber
                 let marker = batchID.map { BatchProgress(batchID: $0, lines: lines) }
-                pushes.addTask { (try await timing.enqueue(requests, with: client, progress: marker), lastLine) }
+                pushes.addTask { (try await timing.enqueue(requests, with: client, progress: marker, batch: callbackBatch), lastLine) }
                 inFlightLine = lastLine
                 pushing = true
                 pending.removeAll(keepingCapacity: true)
@@ -252,6 +292,7 @@ struct BatchEnqueue {
         let queues = perQueue.keys.sorted().map { "\($0) \(perQueue[$0] ?? 0)" }.joined(separator: ", ")
         var summary = "enqueued \(enqueued) job(s) in \(String(format: "%.2f", seconds))s (\(Int(Double(enqueued) / seconds)) jobs/s)"
         if !queues.isEmpty { summary += ": \(queues)" }
+        if duplicates > 0 { summary += "; \(duplicates) duplicate(s) of unique jobs not enqueued" }
         if rejected > 0 { summary += "; \(rejected) line(s) rejected" }
         FileHandle.standardError.write(Data((summary + "\n").utf8))
         if rejected > 0 { throw ExitCode.failure }

@@ -8,7 +8,8 @@ struct JobRouterCommand: AsyncParsableCommand {
         abstract: "Route background jobs by type and priority through Redis, and run worker groups.",
         discussion: "The shared flags (--config, --log-level) may come before or after the subcommand.",
         subcommands: [CheckCommand.self, EnqueueCommand.self, WorkCommand.self, StatusCommand.self, DeadCommand.self, MigrateCommand.self,
-                      HistoryCommand.self, StatsCommand.self, SystemdCommand.self, RelayCommand.self, WebCommand.self]
+                      HistoryCommand.self, StatsCommand.self, SystemdCommand.self, RelayCommand.self, WebCommand.self,
+                      SchedulesCommand.self, BatchesCommand.self, PauseCommand.self, ResumeCommand.self]
     )
 
     static func main() async {

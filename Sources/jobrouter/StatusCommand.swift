@@ -67,8 +67,10 @@ struct StatusCommand: AsyncParsableCommand {
         }
         let now = Date()
         let throughput = try await driver.throughput(minutes: minutes, now: now)
-        return StatusReport(configuration: configuration, server: driver.endpoint.description,
-                            statistics: statistics, now: now, ledger: ledger, outbox: outbox, throughput: throughput)
+        var report = StatusReport(configuration: configuration, server: driver.endpoint.description,
+                                  statistics: statistics, now: now, ledger: ledger, outbox: outbox, throughput: throughput)
+        report.paused = try await driver.pausedQueues()
+        return report
     }
 }
 
@@ -159,6 +161,8 @@ struct StatusReport {
     var ledger: LedgerStatus?
     var outbox: OutboxStatus?
     var throughput: ThroughputSeries?
+    /// Queues paused with `jobrouter pause`.
+    var paused: Set<String> = []
 
     func render(json: Bool) -> String { json ? self.json : table }
 
@@ -167,15 +171,23 @@ struct StatusReport {
         throughput?.lastMinute(queue: queue, now: now)
     }
 
-    /// Jobs each group runs now, over its capacity (concurrency × live workers running it).
+    /// Jobs each group runs now, over its capacity (the concurrency of each live worker running it,
+    /// as it reports it: autoscaled groups change theirs).
     private func load(_ group: WorkerGroupConfiguration) -> (busy: Int, capacity: Int) {
-        var busy = 0, workers = 0
+        var busy = 0, workers = 0, capacity = 0
         for worker in liveWorkers {
             guard case .array(let names)? = worker.description?["groups"], names.contains(.string(group.name)) else { continue }
             workers += 1
             busy += worker.description?["busy"]?[group.name]?.intValue ?? 0
+            capacity += worker.description?["concurrency"]?[group.name]?.intValue ?? group.concurrency
         }
-        return (busy, workers * group.concurrency)
+        return (busy, capacity)
+    }
+
+    /// `8`, or for an autoscaled group `2-64 auto`.
+    private func concurrency(_ group: WorkerGroupConfiguration) -> String {
+        guard let scaling = group.scaling else { return String(group.concurrency) }
+        return "\(scaling.min)-\(scaling.max) auto"
     }
 
     private var groups: [WorkerGroupConfiguration] {
@@ -204,13 +216,16 @@ struct StatusReport {
                 fields["failed_last_minute"] = .integer(Int64(rate.failed))
             }
             fields["broken"] = queue.broken.map(JSONValue.string) ?? .null
+            fields["paused"] = .bool(paused.contains(queue.name))
             return .object(fields)
         }
         let groupValues: [JSONValue] = groups.map { group in
             let load = load(group)
             return .object(["name": .string(group.name), "queues": .array(group.queues.map(JSONValue.string)),
                             "concurrency": .integer(Int64(group.concurrency)), "busy": .integer(Int64(load.busy)),
-                            "capacity": .integer(Int64(load.capacity))])
+                            "capacity": .integer(Int64(load.capacity)),
+                            "autoscale": group.scaling.map { .object(["min": .integer(Int64($0.min)), "max": .integer(Int64($0.max)),
+                                                                      "target_wait_ms": .integer($0.targetWait.inMilliseconds)]) } ?? .null])
         }
         let workers: [JSONValue] = liveWorkers.map { worker in
             var fields: [String: JSONValue] = ["id": .string(worker.id), "last_heartbeat": .string(Timestamp.format(worker.lastHeartbeat))]
@@ -253,7 +268,8 @@ struct StatusReport {
             let rate = rate(queue.name)
             let done: String = rate.map { String($0.processed) } ?? "-"
             let failed: String = rate.map { String($0.failed) } ?? "-"
-            let depth: String = queue.broken == nil ? String(queue.depth) : "BROKEN"
+            var depth: String = queue.broken == nil ? String(queue.depth) : "BROKEN"
+            if paused.contains(queue.name) { depth += " PAUSED" }
             let oldest: String = queue.oldestAge.map(Self.age) ?? "-"
             let readBy: String = readers(of: queue.name).joined(separator: ", ").nonEmpty ?? "(no group)"
             return [LogEscaping.escape(queue.name), depth, oldest, String(queue.inFlight), String(queue.scheduled), String(queue.dead),
@@ -271,7 +287,7 @@ struct StatusReport {
         lines.append("")
         let groupRows = groups.map { group -> [String] in
             let load = load(group)
-            return [group.name, load.capacity == 0 ? "-" : "\(load.busy)/\(load.capacity)", String(group.concurrency), DurationParser.format(group.lease),
+            return [group.name, load.capacity == 0 ? "-" : "\(load.busy)/\(load.capacity)", concurrency(group), DurationParser.format(group.lease),
                     group.queues.joined(separator: " > ")]
         }
         lines += Self.table(header: ["GROUP", "BUSY", "CONCURRENCY", "LEASE", "QUEUES"], rows: groupRows, rightAligned: [1, 2])

@@ -116,7 +116,7 @@ struct TOMLReader {
     }
 
     func configuration(from root: TOMLTable) throws -> RouterConfiguration {
-        try checkKeys(root, path: [], allowed: ["default_queue", "max_dead", "max_payload", "redis", "postgres", "http", "web", "types", "groups", "smtp", "templates"])
+        try checkKeys(root, path: [], allowed: ["default_queue", "max_dead", "max_payload", "redis", "postgres", "http", "web", "types", "groups", "smtp", "templates", "schedules"])
         var configuration = RouterConfiguration()
         if let value = root["default_queue"] { configuration.defaultQueue = try string(value, ["default_queue"]) }
         if let value = root["max_dead"] { configuration.maxDead = try integer(value, ["max_dead"]) }
@@ -167,6 +167,13 @@ struct TOMLReader {
                 configuration.templates[name] = try template(name: name, try table(entry, ["templates", name]))
             }
         }
+        if let value = root["schedules"] {
+            let schedules = try table(value, ["schedules"])
+            for name in schedules.keys {
+                guard let entry = schedules[name] else { continue }
+                configuration.schedules[name] = try schedule(name: name, try table(entry, ["schedules", name]))
+            }
+        }
         if let value = root["groups"] {
             let groups = try table(value, ["groups"])
             for name in groups.keys {
@@ -179,7 +186,7 @@ struct TOMLReader {
 
     private func jobType(name: String, _ table: TOMLTable) throws -> JobTypeConfiguration {
         let path = ["types", name]
-        let common: Set<String> = ["handler", "priorities", "default_priority", "timeout", "max_attempts", "backoff"]
+        let common: Set<String> = ["handler", "priorities", "default_priority", "timeout", "max_attempts", "backoff", "unique"]
         let kinds = Set(providers.keys).union(HandlerKind.firstPartyProviders.keys).map(\.rawValue).sorted().joined(separator: ", ")
         guard let handlerValue = table["handler"] else {
             throw fail(path + ["handler"], "missing; one of \(kinds)")
@@ -219,7 +226,53 @@ struct TOMLReader {
             if let base = backoff["base"] { type.backoff.base = try duration(base, path + ["backoff", "base"]) }
             if let max = backoff["max"] { type.backoff.max = try duration(max, path + ["backoff", "max"]) }
         }
+        if let value = table["unique"] { type.unique = try unique(try self.table(value, path + ["unique"]), path + ["unique"]) }
         return type
+    }
+
+    private func unique(_ table: TOMLTable, _ path: [String]) throws -> UniqueTerms {
+        try checkKeys(table, path: path, allowed: ["key", "for", "until"])
+        guard let keyValue = table["key"] else {
+            throw fail(path + ["key"], "missing; the payload paths whose values make a job unique, e.g. [\"user_id\"]")
+        }
+        let keys = keyValue.type == .string ? [try string(keyValue, path + ["key"])] : try strings(keyValue, path + ["key"])
+        var terms = UniqueTerms(keyPaths: keys)
+        if let value = table["for"] { terms.lifetime = try duration(value, path + ["for"]) }
+        if let value = table["until"] {
+            let text = try string(value, path + ["until"])
+            guard let until = UniqueTerms.Until(rawValue: text) else {
+                throw fail(path + ["until"], "'\(text)' is not one of start, done, ttl")
+            }
+            terms.until = until
+        }
+        return terms
+    }
+
+    private func schedule(name: String, _ table: TOMLTable) throws -> CronSchedule {
+        let path = ["schedules", name]
+        try checkKeys(table, path: path, allowed: ["cron", "timezone", "type", "priority", "payload", "catch_up"])
+        guard let cronValue = table["cron"] else {
+            throw fail(path + ["cron"], "missing; 5 fields (\"0 3 * * *\") or @hourly, @daily, @weekly, @monthly")
+        }
+        let cron: CronExpression
+        do {
+            cron = try CronExpression(parsing: try string(cronValue, path + ["cron"]))
+        } catch let error as CronError {
+            throw fail(path + ["cron"], error.message)
+        }
+        guard let typeValue = table["type"] else { throw fail(path + ["type"], "missing; the job type to enqueue") }
+        var schedule = CronSchedule(name: name, cron: cron, type: try string(typeValue, path + ["type"]))
+        if let value = table["timezone"] {
+            let zone = try string(value, path + ["timezone"])
+            guard let timeZone = TimeZone(identifier: zone) else {
+                throw fail(path + ["timezone"], "unknown time zone '\(zone)'; write an IANA name like \"Europe/Berlin\" or \"UTC\"")
+            }
+            schedule.timeZone = timeZone
+        }
+        if let value = table["priority"] { schedule.priority = try string(value, path + ["priority"]) }
+        if let value = table["payload"] { schedule.payload = try json(value, path + ["payload"]) }
+        if let value = table["catch_up"] { schedule.catchUp = try duration(value, path + ["catch_up"]) }
+        return schedule
     }
 
     private func group(name: String, _ table: TOMLTable) throws -> WorkerGroupConfiguration {
@@ -229,7 +282,24 @@ struct TOMLReader {
             throw fail(path + ["queues"], "missing; the ordered list of queues this group reads")
         }
         var group = WorkerGroupConfiguration(name: name, queues: try strings(queuesValue, path + ["queues"]))
-        if let value = table["concurrency"] { group.concurrency = try integer(value, path + ["concurrency"]) }
+        if let value = table["concurrency"] {
+            if value.type == .table {
+                let scaling = try self.table(value, path + ["concurrency"])
+                let at = path + ["concurrency"]
+                try checkKeys(scaling, path: at, allowed: ["min", "max", "target_wait", "scale_down_after"])
+                for key in ["min", "max", "target_wait"] where scaling[key] == nil {
+                    throw fail(at + [key], "missing; autoscaled concurrency needs min, max and target_wait")
+                }
+                guard let low = scaling["min"], let high = scaling["max"], let wait = scaling["target_wait"] else { return group }
+                var terms = ConcurrencyScaling(min: try integer(low, at + ["min"]), max: try integer(high, at + ["max"]),
+                                               targetWait: try duration(wait, at + ["target_wait"]))
+                if let quiet = scaling["scale_down_after"] { terms.scaleDownAfter = try duration(quiet, at + ["scale_down_after"]) }
+                group.scaling = terms
+                group.concurrency = terms.max
+            } else {
+                group.concurrency = try integer(value, path + ["concurrency"])
+            }
+        }
         if let value = table["lease"] { group.lease = try duration(value, path + ["lease"]) }
         if let value = table["max_recoveries"] { group.maxRecoveries = try integer(value, path + ["max_recoveries"]) }
         if let value = table["shutdown_timeout"] { group.shutdownTimeout = try duration(value, path + ["shutdown_timeout"]) }

@@ -77,6 +77,13 @@ extension RouterConfiguration {
             if type.backoff.max < type.backoff.base {
                 throw fail(path + ["backoff", "max"], "must not be shorter than backoff.base")
             }
+            if let unique = type.unique {
+                if unique.keyPaths.isEmpty { throw fail(path + ["unique", "key"], "must name at least one payload path") }
+                if let bad = unique.keyPaths.first(where: { $0.isEmpty || $0.split(separator: ".", omittingEmptySubsequences: false).contains("") }) {
+                    throw fail(path + ["unique", "key"], "'\(bad)' is not a payload path (names joined by dots)")
+                }
+                if unique.lifetime < .seconds(1) { throw fail(path + ["unique", "for"], "must be at least 1s") }
+            }
         }
 
         if let smtp {
@@ -114,6 +121,27 @@ extension RouterConfiguration {
                 throw fail(["postgres", "schema"], "'\(postgres.schema)' is not a plain SQL identifier (letters, digits, _)")
             }
         }
+        for name in schedules.keys.sorted() {
+            guard let schedule = schedules[name] else { continue }
+            let path = ["schedules", name]
+            if name.isEmpty || name.contains(where: { $0.isWhitespace }) { throw fail(path, "a schedule name cannot be empty or hold white space") }
+            guard types[schedule.type] != nil else {
+                throw fail(path + ["type"], "unknown job type '\(schedule.type)'; known types: \(types.keys.sorted().joined(separator: ", "))")
+            }
+            do {
+                _ = try Router(configuration: self).route(type: schedule.type, priority: schedule.priority)
+            } catch {
+                throw fail(path + ["priority"], "\(error)")
+            }
+            if let catchUp = schedule.catchUp, catchUp <= .zero { throw fail(path + ["catch_up"], "must be longer than zero") }
+            if let unique = types[schedule.type]?.unique {
+                do {
+                    _ = try unique.key(for: schedule.payload, type: schedule.type)
+                } catch {
+                    throw fail(path + ["payload"], error.message)
+                }
+            }
+        }
         let declared = declaredQueues
         for name in groups.keys.sorted() {
             guard let group = groups[name] else { continue }
@@ -128,6 +156,13 @@ extension RouterConfiguration {
                     throw fail(path + ["queues"],
                                "no type routes to queue '\(queue)'; declared queues: \(declared.sorted().joined(separator: ", "))")
                 }
+            }
+            if let scaling = group.scaling {
+                let at = path + ["concurrency"]
+                if scaling.min < 1 { throw fail(at + ["min"], "must be at least 1, not \(scaling.min)") }
+                if scaling.max < scaling.min { throw fail(at + ["max"], "must not be less than min (\(scaling.min))") }
+                if scaling.targetWait <= .zero { throw fail(at + ["target_wait"], "must be longer than zero") }
+                if scaling.scaleDownAfter <= .zero { throw fail(at + ["scale_down_after"], "must be longer than zero") }
             }
             if group.concurrency < 1 { throw fail(path + ["concurrency"], "must be at least 1, not \(group.concurrency)") }
             if group.concurrency > 10_000 { throw fail(path + ["concurrency"], "must be at most 10000, not \(group.concurrency)") }

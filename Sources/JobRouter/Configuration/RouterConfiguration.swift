@@ -28,6 +28,8 @@ public struct RouterConfiguration: Sendable {
         guard let postgres, postgres.ledger else { return nil }
         return LedgerTerms(storePayload: postgres.storePayload)
     }
+    /// Cron schedules by name (TOML `[schedules.NAME]`).
+    public var schedules: [String: CronSchedule] = [:]
     /// Mail templates by name (TOML `[templates.NAME]`).
     public var templates: [String: MailTemplate] = [:]
     /// Most records the dead-letter store keeps; the oldest are trimmed and counted (TOML `max_dead`, default 10000).
@@ -162,6 +164,8 @@ public struct JobTypeConfiguration: Sendable, Equatable {
     public var maxAttempts: Int
     /// The wait before each retry (TOML `backoff = { base = "1s", max = "1h" }`).
     public var backoff: RetryBackoff
+    /// At most one job per key at a time (TOML `unique = { key = [...], for = "10m", until = "done" }`).
+    public var unique: UniqueTerms?
 
     /// Makes a type.
     public init(
@@ -191,8 +195,11 @@ public struct WorkerGroupConfiguration: Sendable, Equatable {
     public var name: String
     /// Queues in strict priority order: a job in an earlier queue is always taken first (TOML `queues`, required).
     public var queues: [String]
-    /// How many jobs this group runs at once in one process (TOML `concurrency`, default 1).
+    /// How many jobs this group runs at once in one process (TOML `concurrency`, default 1); with
+    /// ``scaling``, the most it grows to.
     public var concurrency: Int
+    /// Slots that follow the load (TOML `concurrency = { min, max, target_wait }`); `nil`: fixed.
+    public var scaling: ConcurrencyScaling?
     /// How long running jobs may go on after a shutdown signal before they are put back (TOML `shutdown_timeout`, default `"25s"`).
     public var shutdownTimeout: Duration
     /// How long a job stays claimed by a worker process that stops heartbeating before another process

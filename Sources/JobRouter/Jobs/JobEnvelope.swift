@@ -28,6 +28,12 @@ public struct JobEnvelope: Sendable, Equatable {
     /// When a delayed job or a retry became due (`due_at`); its wait is measured from here
     /// rather than from ``enqueuedAt``. `nil` for jobs that ran as soon as they could.
     public var dueAt: Date?
+    /// The unique lock this job holds (types with `unique`), `nil` for others.
+    public var unique: UniqueMark?
+    /// Jobs to enqueue when this one succeeds, in the same atomic step that marks it succeeded.
+    public var then: [ChainStep] = []
+    /// The batch this job belongs to (``JobRouterClient/enqueueBatch(_:onComplete:)``).
+    public var batch: String?
 
     /// Since when the job has been waiting to run: ``dueAt`` when set, else ``enqueuedAt``.
     public var waitingSince: Date { dueAt ?? enqueuedAt }
@@ -71,6 +77,18 @@ public struct JobEnvelope: Sendable, Equatable {
             out += ",\"due_at\":\""
             out += Timestamp.format(dueAt)
             out += "\""
+        }
+        if let unique {
+            out += ",\"unique\":"
+            unique.json.write(to: &out)
+        }
+        if !then.isEmpty {
+            out += ",\"then\":"
+            JSONValue.array(then.map(\.json)).write(to: &out)
+        }
+        if let batch {
+            out += ",\"batch\":"
+            JSONValue.writeString(batch, to: &out)
         }
         out += "}"
         return out
@@ -122,6 +140,19 @@ public struct JobEnvelope: Sendable, Equatable {
         // Only for measuring waits: a value that is not a time in range is left out, not an error.
         if case .string(let text)? = fields["due_at"], let due = Timestamp.parse(text), enqueuedAtRange.contains(due.timeIntervalSince1970) {
             envelope.dueAt = due
+        }
+        if let value = fields["unique"], value != .null {
+            envelope.unique = try UniqueMark(json: value)
+        }
+        switch fields["then"] {
+        case nil, .null?: break
+        case .array(let steps)?: envelope.then = try steps.map { step throws(EnvelopeError) in try ChainStep(json: step) }
+        case let other?: throw EnvelopeError(message: "\"then\" must be an array of jobs, not \(other.typeName)")
+        }
+        switch fields["batch"] {
+        case nil, .null?: break
+        case .string(let batch)? where !batch.isEmpty: envelope.batch = batch
+        case let other?: throw EnvelopeError(message: "\"batch\" must be a non-empty string, not \(other.typeName)")
         }
         switch fields["enqueued_at"] {
         case nil, .null?: break

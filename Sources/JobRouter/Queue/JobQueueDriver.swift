@@ -94,6 +94,8 @@ public struct WorkerDescription: Sendable, Equatable {
     public var busy: [String: Int] = [:]
     /// When each claim it holds was taken, by claim token (for "running for" in the dashboard).
     public var claimedAt: [String: Date] = [:]
+    /// How many jobs each of its groups may run at once now (autoscaled groups change it).
+    public var concurrency: [String: Int] = [:]
 
     /// Makes a description.
     public init(id: String, groups: [String], inFlight: Int, startedAt: Date) {
@@ -121,6 +123,7 @@ public struct WorkerDescription: Sendable, Equatable {
             "broken_queues": .object(brokenQueues.mapValues(JSONValue.string)),
             "busy": .object(busy.mapValues { .integer(Int64($0)) }),
             "claimed_at": .object(claimedAt.mapValues { .string(Timestamp.format($0)) }),
+            "concurrency": .object(concurrency.mapValues { .integer(Int64($0)) }),
         ]).jsonText
     }
 }
@@ -208,7 +211,9 @@ public protocol JobQueueDriver: Sendable {
     /// Appends each job to the tail of its queue, in order, in as few round trips as possible.
     /// With `progress`, each step also records the last input line it pushed, atomically with the
     /// jobs, so a batch that failed part-way can be resumed without duplicates.
-    func push(_ jobs: [JobEnvelope], progress: BatchProgress?) async throws
+    /// With `batch`, the jobs count toward that batch's callback (``openBatch(_:callback:)``), in
+    /// the same atomic steps.
+    func push(_ jobs: [JobEnvelope], progress: BatchProgress?, batch: String?) async throws
 
     /// The last input line of batch `id` known to be pushed, or `nil` when none is recorded.
     func batchProgress(_ id: String) async throws -> Int?
@@ -272,6 +277,94 @@ public protocol JobQueueDriver: Sendable {
 
     /// Forgets keys of relayed jobs whose outbox rows are deleted.
     func confirmRelayed(_ keys: [String]) async throws
+
+    // MARK: Scheduling and workflow
+
+    /// Makes `job` for tick `tick` of schedule `name`, unless a job was made for that tick or a
+    /// later one (by any process). A unique job whose lock is held is not made; the tick is taken.
+    func fireCronTick(_ name: String, tick: Date, job: JobEnvelope) async throws -> CronTickResult
+
+    /// What Redis remembers of each named schedule (names never fired are left out).
+    func cronStates(_ names: [String]) async throws -> [String: CronScheduleState]
+
+    /// Enqueues a job of a unique type (``JobEnvelope/unique`` set) now, or at `due`, unless a job
+    /// holds its lock; returns the holder's id then, `nil` when `job` was pushed.
+    func pushUnique(_ job: JobEnvelope, due: Date?) async throws -> JobID?
+
+    /// A unique job started: releases its lock (`until = "start"`) or starts its `for` (`"ttl"`).
+    func uniqueStarted(_ job: JobEnvelope) async throws
+
+    /// Marks a claimed job done and, in the same atomic step, releases its unique lock
+    /// (`until = "done"`), pushes its `then` jobs and counts it for its batch.
+    func complete(_ claim: ClaimedEntry, attempt: AttemptRecord?, finishing job: JobEnvelope) async throws -> SettleResult
+
+    /// ``deadLetter(_:claim:maxDead:attempt:)`` that also releases `job`'s unique lock
+    /// (`until = "done"`) and counts it dead for its batch.
+    func deadLetter(_ record: DeadLetter, claim: ClaimedEntry?, maxDead: Int, attempt: AttemptRecord?,
+                    holding job: JobEnvelope?) async throws -> SettleResult
+
+    /// Opens batch `id`, whose `callback` job (routed; its payload becomes the user's part) is
+    /// enqueued once every job pushed for the batch has succeeded or died and the batch is sealed.
+    /// Opening an open batch again changes nothing.
+    func openBatch(_ id: String, callback: JobEnvelope) async throws
+
+    /// Says every job of batch `id` is pushed; returns the callback's id if it was enqueued now.
+    func sealBatch(_ id: String) async throws -> JobID?
+
+    /// Open batches, oldest first.
+    func batches(limit: Int) async throws -> [BatchStatus]
+
+    /// Pauses (`true`) or resumes queues; returns how many changed.
+    func setPaused(_ queues: [String], _ paused: Bool) async throws -> Int
+
+    /// The paused queues.
+    func pausedQueues() async throws -> Set<String>
+
+    /// Since when the oldest job at the head of `queues` has waited (`due_at` or `enqueued_at`);
+    /// `nil` when they are empty.
+    func oldestWaiting(in queues: [String]) async throws -> Date?
+}
+
+/// What claiming a cron tick did.
+public enum CronTickResult: Sendable, Equatable {
+    /// The job was made.
+    case fired(JobID)
+    /// A job was made for this tick (or a later one) already.
+    case taken
+    /// The type is unique and a job holds its lock: no job was made; that job's id.
+    case duplicate(JobID)
+}
+
+/// An open batch with a callback, as `jobrouter batches` shows it.
+public struct BatchStatus: Sendable, Equatable {
+    /// Its id.
+    public var id: String
+    /// Jobs pushed so far.
+    public var total: Int
+    /// Jobs not finished yet.
+    public var pending: Int
+    /// Jobs that succeeded.
+    public var succeeded: Int
+    /// Jobs dead-lettered.
+    public var dead: Int
+    /// Whether every job is pushed.
+    public var sealed: Bool
+    /// When it was opened.
+    public var created: Date
+    /// The callback's type.
+    public var callbackType: String
+
+    /// Makes one.
+    public init(id: String, total: Int, pending: Int, succeeded: Int, dead: Int, sealed: Bool, created: Date, callbackType: String) {
+        self.id = id
+        self.total = total
+        self.pending = pending
+        self.succeeded = succeeded
+        self.dead = dead
+        self.sealed = sealed
+        self.created = created
+        self.callbackType = callbackType
+    }
 }
 
 /// A job on its way from an outbox to its queue.
@@ -291,7 +384,12 @@ public struct RelayedJob: Sendable, Equatable {
 extension JobQueueDriver {
     /// Appends each job to the tail of its queue, in order.
     public func push(_ jobs: [JobEnvelope]) async throws {
-        try await push(jobs, progress: nil)
+        try await push(jobs, progress: nil, batch: nil)
+    }
+
+    /// Appends each job to the tail of its queue, recording `progress` with them.
+    public func push(_ jobs: [JobEnvelope], progress: BatchProgress?) async throws {
+        try await push(jobs, progress: progress, batch: nil)
     }
 
     /// Marks a claimed job done, recording nothing for a ledger.

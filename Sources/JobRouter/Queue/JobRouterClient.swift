@@ -14,6 +14,8 @@ public struct JobRouterClient: Sendable {
     public let maxPayload: Int
     private let driver: any JobQueueDriver
     private let recorders: [any JobEventRecorder]
+    /// The `unique` terms of the types that have them.
+    private let uniqueTerms: [String: UniqueTerms]
 
     /// Makes a client for `configuration`'s routing, pushing through `driver`.
     public init(configuration: RouterConfiguration, driver: any JobQueueDriver, recorders: [any JobEventRecorder] = []) {
@@ -21,6 +23,7 @@ public struct JobRouterClient: Sendable {
         self.maxPayload = configuration.maxPayload
         self.driver = driver
         self.recorders = recorders
+        self.uniqueTerms = configuration.types.compactMapValues(\.unique)
     }
 
     /// Routes and pushes one job; returns it as stored (with its id and queue).
@@ -43,42 +46,105 @@ public struct JobRouterClient: Sendable {
     }
 
     /// Like ``enqueue(_:)``, recording `progress` in the same atomic steps as the jobs (batches).
+    /// A job of a unique type whose lock is held is not made: its place in the result holds the
+    /// job that holds the lock (see ``submit(_:progress:batch:)`` to tell the two apart).
     public func enqueue(_ requests: [JobRequest], progress: BatchProgress?) async throws -> [JobEnvelope] {
-        let jobs = try route(requests)
-        try await driver.push(jobs, progress: progress)
+        try await submit(requests, progress: progress).map(\.storedOrExisting)
+    }
+
+    /// Routes and pushes the requests, saying for each whether it was enqueued or, for a unique
+    /// type whose lock is held, which job holds it. With `batch` (opened by ``openBatch(_:onComplete:)``)
+    /// the jobs count toward its callback. Jobs of unique types go one script call each; the rest
+    /// in as few round trips as the driver can.
+    public func submit(_ requests: [JobRequest], progress: BatchProgress? = nil, batch: String? = nil) async throws -> [EnqueueResult] {
+        var jobs = try route(requests)
+        if let batch { for index in jobs.indices { jobs[index].batch = batch } }
+        let plain = jobs.filter { $0.unique == nil }
+        if !plain.isEmpty || progress != nil { try await driver.push(plain, progress: progress, batch: batch) }
+        var results: [EnqueueResult] = []
+        results.reserveCapacity(jobs.count)
         for job in jobs {
-            for recorder in recorders { recorder.record(.enqueued(job)) }
+            let existing = job.unique == nil ? nil : try await driver.pushUnique(job, due: nil)
+            if existing == nil { for recorder in recorders { recorder.record(.enqueued(job)) } }
+            results.append(EnqueueResult(job: job, existing: existing))
         }
-        return jobs
+        return results
     }
 
     /// Routes the requests and holds them until `date` (a time in the past means now).
     public func enqueue(_ requests: [JobRequest], at date: Date) async throws -> [JobEnvelope] {
-        var jobs = try route(requests)
-        for index in jobs.indices { jobs[index].dueAt = max(date, jobs[index].enqueuedAt) }
-        try await driver.schedule(jobs, at: date)
-        for job in jobs {
-            for recorder in recorders { recorder.record(.scheduled(job, at: date)) }
-        }
-        return jobs
+        try await submit(requests, at: date).map(\.storedOrExisting)
     }
 
     /// Routes the requests and holds them for `delay`, measured on the queue server's clock.
     public func enqueue(_ requests: [JobRequest], after delay: Duration) async throws -> [JobEnvelope] {
+        try await submit(requests, after: delay).map(\.storedOrExisting)
+    }
+
+    /// ``enqueue(_:at:)``, saying for each request whether it was a duplicate of a unique job.
+    public func submit(_ requests: [JobRequest], at date: Date) async throws -> [EnqueueResult] {
+        var jobs = try route(requests)
+        for index in jobs.indices { jobs[index].dueAt = max(date, jobs[index].enqueuedAt) }
+        return try await schedule(jobs, due: date) { try await driver.schedule($0, at: date) }
+    }
+
+    /// ``enqueue(_:after:)``, saying for each request whether it was a duplicate of a unique job.
+    public func submit(_ requests: [JobRequest], after delay: Duration) async throws -> [EnqueueResult] {
         var jobs = try route(requests)
         let due = Date().addingTimeInterval(delay.inSeconds)
         for index in jobs.indices { jobs[index].dueAt = due }
-        try await driver.schedule(jobs, after: delay)
+        return try await schedule(jobs, due: due) { try await driver.schedule($0, after: delay) }
+    }
+
+    /// Schedules `jobs` (unique ones through their lock).
+    private func schedule(_ jobs: [JobEnvelope], due: Date, plain: ([JobEnvelope]) async throws -> Void) async throws -> [EnqueueResult] {
+        let others = jobs.filter { $0.unique == nil }
+        if !others.isEmpty { try await plain(others) }
+        var results: [EnqueueResult] = []
         for job in jobs {
-            for recorder in recorders { recorder.record(.scheduled(job, at: due)) }
+            let existing = job.unique == nil ? nil : try await driver.pushUnique(job, due: due)
+            if existing == nil { for recorder in recorders { recorder.record(.scheduled(job, at: due)) } }
+            results.append(EnqueueResult(job: job, existing: existing))
         }
-        return jobs
+        return results
+    }
+
+    /// Opens a batch whose `callback` job is enqueued once, when every job submitted with this
+    /// batch id has succeeded or died (after ``sealBatch(_:)``). Its payload is
+    /// `{"batch", "total", "succeeded", "dead", "dead_ids" (the first 1000), "payload" (the callback's own)}`.
+    /// Returns the batch id (`id`, or a new one).
+    @discardableResult
+    public func openBatch(_ id: String? = nil, onComplete callback: JobRequest) async throws -> String {
+        let batch = id ?? "b-" + JobID.make().rawValue
+        guard let route = try route([callback]).first else { return batch }
+        try await driver.openBatch(batch, callback: route)
+        return batch
+    }
+
+    /// Says every job of `batch` is submitted; returns the callback's id if it was enqueued now
+    /// (every job had finished already).
+    @discardableResult
+    public func sealBatch(_ batch: String) async throws -> JobID? {
+        try await driver.sealBatch(batch)
+    }
+
+    /// Enqueues `requests` as one batch with a callback: opens it, submits the jobs, seals it.
+    public func enqueueBatch(_ requests: [JobRequest], onComplete callback: JobRequest, id: String? = nil) async throws -> (batch: String, jobs: [EnqueueResult]) {
+        let batch = try await openBatch(id, onComplete: callback)
+        var results: [EnqueueResult] = []
+        for start in stride(from: 0, to: requests.count, by: 10_000) {
+            results += try await submit(Array(requests[start..<min(start + 10_000, requests.count)]), batch: batch)
+        }
+        try await sealBatch(batch)
+        return (batch, results)
     }
 
     /// Routes one request and checks its size, throwing what enqueueing it would throw (without
     /// making the job: batch enqueue checks every line before it sends any).
     public func check(_ request: JobRequest) throws {
         let route = try router.route(type: request.type, priority: request.priority)
+        if let terms = uniqueTerms[request.type] { _ = try terms.key(for: request.payload, type: request.type) }
+        if !request.then.isEmpty { _ = try steps(request.then) }
         if mayBeTooLarge(request) {
             try checkSize(JobEnvelope(type: request.type, priority: route.priority, queue: route.queue, payload: request.payload))
         }
@@ -96,15 +162,66 @@ public struct JobRouterClient: Sendable {
         if size > maxPayload { throw JobTooLargeError(type: job.type, size: size, maxPayload: maxPayload) }
     }
 
+    /// Routes one request into the job it would enqueue, without pushing it.
+    public func makeJob(_ request: JobRequest) throws -> JobEnvelope {
+        try route([request])[0]
+    }
+
     private func route(_ requests: [JobRequest]) throws -> [JobEnvelope] {
         let now = Date()
         return try requests.map { request in
             let route = try router.route(type: request.type, priority: request.priority)
-            let job = JobEnvelope(id: .make(now: now), type: request.type, priority: route.priority, queue: route.queue,
+            var job = JobEnvelope(id: .make(now: now), type: request.type, priority: route.priority, queue: route.queue,
                                   payload: request.payload, enqueuedAt: now)
-            if mayBeTooLarge(request) { try checkSize(job) }
+            if let terms = uniqueTerms[request.type] {
+                job.unique = UniqueMark(key: try terms.key(for: request.payload, type: request.type), until: terms.until,
+                                        lifetimeMilliseconds: max(terms.lifetime.inMilliseconds, 1))
+            }
+            if !request.then.isEmpty {
+                job.then = try steps(request.then)
+                try checkSize(job)
+            } else if mayBeTooLarge(request) {
+                try checkSize(job)
+            }
             return job
         }
+    }
+
+    /// Routes a chain's next jobs now, so a routing mistake fails the enqueue, not the success.
+    private func steps(_ requests: [JobRequest]) throws -> [ChainStep] {
+        try requests.map { request in
+            let route = try router.route(type: request.type, priority: request.priority)
+            if uniqueTerms[request.type] != nil {
+                throw UniqueKeyError(message: "type '\(request.type)' is unique; it cannot follow another job in 'then'")
+            }
+            return ChainStep(type: request.type, priority: route.priority, queue: route.queue, payload: request.payload,
+                             then: try steps(request.then))
+        }
+    }
+}
+
+/// What enqueueing one request did.
+public struct EnqueueResult: Sendable, Equatable {
+    /// The job as routed (and stored, unless it is a duplicate).
+    public var job: JobEnvelope
+    /// For a unique type whose lock was held: the job holding it (this one was not made).
+    public var existing: JobID?
+    /// Whether the request was refused as a duplicate.
+    public var isDuplicate: Bool { existing != nil }
+    /// The id to give the caller: the new job's, or the existing one's.
+    public var id: JobID { existing ?? job.id }
+
+    /// The job, with the existing job's id for a duplicate.
+    var storedOrExisting: JobEnvelope {
+        var stored = job
+        if let existing { stored.id = existing }
+        return stored
+    }
+
+    /// Makes one.
+    public init(job: JobEnvelope, existing: JobID?) {
+        self.job = job
+        self.existing = existing
     }
 }
 
@@ -129,12 +246,15 @@ public struct JobRequest: Sendable, Equatable {
     public var priority: String?
     /// Any JSON value.
     public var payload: JSONValue
+    /// Jobs to enqueue once this one succeeds (each may have its own `then`): a chain.
+    public var then: [JobRequest]
 
     /// Makes a request.
-    public init(type: String, priority: String? = nil, payload: JSONValue = .null) {
+    public init(type: String, priority: String? = nil, payload: JSONValue = .null, then: [JobRequest] = []) {
         self.type = type
         self.priority = priority
         self.payload = payload
+        self.then = then
     }
 }
 
@@ -151,8 +271,12 @@ extension JobRequest {
         guard case .object(let fields) = value else {
             throw EnvelopeError(message: "not a JSON object (found \(value.typeName))")
         }
-        for key in fields.keys.sorted() where !["type", "priority", "payload"].contains(key) {
-            throw EnvelopeError(message: "unknown field \"\(key)\"; a line has \"type\", \"priority\" and \"payload\"")
+        self = try Self(fields: fields)
+    }
+
+    private init(fields: [String: JSONValue]) throws(EnvelopeError) {
+        for key in fields.keys.sorted() where !["type", "priority", "payload", "then"].contains(key) {
+            throw EnvelopeError(message: "unknown field \"\(key)\"; a line has \"type\", \"priority\", \"payload\" and \"then\"")
         }
         guard let type = fields["type"]?.stringValue, !type.isEmpty else {
             throw EnvelopeError(message: "\"type\" must be a non-empty string")
@@ -163,6 +287,17 @@ extension JobRequest {
         case .string(let text)?: priority = text
         case let other?: throw EnvelopeError(message: "\"priority\" must be a string, not \(other.typeName)")
         }
-        self.init(type: type, priority: priority, payload: fields["payload"] ?? .null)
+        var then: [JobRequest] = []
+        switch fields["then"] {
+        case nil, .null?: break
+        case .array(let steps)?:
+            then = try steps.map { step throws(EnvelopeError) in
+                guard case .object(let fields) = step else { throw EnvelopeError(message: "each job in \"then\" must be an object") }
+                return try JobRequest(fields: fields)
+            }
+        case .object(let step)?: then = [try JobRequest(fields: step)]
+        case let other?: throw EnvelopeError(message: "\"then\" must be a job or an array of jobs, not \(other.typeName)")
+        }
+        self.init(type: type, priority: priority, payload: fields["payload"] ?? .null, then: then)
     }
 }

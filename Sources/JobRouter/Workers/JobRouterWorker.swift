@@ -89,7 +89,7 @@ public struct JobRouterWorker: Service {
 
     /// Each group's jobs running now (claims held) and its concurrency, for metrics.
     public var load: [GroupLoad] {
-        runners.map { GroupLoad(group: $0.group.name, busy: $0.claims.count, concurrency: $0.group.concurrency) }
+        runners.map { GroupLoad(group: $0.group.name, busy: $0.claims.count, concurrency: $0.concurrency.current ?? $0.group.concurrency) }
     }
 
     /// Runs every group until shutdown; returns once each has stopped and put back what it must.
@@ -130,7 +130,7 @@ public struct GroupLoad: Sendable, Equatable {
     public var group: String
     /// Jobs it holds claims on now (running, or being settled).
     public var busy: Int
-    /// Its `concurrency`.
+    /// Its `concurrency` now (for an autoscaled group, the current number of slots).
     public var concurrency: Int
 
     /// Makes one.

@@ -4,6 +4,7 @@ import Synchronization
 /// one fetch loop wait (without polling) until at least one slot is free.
 final class SlotPool: Sendable {
     private struct State {
+        var limit: Int
         var free: Int
         var closed = false
         var acquirer: CheckedContinuation<Int, Never>?
@@ -11,16 +12,31 @@ final class SlotPool: Sendable {
         var idleWaiters: [Int: CheckedContinuation<Void, Never>] = [:]
     }
 
-    let capacity: Int
     private let state: Mutex<State>
 
     init(capacity: Int) {
-        self.capacity = capacity
-        self.state = Mutex(State(free: capacity))
+        self.state = Mutex(State(limit: capacity, free: capacity))
     }
 
+    /// How many jobs may run at once now.
+    var capacity: Int { state.withLock { $0.limit } }
+
     /// How many slots are in use.
-    var inUse: Int { state.withLock { capacity - $0.free } }
+    var inUse: Int { state.withLock { $0.limit - $0.free } }
+
+    /// Changes how many jobs may run at once. Shrinking never stops a running job: slots given
+    /// back while over the new limit are kept until the count is under it.
+    func resize(to limit: Int) {
+        let (acquirer, taken) = state.withLock { state -> (CheckedContinuation<Int, Never>?, Int) in
+            state.free += limit - state.limit
+            state.limit = limit
+            guard state.free > 0, let acquirer = state.acquirer, !state.closed else { return (nil, 0) }
+            state.acquirer = nil
+            defer { state.free = 0 }
+            return (acquirer, state.free)
+        }
+        acquirer?.resume(returning: taken)
+    }
 
     /// Waits until a slot is free and takes every free slot; returns how many (0 once closed).
     /// Only one task (the fetch loop) may call this at a time.
@@ -42,7 +58,7 @@ final class SlotPool: Sendable {
     /// Takes every slot free now without waiting; returns how many (0 once closed).
     func takeFree() -> Int {
         state.withLock { state -> Int in
-            guard !state.closed else { return 0 }
+            guard !state.closed, state.free > 0 else { return 0 }
             defer { state.free = 0 }
             return state.free
         }
@@ -54,11 +70,11 @@ final class SlotPool: Sendable {
         let (acquirer, taken, drained) = state.withLock { state -> (CheckedContinuation<Int, Never>?, Int, [CheckedContinuation<Void, Never>]) in
             state.free += count
             var drained: [CheckedContinuation<Void, Never>] = []
-            if state.free == capacity {
+            if state.free == state.limit {
                 drained = Array(state.idleWaiters.values)
                 state.idleWaiters = [:]
             }
-            guard let acquirer = state.acquirer, !state.closed else { return (nil, 0, drained) }
+            guard state.free > 0, let acquirer = state.acquirer, !state.closed else { return (nil, 0, drained) }
             state.acquirer = nil
             defer { state.free = 0 }
             return (acquirer, state.free, drained)
@@ -86,7 +102,7 @@ final class SlotPool: Sendable {
         await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                 let resumeNow = state.withLock { state -> Bool in
-                    if state.free == capacity || Task.isCancelled { return true }
+                    if state.free == state.limit || Task.isCancelled { return true }
                     state.idleWaiters[id] = continuation
                     return false
                 }

@@ -33,6 +33,8 @@ struct WorkerGroupRunner: Sendable {
     let stuck = StuckHandlers()
     /// Queues of this group that cannot be read now, with why (for heartbeats and `status`).
     let brokenQueues = BrokenQueues()
+    /// How many jobs the group may run at once now (changes when it autoscales).
+    let concurrency = CurrentConcurrency()
     /// `jobrouter_rate_limit_wait_seconds_total{group}`: time this group's fetch loop waited for a permit.
     var rateLimitWait: FloatingPointCounter {
         FloatingPointCounter(label: "jobrouter_rate_limit_wait_seconds_total", dimensions: [("group", group.name)])
@@ -59,7 +61,8 @@ struct WorkerGroupRunner: Sendable {
                                maxPayload: configuration.maxPayload, maxDead: configuration.maxDead,
                                ledger: configuration.ledgerTerms)
         let fetcher = driver.makeFetcher(queues: group.queues, label: group.name, worker: workerID, terms: terms)
-        let slots = SlotPool(capacity: group.concurrency)
+        let slots = SlotPool(capacity: group.scaling?.min ?? group.concurrency)
+        concurrency.set(slots.capacity)
         let putBack = InterruptedJobs()
         logger.info("group \(group.name) reading \(group.queues.joined(separator: " > ")) with concurrency \(group.concurrency)")
 
@@ -70,12 +73,19 @@ struct WorkerGroupRunner: Sendable {
                 slots.close()
                 fetcher.interrupt()
             }
+            if let scaling = group.scaling {
+                tasks.addTask {
+                    await ConcurrencyScaler(group: group.name, queues: group.queues, terms: scaling, slots: slots,
+                                            current: concurrency, driver: driver, logger: logger)
+                        .run(while: { shutdown.phase == .running }, sleep: { await shutdown.sleep(for: $0) })
+                }
+            }
             var sequence = 0
             var broken: [String: String] = [:]
             while shutdown.phase == .running, !Task.isCancelled {
                 var free = await slots.acquireAll()
                 guard free > 0 else { break }
-                if gate == nil, free < (group.concurrency + 1) / 2 {
+                if gate == nil, free < (slots.capacity + 1) / 2 {
                     // Slots come back one job at a time (each as its handler returns): let the
                     // other tasks run once before claiming, so one claim call takes the slots they
                     // free. Only while most slots are busy: an idle group picks a job up at once.
@@ -228,13 +238,15 @@ struct WorkerGroupRunner: Sendable {
             let known = configuration.types.keys.sorted().joined(separator: ", ")
             let reason = "unknown job type '\(job.type)'; known types: \(known)"
             await deadLetter(entry, id: job.id, type: job.type, attempt: job.attempt, reason: reason,
-                             ledger: attempts?.record(job, claim: entry, group: group.name, outcome: .dead, error: reason, startedAt: nil))
+                             ledger: attempts?.record(job, claim: entry, group: group.name, outcome: .dead, error: reason, startedAt: nil),
+                             holding: job)
             return nil
         }
         guard let handler = handlers[job.type] else {
             let reason = unavailable[job.type] ?? "no handler for type '\(job.type)' in this worker"
             await deadLetter(entry, id: job.id, type: job.type, attempt: job.attempt, reason: reason,
-                             ledger: attempts?.record(job, claim: entry, group: group.name, outcome: .dead, error: reason, startedAt: nil))
+                             ledger: attempts?.record(job, claim: entry, group: group.name, outcome: .dead, error: reason, startedAt: nil),
+                             holding: job)
             return nil
         }
         return (job, handler)
@@ -247,6 +259,15 @@ struct WorkerGroupRunner: Sendable {
                          handlerReturned: () -> Void) async -> Date? {
         events.record(.started(job, group: group.name))
         let startedAt = Date()
+        if let unique = job.unique, unique.until != .done {
+            // Not atomic with the claim: a crash in between leaves the lock to the job's next run
+            // (or to its `for`), never locked for longer.
+            do {
+                try await driver.uniqueStarted(job)
+            } catch {
+                logger.warning("job \(job.id): could not release its unique lock at start (it expires after its 'for'): \(error)")
+            }
+        }
         let wait = Duration.saturating(seconds: max(0, Date().timeIntervalSince(job.waitingSince)))
         let type = configuration.types[job.type]
         let timeout = type?.timeout ?? .seconds(300)
@@ -260,7 +281,13 @@ struct WorkerGroupRunner: Sendable {
         case .completed:
             handlerReturned()
             let attempt = attempts?.record(job, claim: claim, group: group.name, outcome: .succeeded, error: nil, startedAt: startedAt)
-            let result = await persist("complete job \(job.id)") { try await driver.complete(claim, attempt: attempt) }
+            let result = await persist("complete job \(job.id)") {
+                // A job with more to do on success (a unique lock held until done, `then` jobs, a
+                // batch) is finished by its own script; the rest are acked in batches.
+                job.hasCompletionEffects
+                    ? try await driver.complete(claim, attempt: attempt, finishing: job)
+                    : try await driver.complete(claim, attempt: attempt)
+            }
             claims.remove(claim.token)
             settled(result, job: job, run: run) { events.record(.succeeded(job, group: group.name, wait: wait, run: run)) }
         case .failed(let message, let permanent):
@@ -338,11 +365,16 @@ struct WorkerGroupRunner: Sendable {
         }
     }
 
+    /// `job` (when decoded) is the job settled, whose events are reported; `holding` one whose unique
+    /// lock and batch the dead letter must release and count.
     private func deadLetter(_ claim: ClaimedEntry, id: JobID, type: String?, attempt: Int?, reason: String,
-                            ledger record: AttemptRecord?, raw: Data? = nil, job: JobEnvelope? = nil, run: Duration = .zero) async {
+                            ledger record: AttemptRecord?, raw: Data? = nil, job: JobEnvelope? = nil, run: Duration = .zero,
+                            holding: JobEnvelope? = nil) async {
+        let job = job
+        let holding = holding ?? job
         let dead = DeadLetter(id: id, queue: claim.queue, type: type, attempt: attempt, reason: reason, raw: raw ?? claim.raw)
         let result = await persist("dead-letter job \(id)") {
-            try await driver.deadLetter(dead, claim: claim, maxDead: configuration.maxDead, attempt: record)
+            try await driver.deadLetter(dead, claim: claim, maxDead: configuration.maxDead, attempt: record, holding: holding)
         }
         claims.remove(claim.token)
         if let job {

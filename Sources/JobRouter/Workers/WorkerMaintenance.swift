@@ -6,7 +6,8 @@ import Logging
 /// many processes at once is harmless):
 /// - heartbeat: says the process is alive and extends the leases of the jobs it runs;
 /// - recovery: puts back the jobs of processes that stopped heartbeating;
-/// - scheduler: moves due retries and delayed jobs to their queues.
+/// - scheduler: moves due retries and delayed jobs to their queues;
+/// - cron: fires the tick of each `[schedules.NAME]` (``CronTicker``).
 struct WorkerMaintenance: Sendable {
     let workerID: String
     let runners: [WorkerGroupRunner]
@@ -33,6 +34,13 @@ struct WorkerMaintenance: Sendable {
             tasks.addTask { await loop(every: heartbeatInterval, until: done) { try await beat() } }
             tasks.addTask { await loop(every: .milliseconds(500), until: done) { try await recover() } }
             tasks.addTask { await scheduler(until: done) }
+            tasks.addTask {
+                let ticker = CronTicker(schedules: configuration.schedules.keys.sorted().compactMap { configuration.schedules[$0] },
+                                        client: JobRouterClient(configuration: configuration, driver: driver), driver: driver, logger: logger)
+                await ticker.run(while: { shutdown.phase == .running && done.phase < .aborting }) { wait in
+                    await shutdown.sleep(for: wait)
+                }
+            }
             tasks.addTask { await loop(every: Self.throughputFlush, until: done) { try await throughput.flush(to: driver) } }
         }
         // The last counts (jobs settled while the groups stopped).
@@ -48,6 +56,7 @@ struct WorkerMaintenance: Sendable {
         for runner in runners { broken.merge(runner.brokenQueues.current) { first, _ in first } }
         description.brokenQueues = broken
         description.busy = Dictionary(runners.map { ($0.group.name, $0.claims.count) }) { first, _ in first }
+        description.concurrency = Dictionary(runners.map { ($0.group.name, $0.concurrency.current ?? $0.group.concurrency) }) { first, _ in first }
         for runner in runners { description.claimedAt.merge(runner.claims.claimedAt) { first, _ in first } }
         return description
     }

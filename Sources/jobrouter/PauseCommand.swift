@@ -1,0 +1,57 @@
+import ArgumentParser
+import JobRouter
+import JobRouterRedis
+
+/// `jobrouter pause QUEUE…`: workers stop claiming from those queues (running jobs finish).
+struct PauseCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pause",
+        abstract: "Pause queues: workers stop claiming from them at once (running jobs finish; the group's other queues go on).",
+        discussion: "Kept in Redis until `jobrouter resume`; `status` marks paused queues. Jobs can still be enqueued to them.")
+
+    @OptionGroup var options: CommonOptions
+
+    @Argument(help: "Queues to pause.")
+    var queues: [String]
+
+    func run() async throws {
+        try await CommandFailure.reporting {
+            let configuration = try options.loadConfiguration()
+            try QueueNames.check(queues, in: configuration)
+            let changed = try await options.makeDriver(configuration).setPaused(queues, true)
+            print("paused \(queues.joined(separator: ", "))" + (changed < queues.count ? " (\(queues.count - changed) already paused)" : ""))
+        }
+    }
+}
+
+/// `jobrouter resume QUEUE…`.
+struct ResumeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "resume",
+        abstract: "Resume paused queues: workers claim from them again at once.")
+
+    @OptionGroup var options: CommonOptions
+
+    @Argument(help: "Queues to resume.")
+    var queues: [String]
+
+    func run() async throws {
+        try await CommandFailure.reporting {
+            let configuration = try options.loadConfiguration()
+            try QueueNames.check(queues, in: configuration)
+            let changed = try await options.makeDriver(configuration).setPaused(queues, false)
+            print("resumed \(queues.joined(separator: ", "))" + (changed < queues.count ? " (\(queues.count - changed) were not paused)" : ""))
+        }
+    }
+}
+
+enum QueueNames {
+    /// Refuses names that no type routes to (a typo would pause nothing).
+    static func check(_ queues: [String], in configuration: RouterConfiguration) throws {
+        guard !queues.isEmpty else { throw CommandFailure("name at least one queue") }
+        let declared = configuration.declaredQueues
+        for queue in queues where !declared.contains(queue) {
+            throw CommandFailure("no type routes to queue '\(queue)'; declared queues: \(declared.sorted().joined(separator: ", "))")
+        }
+    }
+}
