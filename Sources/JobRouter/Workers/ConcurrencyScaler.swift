@@ -15,6 +15,8 @@ struct ConcurrencyScaler: Sendable {
     let queues: [String]
     let terms: ConcurrencyScaling
     let slots: SlotPool
+    /// Jobs the group holds now (slots taken by a waiting fetch are not busy).
+    let claims: ClaimRegistry
     let current: CurrentConcurrency
     let driver: any JobQueueDriver
     let logger: Logger
@@ -38,7 +40,7 @@ struct ConcurrencyScaler: Sendable {
             }
             let wait = oldest.map { max(0, Date().timeIntervalSince($0)) } ?? 0
             let limit = slots.capacity
-            let busy = slots.inUse
+            let busy = claims.count
             let decision = Self.decide(limit: limit, busy: busy, wait: wait, terms: terms)
             if decision > limit {
                 quietSince = nil

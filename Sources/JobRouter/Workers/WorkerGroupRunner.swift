@@ -76,7 +76,7 @@ struct WorkerGroupRunner: Sendable {
             if let scaling = group.scaling {
                 tasks.addTask {
                     await ConcurrencyScaler(group: group.name, queues: group.queues, terms: scaling, slots: slots,
-                                            current: concurrency, driver: driver, logger: logger)
+                                            claims: claims, current: concurrency, driver: driver, logger: logger)
                         .run(while: { shutdown.phase == .running }, sleep: { await shutdown.sleep(for: $0) })
                 }
             }
