@@ -48,9 +48,11 @@ struct CronTicker: Sendable {
     }
 
     private func fire(_ schedule: CronSchedule, tick: Date) async throws {
-        let job: JobEnvelope
+        var job: JobEnvelope
         do {
             job = try client.makeJob(JobRequest(type: schedule.type, priority: schedule.priority, payload: schedule.payload))
+            // Due at its tick: its wait is measured from there, and the entry says which tick made it.
+            job.dueAt = tick
         } catch {
             // Checked at load; only a configuration changed under a running process gets here.
             logger.error("schedule \(schedule.name): cannot make its job: \(error); tick of \(Timestamp.format(tick)) skipped")
