@@ -60,6 +60,9 @@ struct CheckReport {
             }
             line += ", timeout \(DurationParser.format(type.timeout)), max_attempts \(type.maxAttempts)"
             line += ", backoff \(DurationParser.format(type.backoff.base))..\(DurationParser.format(type.backoff.max))"
+            if let unique = type.unique {
+                line += ", unique by \(unique.keyPaths.joined(separator: "+")) until \(unique.until.rawValue) (for \(DurationParser.format(unique.lifetime)))"
+            }
             if let problem = handlers.availability(of: type, in: configuration) { line += "  [\(problem)]" }
             lines.append(line)
         }
@@ -67,7 +70,22 @@ struct CheckReport {
         lines.append("groups (queues in priority order):")
         for name in configuration.groups.keys.sorted() {
             guard let group = configuration.groups[name] else { continue }
-            lines.append("  \(name): \(group.queues.joined(separator: " > ")), concurrency \(group.concurrency), shutdown_timeout \(DurationParser.format(group.shutdownTimeout)), lease \(DurationParser.format(group.lease)), max_recoveries \(group.maxRecoveries)")
+            let concurrency = group.scaling.map { "concurrency \($0.min)..\($0.max) (autoscaled, target_wait \(DurationParser.format($0.targetWait)))" }
+                ?? "concurrency \(group.concurrency)"
+            lines.append("  \(name): \(group.queues.joined(separator: " > ")), \(concurrency), shutdown_timeout \(DurationParser.format(group.shutdownTimeout)), lease \(DurationParser.format(group.lease)), max_recoveries \(group.maxRecoveries)")
+        }
+        if !configuration.schedules.isEmpty {
+            lines.append("")
+            lines.append("schedules:")
+            let now = Date()
+            for name in configuration.schedules.keys.sorted() {
+                guard let schedule = configuration.schedules[name] else { continue }
+                let next = schedule.nextFires(after: now, count: 1).first.map { SchedulesCommand.local($0, schedule.timeZone) } ?? "never"
+                var line = "  \(name): \(schedule.cron.text) \(schedule.timeZone.identifier) -> \(schedule.type)"
+                if let priority = schedule.priority { line += " (\(priority))" }
+                if let catchUp = schedule.catchUp { line += ", catch_up \(DurationParser.format(catchUp))" }
+                lines.append(line + ", next \(next)")
+            }
         }
         var warnings = configuration.unreadQueues.map { "warning: queue '\($0)' receives jobs but no group reads it" }
         if let smtp = configuration.smtp, !smtp.tlsVerify {

@@ -93,13 +93,22 @@ struct CLIWorkflowTests {
         await first.stop()
         let downAt = Int(Date().timeIntervalSince1970)
         try await Task.sleep(for: .seconds(5))   // two or three ticks pass with no process up
-        let upAt = Int(Date().timeIntervalSince1970)
-        let second = try WorkerProcess(config: config, log: logs.appendingPathComponent("second.log"))
+        let secondLog = logs.appendingPathComponent("second.log")
+        let second = try WorkerProcess(config: config, log: secondLog)
+        // When the new process's ticker started (a loaded machine can take a while to start it).
+        let startedText = await eventually {
+            ((try? String(contentsOf: secondLog, encoding: .utf8)) ?? "").contains("cron: firing the ticks of")
+        }
+        #expect(startedText)
         try await Task.sleep(for: .seconds(2))
         await second.stop()
-        let missed = try await ticks(driver, keys).filter { $0 > downAt && $0 < upAt }
-        #expect(missed.count == (catchUp ? 1 : 0), "jobs for ticks missed while down: \(missed)")
-        if catchUp, let tick = missed.first { #expect(upAt - tick <= 2, "the latest missed tick, not an older one") }
+        let log = try String(contentsOf: secondLog, encoding: .utf8)
+        let line = try #require(log.split(separator: "\n").first { $0.contains("cron: firing the ticks of") })
+        let stamp = try #require(line.split(separator: " ").dropLast(1).last.map(String.init))
+        let upAt = try #require(Timestamp.parse(stamp)).timeIntervalSince1970
+        let missed = try await ticks(driver, keys).filter { $0 > downAt && Double($0) < upAt }
+        #expect(missed.count == (catchUp ? 1 : 0), "jobs for ticks missed while down (up at \(upAt)): \(missed)")
+        if catchUp, let tick = missed.first { #expect(upAt - Double(tick) <= 2.001, "the latest missed tick, not an older one") }
     }
 
     /// A chain's worker SIGKILLed right after its handlers returned: after recovery, each next job

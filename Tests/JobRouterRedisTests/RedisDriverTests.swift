@@ -106,7 +106,8 @@ struct RedisDriverTests {
         try await Task.sleep(for: .milliseconds(200))
         fetcher.interrupt()
         #expect(try await fetched.isEmpty)
-        #expect(start.duration(to: clock.now) < .seconds(2))
+        // Far below the 10 s wait, with room for a loaded machine (the suite runs kill loops beside it).
+        #expect(start.duration(to: clock.now) < .seconds(5))
         await fetcher.close()
     }
 

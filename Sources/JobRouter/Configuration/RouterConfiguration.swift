@@ -200,6 +200,8 @@ public struct WorkerGroupConfiguration: Sendable, Equatable {
     public var concurrency: Int
     /// Slots that follow the load (TOML `concurrency = { min, max, target_wait }`); `nil`: fixed.
     public var scaling: ConcurrencyScaling?
+    /// How many jobs the group runs at once when it starts: ``concurrency``, or `min` when autoscaled.
+    public var initialConcurrency: Int { scaling?.min ?? concurrency }
     /// How long running jobs may go on after a shutdown signal before they are put back (TOML `shutdown_timeout`, default `"25s"`).
     public var shutdownTimeout: Duration
     /// How long a job stays claimed by a worker process that stops heartbeating before another process

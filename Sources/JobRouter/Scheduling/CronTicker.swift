@@ -28,6 +28,8 @@ struct CronTicker: Sendable {
             if let catchUp = schedule.catchUp { start = min(start, started.addingTimeInterval(-catchUp.inSeconds)) }
             from[schedule.name] = start
         }
+        let names = schedules.map { $0.name + ($0.catchUp.map { " (catch_up \(DurationParser.format($0)))" } ?? "") }
+        logger.info("cron: firing the ticks of \(names.joined(separator: ", ")) from \(Timestamp.format(started)) on")
         while running() {
             let now = Date()
             for schedule in schedules {

@@ -89,7 +89,7 @@ public struct JobRouterWorker: Service {
 
     /// Each group's jobs running now (claims held) and its concurrency, for metrics.
     public var load: [GroupLoad] {
-        runners.map { GroupLoad(group: $0.group.name, busy: $0.claims.count, concurrency: $0.concurrency.current ?? $0.group.concurrency) }
+        runners.map { GroupLoad(group: $0.group.name, busy: $0.claims.count, concurrency: $0.concurrency.current ?? $0.group.initialConcurrency) }
     }
 
     /// Runs every group until shutdown; returns once each has stopped and put back what it must.

@@ -61,7 +61,7 @@ struct WorkerGroupRunner: Sendable {
                                maxPayload: configuration.maxPayload, maxDead: configuration.maxDead,
                                ledger: configuration.ledgerTerms)
         let fetcher = driver.makeFetcher(queues: group.queues, label: group.name, worker: workerID, terms: terms)
-        let slots = SlotPool(capacity: group.scaling?.min ?? group.concurrency)
+        let slots = SlotPool(capacity: group.initialConcurrency)
         concurrency.set(slots.capacity)
         let putBack = InterruptedJobs()
         logger.info("group \(group.name) reading \(group.queues.joined(separator: " > ")) with concurrency \(group.concurrency)")
