@@ -59,17 +59,23 @@ struct PostgresTests {
 
     @Test func blockingCallsRunOnThePoolsOwnThreadsAtOnce() async throws {
         let pool = PostgresPool(url: try TestPostgres.url, size: 4, applicationName: "jobrouter test-pool")
+        func sleepOnEach(_ seconds: Double) async throws {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for _ in 0..<4 {
+                    group.addTask { () async throws -> Void in
+                        _ = try await pool.withConnection { try $0.query("SELECT pg_sleep(\(seconds))") }
+                    }
+                }
+                try await group.waitForAll()
+            }
+        }
+        // Connect all four first (connecting is not what is timed; on a loaded machine it is slow).
+        try await sleepOnEach(0.2)
         let clock = ContinuousClock()
         let start = clock.now
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for _ in 0..<4 {
-                group.addTask { () async throws -> Void in
-                    _ = try await pool.withConnection { try $0.query("SELECT pg_sleep(0.5)") }
-                }
-            }
-            try await group.waitForAll()
-        }
-        // Four half-second sleeps on 4 connections while Swift's pool (2 threads here) stays free.
+        try await sleepOnEach(1)
+        // Four 1 s sleeps on 4 connections while Swift's pool (2 threads here) stays free: about 1 s,
+        // where one at a time would take 4 s and two at a time 2 s (room left for a loaded machine).
         #expect(start.duration(to: clock.now) < .seconds(1.9))
         let named = try await pool.withConnection { connection in
             try connection.query("SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = $1", ["jobrouter test-pool"])

@@ -77,6 +77,10 @@ struct CronExpressionTests {
         let everyMinute = try cron("* * * * *")
         #expect(everyMinute.latestFire(after: date("2026-12-02T10:00:00Z"), through: date("2026-12-02T10:05:30Z")) == date("2026-12-02T10:05:00Z"))
         #expect(everyMinute.latestFire(after: date("2026-12-02T10:05:00Z"), through: date("2026-12-02T10:05:59Z")) == nil)
+        // A long window on a frequent schedule looks at the recent ticks only.
+        let everySecond = try cron("* * * * * *")
+        #expect(everySecond.latestFire(after: date("2026-11-02T10:00:00Z"), through: date("2026-12-02T10:05:30.5Z")) == date("2026-12-02T10:05:30Z"))
+        #expect(try cron("0 0 1 1 *").latestFire(after: date("2020-06-01T00:00:00Z"), through: date("2026-12-02T00:00:00Z")) == date("2026-01-01T00:00:00Z"))
     }
 }
 
@@ -143,6 +147,10 @@ struct WorkflowConfigurationTests {
         #expect(ConcurrencyScaler.decide(limit: 10, busy: 10, wait: 30, terms: terms) == 10)
         #expect(ConcurrencyScaler.decide(limit: 4, busy: 3, wait: 30, terms: terms) == 4)  // idle slots: more would not help
         #expect(ConcurrencyScaler.decide(limit: 4, busy: 4, wait: 1, terms: terms) == 4)   // on target
+        // After a quiet period: what it needed plus a quarter, at least min, always smaller.
+        #expect(ConcurrencyScaler.shrink(limit: 10, peakBusy: 0, terms: terms) == 2)
+        #expect(ConcurrencyScaler.shrink(limit: 10, peakBusy: 4, terms: terms) == 5)
+        #expect(ConcurrencyScaler.shrink(limit: 10, peakBusy: 9, terms: terms) == 9)
     }
 
     @Test func envelopesCarryUniqueChainAndBatch() throws {

@@ -62,8 +62,9 @@ public struct UniqueKeyError: Error, CustomStringConvertible, Sendable {
 ///
 /// Every second the group looks at the oldest job waiting in its queues: while it is older than
 /// `target_wait` and every slot is busy, the group grows by half (at least one slot) up to `max`;
-/// after `scale_down_after` with the oldest wait under target and slots left idle, it shrinks by a
-/// quarter (at least one) down to `min`. Each change is logged once with its reason.
+/// after `scale_down_after` with the oldest wait under target and slots left idle, it shrinks to
+/// what that period needed (the most slots busy at once, plus a quarter), down to `min`. Each
+/// change is logged once with its reason.
 public struct ConcurrencyScaling: Sendable, Equatable {
     /// Fewest slots (TOML `min`).
     public var min: Int

@@ -157,17 +157,24 @@ public struct CronExpression: Sendable, Equatable, CustomStringConvertible {
         return nil
     }
 
-    /// The latest fire time in `(after, through]`, or `nil` when none falls in it (looks at no more
-    /// than `limit` fire times).
-    public func latestFire(after start: Date, through end: Date, in zone: TimeZone = .gmt, limit: Int = 100_000) -> Date? {
-        var latest: Date?
-        var cursor = start
-        for _ in 0..<limit {
-            guard let next = nextFire(after: cursor, in: zone), next <= end else { break }
-            latest = next
-            cursor = next
+    /// The latest fire time in `(after, through]`, or `nil` when none falls in it.
+    ///
+    /// Looks back in growing windows (a minute, an hour, a day, a month, a year, five years), so a
+    /// long `catch_up` on a frequent schedule costs no more than the ticks of the first window that
+    /// holds one.
+    public func latestFire(after start: Date, through end: Date, in zone: TimeZone = .gmt) -> Date? {
+        let windows: [TimeInterval] = [60, 3600, 86_400, 31 * 86_400, 366 * 86_400, 5 * 366 * 86_400]
+        for window in windows {
+            let from = max(start, end.addingTimeInterval(-window))
+            var latest: Date?
+            var cursor = from
+            while let next = nextFire(after: cursor, in: zone), next <= end {
+                latest = next
+                cursor = next
+            }
+            if latest != nil || from == start { return latest }
         }
-        return latest
+        return nil
     }
 
     private func dayMatches(day: Int64, weekday: Int64) -> Bool {

@@ -25,7 +25,7 @@ public struct CronSchedule: Sendable, Equatable {
     public var catchUp: Duration?
 
     /// Makes a schedule.
-    public init(name: String, cron: CronExpression, timeZone: TimeZone = .gmt, type: String, priority: String? = nil,
+    public init(name: String, cron: CronExpression, timeZone: TimeZone = CronSchedule.utc, type: String, priority: String? = nil,
                 payload: JSONValue = .null, catchUp: Duration? = nil) {
         self.name = name
         self.cron = cron
@@ -35,6 +35,9 @@ public struct CronSchedule: Sendable, Equatable {
         self.payload = payload
         self.catchUp = catchUp
     }
+
+    /// UTC, the default time zone.
+    public static let utc = TimeZone(identifier: "UTC") ?? .gmt
 
     /// The next `count` fire times after `date`.
     public func nextFires(after date: Date, count: Int) -> [Date] {

@@ -8,7 +8,8 @@ import Synchronization
 /// - While that is over `target_wait` and every slot is busy, the group grows by half its slots
 ///   (at least one), up to `max`: more slots would run the backlog down.
 /// - Once the wait has stayed under target with some slots idle for `scale_down_after`, it shrinks
-///   by a quarter (at least one), down to `min`, and waits as long again before shrinking more.
+///   to what that period needed (the most slots busy at once, and a quarter more), down to `min`,
+///   and waits as long again before shrinking more.
 /// Each change is logged once with its reason. Running jobs are never stopped by a shrink.
 struct ConcurrencyScaler: Sendable {
     let group: String
@@ -25,6 +26,8 @@ struct ConcurrencyScaler: Sendable {
 
     func run(while running: @Sendable () -> Bool, sleep: @Sendable (Duration) async -> Void) async {
         var quietSince: ContinuousClock.Instant?
+        // The most slots busy at once since the quiet period began.
+        var peakBusy = 0
         var failing = false
         while running() {
             await sleep(Self.interval)
@@ -49,12 +52,15 @@ struct ConcurrencyScaler: Sendable {
                 let now = ContinuousClock.now
                 guard let since = quietSince else {
                     quietSince = now
+                    peakBusy = busy
                     continue
                 }
+                peakBusy = Swift.max(peakBusy, busy)
                 if since.duration(to: now) >= terms.scaleDownAfter {
-                    let smaller = Swift.max(terms.min, limit - Swift.max(1, limit / 4))
-                    apply(smaller, reason: "quiet for \(DurationParser.format(terms.scaleDownAfter)) (oldest wait \(Self.seconds(wait)), \(busy) of \(limit) slots busy)")
+                    let smaller = Self.shrink(limit: limit, peakBusy: peakBusy, terms: terms)
+                    apply(smaller, reason: "quiet for \(DurationParser.format(terms.scaleDownAfter)): at most \(peakBusy) of \(limit) slots busy, oldest wait \(Self.seconds(wait))")
                     quietSince = now
+                    peakBusy = busy
                 }
             } else {
                 quietSince = nil
@@ -66,6 +72,13 @@ struct ConcurrencyScaler: Sendable {
     static func decide(limit: Int, busy: Int, wait: Double, terms: ConcurrencyScaling) -> Int {
         guard wait > terms.targetWait.inSeconds, busy >= limit, limit < terms.max else { return limit }
         return Swift.min(terms.max, limit + Swift.max(1, limit / 2))
+    }
+
+    /// The limit after a quiet period in which at most `peakBusy` slots were busy: what that needed
+    /// and a quarter more (at least one slot of headroom), never below `min`, always below `limit`.
+    static func shrink(limit: Int, peakBusy: Int, terms: ConcurrencyScaling) -> Int {
+        let fit = peakBusy + Swift.max(1, peakBusy / 4)
+        return Swift.max(terms.min, Swift.min(limit - 1, fit))
     }
 
     private func apply(_ limit: Int, reason: String) {

@@ -64,7 +64,9 @@ struct WorkerGroupRunner: Sendable {
         let slots = SlotPool(capacity: group.initialConcurrency)
         concurrency.set(slots.capacity)
         let putBack = InterruptedJobs()
-        logger.info("group \(group.name) reading \(group.queues.joined(separator: " > ")) with concurrency \(group.concurrency)")
+        let slotsText = group.scaling.map { "concurrency \($0.min)..\($0.max) (autoscaled, target_wait \(DurationParser.format($0.targetWait)))" }
+            ?? "concurrency \(group.concurrency)"
+        logger.info("group \(group.name) reading \(group.queues.joined(separator: " > ")) with \(slotsText)")
 
         await withDiscardingTaskGroup { tasks in
             tasks.addTask {
