@@ -30,6 +30,8 @@ struct CronTicker: Sendable {
         }
         let names = schedules.map { $0.name + ($0.catchUp.map { " (catch_up \(DurationParser.format($0)))" } ?? "") }
         logger.info("cron: firing the ticks of \(names.joined(separator: ", ")) from \(Timestamp.format(started)) on")
+        // Schedules whose last try failed: said once per outage, not every second.
+        var failing: Set<String> = []
         while running() {
             let now = Date()
             for schedule in schedules {
@@ -38,8 +40,11 @@ struct CronTicker: Sendable {
                 do {
                     try await fire(schedule, tick: tick)
                     from[schedule.name] = tick
+                    if failing.remove(schedule.name) != nil { logger.notice("schedule \(schedule.name): firing again") }
                 } catch {
-                    logger.warning("schedule \(schedule.name): could not fire the tick of \(Timestamp.format(tick)) (trying again): \(error)")
+                    if failing.insert(schedule.name).inserted {
+                        logger.warning("schedule \(schedule.name): could not fire the tick of \(Timestamp.format(tick)); trying every second, and the latest tick missed meanwhile fires once it works: \(error)")
+                    }
                 }
             }
             // Sleep until the next tick of any schedule, at most `interval`.
