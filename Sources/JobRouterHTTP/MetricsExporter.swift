@@ -32,13 +32,38 @@ public struct ClusterGauges: Sendable, Equatable {
     public var dead: Int
     /// Attempt records waiting in Redis for the ledger; `nil` without a ledger.
     public var ledgerBacklog: Int?
+    /// One limiter's figures (`type:NAME`, `group:NAME`, `smtp`).
+    public struct Limiter: Sendable, Equatable {
+        /// Its name.
+        public var name: String
+        /// Permits per second now.
+        public var rate: Double
+        /// Jobs it deferred (kept a day after its last use).
+        public var deferred: Int
+        /// Distinct key values in the last minute or two (keyed limits).
+        public var keysActive: Int
+
+        /// Makes one.
+        public init(name: String, rate: Double, deferred: Int, keysActive: Int) {
+            self.name = name
+            self.rate = rate
+            self.deferred = deferred
+            self.keysActive = keysActive
+        }
+    }
+    /// Every declared limiter.
+    public var limiters: [Limiter] = []
+    /// Starvation bounds (`max_wait`) by queue.
+    public var maxWait: [String: Duration] = [:]
 
     /// Makes one.
-    public init(queues: [Queue], scheduled: Int, dead: Int, ledgerBacklog: Int? = nil) {
+    public init(queues: [Queue], scheduled: Int, dead: Int, ledgerBacklog: Int? = nil, limiters: [Limiter] = [], maxWait: [String: Duration] = [:]) {
         self.queues = queues
         self.scheduled = scheduled
         self.dead = dead
         self.ledgerBacklog = ledgerBacklog
+        self.limiters = limiters
+        self.maxWait = maxWait
     }
 }
 
@@ -135,6 +160,14 @@ public final class MetricsExporter: Sendable {
             registry.makeGauge(name: "jobrouter_queue_depth", labels: [("queue", queue.name)]).set(Double(queue.depth))
             registry.makeGauge(name: "jobrouter_queue_oldest_job_age_seconds", labels: [("queue", queue.name)])
                 .set(queue.oldestAge.inSeconds)
+        }
+        for limiter in figures.limiters {
+            registry.makeGauge(name: "jobrouter_limiter_rate", labels: [("limiter", limiter.name)]).set(limiter.rate)
+            registry.makeGauge(name: "jobrouter_limiter_deferred_jobs", labels: [("limiter", limiter.name)]).set(Double(limiter.deferred))
+            registry.makeGauge(name: "jobrouter_limiter_keys_active", labels: [("limiter", limiter.name)]).set(Double(limiter.keysActive))
+        }
+        for (queue, bound) in figures.maxWait {
+            registry.makeGauge(name: "jobrouter_queue_max_wait_seconds", labels: [("queue", queue)]).set(bound.inSeconds)
         }
         registry.makeGauge(name: "jobrouter_scheduled_jobs").set(Double(figures.scheduled))
         registry.makeGauge(name: "jobrouter_dead_jobs").set(Double(figures.dead))

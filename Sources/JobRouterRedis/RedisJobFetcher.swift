@@ -53,6 +53,17 @@ final class RedisJobFetcher: JobFetcher {
         }
     }
 
+    func claim(max: Int, from queues: [String]) async throws -> [ClaimedEntry] {
+        let state = self.state
+        var arguments = self.arguments
+        arguments[1] = Array(String(max).utf8)
+        return try await thread.run { [arguments] connection throws(RedisError) in
+            let readable = queues.filter { state.broken[$0] == nil }
+            guard !readable.isEmpty else { return [] }
+            return try Self.claim(connection, queues: readable, arguments: arguments, state: state, all: self.queues)
+        }
+    }
+
     private static func claim(_ connection: RedisConnection, queues: [String], arguments: [[UInt8]], state: FetchState,
                               all: [String]) throws(RedisError) -> [ClaimedEntry] {
         let flat = try connection.evaluate(RedisScripts.claim, keys: queues, arguments: arguments).array(for: "claim") ?? []

@@ -147,13 +147,56 @@ extension RedisQueueDriver {
     }
 
     public func oldestWaiting(in queues: [String]) async throws -> Date? {
+        try await headWaits(of: queues).values.min()
+    }
+
+    public func headWaits(of queues: [String]) async throws -> [String: Date] {
         let commands = queues.map { [bytes("LINDEX"), bytes($0), bytes("0")] }
         let replies = try await self.commands.run { connection throws(RedisError) in try connection.pipeline(commands) }
-        var oldest: Date?
+        var waits: [String: Date] = [:]
         for (queue, reply) in zip(queues, replies) {
             guard case .string(let entry) = reply, let job = try? JobEnvelope.decode(Data(entry), queue: queue) else { continue }
-            oldest = min(oldest ?? job.waitingSince, job.waitingSince)
+            waits[queue] = job.waitingSince
         }
-        return oldest
+        return waits
+    }
+
+    public func admit(_ claim: ClaimedEntry, job: JobEnvelope, limiter: LimiterChoice) async throws -> RateAdmission {
+        var deferred = job
+        deferred.ratePermit = true
+        let arguments = [bytes(namespace), bytes(claim.token), bytes(claim.queue), bytes(limiter.state),
+                         bytes(String(max(limiter.rate.interval.inMilliseconds, 1))), bytes(String(limiter.burst)), bytes(limiter.name),
+                         bytes(limiter.keyValue ?? ""), bytes(deferred.jsonText)]
+        return try await commands.run { connection throws(RedisError) -> RateAdmission in
+            let reply = try connection.evaluate(RedisScripts.rateAdmit, keys: [], arguments: arguments).array(for: "rate-admit") ?? []
+            guard let code = try reply.first?.integer(for: "rate-admit") else {
+                throw RedisError(code: .unexpectedReply, message: "expected a code", command: "rate-admit")
+            }
+            if code == 1 && reply.count == 1 { return .run }
+            if reply.count == 2 { return .deferred(.milliseconds(try reply[1].integer(for: "rate-admit"))) }
+            return .lost
+        }
+    }
+
+    public func limiterStatistics(_ names: [String], now: Date) async throws -> [String: LimiterStatistics] {
+        let minute = Int64(now.timeIntervalSince1970 / 60)
+        var commands: [[[UInt8]]] = []
+        for name in names {
+            let stats = "\(namespace):limiter:\(name)"
+            commands.append([bytes("HMGET"), bytes(stats), bytes("a:\(minute - 1)"), bytes("a:\(minute)"), bytes("deferred")])
+            commands.append([bytes("PFCOUNT"), bytes("\(stats):keys:\(minute - 1)"), bytes("\(stats):keys:\(minute)")])
+        }
+        let replies = try await self.commands.run { [commands] connection throws(RedisError) in try connection.pipeline(commands) }
+        var out: [String: LimiterStatistics] = [:]
+        for (index, name) in names.enumerated() where index * 2 + 1 < replies.count {
+            let fields = try (replies[index * 2].array(for: "HMGET") ?? []).map { value -> Int in
+                if case .string(let text) = value { return Int(String(decoding: text, as: UTF8.self)) ?? 0 }
+                return 0
+            }
+            guard fields.count == 3 else { continue }
+            let keys = Int(try replies[index * 2 + 1].integer(for: "PFCOUNT"))
+            out[name] = LimiterStatistics(lastMinute: fields[0], thisMinute: fields[1], deferred: fields[2], keysActive: keys)
+        }
+        return out
     }
 }

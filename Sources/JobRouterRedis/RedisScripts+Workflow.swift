@@ -9,6 +9,9 @@
 ///   `NS:batchjobs:ID:counted` set of job ids counted (a job re-run from the dead letters counts
 ///   once); `NS:batchjobs` sorted set of open batches by creation time
 /// - `NS:paused` set of paused queues: claims skip them (and drop their wake-up tokens)
+/// - `NS:rate:type:TYPE[:KEY]` a type's GCRA state (per key value for keyed limits), expiring once
+///   its permits are spent; `NS:limiter:NAME` its figures (see `limiter_admitted`);
+///   `NS:limiter:NAME:keys:MINUTE` a HyperLogLog of the key values seen that minute (3 min)
 extension RedisScripts {
     /// Counting batch outcomes and firing a batch's callback once.
     static let batchPrelude = """
@@ -183,5 +186,43 @@ extension RedisScripts {
           end
         end
         return changed
+        """)
+}
+
+extension RedisScripts {
+    /// Lets a claimed job of a rate-limited type run, or defers it: one GCRA step on its limiter.
+    /// Within the limit the permit is taken and the job runs. Over it, the next permit is reserved
+    /// for this job and the job moves from in flight to the schedule at the time that permit is
+    /// valid (attempt unchanged; the stored entry says it holds a permit, so it runs when it comes
+    /// back). ARGV: ns, token, queue, limiter state key (after `NS:rate:`), interval ms, burst,
+    /// limiter name (figures), key value ('' for none), entry to schedule. Returns {1} (run),
+    /// {2, ms deferred} or {0 or 2} as a settle whose claim is gone.
+    static let rateAdmit = script("rate-admit", """
+        local token, queue = ARGV[2], ARGV[3]
+        if redis.call('HEXISTS', ns .. ':inflight', token) == 0 then return {gone(token)} end
+        local now = now_ms()
+        local key = ns .. ':rate:' .. ARGV[4]
+        local interval = tonumber(ARGV[5])
+        local tolerance = interval * (tonumber(ARGV[6]) - 1)
+        local tat = tonumber(redis.call('GET', key) or now)
+        if tat < now then tat = now end
+        local allowed_at = tat - tolerance
+        redis.call('SET', key, tat + interval, 'PX', math.ceil(tat + interval - now + tolerance) + 1000)
+        if ARGV[8] ~= '' then
+          local keys = ns .. ':limiter:' .. ARGV[7] .. ':keys:' .. math.floor(now / 60000)
+          redis.call('PFADD', keys, ARGV[8])
+          redis.call('PEXPIRE', keys, 180000)
+        end
+        if now >= allowed_at then
+          limiter_admitted(ARGV[7], now, 1)
+          return {1}
+        end
+        limiter_admitted(ARGV[7], allowed_at, 1)
+        redis.call('HINCRBY', ns .. ':limiter:' .. ARGV[7], 'deferred', 1)
+        release(token, queue)
+        if redis.call('ZADD', ns .. ':scheduled', allowed_at, queue .. '\\n' .. ARGV[9]) == 1 then
+          redis.call('HINCRBY', ns .. ':count:scheduled', queue, 1)
+        end
+        return {2, allowed_at - now}
         """)
 }

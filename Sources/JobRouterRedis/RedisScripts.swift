@@ -148,6 +148,15 @@ enum RedisScripts {
           if keep_entry then return string.sub(text, 1, -2) .. ',"entry":' .. entry .. '}' end
           return text
         end
+        -- Per-limiter figures for `status` and /metrics: permits per minute (`a:MINUTE`, the last
+        -- three kept), jobs deferred (`deferred`), in `NS:limiter:NAME`, kept a day after last use.
+        local function limiter_admitted(name, at, by)
+          local stats = ns .. ':limiter:' .. name
+          local minute = math.floor(at / 60000)
+          redis.call('HINCRBY', stats, 'a:' .. minute, by)
+          redis.call('HDEL', stats, 'a:' .. (minute - 3))
+          redis.call('PEXPIRE', stats, 86400000)
+        end
         local function bury(id, queue, kind, record, raw, now, max_dead)
           local key = id
           if redis.call('HSETNX', ns .. ':dead:jobs', key, record) == 0 then
@@ -652,6 +661,7 @@ enum RedisScripts {
         local allowed_at = tat - tolerance
         if now < allowed_at then return allowed_at - now end
         redis.call('SET', key, tat + interval, 'PX', math.ceil(tat + interval - now + tolerance) + 1000)
+        limiter_admitted(ARGV[2], now, 1)
         return 0
         """)
 
@@ -663,6 +673,7 @@ enum RedisScripts {
         local now = now_ms()
         local earlier = tat - tonumber(ARGV[3])
         if earlier <= now then redis.call('DEL', key) else redis.call('SET', key, earlier, 'KEEPTTL') end
+        limiter_admitted(ARGV[2], now, -1)
         return 1
         """)
 

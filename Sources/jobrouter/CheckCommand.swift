@@ -74,6 +74,18 @@ struct CheckReport {
                 ?? "concurrency \(group.concurrency)"
             lines.append("  \(name): \(group.queues.joined(separator: " > ")), \(concurrency), shutdown_timeout \(DurationParser.format(group.shutdownTimeout)), lease \(DurationParser.format(group.lease)), max_recoveries \(group.maxRecoveries)")
         }
+        let limiters = configuration.limiters
+        let bounded = configuration.groups.keys.sorted().compactMap { name -> String? in
+            guard let group = configuration.groups[name], !group.maxWait.isEmpty else { return nil }
+            let bounds = group.queues.compactMap { queue in group.maxWait[queue].map { "\(queue) \(DurationParser.format($0))" } }
+            return "  \(name): max_wait \(bounds.joined(separator: ", ")), aging_slots \(group.agingSlots)"
+        }
+        if !limiters.isEmpty || !bounded.isEmpty {
+            lines.append("")
+            lines.append("limits:")
+            lines += limiters.map { "  \($0.name): \($0.limit)" }
+            lines += bounded
+        }
         if !configuration.schedules.isEmpty {
             lines.append("")
             lines.append("schedules:")

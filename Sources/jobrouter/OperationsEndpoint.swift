@@ -1,3 +1,4 @@
+import Foundation
 import JobRouter
 import JobRouterHTTP
 import JobRouterPostgres
@@ -18,13 +19,23 @@ struct OperationsEndpoint {
         let probeDriver = try options.makeDriver(configuration)
         let queues = configuration.declaredQueues.sorted()
         let ledger = configuration.postgres?.ledger == true
-        exporter = MetricsExporter { [probeDriver] in
+        let limiters = configuration.limiters.map(\.name)
+        var bounds: [String: Duration] = [:]
+        for group in configuration.groups.values { bounds.merge(group.maxWait) { Swift.min($0, $1) } }
+        exporter = MetricsExporter { [probeDriver, bounds] in
             let statistics = try await probeDriver.statistics(queues: queues)
             let backlog = ledger ? try await RedisAttemptLog(driver: probeDriver).backlog().waiting : nil
+            let now = Date()
+            let figures = limiters.isEmpty ? [:] : try await probeDriver.limiterStatistics(limiters, now: now)
+            let second = now.timeIntervalSince1970.truncatingRemainder(dividingBy: 60)
             return ClusterGauges(
                 queues: statistics.queues.map { .init(name: $0.name, depth: $0.depth, oldestAge: $0.oldestAge ?? .zero) },
                 scheduled: statistics.queues.map(\.scheduled).reduce(0, +),
-                dead: statistics.queues.map(\.dead).reduce(0, +), ledgerBacklog: backlog)
+                dead: statistics.queues.map(\.dead).reduce(0, +), ledgerBacklog: backlog,
+                limiters: limiters.compactMap { name in
+                    figures[name].map { .init(name: name, rate: $0.rate(secondsIntoMinute: second), deferred: $0.deferred, keysActive: $0.keysActive) }
+                },
+                maxWait: bounds)
         }
         exporter.bootstrap(withPostgres: configuration.postgres != nil, withMail: configuration.smtp != nil)
         var checks = [HealthMonitor.Check(name: "redis") { [probeDriver] in _ = try await probeDriver.command(["PING"]) }]

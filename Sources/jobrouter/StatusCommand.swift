@@ -70,6 +70,8 @@ struct StatusCommand: AsyncParsableCommand {
         var report = StatusReport(configuration: configuration, server: driver.endpoint.description,
                                   statistics: statistics, now: now, ledger: ledger, outbox: outbox, throughput: throughput)
         report.paused = try await driver.pausedQueues()
+        let limiters = configuration.limiters.map(\.name)
+        if !limiters.isEmpty { report.limiters = try await driver.limiterStatistics(limiters, now: now) }
         return report
     }
 }
@@ -163,6 +165,46 @@ struct StatusReport {
     var throughput: ThroughputSeries?
     /// Queues paused with `jobrouter pause`.
     var paused: Set<String> = []
+    /// Figures of every limiter the configuration declares.
+    var limiters: [String: LimiterStatistics] = [:]
+
+    private var secondsIntoMinute: Double { now.timeIntervalSince1970.truncatingRemainder(dividingBy: 60) }
+
+    /// Each group's starvation bounds: (group, queue, bound, the queue's oldest job's age).
+    private var bounds: [(group: String, queue: String, bound: Duration, oldest: Duration?)] {
+        groups.flatMap { group in
+            group.queues.compactMap { queue in
+                group.maxWait[queue].map { (group.name, queue, $0, statistics.queues.first { $0.name == queue }?.oldestAge) }
+            }
+        }
+    }
+
+    private var limiterLines: [String] {
+        let rows = configuration.limiters.map { limiter -> [String] in
+            let figures = limiters[limiter.name]
+            let rate = figures.map { String(format: "%.1f/s", $0.rate(secondsIntoMinute: secondsIntoMinute)) } ?? "-"
+            return [limiter.name, limiter.limit, rate, figures.map { String($0.deferred) } ?? "-", figures.map { String($0.keysActive) } ?? "-"]
+        }
+        var lines = rows.isEmpty ? [] : Self.table(header: ["LIMITER", "LIMIT", "NOW", "DEFERRED", "KEYS"], rows: rows, rightAligned: [2, 3, 4])
+        for bound in bounds {
+            let oldest = bound.oldest.map(Self.age) ?? "-"
+            let over = (bound.oldest ?? .zero) > bound.bound ? "  OVER" : ""
+            lines.append("max_wait \(LogEscaping.escape(bound.queue)) (group \(bound.group)): oldest \(oldest) of \(DurationParser.format(bound.bound))\(over)")
+        }
+        return lines
+    }
+
+    private var limiterJSON: JSONValue {
+        .array(configuration.limiters.map { limiter in
+            let figures = limiters[limiter.name]
+            return .object([
+                "name": .string(limiter.name), "limit": .string(limiter.limit),
+                "rate_per_second": figures.map { .number($0.rate(secondsIntoMinute: secondsIntoMinute)) } ?? .null,
+                "deferred": figures.map { .integer(Int64($0.deferred)) } ?? .null,
+                "keys_active": figures.map { .integer(Int64($0.keysActive)) } ?? .null,
+            ])
+        })
+    }
 
     func render(json: Bool) -> String { json ? self.json : table }
 
@@ -241,6 +283,11 @@ struct StatusReport {
             "ledger": ledger?.json ?? .null,
             "outbox": outbox?.json ?? .null,
             "throughput": throughput.map(Self.json) ?? .null,
+            "limiters": limiterJSON,
+            "max_wait": .array(bounds.map { bound in
+                .object(["group": .string(bound.group), "queue": .string(bound.queue), "max_wait_ms": .integer(bound.bound.inMilliseconds),
+                         "oldest_age_ms": bound.oldest.map { .integer($0.inMilliseconds) } ?? .null])
+            }),
         ]
         return JSONValue.object(root).jsonText
     }
@@ -292,6 +339,11 @@ struct StatusReport {
         }
         lines += Self.table(header: ["GROUP", "BUSY", "CONCURRENCY", "LEASE", "QUEUES"], rows: groupRows, rightAligned: [1, 2])
         lines.append("")
+        let limits = limiterLines
+        if !limits.isEmpty {
+            lines += limits
+            lines.append("")
+        }
         if liveWorkers.isEmpty {
             lines.append("no worker process is running")
         } else {

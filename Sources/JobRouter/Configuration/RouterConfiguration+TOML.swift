@@ -186,7 +186,7 @@ struct TOMLReader {
 
     private func jobType(name: String, _ table: TOMLTable) throws -> JobTypeConfiguration {
         let path = ["types", name]
-        let common: Set<String> = ["handler", "priorities", "default_priority", "timeout", "max_attempts", "backoff", "unique"]
+        let common: Set<String> = ["handler", "priorities", "default_priority", "timeout", "max_attempts", "backoff", "unique", "rate_limit", "burst"]
         let kinds = Set(providers.keys).union(HandlerKind.firstPartyProviders.keys).map(\.rawValue).sorted().joined(separator: ", ")
         guard let handlerValue = table["handler"] else {
             throw fail(path + ["handler"], "missing; one of \(kinds)")
@@ -227,7 +227,38 @@ struct TOMLReader {
             if let max = backoff["max"] { type.backoff.max = try duration(max, path + ["backoff", "max"]) }
         }
         if let value = table["unique"] { type.unique = try unique(try self.table(value, path + ["unique"]), path + ["unique"]) }
+        if let value = table["rate_limit"] {
+            type.rateLimit = try jobRateLimit(value, path + ["rate_limit"])
+            if let burst = table["burst"] {
+                guard type.rateLimit?.key == nil else {
+                    throw fail(path + ["burst"], "with a keyed rate_limit, give burst inside it: rate_limit = { key = ..., limit = ..., burst = \(burst.int ?? 1) }")
+                }
+                type.rateLimit?.burst = try integer(burst, path + ["burst"])
+            }
+        } else if table["burst"] != nil {
+            throw fail(path + ["burst"], "set, but the type has no rate_limit")
+        }
         return type
+    }
+
+    private func rate(_ value: TOMLValueConvertible, _ path: [String]) throws -> RateLimit {
+        let text = try string(value, path)
+        guard let rate = RateLimit(text) else {
+            throw fail(path, "bad rate '\(text)'; write a count per unit: \"20/s\", \"600/min\", \"10000/h\"")
+        }
+        return rate
+    }
+
+    private func jobRateLimit(_ value: TOMLValueConvertible, _ path: [String]) throws -> JobRateLimit {
+        guard value.type == .table else { return JobRateLimit(rate: try rate(value, path)) }
+        let table = try self.table(value, path)
+        try checkKeys(table, path: path, allowed: ["key", "limit", "burst", "default"])
+        guard let limit = table["limit"] else { throw fail(path + ["limit"], "missing; the rate per key, e.g. \"5/s\"") }
+        var terms = JobRateLimit(rate: try rate(limit, path + ["limit"]))
+        if let key = table["key"] { terms.key = try string(key, path + ["key"]) }
+        if let burst = table["burst"] { terms.burst = try integer(burst, path + ["burst"]) }
+        if let fallback = table["default"] { terms.defaultRate = try rate(fallback, path + ["default"]) }
+        return terms
     }
 
     private func unique(_ table: TOMLTable, _ path: [String]) throws -> UniqueTerms {
@@ -277,7 +308,8 @@ struct TOMLReader {
 
     private func group(name: String, _ table: TOMLTable) throws -> WorkerGroupConfiguration {
         let path = ["groups", name]
-        try checkKeys(table, path: path, allowed: ["queues", "concurrency", "shutdown_timeout", "lease", "max_recoveries"])
+        try checkKeys(table, path: path, allowed: ["queues", "concurrency", "shutdown_timeout", "lease", "max_recoveries", "rate_limit", "burst",
+                                                   "max_wait", "aging_slots"])
         guard let queuesValue = table["queues"] else {
             throw fail(path + ["queues"], "missing; the ordered list of queues this group reads")
         }
@@ -303,6 +335,19 @@ struct TOMLReader {
         if let value = table["lease"] { group.lease = try duration(value, path + ["lease"]) }
         if let value = table["max_recoveries"] { group.maxRecoveries = try integer(value, path + ["max_recoveries"]) }
         if let value = table["shutdown_timeout"] { group.shutdownTimeout = try duration(value, path + ["shutdown_timeout"]) }
+        if let value = table["rate_limit"] { group.rateLimit = try rate(value, path + ["rate_limit"]) }
+        if let value = table["burst"] {
+            guard group.rateLimit != nil else { throw fail(path + ["burst"], "set, but the group has no rate_limit") }
+            group.burst = try integer(value, path + ["burst"])
+        }
+        if let value = table["max_wait"] {
+            let bounds = try self.table(value, path + ["max_wait"])
+            for queue in bounds.keys {
+                guard let bound = bounds[queue] else { continue }
+                group.maxWait[queue] = try duration(bound, path + ["max_wait", queue])
+            }
+        }
+        if let value = table["aging_slots"] { group.agingSlots = try integer(value, path + ["aging_slots"]) }
         return group
     }
 

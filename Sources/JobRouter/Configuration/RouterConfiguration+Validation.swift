@@ -77,6 +77,17 @@ extension RouterConfiguration {
             if type.backoff.max < type.backoff.base {
                 throw fail(path + ["backoff", "max"], "must not be shorter than backoff.base")
             }
+            if let limit = type.rateLimit {
+                let at = path + ["rate_limit"]
+                if limit.burst < 1 { throw fail(limit.key == nil ? path + ["burst"] : at + ["burst"], "must be at least 1, not \(limit.burst)") }
+                if let key = limit.key, key.isEmpty || (!key.hasPrefix("@") && key.split(separator: ".", omittingEmptySubsequences: false).contains("")) {
+                    throw fail(at + ["key"], "'\(key)' is not a payload path (names joined by dots) or @recipient_domain")
+                }
+                if let key = limit.key, key.hasPrefix("@"), key != "@recipient_domain" {
+                    throw fail(at + ["key"], "unknown '\(key)'; the only computed key is @recipient_domain")
+                }
+                if limit.rate.interval < .milliseconds(1) { throw fail(at, "over 1000/s is not supported (a permit every millisecond at most)") }
+            }
             if let unique = type.unique {
                 if unique.keyPaths.isEmpty { throw fail(path + ["unique", "key"], "must name at least one payload path") }
                 if let bad = unique.keyPaths.first(where: { $0.isEmpty || $0.split(separator: ".", omittingEmptySubsequences: false).contains("") }) {
@@ -164,6 +175,16 @@ extension RouterConfiguration {
                 if scaling.targetWait <= .zero { throw fail(at + ["target_wait"], "must be longer than zero") }
                 if scaling.scaleDownAfter <= .zero { throw fail(at + ["scale_down_after"], "must be longer than zero") }
             }
+            for queue in group.maxWait.keys.sorted() {
+                guard group.queues.contains(queue) else {
+                    throw fail(path + ["max_wait", queue], "'\(queue)' is not one of this group's queues (\(group.queues.joined(separator: ", ")))")
+                }
+                if queue == group.queues.first { throw fail(path + ["max_wait", queue], "the group's first queue is never passed over; bound a later one") }
+                if let bound = group.maxWait[queue], bound < .seconds(1) { throw fail(path + ["max_wait", queue], "must be at least 1s") }
+            }
+            if group.agingSlots < 1 { throw fail(path + ["aging_slots"], "must be at least 1, not \(group.agingSlots)") }
+            if group.burst < 1 { throw fail(path + ["burst"], "must be at least 1, not \(group.burst)") }
+            if let rate = group.rateLimit, rate.interval < .milliseconds(1) { throw fail(path + ["rate_limit"], "over 1000/s is not supported") }
             if group.concurrency < 1 { throw fail(path + ["concurrency"], "must be at least 1, not \(group.concurrency)") }
             if group.concurrency > 10_000 { throw fail(path + ["concurrency"], "must be at most 10000, not \(group.concurrency)") }
             if group.shutdownTimeout < .zero { throw fail(path + ["shutdown_timeout"], "cannot be negative") }

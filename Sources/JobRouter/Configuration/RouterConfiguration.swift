@@ -166,6 +166,8 @@ public struct JobTypeConfiguration: Sendable, Equatable {
     public var backoff: RetryBackoff
     /// At most one job per key at a time (TOML `unique = { key = [...], for = "10m", until = "done" }`).
     public var unique: UniqueTerms?
+    /// A shared rate for its jobs, per type or per payload key (TOML `rate_limit`, `burst`).
+    public var rateLimit: JobRateLimit?
 
     /// Makes a type.
     public init(
@@ -202,6 +204,15 @@ public struct WorkerGroupConfiguration: Sendable, Equatable {
     public var scaling: ConcurrencyScaling?
     /// How many jobs the group runs at once when it starts: ``concurrency``, or `min` when autoscaled.
     public var initialConcurrency: Int { scaling?.min ?? concurrency }
+    /// A shared rate for all the group's claims, across every process (TOML `rate_limit`).
+    public var rateLimit: RateLimit?
+    /// Claims that may go at once before ``rateLimit`` applies (TOML `burst`, default 1).
+    public var burst = 1
+    /// Starvation bounds: queue → the longest a job there should wait while strict order would
+    /// leave it (TOML `max_wait = { "emails:low" = "5m" }`). Empty: strict priority, always.
+    public var maxWait: [String: Duration] = [:]
+    /// How many slots may run bounded queues' overdue jobs at once (TOML `aging_slots`, default 1).
+    public var agingSlots = 1
     /// How long running jobs may go on after a shutdown signal before they are put back (TOML `shutdown_timeout`, default `"25s"`).
     public var shutdownTimeout: Duration
     /// How long a job stays claimed by a worker process that stops heartbeating before another process

@@ -24,6 +24,9 @@ public enum JobEvent: Sendable {
     /// This worker ran a job but its claim was gone when it settled it: its lease had expired and
     /// recovery gave the job to another worker, which may run it again. Its outcome here is not kept.
     case leaseLost(JobEnvelope, group: String, run: Duration)
+    /// A job over its type's rate limit was not run: it waits in the schedule for the permit
+    /// reserved for it, `by` from now (attempt unchanged, no slot held).
+    case deferred(JobEnvelope, group: String, by: Duration, limiter: String)
 }
 
 /// Receives ``JobEvent``s. Called on the worker's tasks: return quickly and never block.
@@ -61,6 +64,8 @@ public struct LoggingJobEventRecorder: JobEventRecorder {
             logger.error("group=\(Self.field(group)) job=\(Self.field(record.id.rawValue)) type=\(Self.field(record.type ?? "-")) queue=\(Self.field(record.queue)) outcome=dead reason=\(Self.quote(record.reason))")
         case .requeued(let job, let group, let reason):
             logger.notice("\(Self.describe(job, group: group)) outcome=requeued reason=\(Self.quote(reason))")
+        case .deferred(let job, let group, let delay, let limiter):
+            logger.info("\(Self.describe(job, group: group)) outcome=deferred run_in=\(Self.format(delay)) limiter=\(Self.field(limiter))")
         case .leaseLost(let job, let group, let run):
             logger.warning("\(Self.describe(job, group: group)) run=\(Self.format(run)) outcome=lease-lost: its lease expired before it finished and another worker took it over; it may run again")
         }

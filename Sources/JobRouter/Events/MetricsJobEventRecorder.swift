@@ -16,7 +16,7 @@ import Synchronization
 public final class MetricsJobEventRecorder: JobEventRecorder, Sendable {
     /// The outcome label values, as in the ledger.
     public enum Outcome: String, Sendable, CaseIterable {
-        case succeeded, failed, dead, requeued, recovered, malformed
+        case succeeded, failed, dead, requeued, recovered, malformed, deferred
     }
 
     private struct CounterKey: Hashable {
@@ -55,6 +55,8 @@ public final class MetricsJobEventRecorder: JobEventRecorder, Sendable {
             counter(CounterKey(group: group, type: labels.type(record.type), queue: labels.queue(record.queue), outcome: outcome)).increment()
         case .requeued(let job, let group, _):
             count(job, group: group, .requeued)
+        case .deferred(let job, let group, _, _):
+            count(job, group: group, .deferred)
         case .recovered(let report):
             for job in report.recoveredJobs {
                 counter(CounterKey(group: labels.reader(of: job.queue), type: MetricLabels.unknown,

@@ -34,6 +34,9 @@ public struct JobEnvelope: Sendable, Equatable {
     public var then: [ChainStep] = []
     /// The batch this job belongs to (``JobRouterClient/enqueueBatch(_:onComplete:)``).
     public var batch: String?
+    /// Whether it holds a rate-limit permit reserved when it was deferred: it runs when claimed,
+    /// without asking its limiter again.
+    public var ratePermit = false
 
     /// Since when the job has been waiting to run: ``dueAt`` when set, else ``enqueuedAt``.
     public var waitingSince: Date { dueAt ?? enqueuedAt }
@@ -90,6 +93,7 @@ public struct JobEnvelope: Sendable, Equatable {
             out += ",\"batch\":"
             JSONValue.writeString(batch, to: &out)
         }
+        if ratePermit { out += ",\"rate_permit\":true" }
         out += "}"
         return out
     }
@@ -149,6 +153,7 @@ public struct JobEnvelope: Sendable, Equatable {
         case .array(let steps)?: envelope.then = try steps.map { step throws(EnvelopeError) in try ChainStep(json: step) }
         case let other?: throw EnvelopeError(message: "\"then\" must be an array of jobs, not \(other.typeName)")
         }
+        if case .bool(true)? = fields["rate_permit"] { envelope.ratePermit = true }
         switch fields["batch"] {
         case nil, .null?: break
         case .string(let batch)? where !batch.isEmpty: envelope.batch = batch

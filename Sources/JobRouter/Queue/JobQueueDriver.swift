@@ -323,6 +323,78 @@ public protocol JobQueueDriver: Sendable {
     /// Since when the oldest job at the head of `queues` has waited (`due_at` or `enqueued_at`);
     /// `nil` when they are empty.
     func oldestWaiting(in queues: [String]) async throws -> Date?
+
+    /// Since when the job at the head of each queue has waited (queues that are empty are left out).
+    func headWaits(of queues: [String]) async throws -> [String: Date]
+
+    // MARK: Rate limits
+
+    /// Takes a permit of `limiter` for a claimed job, or defers the job: over the limit, a permit
+    /// is reserved for it and it moves to the schedule at the time that permit is valid (`job` is
+    /// stored with ``JobEnvelope/ratePermit`` set), releasing the claim. One atomic step.
+    func admit(_ claim: ClaimedEntry, job: JobEnvelope, limiter: LimiterChoice) async throws -> RateAdmission
+
+    /// Figures of the named limiters (`type:NAME`, `group:NAME`, `smtp`).
+    func limiterStatistics(_ names: [String], now: Date) async throws -> [String: LimiterStatistics]
+}
+
+/// Which limiter a job goes through, and its terms.
+public struct LimiterChoice: Sendable, Equatable {
+    /// The limiter's name for figures: `type:TYPE`.
+    public var name: String
+    /// Its state's key: the name, and for keyed limits `:` and the key value.
+    public var state: String
+    /// The key value (keyed limits), counted for "keys active".
+    public var keyValue: String?
+    /// The rate.
+    public var rate: RateLimit
+    /// The burst.
+    public var burst: Int
+
+    /// The limiter for a job of `type` with `payload` under `limit`; `nil` when the job is not limited.
+    public init?(type: String, payload: JSONValue, limit: JobRateLimit) {
+        guard let (key, rate) = limit.limiter(for: payload) else { return nil }
+        name = "type:\(type)"
+        state = limit.key == nil ? name : "\(name):\(key)"
+        keyValue = limit.key == nil ? nil : key
+        self.rate = rate
+        burst = limit.burst
+    }
+}
+
+/// What asking a limiter for a claimed job did.
+public enum RateAdmission: Sendable, Equatable {
+    /// A permit was taken: run it.
+    case run
+    /// Over the limit: it waits in the schedule this long, holding the permit reserved for it.
+    case deferred(Duration)
+    /// The claim was gone (its lease expired and recovery took it).
+    case lost
+}
+
+/// One limiter's figures.
+public struct LimiterStatistics: Sendable, Equatable {
+    /// Permits in the previous whole minute.
+    public var lastMinute: Int
+    /// Permits so far in this minute (including ones reserved for deferred jobs that fall in it).
+    public var thisMinute: Int
+    /// Jobs deferred by this limiter, ever (kept a day after it was last used).
+    public var deferred: Int
+    /// Distinct key values seen in this minute and the previous one (keyed limits).
+    public var keysActive: Int
+
+    /// Makes figures.
+    public init(lastMinute: Int, thisMinute: Int, deferred: Int, keysActive: Int) {
+        self.lastMinute = lastMinute
+        self.thisMinute = thisMinute
+        self.deferred = deferred
+        self.keysActive = keysActive
+    }
+
+    /// Permits per second: over the previous whole minute, or this one when it has run 10 s or more.
+    public func rate(secondsIntoMinute: Double) -> Double {
+        secondsIntoMinute >= 10 ? Double(thisMinute) / secondsIntoMinute : Double(lastMinute) / 60
+    }
 }
 
 /// What claiming a cron tick did.
@@ -485,6 +557,10 @@ public protocol JobFetcher: Sendable {
     /// is empty, waits on the server up to `wait` for one to arrive (no polling), and then returns
     /// what it could claim, possibly nothing.
     func fetch(max: Int, wait: Duration) async throws -> [ClaimedEntry]
+
+    /// Claims up to `max` entries from `queues` only (in that order), without waiting: a group
+    /// taking an overdue job from a queue with a starvation bound.
+    func claim(max: Int, from queues: [String]) async throws -> [ClaimedEntry]
 
     /// Makes a waiting ``fetch(max:wait:)`` return soon, and later ones return without waiting.
     func interrupt()

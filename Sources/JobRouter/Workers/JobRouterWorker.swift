@@ -59,18 +59,25 @@ public struct JobRouterWorker: Service {
         let workerID = WorkerDescription.makeID()
         self.controller = controller
         self.runners = try selected.map { group in
-            // A group that receives mail is paced by [smtp] rate_limit, shared by every process.
-            var gate: RateGate?
+            // A group with its own rate_limit, and a group that receives mail ([smtp] rate_limit),
+            // are paced by rates shared by every process: a permit of each before each claim.
+            var gates: [RateGate] = []
+            if let rate = group.rateLimit {
+                guard let rateLimiter else {
+                    throw WorkerError(message: "groups.\(group.name).rate_limit is \(rate), but no rateLimiter was given (pass RedisRateLimiter(driver:))")
+                }
+                gates.append(RateGate(limiter: rateLimiter, key: "group:\(group.name)", rate: rate, burst: group.burst))
+            }
             if configuration.receivesMail(group), let smtp = configuration.smtp, let rate = smtp.rateLimit {
                 guard let rateLimiter else {
                     throw WorkerError(message: "groups.\(group.name) receives mail and smtp.rate_limit is \(rate), but no rateLimiter was given (pass RedisRateLimiter(driver:))")
                 }
-                gate = RateGate(limiter: rateLimiter, key: "smtp", rate: rate, burst: smtp.burst)
+                gates.append(RateGate(limiter: rateLimiter, key: "smtp", rate: rate, burst: smtp.burst))
             }
             return WorkerGroupRunner(
                 group: group, configuration: configuration, handlers: handlers, services: registry.services, unavailable: unavailable,
                 driver: driver, workerID: workerID, shutdown: controller, health: health, events: events, logger: logger,
-                gate: gate, attempts: configuration.ledgerTerms.map { AttemptRecorder(worker: workerID, storePayload: $0.storePayload) })
+                gates: gates, aging: group.maxWait.isEmpty ? nil : AgingSlots(group: group), attempts: configuration.ledgerTerms.map { AttemptRecorder(worker: workerID, storePayload: $0.storePayload) })
         }
         self.maintenance = WorkerMaintenance(
             workerID: workerID, runners: runners, configuration: configuration, driver: driver,

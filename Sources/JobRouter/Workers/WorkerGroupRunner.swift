@@ -23,8 +23,10 @@ struct WorkerGroupRunner: Sendable {
     let health: ConnectionHealth
     let events: JobEventFanout
     let logger: Logger
-    /// When set, each claim waits for a permit of this shared rate (mail groups).
-    let gate: RateGate?
+    /// Shared rates each claim waits for a permit of (the group's `rate_limit`, `[smtp]` for mail groups).
+    let gates: [RateGate]
+    /// The group's starvation bounds (`max_wait`); `nil` when it has none (strict order, always).
+    let aging: AgingSlots?
     /// Makes the attempt records settles carry when the ledger is on; `nil` when it is off.
     let attempts: AttemptRecorder?
     /// Claims this group holds now, for lease renewal.
@@ -35,6 +37,7 @@ struct WorkerGroupRunner: Sendable {
     let brokenQueues = BrokenQueues()
     /// How many jobs the group may run at once now (changes when it autoscales).
     let concurrency = CurrentConcurrency()
+    /// Starvation bounds (`max_wait`), when the group has any.
     /// `jobrouter_rate_limit_wait_seconds_total{group}`: time this group's fetch loop waited for a permit.
     var rateLimitWait: FloatingPointCounter {
         FloatingPointCounter(label: "jobrouter_rate_limit_wait_seconds_total", dimensions: [("group", group.name)])
@@ -75,6 +78,11 @@ struct WorkerGroupRunner: Sendable {
                 slots.close()
                 fetcher.interrupt()
             }
+            if let aging {
+                tasks.addTask {
+                    await aging.watch(driver: driver, while: { shutdown.phase == .running }, sleep: { await shutdown.sleep(for: $0) }, logger: logger)
+                }
+            }
             if let scaling = group.scaling {
                 tasks.addTask {
                     await ConcurrencyScaler(group: group.name, queues: group.queues, terms: scaling, slots: slots,
@@ -87,29 +95,22 @@ struct WorkerGroupRunner: Sendable {
             while shutdown.phase == .running, !Task.isCancelled {
                 var free = await slots.acquireAll()
                 guard free > 0 else { break }
-                if gate == nil, free < (slots.capacity + 1) / 2 {
+                if gates.isEmpty, free < (slots.capacity + 1) / 2 {
                     // Slots come back one job at a time (each as its handler returns): let the
                     // other tasks run once before claiming, so one claim call takes the slots they
                     // free. Only while most slots are busy: an idle group picks a job up at once.
                     await Task.yield()
                     free += slots.takeFree()
                 }
-                if let gate {
-                    // Paced: one permit, then one claim, so the job sent next is the best one waiting now.
+                if !gates.isEmpty {
+                    // Paced: one permit of each rate, then one claim, so the job sent next is the
+                    // best one waiting now.
                     slots.release(free - 1)
                     free = 1
                     // Waits sleep on the shutdown controller, so a signal ends them at once.
                     var admitted = false
                     do {
-                        while shutdown.phase == .running {
-                            let wait = try await gate.limiter.reserve(gate.key, rate: gate.rate, burst: gate.burst)
-                            if wait <= .zero {
-                                admitted = true
-                                break
-                            }
-                            rateLimitWait.increment(by: wait.inSeconds)
-                            await shutdown.sleep(for: wait)
-                        }
+                        admitted = try await takePermits()
                     } catch {
                         slots.release(1)
                         await shutdown.sleep(for: health.failed(error))
@@ -121,8 +122,17 @@ struct WorkerGroupRunner: Sendable {
                     }
                 }
                 var entries: [ClaimedEntry]
+                // Starvation bounds: an overdue job of a bounded queue goes first, on its own, in
+                // at most `aging_slots` slots at once.
+                var agedTokens: Set<String> = []
                 do {
-                    entries = try await fetcher.fetch(max: free, wait: Self.fetchWait)
+                    if let aging, let queue = aging.takeOverdue() {
+                        entries = try await fetcher.claim(max: 1, from: [queue])
+                        if entries.isEmpty { aging.end() } else { agedTokens = Set(entries.map(\.token)) }
+                    } else {
+                        entries = []
+                    }
+                    if entries.isEmpty { entries = try await fetcher.fetch(max: free, wait: Self.fetchWait) }
                     health.succeeded()
                 } catch let error where ConnectionHealth.isPermanent(error) {
                     // Retrying cannot help (bad credentials, missing rights): stop the worker, saying why.
@@ -132,7 +142,7 @@ struct WorkerGroupRunner: Sendable {
                     break
                 } catch {
                     slots.release(free)
-                    if let gate { try? await gate.limiter.refund(gate.key, rate: gate.rate) }
+                    await refundPermits()
                     await shutdown.sleep(for: health.failed(error))
                     continue
                 }
@@ -142,11 +152,12 @@ struct WorkerGroupRunner: Sendable {
                 if !keptAside.isEmpty {
                     entries.removeAll { $0.keptAside != nil }
                     for entry in keptAside {
+                        if agedTokens.contains(entry.token) { aging?.end() }
                         events.record(.deadLettered(DeadLetter(id: entry.jobID, queue: entry.queue, type: nil, attempt: nil,
                                                                reason: entry.keptAside ?? "", raw: Data()), group: group.name))
                     }
                 }
-                if entries.isEmpty, let gate { try? await gate.limiter.refund(gate.key, rate: gate.rate) }
+                if entries.isEmpty { await refundPermits() }
                 slots.release(free - entries.count)
                 let claimedAt = Date()
                 for entry in entries { claims.add(entry.token, at: claimedAt) }
@@ -160,16 +171,27 @@ struct WorkerGroupRunner: Sendable {
                     sequence += 1
                     guard let (job, handler) = await admit(entry) else {
                         slots.release(1)
+                        if agedTokens.contains(entry.token) { aging?.end() }
                         continue
                     }
                     let jobSequence = sequence
+                    let aged = agedTokens.contains(entry.token)
                     tasks.addTask {
+                        let release: @Sendable () -> Void = {
+                            if aged { aging?.end() }
+                            slots.release(1)
+                        }
+                        // A job over its type's rate limit is deferred, holding no slot.
+                        guard await admitUnderRateLimit(job, claim: entry) else {
+                            release()
+                            return
+                        }
                         // The slot is free once the handler returned: the job's ack (or retry, or
                         // dead letter) is written behind it, and the claim is held (its lease kept
                         // alive) until that is done, so at-least-once is unchanged.
-                        if let startedAt = await execute(job, claim: entry, handler: handler, handlerReturned: { slots.release(1) }) {
+                        if let startedAt = await execute(job, claim: entry, handler: handler, handlerReturned: release) {
                             putBack.add(job, claim: entry, sequence: jobSequence, startedAt: startedAt)
-                            slots.release(1)
+                            release()
                         }
                     }
                 }
@@ -208,6 +230,46 @@ struct WorkerGroupRunner: Sendable {
         }
         await fetcher.close()
         logger.info("group \(group.name) stopped")
+    }
+
+    /// Takes a permit of every gate in turn, sleeping while one says wait; `false` once shutdown began.
+    private func takePermits() async throws -> Bool {
+        for gate in gates {
+            while true {
+                guard shutdown.phase == .running else { return false }
+                let wait = try await gate.limiter.reserve(gate.key, rate: gate.rate, burst: gate.burst)
+                if wait <= .zero { break }
+                rateLimitWait.increment(by: wait.inSeconds)
+                await shutdown.sleep(for: wait)
+            }
+        }
+        return true
+    }
+
+    /// Gives back the permits of a claim that found nothing.
+    private func refundPermits() async {
+        for gate in gates { try? await gate.limiter.refund(gate.key, rate: gate.rate) }
+    }
+
+    /// Asks the job's limiter (its type's `rate_limit`) for a permit; `false` when the job was
+    /// deferred (or its claim was lost, or the server stayed away: its lease then brings it back).
+    private func admitUnderRateLimit(_ job: JobEnvelope, claim: ClaimedEntry) async -> Bool {
+        guard !job.ratePermit, let limit = configuration.types[job.type]?.rateLimit,
+              let limiter = LimiterChoice(type: job.type, payload: job.payload, limit: limit) else { return true }
+        let admission = await persist("ask the rate limiter for job \(job.id)") { try await driver.admit(claim, job: job, limiter: limiter) }
+        switch admission {
+        case .run?:
+            return true
+        case .deferred(let delay)?:
+            claims.remove(claim.token)
+            events.record(.deferred(job, group: group.name, by: delay, limiter: limiter.name))
+        case .lost?:
+            claims.remove(claim.token)
+            events.record(.leaseLost(job, group: group.name, run: .zero))
+        case nil:
+            claims.remove(claim.token)
+        }
+        return false
     }
 
     /// Logs queues the fetcher set aside as unreadable (and when they are readable again).
@@ -303,6 +365,7 @@ struct WorkerGroupRunner: Sendable {
             } else {
                 var nextAttempt = job
                 nextAttempt.attempt += 1
+                nextAttempt.ratePermit = false
                 nextAttempt.lastError = message
                 let delay = (type?.backoff ?? RetryBackoff()).delay(afterFailures: job.attempt)
                 nextAttempt.dueAt = Date().addingTimeInterval(delay.inSeconds)
