@@ -52,7 +52,7 @@ else
   # Headless Chromium, and the suites that spawn many processes (curl per request, relays killed
   # in a loop), take both cores for a while: they run after the rest, so they never slow the tests
   # that bound how long something takes.
-  heavy="DashboardBrowserTests|DashboardTests|CLIOutboxTests|CLIWorkflowTests"
+  heavy="DashboardBrowserTests|DashboardTests|CLIOutboxTests|CLIWorkflowTests|CLIFairnessTests"
   swift test --skip-build --skip "$heavy"
   log "testing the dashboard (in headless Chromium too), the outbox and cron schedules through the binary"
   swift test --skip-build --filter "$heavy"
