@@ -36,36 +36,39 @@ struct FairnessTests {
         let keys = TestKeys()
         let driver = try TestRedis.driver(namespace: keys.namespace)
         defer { Task { await cleanUp(driver, keys) } }
-        let configuration = try configuration(keys, limit: JobRateLimit(rate: RateLimit(count: 20, period: .seconds(1)), burst: 1, key: "tenant_id"),
+        let configuration = try configuration(keys, limit: JobRateLimit(rate: RateLimit(count: 5, period: .seconds(1)), burst: 1, key: "tenant_id"),
                                               concurrency: 2)
         let client = JobRouterClient(configuration: configuration, driver: driver)
         let runs = Observations<(tenant: String, n: Int, at: ContinuousClock.Instant)>()
         let worker = try worker(configuration, driver) { job in
             runs.append((job.payload["tenant_id"]?.stringValue ?? "-", job.payload["n"]?.intValue ?? -1, .now))
         }
-        // 60 jobs of the noisy tenant first, then 20 of a quiet one, and 20 with no tenant (not limited).
-        _ = try await client.enqueue((0..<60).map { JobRequest(type: "hook", payload: .object(["tenant_id": .string("noisy"), "n": .integer(Int64($0))])) })
-        _ = try await client.enqueue((0..<20).map { JobRequest(type: "hook", payload: .object(["tenant_id": .string("quiet"), "n": .integer(Int64($0))])) })
+        // 40 jobs of the noisy tenant first (8 s of its 5/s), then 3 of a quiet one (within its own
+        // 5/s: 0.4 s), and 20 with no tenant (not limited).
+        _ = try await client.enqueue((0..<40).map { JobRequest(type: "hook", payload: .object(["tenant_id": .string("noisy"), "n": .integer(Int64($0))])) })
+        _ = try await client.enqueue((0..<3).map { JobRequest(type: "hook", payload: .object(["tenant_id": .string("quiet"), "n": .integer(Int64($0))])) })
         _ = try await client.enqueue((0..<20).map { JobRequest(type: "hook", payload: .object(["n": .integer(Int64($0))])) })
         let start = ContinuousClock.now
         try await withWorker(worker) {
-            #expect(await eventually(timeout: .seconds(30)) { runs.count >= 100 })
+            #expect(await eventually(timeout: .seconds(30)) { runs.count >= 63 })
             try await Task.sleep(for: .milliseconds(300))
         }
         let all = runs.all
         for tenant in ["noisy", "quiet", "-"] {
             let numbers = all.filter { $0.tenant == tenant }.map(\.n).sorted()
-            #expect(numbers == Array(0..<(tenant == "noisy" ? 60 : 20)), "\(tenant): each job once")
+            #expect(numbers == Array(0..<(tenant == "noisy" ? 40 : tenant == "quiet" ? 3 : 20)), "\(tenant): each job once")
         }
-        // The quiet tenant's and the unlimited jobs were done within a second, at concurrency 2,
-        // while the noisy tenant's 60 jobs took about 3 s at 20/s.
+        // The quiet tenant's and the unlimited jobs ran while the noisy tenant's backlog waited
+        // deferred (holding no slot, at concurrency 2): done before a third of the noisy jobs ran,
+        // whose 40 jobs took about 8 s at 5/s. (Held slots would have put them behind all 40.)
         let quietDone = all.filter { $0.tenant != "noisy" }.map(\.at).max() ?? start
-        #expect(start.duration(to: quietDone) < .seconds(1.5), "quiet tenants done after \(start.duration(to: quietDone))")
         let noisy = all.filter { $0.tenant == "noisy" }.map(\.at).sorted()
+        let noisyBefore = noisy.filter { $0 < quietDone }.count
+        #expect(noisyBefore < 14, "\(noisyBefore) noisy jobs ran before the quiet ones were done (\(start.duration(to: quietDone)))")
         let span = try #require(noisy.first).duration(to: try #require(noisy.last))
-        #expect(span >= .seconds(2.5) && span < .seconds(4.5), "60 jobs at 20/s took \(span)")
+        #expect(span >= .seconds(7) && span < .seconds(10), "40 jobs at 5/s took \(span)")
         let figures = try await driver.limiterStatistics(["type:hook"], now: Date())["type:hook"]
-        #expect((figures?.deferred ?? 0) >= 40, "\(String(describing: figures))")
+        #expect((figures?.deferred ?? 0) >= 30, "\(String(describing: figures))")
         #expect(figures?.keysActive == 2)
     }
 
@@ -99,10 +102,10 @@ struct FairnessTests {
         // The long string, the number 7 and the string "7" (both the text 7: one tenant), the object.
         #expect(names.count == 3, "\(names)")
         #expect(names.allSatisfy { $0.utf8.count < 250 })
-        // Limiter state expires once its permits are spent.
+        // Limiter state expires once its permits are spent (-2: gone already; -1 would be forever).
         for name in names {
             guard case .integer(let ttl) = try await driver.command(["PTTL", name]) else { continue }
-            #expect(ttl > 0 && ttl < 5_000, "\(name) ttl \(ttl)")
+            #expect(ttl == -2 || (ttl > 0 && ttl < 5_000), "\(name) ttl \(ttl)")
         }
     }
 
@@ -148,7 +151,9 @@ struct FairnessTests {
         #expect(highLeft > 0, "high jobs were still waiting: the group stayed saturated")
         if bounded {
             #expect(low.count == 3, "low jobs started: \(low.count)")
-            #expect(low.allSatisfy { $0.1 < 2.5 }, "waits \(low.map(\.1))")
+            // The bound (2 s), one run (20 ms), and room for a loaded machine; without the bound
+            // no low job runs at all.
+            #expect(low.allSatisfy { $0.1 < 3.5 }, "waits \(low.map(\.1))")
         } else {
             #expect(low.isEmpty, "strict priority: no low job runs while high ones wait")
         }

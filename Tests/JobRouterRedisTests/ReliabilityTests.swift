@@ -253,7 +253,8 @@ struct ReliabilityTests {
             _ = try await client.enqueue([JobRequest(type: "job")], after: .seconds(2))
             #expect(await eventually(timeout: .seconds(6)) { started.count == 1 })
             let waited = enqueued.duration(to: try #require(started.all.first))
-            #expect(waited >= .milliseconds(1950) && waited < .milliseconds(2800), "started after \(waited)")
+            // Not early; late by at most the scheduler's look (250 ms) and a loaded machine's delays.
+            #expect(waited >= .milliseconds(1950) && waited < .milliseconds(3500), "started after \(waited)")
         }
     }
 }
