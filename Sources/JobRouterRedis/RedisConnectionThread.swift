@@ -20,7 +20,7 @@ final class RedisConnectionThread: Sendable {
 
         func connection() throws(RedisError) -> RedisConnection {
             if let current { return current }
-            let connection = try RedisConnection(endpoint: endpoint, timeout: timeout)
+            let connection = try RedisConnection.open(endpoint, timeout: timeout)
             current = connection
             return connection
         }

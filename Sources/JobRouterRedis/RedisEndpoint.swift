@@ -14,11 +14,29 @@ public struct RedisEndpoint: Sendable, Equatable, CustomStringConvertible {
     public var username: String?
     /// Password, when given. Prefer putting it in `JOBROUTER_REDIS_URL` rather than in `queues.toml`.
     public var password: String?
+    /// When set, the primary is found through these sentinels (``host`` and ``port`` are then
+    /// those of the primary found last, or of the first sentinel before any was found).
+    public var sentinel: SentinelTarget?
 
-    /// Reads a `redis://` URL.
+    /// Makes an endpoint for a server at `host:port`.
+    public init(host: String, port: Int = 6379, database: Int = 0, username: String? = nil, password: String? = nil,
+                sentinel: SentinelTarget? = nil) {
+        self.host = host
+        self.port = port
+        self.database = database
+        self.username = username
+        self.password = password
+        self.sentinel = sentinel
+    }
+
+    /// Reads a `redis://` URL, or `redis+sentinel://[[user]:password@]host:port,host:port/MASTER[/db]`.
     public init(url: String) throws(RedisError) {
         func invalid(_ why: String) -> RedisError {
             RedisError(code: .connection, message: "invalid Redis URL \(Self.redact(url)): \(why)")
+        }
+        if url.hasPrefix("redis+sentinel://") {
+            self = try Self.sentinelURL(url, invalid: invalid)
+            return
         }
         guard let components = URLComponents(string: url) else { throw invalid("not a URL") }
         if components.scheme == "rediss" {
@@ -42,12 +60,94 @@ public struct RedisEndpoint: Sendable, Equatable, CustomStringConvertible {
         self.password = components.password.flatMap { $0.isEmpty ? nil : $0 }
     }
 
-    /// `127.0.0.1:6379/0`: no credentials.
-    public var description: String { "\(host):\(port)/\(database)" }
+    /// `127.0.0.1:6379/0`, or `sentinel jobs@127.0.0.1:26379,127.0.0.1:26380/0`: no credentials.
+    public var description: String {
+        if let sentinel {
+            return "sentinel \(sentinel.master)@" + sentinel.sentinels.map { "\($0.host):\($0.port)" }.joined(separator: ",") + "/\(database)"
+        }
+        return "\(host):\(port)/\(database)"
+    }
+
+    /// `redis+sentinel://[[user]:password@]h1:26379,h2:26379/MASTER[/db]`.
+    private static func sentinelURL(_ url: String, invalid: (String) -> RedisError) throws(RedisError) -> RedisEndpoint {
+        var rest = Substring(url.dropFirst("redis+sentinel://".count))
+        var username: String?
+        var password: String?
+        if let at = rest.lastIndex(of: "@") {
+            let credentials = rest[..<at]
+            rest = rest[rest.index(after: at)...]
+            if let colon = credentials.firstIndex(of: ":") {
+                username = String(credentials[..<colon]).removingPercentEncoding.flatMap { $0.isEmpty ? nil : $0 }
+                password = String(credentials[credentials.index(after: colon)...]).removingPercentEncoding.flatMap { $0.isEmpty ? nil : $0 }
+            } else {
+                username = String(credentials).removingPercentEncoding.flatMap { $0.isEmpty ? nil : $0 }
+            }
+        }
+        let parts = rest.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count >= 2, !parts[1].isEmpty else { throw invalid("name the monitored master after the hosts: redis+sentinel://h1:26379,h2:26379/MASTER/0") }
+        var sentinels: [SentinelTarget.Address] = []
+        for item in parts[0].split(separator: ",") {
+            guard let address = SentinelTarget.Address(String(item), defaultPort: 26379) else { throw invalid("bad sentinel address '\(item)'") }
+            sentinels.append(address)
+        }
+        guard let first = sentinels.first else { throw invalid("no sentinel address") }
+        var database = 0
+        if parts.count > 2, !parts[2].isEmpty {
+            guard let number = Int(parts[2]), number >= 0 else { throw invalid("the database must be a number") }
+            database = number
+        }
+        return RedisEndpoint(host: first.host, port: first.port, database: database, username: username, password: password,
+                             sentinel: SentinelTarget(sentinels: sentinels, master: String(parts[1])))
+    }
 
     /// `url` with any credentials replaced by `***`, for messages about a URL that did not parse.
     static func redact(_ url: String) -> String {
         guard let at = url.lastIndex(of: "@"), let scheme = url.range(of: "://"), scheme.upperBound <= at else { return url }
         return String(url[..<scheme.upperBound]) + "***" + String(url[at...])
+    }
+}
+
+/// The sentinels that watch a primary, and the name they know it by.
+public struct SentinelTarget: Sendable, Equatable {
+    /// A `host:port`.
+    public struct Address: Sendable, Equatable, CustomStringConvertible {
+        /// Host name or address.
+        public var host: String
+        /// TCP port.
+        public var port: Int
+
+        /// Makes one.
+        public init(host: String, port: Int) {
+            self.host = host
+            self.port = port
+        }
+
+        /// Reads `host:port` (or `host`, with `defaultPort`); `nil` when it is not one.
+        public init?(_ text: String, defaultPort: Int) {
+            let trimmed = text.trimmingCharacters(in: .whitespaces)
+            guard !trimmed.isEmpty else { return nil }
+            if let colon = trimmed.lastIndex(of: ":") {
+                guard let port = Int(trimmed[trimmed.index(after: colon)...]), (1...65535).contains(port), colon > trimmed.startIndex else { return nil }
+                self.init(host: String(trimmed[..<colon]), port: port)
+            } else {
+                self.init(host: trimmed, port: defaultPort)
+            }
+        }
+
+        public var description: String { "\(host):\(port)" }
+    }
+
+    /// The sentinels, asked in order (a process starts at a different one each time it rediscovers).
+    public var sentinels: [Address]
+    /// The name the sentinels monitor the primary by (`sentinel monitor NAME ...`).
+    public var master: String
+    /// The sentinels' own password (`requirepass` on the sentinels), when they have one.
+    public var password: String?
+
+    /// Makes a target.
+    public init(sentinels: [Address], master: String, password: String? = nil) {
+        self.sentinels = sentinels
+        self.master = master
+        self.password = password
     }
 }

@@ -43,7 +43,12 @@ public struct RedisError: Error, CustomStringConvertible, Sendable, Equatable, Q
     }
 
     /// `true` when the connection cannot be used any more and must be opened again.
-    public var closesConnection: Bool { code == .connection || code == .io || code == .protocol }
+    /// A server that has become a replica (`READONLY`) or is loading its data (`LOADING`) counts as
+    /// one too: with Sentinel, the next connection finds the primary again.
+    public var closesConnection: Bool {
+        code == .connection || code == .io || code == .protocol
+            || code == .server && (message.hasPrefix("READONLY") || message.hasPrefix("LOADING") || message.hasPrefix("MASTERDOWN"))
+    }
 
     public var description: String {
         var text = "redis"

@@ -58,6 +58,7 @@ extension RedisQueueDriver {
                          bytes(job.queue)]
         return try await commands.run { connection throws(RedisError) -> JobID? in
             let reply = try connection.evaluate(RedisScripts.pushUnique, keys: keys, arguments: arguments).array(for: "push-unique") ?? []
+            try self.confirmReplicated(connection)
             guard reply.count == 2 else {
                 throw RedisError(code: .unexpectedReply, message: "expected a code and an id", command: "push-unique")
             }

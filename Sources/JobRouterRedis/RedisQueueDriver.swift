@@ -35,11 +35,69 @@ public final class RedisQueueDriver: JobQueueDriver {
         self.completions = CompletionBatcher(thread: commands, namespace: namespace, ledgerBuffer: max(ledgerBuffer, 1))
     }
 
-    /// Uses `configuration.redis`, with `JOBROUTER_REDIS_URL` from `environment` in place of the URL when set.
+    /// Uses `configuration.redis`, with `JOBROUTER_REDIS_URL` from `environment` in place of the URL
+    /// (and of `sentinels`) when set.
     public convenience init(configuration: RouterConfiguration, environment: [String: String] = ProcessInfo.processInfo.environment) throws(RedisError) {
-        let url = environment["JOBROUTER_REDIS_URL"].flatMap { $0.isEmpty ? nil : $0 } ?? configuration.redis.url
-        self.init(endpoint: try RedisEndpoint(url: url), namespace: configuration.redis.namespace,
+        self.init(endpoint: try Self.endpoint(configuration.redis, environment: environment), namespace: configuration.redis.namespace,
                   ledgerBuffer: configuration.postgres?.ledgerBuffer ?? 1_000_000)
+        if configuration.redis.waitReplicas > 0 {
+            replication = Replication(replicas: configuration.redis.waitReplicas, timeout: configuration.redis.waitTimeout)
+        }
+    }
+
+    /// The server `settings` name: `JOBROUTER_REDIS_URL` when set, else the sentinels (with
+    /// `JOBROUTER_REDIS_PASSWORD` and the sentinels' password from `sentinel_password_env`), else `url`.
+    public static func endpoint(_ settings: RedisSettings, environment: [String: String]) throws(RedisError) -> RedisEndpoint {
+        func nonEmpty(_ name: String?) -> String? { name.flatMap { environment[$0] }.flatMap { $0.isEmpty ? nil : $0 } }
+        var endpoint: RedisEndpoint
+        if let url = nonEmpty("JOBROUTER_REDIS_URL") {
+            endpoint = try RedisEndpoint(url: url)
+        } else if !settings.sentinels.isEmpty, let master = settings.master {
+            let addresses = settings.sentinels.compactMap { SentinelTarget.Address($0, defaultPort: 26379) }
+            guard let first = addresses.first else {
+                throw RedisError(code: .connection, message: "redis.sentinels: no usable host:port")
+            }
+            endpoint = RedisEndpoint(host: first.host, port: first.port, database: settings.database,
+                                     sentinel: SentinelTarget(sentinels: addresses, master: master))
+        } else {
+            endpoint = try RedisEndpoint(url: settings.url)
+        }
+        if endpoint.password == nil, let password = nonEmpty("JOBROUTER_REDIS_PASSWORD") { endpoint.password = password }
+        if endpoint.sentinel != nil, let password = nonEmpty(settings.sentinelPasswordEnvironment) { endpoint.sentinel?.password = password }
+        return endpoint
+    }
+
+    /// `[redis] wait_replicas`: enqueues are confirmed by this many replicas (`WAIT`) or fail.
+    public struct Replication: Sendable, Equatable {
+        /// Replicas that must confirm.
+        public var replicas: Int
+        /// How long to wait for them.
+        public var timeout: Duration
+
+        /// Makes terms.
+        public init(replicas: Int, timeout: Duration) {
+            self.replicas = replicas
+            self.timeout = timeout
+        }
+    }
+
+    /// When set, every enqueue (push, scheduled, unique, relayed) is followed by `WAIT` on the same
+    /// connection and throws when fewer replicas confirmed it in time.
+    public var replication: Replication? {
+        get { replicationState.withLock { $0 } }
+        set { replicationState.withLock { $0 = newValue } }
+    }
+    private let replicationState = Mutex<Replication?>(nil)
+
+    /// Waits for the replicas of ``replication`` on `connection` (after an enqueue's writes).
+    func confirmReplicated(_ connection: RedisConnection) throws(RedisError) {
+        guard let replication else { return }
+        let confirmed = try connection.command(["WAIT", String(replication.replicas), String(max(replication.timeout.inMilliseconds, 1))])
+            .integer(for: "WAIT")
+        if confirmed < replication.replicas {
+            throw RedisError(code: .server, message: "only \(confirmed) of \(replication.replicas) replica(s) confirmed the enqueue within \(replication.timeout.inMilliseconds) ms (wait_replicas): the primary has it, but a failover now could lose it; enqueue again to be sure (it may then exist twice)",
+                             command: "WAIT", server: connection.endpoint.description)
+        }
     }
 
     deinit {
@@ -85,6 +143,7 @@ public final class RedisQueueDriver: JobQueueDriver {
         }
         try await commands.run { [calls] connection throws(RedisError) in
             try connection.evaluatePipelined(RedisScripts.push, calls)
+            try self.confirmReplicated(connection)
         }
     }
 
@@ -117,6 +176,7 @@ public final class RedisQueueDriver: JobQueueDriver {
         }
         try await commands.run { [calls] connection throws(RedisError) in
             try connection.evaluatePipelined(RedisScripts.schedule, calls)
+            try self.confirmReplicated(connection)
         }
     }
 
@@ -134,7 +194,9 @@ public final class RedisQueueDriver: JobQueueDriver {
             calls.append(([], arguments))
         }
         let replies = try await commands.run { [calls] connection throws(RedisError) in
-            try calls.map { call throws(RedisError) in try connection.evaluate(RedisScripts.pushRelayed, keys: call.keys, arguments: call.arguments) }
+            let replies = try calls.map { call throws(RedisError) in try connection.evaluate(RedisScripts.pushRelayed, keys: call.keys, arguments: call.arguments) }
+            try self.confirmReplicated(connection)
+            return replies
         }
         var pushed: [Bool] = []
         pushed.reserveCapacity(jobs.count)

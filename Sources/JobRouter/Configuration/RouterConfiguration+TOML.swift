@@ -123,9 +123,18 @@ struct TOMLReader {
         if let value = root["max_payload"] { configuration.maxPayload = try size(value, ["max_payload"]) }
         if let value = root["redis"] {
             let table = try self.table(value, ["redis"])
-            try checkKeys(table, path: ["redis"], allowed: ["url", "namespace"])
+            try checkKeys(table, path: ["redis"], allowed: ["url", "namespace", "sentinels", "master", "sentinel_password_env", "db",
+                                                            "wait_replicas", "wait_timeout"])
             if let url = table["url"] { configuration.redis.url = try string(url, ["redis", "url"]) }
             if let namespace = table["namespace"] { configuration.redis.namespace = try string(namespace, ["redis", "namespace"]) }
+            if let value = table["sentinels"] { configuration.redis.sentinels = try strings(value, ["redis", "sentinels"]) }
+            if let value = table["master"] { configuration.redis.master = try string(value, ["redis", "master"]) }
+            if let value = table["sentinel_password_env"] {
+                configuration.redis.sentinelPasswordEnvironment = try string(value, ["redis", "sentinel_password_env"])
+            }
+            if let value = table["db"] { configuration.redis.database = try integer(value, ["redis", "db"]) }
+            if let value = table["wait_replicas"] { configuration.redis.waitReplicas = try integer(value, ["redis", "wait_replicas"]) }
+            if let value = table["wait_timeout"] { configuration.redis.waitTimeout = try duration(value, ["redis", "wait_timeout"]) }
         }
         if let value = root["types"] {
             let types = try table(value, ["types"])

@@ -13,7 +13,8 @@ extension RouterConfiguration {
 
     /// Environment variables that hold JobRouter's own secrets: never passed to `exec` children.
     public var secretEnvironmentNames: Set<String> {
-        var names: Set<String> = ["JOBROUTER_REDIS_URL", "JOBROUTER_SMTP_URL", "JOBROUTER_POSTGRES_URL", "REDISCLI_AUTH"]
+        var names: Set<String> = ["JOBROUTER_REDIS_URL", "JOBROUTER_REDIS_PASSWORD", "JOBROUTER_SMTP_URL", "JOBROUTER_POSTGRES_URL", "REDISCLI_AUTH"]
+        if let name = redis.sentinelPasswordEnvironment { names.insert(name) }
         if let smtp {
             if let name = smtp.usernameEnvironment { names.insert(name) }
             if let name = smtp.passwordEnvironment { names.insert(name) }
@@ -44,6 +45,20 @@ extension RouterConfiguration {
             }
         }
         try checkQueueName(defaultQueue, ["default_queue"])
+        if !redis.sentinels.isEmpty {
+            if redis.master?.isEmpty ?? true { throw fail(["redis", "master"], "missing; the name the sentinels monitor (sentinel monitor NAME ...)") }
+            for address in redis.sentinels {
+                let parts = address.split(separator: ":")
+                guard parts.count == 2, !parts[0].isEmpty, let port = Int(parts[1]), (1...65535).contains(port) else {
+                    throw fail(["redis", "sentinels"], "'\(address)' is not host:port")
+                }
+            }
+        } else if redis.master != nil {
+            throw fail(["redis", "master"], "set, but there are no sentinels")
+        }
+        if redis.database < 0 { throw fail(["redis", "db"], "cannot be negative") }
+        if redis.waitReplicas < 0 { throw fail(["redis", "wait_replicas"], "cannot be negative") }
+        if redis.waitTimeout <= .zero { throw fail(["redis", "wait_timeout"], "must be longer than zero") }
         if maxDead < 1 { throw fail(["max_dead"], "must be at least 1, not \(maxDead)") }
         if maxPayload < 256 { throw fail(["max_payload"], "must be at least 256 bytes, not \(maxPayload)") }
         if types.isEmpty { throw fail(["types"], "no job types declared; add a [types.NAME] table") }

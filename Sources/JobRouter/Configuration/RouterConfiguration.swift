@@ -99,6 +99,20 @@ public struct RedisSettings: Sendable, Equatable {
     /// Queue names may not start with it.
     public var namespace: String
 
+    /// Sentinels (`host:port`) that find the primary (TOML `sentinels`); empty: ``url`` is the server.
+    public var sentinels: [String] = []
+    /// The name the sentinels monitor the primary by (TOML `master`).
+    public var master: String?
+    /// The environment variable holding the sentinels' own password (TOML `sentinel_password_env`).
+    public var sentinelPasswordEnvironment: String?
+    /// The database with sentinels (TOML `db`, default 0).
+    public var database = 0
+    /// Replicas that must confirm each enqueue (`WAIT`) before it counts as done (TOML
+    /// `wait_replicas`, default 0: none).
+    public var waitReplicas = 0
+    /// How long an enqueue waits for them (TOML `wait_timeout`, default `"100ms"`).
+    public var waitTimeout: Duration = .milliseconds(100)
+
     /// Makes the settings; the defaults suit a local Redis.
     public init(url: String = "redis://127.0.0.1:6379/0", namespace: String = "jobrouter") {
         self.url = url

@@ -37,7 +37,6 @@ struct WorkerGroupRunner: Sendable {
     let brokenQueues = BrokenQueues()
     /// How many jobs the group may run at once now (changes when it autoscales).
     let concurrency = CurrentConcurrency()
-    /// Starvation bounds (`max_wait`), when the group has any.
     /// `jobrouter_rate_limit_wait_seconds_total{group}`: time this group's fetch loop waited for a permit.
     var rateLimitWait: FloatingPointCounter {
         FloatingPointCounter(label: "jobrouter_rate_limit_wait_seconds_total", dimensions: [("group", group.name)])
