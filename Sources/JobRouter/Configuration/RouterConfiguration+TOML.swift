@@ -12,6 +12,9 @@ import TOMLKit
 /// | `max_payload` | size string (`"512KB"`, `"1MB"`) or bytes | `"1MB"`: bigger jobs are refused at enqueue, bigger foreign entries dead-lettered unread |
 /// | `redis.url` | string | `"redis://127.0.0.1:6379/0"`; `JOBROUTER_REDIS_URL` overrides |
 /// | `redis.namespace` | string | `"jobrouter"` |
+/// | `redis.sentinels`, `redis.master` | `["host:port", …]` and the monitored name: find the primary through Sentinel | none |
+/// | `redis.sentinel_password_env`, `redis.db` | environment variable name; database number (with sentinels) | none; `0` |
+/// | `redis.wait_replicas`, `redis.wait_timeout` | integer ≥ 0; duration string: replicas that must confirm each enqueue | `0`; `"100ms"` |
 /// | `types.NAME.handler` | a provider's kind: `"exec"`, `"noop"`, `"smtp"`, `"swift"`, or one a module adds | required |
 /// | `types.NAME.command` | array of strings | required for `exec` |
 /// | `types.NAME.*` | any other key the kind's ``HandlerProvider/optionKeys`` name | |
@@ -21,8 +24,14 @@ import TOMLKit
 /// | `types.NAME.timeout` | duration string | `"5m"` |
 /// | `types.NAME.max_attempts` | integer ≥ 1 | `5` |
 /// | `types.NAME.backoff` | table `{ base = "1s", max = "1h" }` | `base = "1s"`, `max = "1h"` |
+/// | `types.NAME.unique` | table `{ key = ["path", …], for = "1h", until = "done" }` (`start`, `done`, `ttl`) | none |
+/// | `types.NAME.rate_limit` | `"10/s"` (with `types.NAME.burst`), or `{ key = "path", limit = "5/s", burst = 1, default = "1/s" }` | none |
 /// | `groups.NAME.queues` | array of queue names, in priority order | required |
-/// | `groups.NAME.concurrency` | integer ≥ 1 | `1` |
+/// | `groups.NAME.concurrency` | integer ≥ 1, or `{ min, max, target_wait, scale_down_after = "30s" }` | `1` |
+/// | `groups.NAME.rate_limit`, `groups.NAME.burst` | rate string; integer ≥ 1: paces every claim of the group | none; `1` |
+/// | `groups.NAME.max_wait`, `groups.NAME.aging_slots` | table queue → duration (not the first queue); integer ≥ 1 | none; `1` |
+/// | `schedules.NAME.cron`, `.type` | cron expression (5 fields, or 6 with seconds; `@daily`…); a job type | required |
+/// | `schedules.NAME.timezone`, `.priority`, `.payload`, `.catch_up` | IANA zone; priority; any value; duration | `"UTC"`; the type's default; null; none |
 /// | `groups.NAME.shutdown_timeout` | duration string | `"25s"` |
 /// | `groups.NAME.lease` | duration string | `"30s"` |
 /// | `groups.NAME.max_recoveries` | integer ≥ 0 | `3` |
