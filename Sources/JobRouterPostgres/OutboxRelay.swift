@@ -59,6 +59,8 @@ public final class OutboxRelay: Sendable {
     private let driver: any JobQueueDriver
     private let router: Router
     private let maxPayload: Int
+    /// The `unique` terms of the types that have them: relayed jobs take their locks too.
+    private let uniqueTerms: [String: UniqueTerms]
     private let schema: String
     private let ledger: Bool
     private let settings: Settings
@@ -78,6 +80,7 @@ public final class OutboxRelay: Sendable {
         self.driver = driver
         self.router = Router(configuration: configuration)
         self.maxPayload = configuration.maxPayload
+        self.uniqueTerms = configuration.types.compactMapValues(\.unique)
         self.schema = postgres.schema
         self.ledger = postgres.ledger
         self.settings = settings
@@ -308,6 +311,14 @@ public final class OutboxRelay: Sendable {
         if let runAt = row[6].flatMap(Double.init) {
             let due = Date(timeIntervalSince1970: runAt)
             if due > created { job.dueAt = due }
+        }
+        if let terms = uniqueTerms[type] {
+            do {
+                job.unique = UniqueMark(key: try terms.key(for: payload, type: type), until: terms.until,
+                                        lifetimeMilliseconds: max(terms.lifetime.inMilliseconds, 1))
+            } catch {
+                return failure(error.message)
+            }
         }
         let size = job.jsonText.utf8.count
         if size > maxPayload {

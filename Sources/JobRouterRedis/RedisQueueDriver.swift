@@ -190,6 +190,9 @@ public final class RedisQueueDriver: JobQueueDriver {
                 arguments.append(Array(relayed.job.queue.utf8))
                 arguments.append(Array(relayed.job.jsonText.utf8))
                 arguments.append(relayed.job.dueAt.map { Array(String(Self.milliseconds(since1970: $0)).utf8) } ?? [])
+                arguments.append(Array(relayed.job.id.rawValue.utf8))
+                arguments.append(Array((uniqueKey(relayed.job) ?? "").utf8))
+                arguments.append(Array(String(relayed.job.unique?.lifetimeMilliseconds ?? 0).utf8))
             }
             calls.append(([], arguments))
         }

@@ -425,26 +425,37 @@ enum RedisScripts {
     /// Pushes jobs relayed from an outbox, each at most once: `NS:relayed` (sorted set: row key →
     /// when pushed, ms) remembers what was pushed until the relay confirms it deleted the rows
     /// (``confirmRelayed``), or `window` passes. ARGV: ns, window ms, then per job: key, queue,
-    /// entry, due ms ('' for now). A due job goes to the schedule. Returns per job 1 (pushed) or
-    /// 0 (pushed before).
+    /// entry, due ms ('' for now), job id, unique lock key ('' for none), lock lifetime ms. A due
+    /// job goes to the schedule. Returns per job 1 (pushed), 0 (pushed before) or 2 (a unique job
+    /// whose lock another job holds: not pushed).
     static let pushRelayed = script("push-relayed", """
         local now = now_ms()
         local relayed = ns .. ':relayed'
         redis.call('ZREMRANGEBYSCORE', relayed, '-inf', now - tonumber(ARGV[2]))
         local keys = {}
-        for i = 3, #ARGV, 4 do keys[#keys + 1] = ARGV[i] end
+        for i = 3, #ARGV, 7 do keys[#keys + 1] = ARGV[i] end
         local seen = many('ZMSCORE', relayed, keys, 4000)
         -- One ZADD for the new keys and one RPUSH per queue (entries, then wake-up tokens), in order.
         local out, marks, lists, order, scheduled, taken = {}, {}, {}, {}, {}, {}
         for j, key in ipairs(keys) do
-          local i = 3 + (j - 1) * 4
+          local i = 3 + (j - 1) * 7
+          local lock = ARGV[i + 5]
+          local holder = lock ~= '' and redis.call('GET', lock) or nil
           if seen[j] or taken[key] then
             out[j] = 0
+          elseif holder then
+            -- A unique job whose lock another job holds: not pushed (the row is done), like an
+            -- enqueue told `duplicate`.
+            taken[key] = true
+            out[j] = holder == ARGV[i + 4] and 0 or 2
+            marks[#marks + 1] = now
+            marks[#marks + 1] = key
           else
             taken[key] = true
             out[j] = 1
             marks[#marks + 1] = now
             marks[#marks + 1] = key
+            if lock ~= '' then redis.call('SET', lock, ARGV[i + 4], 'PX', tonumber(ARGV[i + 6])) end
             local queue, entry, due = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
             if due ~= '' and tonumber(due) > now then
               if redis.call('ZADD', ns .. ':scheduled', tonumber(due), queue .. '\\n' .. entry) == 1 then

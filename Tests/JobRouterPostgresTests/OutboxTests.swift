@@ -106,6 +106,38 @@ struct OutboxTests {
         #expect(try await entries(driver, "\(setup.prefix):low").count == 1)
     }
 
+    /// A unique type through the outbox takes its lock like an enqueue: a second row with the same
+    /// key while the first job holds it is not pushed; a row without the key is kept with why.
+    @Test func uniqueTypesTakeTheirLockThroughTheOutbox() async throws {
+        let setup = try Setup()
+        let pool = try await setup.migrated()
+        defer { Task { await setup.drop(pool) } }
+        let configuration = try setup.configuration(Self.types.replacingOccurrences(of: "QUEUE", with: setup.prefix) + """
+
+            [types.sync]
+            handler = "noop"
+            priorities = { default = "\(setup.prefix):sync" }
+            default_priority = "default"
+            unique = { key = ["user_id"], for = "10m" }
+            """)
+        let driver = try RedisQueueDriver(configuration: configuration)
+        try await pool.withConnection { [schema = setup.schema] connection in
+            try connection.query("SELECT \(schema).enqueue('sync', '{\"user_id\":1}')")
+            try connection.query("SELECT \(schema).enqueue('sync', '{\"user_id\":1}')")
+            try connection.query("SELECT \(schema).enqueue('sync', '{\"user_id\":2}')")
+            try connection.query("SELECT \(schema).enqueue('sync', '{\"name\":\"x\"}')")
+        }
+        let report = try await relay(setup, configuration, driver: driver).drain()
+        #expect(report.pushed == 2 && report.failed == 1, "\(report)")
+        let queued = try await entries(driver, "\(setup.prefix):sync")
+        #expect(queued.compactMap { $0["payload"]?["user_id"]?.intValue }.sorted() == [1, 2])
+        let kept = try await setup.rows(pool, "SELECT error FROM {schema}.outbox WHERE failed_at IS NOT NULL")
+        #expect(kept.first?.first??.contains("unique by user_id") == true, "\(kept)")
+        // An enqueue from Swift now finds the lock the relayed job took.
+        let client = JobRouterClient(configuration: configuration, driver: driver)
+        #expect(try await client.submit([JobRequest(type: "sync", payload: .object(["user_id": .integer(1)]))])[0].isDuplicate)
+    }
+
     @Test func aRelayThatDiesBetweenPushAndCommitPushesNothingTwice() async throws {
         let setup = try Setup()
         let pool = try await setup.migrated()

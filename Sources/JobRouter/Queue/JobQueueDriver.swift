@@ -271,8 +271,9 @@ public protocol JobQueueDriver: Sendable {
     /// Pushes jobs relayed from an outbox (each to the tail of its queue, or to the schedule when
     /// its `dueAt` is later), skipping any whose ``RelayedJob/key`` was pushed before and not yet
     /// confirmed: a relay that died between this push and deleting its rows pushes nothing twice.
-    /// Keys unconfirmed for longer than `window` are forgotten. Returns, per job, whether it was
-    /// pushed by this call.
+    /// Keys unconfirmed for longer than `window` are forgotten. A job of a unique type
+    /// (``JobEnvelope/unique`` set) takes its lock in the same step, or is not pushed when another
+    /// job holds it. Returns, per job, whether it was pushed by this call.
     func pushRelayed(_ jobs: [RelayedJob], window: Duration) async throws -> [Bool]
 
     /// Forgets keys of relayed jobs whose outbox rows are deleted.

@@ -10,7 +10,11 @@ import Synchronization
 /// Every job it claims ends in exactly one of: completed, scheduled for a retry, dead-lettered, or
 /// put back at the head of its queue. If the process dies first, the claim's lease expires and
 /// another worker process recovers the job.
-struct WorkerGroupRunner: Sendable {
+///
+/// A class, not a struct: every job's task refers to its runner, and copying a struct this large
+/// (the configuration, the handlers, the driver…) per job showed in profiles as value-witness
+/// copies and releases.
+final class WorkerGroupRunner: Sendable {
     let group: WorkerGroupConfiguration
     let configuration: RouterConfiguration
     let handlers: [String: any JobHandler]
@@ -37,6 +41,26 @@ struct WorkerGroupRunner: Sendable {
     let brokenQueues = BrokenQueues()
     /// How many jobs the group may run at once now (changes when it autoscales).
     let concurrency = CurrentConcurrency()
+
+    init(group: WorkerGroupConfiguration, configuration: RouterConfiguration, handlers: [String: any JobHandler], services: HandlerServices,
+         unavailable: [String: String], driver: any JobQueueDriver, workerID: String, shutdown: ShutdownController,
+         health: ConnectionHealth, events: JobEventFanout, logger: Logger, gates: [RateGate], aging: AgingSlots?,
+         attempts: AttemptRecorder?) {
+        self.group = group
+        self.configuration = configuration
+        self.handlers = handlers
+        self.services = services
+        self.unavailable = unavailable
+        self.driver = driver
+        self.workerID = workerID
+        self.shutdown = shutdown
+        self.health = health
+        self.events = events
+        self.logger = logger
+        self.gates = gates
+        self.aging = aging
+        self.attempts = attempts
+    }
     /// `jobrouter_rate_limit_wait_seconds_total{group}`: time this group's fetch loop waited for a permit.
     var rateLimitWait: FloatingPointCounter {
         FloatingPointCounter(label: "jobrouter_rate_limit_wait_seconds_total", dimensions: [("group", group.name)])
@@ -64,6 +88,9 @@ struct WorkerGroupRunner: Sendable {
                                ledger: configuration.ledgerTerms)
         let fetcher = driver.makeFetcher(queues: group.queues, label: group.name, worker: workerID, terms: terms)
         let slots = SlotPool(capacity: group.initialConcurrency)
+        // Whether any type this configuration declares has a rate limit (most have none: then no
+        // job pays even the lookup).
+        let rateLimited = configuration.types.values.contains { $0.rateLimit != nil }
         concurrency.set(slots.capacity)
         let putBack = InterruptedJobs()
         let slotsText = group.scaling.map { "concurrency \($0.min)..\($0.max) (autoscaled, target_wait \(DurationParser.format($0.targetWait)))" }
@@ -71,19 +98,19 @@ struct WorkerGroupRunner: Sendable {
         logger.info("group \(group.name) reading \(group.queues.joined(separator: " > ")) with \(slotsText)")
 
         await withDiscardingTaskGroup { tasks in
-            tasks.addTask {
+            tasks.addTask { [self] in
                 // Stop fetching at once when shutdown starts: wake the fetch loop wherever it waits.
                 await shutdown.wait(for: .draining)
                 slots.close()
                 fetcher.interrupt()
             }
             if let aging {
-                tasks.addTask {
+                tasks.addTask { [self] in
                     await aging.watch(driver: driver, while: { shutdown.phase == .running }, sleep: { await shutdown.sleep(for: $0) }, logger: logger)
                 }
             }
             if let scaling = group.scaling {
-                tasks.addTask {
+                tasks.addTask { [self] in
                     await ConcurrencyScaler(group: group.name, queues: group.queues, terms: scaling, slots: slots,
                                             claims: claims, current: concurrency, driver: driver, logger: logger)
                         .run(while: { shutdown.phase == .running }, sleep: { await shutdown.sleep(for: $0) })
@@ -174,23 +201,24 @@ struct WorkerGroupRunner: Sendable {
                         continue
                     }
                     let jobSequence = sequence
-                    let aged = agedTokens.contains(entry.token)
-                    tasks.addTask {
-                        let release: @Sendable () -> Void = {
+                    let aged = !agedTokens.isEmpty && agedTokens.contains(entry.token)
+                    tasks.addTask { [self] in
+                        // A job over its type's rate limit is deferred, holding no slot.
+                        if rateLimited, await !admitUnderRateLimit(job, claim: entry) {
                             if aged { aging?.end() }
                             slots.release(1)
-                        }
-                        // A job over its type's rate limit is deferred, holding no slot.
-                        guard await admitUnderRateLimit(job, claim: entry) else {
-                            release()
                             return
                         }
                         // The slot is free once the handler returned: the job's ack (or retry, or
                         // dead letter) is written behind it, and the claim is held (its lease kept
                         // alive) until that is done, so at-least-once is unchanged.
-                        if let startedAt = await execute(job, claim: entry, handler: handler, handlerReturned: release) {
+                        let handlerReturned = { [aging] in
+                            if aged { aging?.end() }
+                            slots.release(1)
+                        }
+                        if let startedAt = await execute(job, claim: entry, handler: handler, handlerReturned: handlerReturned) {
                             putBack.add(job, claim: entry, sequence: jobSequence, startedAt: startedAt)
-                            release()
+                            handlerReturned()
                         }
                     }
                 }
@@ -202,7 +230,7 @@ struct WorkerGroupRunner: Sendable {
                     await slots.waitUntilIdle()
                     return true
                 }
-                race.addTask {
+                race.addTask { [self] in
                     await shutdown.sleep(for: group.shutdownTimeout, unless: .aborting)
                     return false
                 }
