@@ -52,7 +52,7 @@ struct DashboardPages {
 
     // MARK: Overview
 
-    func overview(_ statistics: QueueStatistics, throughput: ThroughputSeries, day: ThroughputSeries, now: Date) -> HTML {
+    func overview(_ statistics: QueueStatistics, throughput: ThroughputSeries, day: ThroughputSeries, now: Date, paused: Set<String> = []) -> HTML {
         let hour = totals(throughput)
         let midnight = ThroughputCount.minute(of: now) / 1440 * 1440
         let today = totals(day, from: midnight)
@@ -76,7 +76,7 @@ struct DashboardPages {
             <h2>Jobs per 15 minutes, last 24 hours</h2>
             \(chart(day, bucket: 15))
             <h2>Queues</h2>
-            \(queueTable(statistics, throughput: throughput, now: now))
+            \(queueTable(statistics, throughput: throughput, now: now, paused: paused))
             """)
     }
 
@@ -116,11 +116,12 @@ struct DashboardPages {
         return "<svg class=\"chart\" viewBox=\"0 0 \(perMinute.count * width) 130\" preserveAspectRatio=\"none\" role=\"img\" aria-label=\"jobs per minute; peak \(peak)\">\(bars)</svg>"
     }
 
-    func queueTable(_ statistics: QueueStatistics, throughput: ThroughputSeries, now: Date) -> HTML {
+    func queueTable(_ statistics: QueueStatistics, throughput: ThroughputSeries, now: Date, paused: Set<String> = []) -> HTML {
         let rows = statistics.queues.map { queue -> HTML in
             let rate = throughput.lastMinute(queue: queue.name, now: now)
             let readers = configuration.groups.values.filter { $0.queues.contains(queue.name) }.map(\.name).sorted().joined(separator: ", ")
-            let broken: HTML = queue.broken.map { " <span class=\"bad\">BROKEN: \($0)</span>" } ?? ""
+            let pausedMark: HTML = paused.contains(queue.name) ? " <span class=\"bad\">PAUSED</span>" : ""
+            let broken: HTML = queue.broken.map { " <span class=\"bad\">BROKEN: \($0)</span>\(pausedMark)" } ?? pausedMark
             return """
                 <tr><td><a href="/queues/\(HTML.pathSegment(queue.name))">\(queue.name)</a>\(broken)</td><td class="n">\(queue.depth)</td>\
                 <td class="n">\(queue.oldestAge.map(Self.age) ?? "-")</td><td class="n">\(queue.inFlight)</td><td class="n">\(queue.scheduled)</td>\
@@ -135,11 +136,11 @@ struct DashboardPages {
 
     // MARK: Queues
 
-    func queues(_ statistics: QueueStatistics, throughput: ThroughputSeries, now: Date) -> HTML {
-        layout(.queues, title: "Queues", queueTable(statistics, throughput: throughput, now: now))
+    func queues(_ statistics: QueueStatistics, throughput: ThroughputSeries, now: Date, paused: Set<String> = []) -> HTML {
+        layout(.queues, title: "Queues", queueTable(statistics, throughput: throughput, now: now, paused: paused))
     }
 
-    func queue(_ name: String, depth: Int, entries: [String], page: Int, pageSize: Int) -> HTML {
+    func queue(_ name: String, depth: Int, entries: [String], page: Int, pageSize: Int, paused: Bool = false) -> HTML {
         let rows = entries.enumerated().map { offset, entry -> HTML in
             let job = try? JSONValue.parse(Data(entry.utf8))
             return """
@@ -150,7 +151,11 @@ struct DashboardPages {
         let pages = max(1, (depth + pageSize - 1) / pageSize)
         let previous: HTML = page > 0 ? "<a href=\"?page=\(page - 1)\">← newer</a> " : ""
         let next: HTML = page + 1 < pages ? " <a href=\"?page=\(page + 1)\">older →</a>" : ""
+        let state: HTML = paused
+            ? "<p><span class=\"bad\">PAUSED</span>: workers claim nothing from it. \(button("Resume", action: "/queues/\(HTML.pathSegment(name))/resume"))</p>"
+            : "<p>\(button("Pause", action: "/queues/\(HTML.pathSegment(name))/pause", danger: true)) <span class=\"muted\">workers stop claiming from it at once; running jobs finish</span></p>"
         return layout(.queues, title: "Queue \(name)", """
+            \(state)
             <p>\(depth) waiting, head first. Page \(page + 1) of \(pages). \(previous)\(next)</p>
             <table><tr><th class="n">#</th><th>id</th><th>type</th><th>enqueued</th><th>entry as stored</th></tr>\(rows)</table>
             """)

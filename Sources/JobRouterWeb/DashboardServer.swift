@@ -90,7 +90,9 @@ public struct DashboardServer: Service {
             async let statistics = driver.statistics(queues: queues)
             async let hour = driver.throughput(minutes: 60, now: now)
             async let day = driver.throughput(minutes: 1440, now: now)
-            return Self.page(pages.overview(try await statistics, throughput: try await hour, day: try await day, now: now))
+            async let paused = driver.pausedQueues()
+            return Self.page(pages.overview(try await statistics, throughput: try await hour, day: try await day, now: now,
+                                            paused: try await paused))
         }
         router.get("/api/overview") { _, _ -> Response in
             let now = Date()
@@ -115,7 +117,8 @@ public struct DashboardServer: Service {
             let now = Date()
             async let statistics = driver.statistics(queues: queues)
             async let hour = driver.throughput(minutes: 2, now: now)
-            return Self.page(pages.queues(try await statistics, throughput: try await hour, now: now))
+            async let paused = driver.pausedQueues()
+            return Self.page(pages.queues(try await statistics, throughput: try await hour, now: now, paused: try await paused))
         }
         router.get("/queues/{name}") { request, context -> Response in
             let name = context.parameters.get("name") ?? ""
@@ -127,7 +130,17 @@ public struct DashboardServer: Service {
             let replies = try await driver.pipeline([["LLEN", name], ["LRANGE", name, String(start), String(start + Self.queuePageSize - 1)]])
             let depth = replies.first?.integerValue ?? 0
             let entries = replies.count > 1 ? replies[1].textValues : []
-            return Self.page(pages.queue(name, depth: depth, entries: entries, page: page, pageSize: Self.queuePageSize))
+            let paused = try await driver.pausedQueues().contains(name)
+            return Self.page(pages.queue(name, depth: depth, entries: entries, page: page, pageSize: Self.queuePageSize, paused: paused))
+        }
+        for (action, pause) in [("pause", true), ("resume", false)] {
+            router.post("/queues/{name}/\(action)") { request, context -> Response in
+                _ = try await Self.checkedForm(request, access)
+                let name = context.parameters.get("name") ?? ""
+                guard configuration.declaredQueues.contains(name) else { throw HTTPError(.notFound, message: "no such queue") }
+                _ = try await driver.setPaused([name], pause)
+                return Self.redirect("/queues/\(HTML.pathSegment(name))")
+            }
         }
 
         router.get("/workers") { _, _ -> Response in

@@ -215,6 +215,25 @@ struct DashboardTests {
         }
     }
 
+    @Test func aQueueIsPausedAndResumedFromItsPage() async throws {
+        let setup = try Setup()
+        let queue = "\(setup.prefix):low"
+        try await setup.withServer { base in
+            let page = try await Self.request(base + "/queues/\(queue)")
+            #expect(page.status == 200 && page.body.contains("Pause"), "\(page.body)")
+            let token = try #require(Self.csrf(in: page.body))
+            #expect(try await Self.request(base + "/queues/\(queue)/pause", post: [:]).status == 403)
+            let paused = try await Self.request(base + "/queues/\(queue)/pause", post: ["csrf": token])
+            #expect(paused.status == 303)
+            #expect(try await setup.driver.pausedQueues() == [queue])
+            #expect(try await Self.request(base + "/queues").body.contains("PAUSED"))
+            #expect(try await Self.request(base + "/queues/\(queue)").body.contains("Resume"))
+            #expect(try await Self.request(base + "/queues/\(queue)/resume", post: ["csrf": token]).status == 303)
+            #expect(try await setup.driver.pausedQueues().isEmpty)
+            #expect(try await Self.request(base + "/queues/nope/pause", post: ["csrf": token]).status == 404)
+        }
+    }
+
     @Test func historyAndAJobsAttemptsComeFromTheLedger() async throws {
         let setup = try Setup()
         guard let url = ProcessInfo.processInfo.environment["JOBROUTER_TEST_POSTGRES_URL"], !url.isEmpty else {
