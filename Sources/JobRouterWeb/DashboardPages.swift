@@ -202,7 +202,27 @@ struct DashboardPages {
 
     // MARK: Scheduled
 
-    func scheduled(_ jobs: [ScheduledJob], total: Int, page: Int, pageSize: Int, flash: String?) -> HTML {
+    /// The cron schedules: expression, zone, job, next fire times and the last run.
+    func cronTable(_ states: [String: CronScheduleState], now: Date) -> HTML {
+        let schedules = configuration.schedules.keys.sorted().compactMap { configuration.schedules[$0] }
+        guard !schedules.isEmpty else { return "" }
+        let rows = schedules.map { schedule -> HTML in
+            let next = schedule.nextFires(after: now, count: 3).map { Timestamp.format($0) }.joined(separator: ", ")
+            let last: HTML = states[schedule.name].map { state in
+                "<a href=\"/jobs/\(HTML.pathSegment(state.jobID.rawValue))\">\(state.jobID.rawValue)</a> at \(Timestamp.format(state.firedAt))"
+            } ?? "never"
+            return """
+                <tr><td>\(schedule.name)</td><td><code>\(schedule.cron.text)</code></td><td>\(schedule.timeZone.identifier)</td>\
+                <td>\(schedule.type)</td><td>\(next.isEmpty ? "never" : next)</td><td>\(last)</td></tr>
+                """
+        }
+        return """
+            <h2>Cron schedules</h2>
+            <table><tr><th>schedule</th><th>cron</th><th>zone</th><th>type</th><th>next (UTC)</th><th>last run</th></tr>\(rows)</table>
+            """
+    }
+
+    func scheduled(_ jobs: [ScheduledJob], total: Int, page: Int, pageSize: Int, flash: String?, cron: HTML = "") -> HTML {
         let rows = jobs.map { job -> HTML in
             let entry = try? JSONValue.parse(Data(job.entry.utf8))
             let id = entry?["id"]?.stringValue ?? ""
@@ -219,7 +239,8 @@ struct DashboardPages {
         let previous: HTML = page > 0 ? "<a href=\"?page=\(page - 1)\">← sooner</a> " : ""
         let next: HTML = page + 1 < pages ? " <a href=\"?page=\(page + 1)\">later →</a>" : ""
         return layout(.scheduled, title: "Scheduled", flash: flash, """
-            <p>\(total) waiting for their time (delayed jobs and retries), soonest first. Page \(page + 1) of \(pages). \(previous)\(next)</p>
+            \(cron)
+            <p>\(total) waiting for their time (delayed jobs, retries and deferred jobs), soonest first. Page \(page + 1) of \(pages). \(previous)\(next)</p>
             <table><tr><th>due</th><th>job</th><th>type</th><th>queue</th><th class="n">attempt</th><th>last error</th><th>payload</th><th></th></tr>\(rows)</table>
             """)
     }

@@ -153,7 +153,10 @@ public struct DashboardServer: Service {
             let page = max(0, request.uri.queryParameters.get("page").flatMap { Int($0) } ?? 0)
             let (total, jobs) = try await driver.scheduledJobs(offset: page * Self.queuePageSize, limit: Self.queuePageSize)
             let flash = Self.flash(request.uri.queryParameters.get("done"), count: request.uri.queryParameters.get("n"))
-            return Self.page(pages.scheduled(jobs, total: total, page: page, pageSize: Self.queuePageSize, flash: flash))
+            let names = configuration.schedules.keys.sorted()
+            let states = names.isEmpty ? [:] : try await driver.cronStates(names)
+            return Self.page(pages.scheduled(jobs, total: total, page: page, pageSize: Self.queuePageSize, flash: flash,
+                                             cron: pages.cronTable(states, now: Date())))
         }
         for (action, run) in [("run", true), ("delete", false)] {
             router.post("/scheduled/\(action)") { request, _ -> Response in

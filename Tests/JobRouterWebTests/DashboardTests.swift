@@ -31,6 +31,10 @@ struct DashboardTests {
                 [groups.g]
                 queues = ["\(prefix):high", "\(prefix):low"]
                 concurrency = 8
+                [schedules.nightly]
+                cron = "0 3 * * *"
+                timezone = "Europe/Berlin"
+                type = "mail"
                 """, providers: HandlerRegistry().providers)
             driver = try RedisQueueDriver(configuration: configuration)
         }
@@ -197,6 +201,10 @@ struct DashboardTests {
         try await setup.withServer { base in
             let page = try await Self.request(base + "/scheduled")
             #expect(page.status == 200 && page.body.contains(later[0].id.rawValue) && page.body.contains("&lt;i&gt;soon&lt;/i&gt;"), "\(page.body)")
+            // The cron schedules, with their next fire times (03:00 in Berlin is 02:00 or 01:00 UTC).
+            #expect(page.body.contains("<td>nightly</td><td><code>0 3 * * *</code></td><td>Europe/Berlin</td>"), "\(page.body)")
+            #expect(page.body.contains("T02:00:00.000Z") || page.body.contains("T01:00:00.000Z"))
+            #expect(page.body.contains("never"))
             let token = try #require(Self.csrf(in: page.body))
             let schedule = try await setup.driver.scheduledJobs(offset: 0, limit: 10)
             let first = try #require(schedule.jobs.first { $0.entry.contains(later[0].id.rawValue) })
