@@ -185,7 +185,10 @@ extension RedisQueueDriver {
         next.id = JobID(rawValue: dead.jobID)
         next.attempt = 1
         next.lastError = nil
-        let arguments = [Array(namespace.utf8), Array(dead.id.utf8), Array(next.queue.utf8), Array(next.jsonText.utf8)]
+        next.ratePermit = false
+        // A unique job takes its lock again when it is free.
+        let lock = uniqueKey(next).map { [Array($0.utf8), Array(next.id.rawValue.utf8), Array(String(next.unique?.lifetimeMilliseconds ?? 1).utf8)] } ?? []
+        let arguments = [Array(namespace.utf8), Array(dead.id.utf8), Array(next.queue.utf8), Array(next.jsonText.utf8)] + lock
         return try await commands.run { connection throws(RedisError) in
             try connection.evaluate(RedisScripts.resurrect, keys: [], arguments: arguments).integer(for: "resurrect") == 1
         }

@@ -585,10 +585,13 @@ enum RedisScripts {
         """)
 
     /// Sends a dead job to a queue. ARGV: ns, key, queue, entry. Returns 0 when there is no such record.
+    /// ARGV[5..7] (optional): a unique job's lock, its id and the lock's lifetime ms: the lock is
+    /// taken again when free (a job holding it meanwhile keeps it; the retry goes in all the same).
     static let resurrect = script("resurrect", """
         if redis.call('HEXISTS', ns .. ':dead:jobs', ARGV[2]) == 0 then return 0 end
         forget_dead(ARGV[2])
         redis.call('ZREM', ns .. ':dead', ARGV[2])
+        if (ARGV[5] or '') ~= '' then redis.call('SET', ARGV[5], ARGV[6], 'PX', tonumber(ARGV[7]), 'NX') end
         redis.call('RPUSH', ARGV[3], ARGV[4])
         redis.call('RPUSH', ns .. ':wake:' .. ARGV[3], '1')
         return 1

@@ -116,6 +116,12 @@ struct WorkflowTests {
         try await withWorker(worker) {
             #expect(await eventually { (try? await driver.deadLetterCount()) == 1 })
         }
+        // Retried from the dead letters, it holds its lock again.
+        let dead = try #require(try await driver.deadLetters(limit: 1).first)
+        #expect(try await driver.retryDeadLetter(dead, router: Router(configuration: configuration)))
+        let retried = try await client.submit([request])[0]
+        #expect(retried.existing?.rawValue == dead.jobID, "the retried job holds the lock")
+        _ = try await driver.command(["DEL", keys.queue("sync"), "\(keys.namespace):unique:sync:[2]"])
         #expect(try await client.submit([request])[0].isDuplicate == false)
 
         // Claimed by a worker that then vanished, with max_recoveries 0: poison, and released.
