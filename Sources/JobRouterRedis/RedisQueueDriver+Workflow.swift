@@ -147,10 +147,6 @@ extension RedisQueueDriver {
         }
     }
 
-    public func oldestWaiting(in queues: [String]) async throws -> Date? {
-        try await headWaits(of: queues).values.min()
-    }
-
     public func headWaits(of queues: [String]) async throws -> [String: Date] {
         let commands = queues.map { [bytes("LINDEX"), bytes($0), bytes("0")] }
         let replies = try await self.commands.run { connection throws(RedisError) in try connection.pipeline(commands) }

@@ -104,13 +104,21 @@ struct EnqueueCommand: AsyncParsableCommand {
                     // With --batch-id the batch keeps that name, so a re-run continues the same one.
                     callbackBatch = try await client.openBatch(batchID, onComplete: JobRequest(type: onComplete, priority: onCompletePriority, payload: payload))
                 }
-                try await BatchEnqueue(client: client, source: batch, timing: timing, batchID: batchID, startLine: startLine,
-                                       callbackBatch: callbackBatch).run()
+                // Rejected lines end the command with exit 1 after the good ones went in: the batch
+                // is still complete (sealed) then; a failure part-way leaves it open for a re-run.
+                var rejected: ExitCode?
+                do {
+                    try await BatchEnqueue(client: client, source: batch, timing: timing, batchID: batchID, startLine: startLine,
+                                           callbackBatch: callbackBatch).run()
+                } catch let code as ExitCode {
+                    rejected = code
+                }
                 if let callbackBatch {
                     let fired = try await client.sealBatch(callbackBatch)
                     print("batch \(callbackBatch)")
                     if let fired { FileHandle.standardError.write(Data("batch \(callbackBatch): every job had finished already; callback \(fired) enqueued\n".utf8)) }
                 }
+                if let rejected { throw rejected }
             } else if let type {
                 let request = JobRequest(type: type, priority: priority, payload: try readPayload())
                 let result = try await timing.enqueue([request], with: client)[0]

@@ -201,6 +201,17 @@ struct CLIWorkflowTests {
         #expect(batch.out.hasPrefix("batch b-"), "\(batch.out)")
         let open = try await runCLI(["batches", "--config", config])
         #expect(open.out.contains("0/2 finished (0%): 0 succeeded, 0 dead, 2 pending  → tick"), "\(open.out)")
+        #expect(!open.out.contains("still being enqueued"), "sealed once every line was in")
+        // A rejected line: the good ones go in, exit 1, and the batch is still sealed (complete).
+        let partial = try await runCLI(["enqueue", "--config", config, "--batch", "-", "--on-complete", "tick"],
+                                       stdin: #"{"type": "tick"}"# + "\n" + #"{"type": "nope"}"# + "\n")
+        #expect(partial.status == 1 && partial.err.contains("-:2:") == false && partial.err.contains("stdin:2: unknown job type 'nope'"), "\(partial.err)")
+        #expect(partial.out.hasPrefix("batch b-"), "\(partial.out)")
+        let afterPartial = try await runCLI(["batches", "--config", config])
+        #expect(afterPartial.out.contains("0/1 finished") && !afterPartial.out.contains("still being enqueued"), "\(afterPartial.out)")
+        let badCallback = try await runCLI(["enqueue", "--config", config, "--batch", "-", "--on-complete", "nope"], stdin: #"{"type": "tick"}"# + "\n")
+        #expect(badCallback.status == 1 && badCallback.err.contains("unknown job type 'nope'") && badCallback.err.split(separator: "\n").count == 1,
+                "\(badCallback.err)")
 
         // A bad cron expression, by line.
         let bad = try writeConfig(keys, """

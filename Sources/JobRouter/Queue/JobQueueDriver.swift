@@ -321,10 +321,6 @@ public protocol JobQueueDriver: Sendable {
     /// The paused queues.
     func pausedQueues() async throws -> Set<String>
 
-    /// Since when the oldest job at the head of `queues` has waited (`due_at` or `enqueued_at`);
-    /// `nil` when they are empty.
-    func oldestWaiting(in queues: [String]) async throws -> Date?
-
     /// Since when the job at the head of each queue has waited (queues that are empty are left out).
     func headWaits(of queues: [String]) async throws -> [String: Date]
 
@@ -458,6 +454,12 @@ extension JobQueueDriver {
     /// Appends each job to the tail of its queue, in order.
     public func push(_ jobs: [JobEnvelope]) async throws {
         try await push(jobs, progress: nil, batch: nil)
+    }
+
+    /// Since when the oldest job at the head of `queues` has waited (`due_at` or `enqueued_at`);
+    /// `nil` when they are empty.
+    public func oldestWaiting(in queues: [String]) async throws -> Date? {
+        try await headWaits(of: queues).values.min()
     }
 
     /// Appends each job to the tail of its queue, recording `progress` with them.

@@ -59,16 +59,10 @@ public struct JobRouterClient: Sendable {
     public func submit(_ requests: [JobRequest], progress: BatchProgress? = nil, batch: String? = nil) async throws -> [EnqueueResult] {
         var jobs = try route(requests)
         if let batch { for index in jobs.indices { jobs[index].batch = batch } }
-        let plain = jobs.filter { $0.unique == nil }
-        if !plain.isEmpty || progress != nil { try await driver.push(plain, progress: progress, batch: batch) }
-        var results: [EnqueueResult] = []
-        results.reserveCapacity(jobs.count)
-        for job in jobs {
-            let existing = job.unique == nil ? nil : try await driver.pushUnique(job, due: nil)
-            if existing == nil { for recorder in recorders { recorder.record(.enqueued(job)) } }
-            results.append(EnqueueResult(job: job, existing: existing))
+        // Progress is recorded even for a chunk with no plain job.
+        return try await store(jobs, due: nil, always: progress != nil, event: { .enqueued($0) }) { plain in
+            try await driver.push(plain, progress: progress, batch: batch)
         }
-        return results
     }
 
     /// Routes the requests and holds them until `date` (a time in the past means now).
@@ -85,7 +79,7 @@ public struct JobRouterClient: Sendable {
     public func submit(_ requests: [JobRequest], at date: Date) async throws -> [EnqueueResult] {
         var jobs = try route(requests)
         for index in jobs.indices { jobs[index].dueAt = max(date, jobs[index].enqueuedAt) }
-        return try await schedule(jobs, due: date) { try await driver.schedule($0, at: date) }
+        return try await store(jobs, due: date, event: { .scheduled($0, at: date) }) { try await driver.schedule($0, at: date) }
     }
 
     /// ``enqueue(_:after:)``, saying for each request whether it was a duplicate of a unique job.
@@ -93,17 +87,21 @@ public struct JobRouterClient: Sendable {
         var jobs = try route(requests)
         let due = Date().addingTimeInterval(delay.inSeconds)
         for index in jobs.indices { jobs[index].dueAt = due }
-        return try await schedule(jobs, due: due) { try await driver.schedule($0, after: delay) }
+        return try await store(jobs, due: due, event: { .scheduled($0, at: due) }) { try await driver.schedule($0, after: delay) }
     }
 
-    /// Schedules `jobs` (unique ones through their lock).
-    private func schedule(_ jobs: [JobEnvelope], due: Date, plain: ([JobEnvelope]) async throws -> Void) async throws -> [EnqueueResult] {
+    /// Stores routed jobs: the plain ones through `plain` (one call, or none when there are none
+    /// and not `always`), each unique one through its lock (now, or at `due`). Reports `event` for
+    /// each job made.
+    private func store(_ jobs: [JobEnvelope], due: Date?, always: Bool = false, event: (JobEnvelope) -> JobEvent,
+                       plain: ([JobEnvelope]) async throws -> Void) async throws -> [EnqueueResult] {
         let others = jobs.filter { $0.unique == nil }
-        if !others.isEmpty { try await plain(others) }
+        if !others.isEmpty || always { try await plain(others) }
         var results: [EnqueueResult] = []
+        results.reserveCapacity(jobs.count)
         for job in jobs {
             let existing = job.unique == nil ? nil : try await driver.pushUnique(job, due: due)
-            if existing == nil { for recorder in recorders { recorder.record(.scheduled(job, at: due)) } }
+            if existing == nil { for recorder in recorders { recorder.record(event(job)) } }
             results.append(EnqueueResult(job: job, existing: existing))
         }
         return results

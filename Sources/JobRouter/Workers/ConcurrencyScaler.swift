@@ -1,6 +1,5 @@
 import Foundation
 import Logging
-import Synchronization
 
 /// Grows and shrinks an autoscaled group's slots (`concurrency = { min, max, target_wait }`).
 ///
@@ -18,7 +17,6 @@ struct ConcurrencyScaler: Sendable {
     let slots: SlotPool
     /// Jobs the group holds now (slots taken by a waiting fetch are not busy).
     let claims: ClaimRegistry
-    let current: CurrentConcurrency
     let driver: any JobQueueDriver
     let logger: Logger
 
@@ -85,7 +83,6 @@ struct ConcurrencyScaler: Sendable {
         let old = slots.capacity
         guard limit != old else { return }
         slots.resize(to: limit)
-        current.set(limit)
         logger.notice("group \(group): concurrency \(old) → \(limit): \(reason)")
     }
 
@@ -93,12 +90,4 @@ struct ConcurrencyScaler: Sendable {
         let tenths = Int((value * 10).rounded())
         return "\(tenths / 10).\(tenths % 10)s"
     }
-}
-
-/// A group's concurrency now, for heartbeats, `status` and metrics.
-final class CurrentConcurrency: Sendable {
-    private let value = Mutex<Int?>(nil)
-
-    func set(_ limit: Int) { value.withLock { $0 = limit } }
-    var current: Int? { value.withLock { $0 } }
 }

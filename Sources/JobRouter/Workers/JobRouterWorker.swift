@@ -96,7 +96,7 @@ public struct JobRouterWorker: Service {
 
     /// Each group's jobs running now (claims held) and its concurrency, for metrics.
     public var load: [GroupLoad] {
-        runners.map { GroupLoad(group: $0.group.name, busy: $0.claims.count, concurrency: $0.concurrency.current ?? $0.group.initialConcurrency) }
+        runners.map { GroupLoad(group: $0.group.name, busy: $0.claims.count, concurrency: $0.slots.capacity) }
     }
 
     /// Runs every group until shutdown; returns once each has stopped and put back what it must.

@@ -39,8 +39,8 @@ final class WorkerGroupRunner: Sendable {
     let stuck = StuckHandlers()
     /// Queues of this group that cannot be read now, with why (for heartbeats and `status`).
     let brokenQueues = BrokenQueues()
-    /// How many jobs the group may run at once now (changes when it autoscales).
-    let concurrency = CurrentConcurrency()
+    /// The group's job slots: how many jobs it may run at once now (autoscaled groups resize it).
+    let slots: SlotPool
 
     init(group: WorkerGroupConfiguration, configuration: RouterConfiguration, handlers: [String: any JobHandler], services: HandlerServices,
          unavailable: [String: String], driver: any JobQueueDriver, workerID: String, shutdown: ShutdownController,
@@ -60,6 +60,7 @@ final class WorkerGroupRunner: Sendable {
         self.gates = gates
         self.aging = aging
         self.attempts = attempts
+        self.slots = SlotPool(capacity: group.initialConcurrency)
     }
     /// `jobrouter_rate_limit_wait_seconds_total{group}`: time this group's fetch loop waited for a permit.
     var rateLimitWait: FloatingPointCounter {
@@ -87,11 +88,10 @@ final class WorkerGroupRunner: Sendable {
                                maxPayload: configuration.maxPayload, maxDead: configuration.maxDead,
                                ledger: configuration.ledgerTerms)
         let fetcher = driver.makeFetcher(queues: group.queues, label: group.name, worker: workerID, terms: terms)
-        let slots = SlotPool(capacity: group.initialConcurrency)
+        let slots = self.slots
         // Whether any type this configuration declares has a rate limit (most have none: then no
         // job pays even the lookup).
         let rateLimited = configuration.types.values.contains { $0.rateLimit != nil }
-        concurrency.set(slots.capacity)
         let putBack = InterruptedJobs()
         let slotsText = group.scaling.map { "concurrency \($0.min)..\($0.max) (autoscaled, target_wait \(DurationParser.format($0.targetWait)))" }
             ?? "concurrency \(group.concurrency)"
@@ -112,7 +112,7 @@ final class WorkerGroupRunner: Sendable {
             if let scaling = group.scaling {
                 tasks.addTask { [self] in
                     await ConcurrencyScaler(group: group.name, queues: group.queues, terms: scaling, slots: slots,
-                                            claims: claims, current: concurrency, driver: driver, logger: logger)
+                                            claims: claims, driver: driver, logger: logger)
                         .run(while: { shutdown.phase == .running }, sleep: { await shutdown.sleep(for: $0) })
                 }
             }

@@ -56,7 +56,7 @@ struct WorkerMaintenance: Sendable {
         for runner in runners { broken.merge(runner.brokenQueues.current) { first, _ in first } }
         description.brokenQueues = broken
         description.busy = Dictionary(runners.map { ($0.group.name, $0.claims.count) }) { first, _ in first }
-        description.concurrency = Dictionary(runners.map { ($0.group.name, $0.concurrency.current ?? $0.group.initialConcurrency) }) { first, _ in first }
+        description.concurrency = Dictionary(runners.map { ($0.group.name, $0.slots.capacity) }) { first, _ in first }
         for runner in runners { description.claimedAt.merge(runner.claims.claimedAt) { first, _ in first } }
         return description
     }
