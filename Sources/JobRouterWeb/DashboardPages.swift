@@ -212,7 +212,7 @@ struct DashboardPages {
                 "<a href=\"/jobs/\(HTML.pathSegment(state.jobID.rawValue))\">\(state.jobID.rawValue)</a> at \(Timestamp.format(state.firedAt))"
             } ?? "never"
             return """
-                <tr><td>\(schedule.name)</td><td><code>\(schedule.cron.text)</code></td><td>\(schedule.timeZone.identifier)</td>\
+                <tr><td>\(schedule.name)</td><td><code>\(schedule.cron.text)</code></td><td>\(schedule.zoneName)</td>\
                 <td>\(schedule.type)</td><td>\(next.isEmpty ? "never" : next)</td><td>\(last)</td></tr>
                 """
         }

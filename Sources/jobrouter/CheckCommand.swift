@@ -93,7 +93,7 @@ struct CheckReport {
             for name in configuration.schedules.keys.sorted() {
                 guard let schedule = configuration.schedules[name] else { continue }
                 let next = schedule.nextFires(after: now, count: 1).first.map { SchedulesCommand.local($0, schedule.timeZone) } ?? "never"
-                var line = "  \(name): \(schedule.cron.text) \(schedule.timeZone.identifier) -> \(schedule.type)"
+                var line = "  \(name): \(schedule.cron.text) \(schedule.zoneName) -> \(schedule.type)"
                 if let priority = schedule.priority { line += " (\(priority))" }
                 if let catchUp = schedule.catchUp { line += ", catch_up \(DurationParser.format(catchUp))" }
                 lines.append(line + ", next \(next)")

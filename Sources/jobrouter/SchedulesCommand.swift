@@ -27,7 +27,7 @@ struct SchedulesCommand: AsyncParsableCommand {
             if json {
                 let values: [JSONValue] = schedules.map { schedule in
                     var fields: [String: JSONValue] = [
-                        "name": .string(schedule.name), "cron": .string(schedule.cron.text), "timezone": .string(schedule.timeZone.identifier),
+                        "name": .string(schedule.name), "cron": .string(schedule.cron.text), "timezone": .string(schedule.zoneName),
                         "type": .string(schedule.type), "priority": schedule.priority.map(JSONValue.string) ?? .null,
                         "next": .array(schedule.nextFires(after: now, count: 3).map { .string(Timestamp.format($0)) }),
                         "catch_up_ms": schedule.catchUp.map { .integer($0.inMilliseconds) } ?? .null,
@@ -44,7 +44,7 @@ struct SchedulesCommand: AsyncParsableCommand {
                 return
             }
             for schedule in schedules {
-                var line = "\(schedule.name)  \(schedule.cron.text)  \(schedule.timeZone.identifier)  → \(schedule.type)"
+                var line = "\(schedule.name)  \(schedule.cron.text)  \(schedule.zoneName)  → \(schedule.type)"
                 if let priority = schedule.priority { line += " (\(priority))" }
                 if let catchUp = schedule.catchUp { line += "  catch_up \(DurationParser.format(catchUp))" }
                 print(line)

@@ -39,6 +39,11 @@ public struct CronSchedule: Sendable, Equatable {
     /// UTC, the default time zone.
     public static let utc = TimeZone(identifier: "UTC") ?? .gmt
 
+    /// The zone's name as configured: `UTC` for the default (Foundation on Linux calls it `GMT`).
+    public var zoneName: String {
+        timeZone.identifier == "GMT" && timeZone == Self.utc ? "UTC" : timeZone.identifier
+    }
+
     /// The next `count` fire times after `date`.
     public func nextFires(after date: Date, count: Int) -> [Date] {
         var out: [Date] = []
