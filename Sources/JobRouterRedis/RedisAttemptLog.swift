@@ -89,6 +89,22 @@ public final class RedisAttemptLog: AttemptLog {
         }
     }
 
+    /// The backlog of the logs of `drivers` (a cluster's shards), added up, read on their own
+    /// connections (no log connection is opened).
+    public static func backlog(over drivers: [RedisQueueDriver]) async throws -> AttemptLogBacklog {
+        var total = AttemptLogBacklog(waiting: 0, dropped: 0)
+        for driver in drivers {
+            let replies = try await driver.pipeline([["GET", "\(driver.namespace):events:records"], ["GET", "\(driver.namespace):events:dropped"]])
+            func number(_ index: Int) -> Int {
+                guard index < replies.count, case .string(let bytes) = replies[index] else { return 0 }
+                return Int(String(decoding: bytes, as: UTF8.self)) ?? 0
+            }
+            total.waiting += number(0)
+            total.dropped += number(1)
+        }
+        return total
+    }
+
     private static func createGroup(_ connection: RedisConnection, key: String, group: String) throws(RedisError) {
         do throws(RedisError) {
             _ = try connection.command(["XGROUP", "CREATE", key, group, "0", "MKSTREAM"])

@@ -11,6 +11,7 @@ public final class RedisConnection {
     private let context: UnsafeMutablePointer<redisContext>
     /// The server this is connected to.
     public let endpoint: RedisEndpoint
+    private let timeout: Duration
     private var scriptHashes: [String: String] = [:]
     private var cachedClientID: Int64?
 
@@ -19,6 +20,7 @@ public final class RedisConnection {
     public init(endpoint: RedisEndpoint, timeout: Duration) throws(RedisError) {
         signal(SIGPIPE, SIG_IGN) // a server that goes away must be an error, not the end of the process
         self.endpoint = endpoint
+        self.timeout = timeout
         let tv = Self.timeval(timeout)
         guard let context = redisConnectWithTimeout(endpoint.host, Int32(endpoint.port), tv) else {
             throw RedisError(code: .connection, message: "cannot allocate a connection", server: endpoint.description)
@@ -58,6 +60,14 @@ public final class RedisConnection {
 
     /// Sends one command with binary-safe arguments and waits for its reply.
     public func command(bytes arguments: [[UInt8]]) throws(RedisError) -> RedisReply {
+        try command(bytes: arguments, script: nil)
+    }
+
+    /// In a cluster, a `-ASK` reply (the slot is being migrated and the key is on the new node
+    /// already) is followed once: `ASKING` and the same command on that node (with `script` loaded
+    /// there first). A `-MOVED` reply marks the slot map stale and closes this connection (see
+    /// ``RedisError/closesConnection``): the next connection goes to the slot's new primary.
+    private func command(bytes arguments: [[UInt8]], script: RedisScript?) throws(RedisError) -> RedisReply {
         let name = Self.commandName(arguments)
         let raw = Self.withArgv(arguments) { argc, argv, lengths in
             redisCommandArgv(context, argc, argv, lengths)
@@ -67,9 +77,27 @@ public final class RedisConnection {
         defer { freeReplyObject(raw) }
         let value = RedisReply(reply)
         if case .error(let message) = value {
+            if let cluster = endpoint.cluster {
+                if message.hasPrefix("ASK "), let target = Self.redirectTarget(message) {
+                    return try ask(target, arguments, script: script)
+                }
+                if message.hasPrefix("MOVED ") || message.hasPrefix("CLUSTERDOWN") { ClusterSlotMap.shared(cluster.seeds).markStale() }
+            }
             throw RedisError(code: .server, message: message, command: name, server: endpoint.description)
         }
         return value
+    }
+
+    /// Runs `arguments` once on `target` after `ASKING` (the `-ASK` redirection of a migrating slot).
+    private func ask(_ target: SentinelTarget.Address, _ arguments: [[UInt8]], script: RedisScript?) throws(RedisError) -> RedisReply {
+        var node = endpoint
+        node.host = target.host
+        node.port = target.port
+        node.cluster = nil
+        let connection = try RedisConnection(endpoint: node, timeout: timeout)
+        if let script { _ = try connection.command(["SCRIPT", "LOAD", script.source]) }
+        _ = try connection.command(["ASKING"])
+        return try connection.command(bytes: arguments)
     }
 
     /// Sends every command before reading any reply (one round trip), then returns the replies in
@@ -113,7 +141,7 @@ public final class RedisConnection {
             let call = [Array("EVALSHA".utf8), Array(hash.utf8), Array(String(keys.count).utf8)]
                 + keys.map { Array($0.utf8) } + arguments
             do {
-                return try command(bytes: call)
+                return try command(bytes: call, script: script)
             } catch where error.code == .server && error.message.hasPrefix("NOSCRIPT") {
                 scriptHashes[script.name] = nil
             } catch {
@@ -146,9 +174,19 @@ public final class RedisConnection {
         let commands = calls.map { call in
             [Array("EVALSHA".utf8), hash, Array(String(call.keys.count).utf8)] + call.keys.map { Array($0.utf8) } + call.arguments
         }
-        for reply in try pipeline(commands) {
+        for (index, reply) in try pipeline(commands).enumerated() {
             if case .error(let message) = reply {
+                if endpoint.cluster != nil, message.hasPrefix("ASK "), let target = Self.redirectTarget(message) {
+                    // This call was not run here (a migrating slot): run it on the node named.
+                    if case .error(let again) = try ask(target, commands[index], script: script) {
+                        throw RedisError(code: .server, message: again, command: "script \(script.name)", server: "\(target)")
+                    }
+                    continue
+                }
                 if message.hasPrefix("NOSCRIPT") { scriptHashes[script.name] = nil }
+                if let cluster = endpoint.cluster, message.hasPrefix("MOVED ") || message.hasPrefix("CLUSTERDOWN") {
+                    ClusterSlotMap.shared(cluster.seeds).markStale()
+                }
                 throw RedisError(code: .server, message: message, command: "script \(script.name)", server: endpoint.description)
             }
         }

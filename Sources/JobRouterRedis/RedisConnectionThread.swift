@@ -44,7 +44,15 @@ final class RedisConnectionThread: Sendable {
     func run<Result: Sendable>(_ body: @escaping @Sendable (RedisConnection) throws(RedisError) -> Result) async throws(RedisError) -> Result {
         try await thread.run { (session: Session) throws(RedisError) -> Result in
             do throws(RedisError) {
-                return try body(try session.connection())
+                do throws(RedisError) {
+                    return try body(try session.connection())
+                } catch where error.isRedirect {
+                    // A cluster moved the slot: the refused command did not run. Once more, on
+                    // the slot's primary now (a call's commands all go to one slot, so a MOVED
+                    // comes on its first command).
+                    session.drop()
+                    return try body(try session.connection())
+                }
             } catch {
                 if error.closesConnection { session.drop() }
                 Counter(label: "jobrouter_redis_errors_total").increment()

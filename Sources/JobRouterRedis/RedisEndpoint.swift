@@ -17,16 +17,20 @@ public struct RedisEndpoint: Sendable, Equatable, CustomStringConvertible {
     /// When set, the primary is found through these sentinels (``host`` and ``port`` are then
     /// those of the primary found last, or of the first sentinel before any was found).
     public var sentinel: SentinelTarget?
+    /// When set, a Redis Cluster: each connection goes to the primary that serves
+    /// ``ClusterTarget/slot``, found from the seed nodes (``host`` and ``port`` are then the first seed's).
+    public var cluster: ClusterTarget?
 
     /// Makes an endpoint for a server at `host:port`.
     public init(host: String, port: Int = 6379, database: Int = 0, username: String? = nil, password: String? = nil,
-                sentinel: SentinelTarget? = nil) {
+                sentinel: SentinelTarget? = nil, cluster: ClusterTarget? = nil) {
         self.host = host
         self.port = port
         self.database = database
         self.username = username
         self.password = password
         self.sentinel = sentinel
+        self.cluster = cluster
     }
 
     /// Reads a `redis://` URL, or `redis+sentinel://[[user]:password@]host:port,host:port/MASTER[/db]`.
@@ -36,6 +40,10 @@ public struct RedisEndpoint: Sendable, Equatable, CustomStringConvertible {
         }
         if url.hasPrefix("redis+sentinel://") {
             self = try Self.sentinelURL(url, invalid: invalid)
+            return
+        }
+        if url.hasPrefix("redis+cluster://") {
+            self = try Self.clusterURL(url, invalid: invalid)
             return
         }
         guard let components = URLComponents(string: url) else { throw invalid("not a URL") }
@@ -60,8 +68,13 @@ public struct RedisEndpoint: Sendable, Equatable, CustomStringConvertible {
         self.password = components.password.flatMap { $0.isEmpty ? nil : $0 }
     }
 
-    /// `127.0.0.1:6379/0`, or `sentinel jobs@127.0.0.1:26379,127.0.0.1:26380/0`: no credentials.
+    /// `127.0.0.1:6379/0`, `sentinel jobs@127.0.0.1:26379,127.0.0.1:26380/0`, or
+    /// `cluster 127.0.0.1:7000,127.0.0.1:7001 slot 1234`: no credentials.
     public var description: String {
+        if let cluster {
+            guard let slot = cluster.slot else { return "cluster " + cluster.seeds.map(\.description).joined(separator: ",") }
+            return "\(host):\(port) (cluster slot \(slot))"
+        }
         if let sentinel {
             return "sentinel \(sentinel.master)@" + sentinel.sentinels.map { "\($0.host):\($0.port)" }.joined(separator: ",") + "/\(database)"
         }
@@ -98,6 +111,33 @@ public struct RedisEndpoint: Sendable, Equatable, CustomStringConvertible {
         }
         return RedisEndpoint(host: first.host, port: first.port, database: database, username: username, password: password,
                              sentinel: SentinelTarget(sentinels: sentinels, master: String(parts[1])))
+    }
+
+    /// `redis+cluster://[[user]:password@]h1:7000,h2:7001[/]`: the seed nodes of a cluster.
+    private static func clusterURL(_ url: String, invalid: (String) -> RedisError) throws(RedisError) -> RedisEndpoint {
+        var rest = Substring(url.dropFirst("redis+cluster://".count))
+        var username: String?
+        var password: String?
+        if let at = rest.lastIndex(of: "@") {
+            let credentials = rest[..<at]
+            rest = rest[rest.index(after: at)...]
+            let colon = credentials.firstIndex(of: ":") ?? credentials.endIndex
+            username = String(credentials[..<colon]).removingPercentEncoding.flatMap { $0.isEmpty ? nil : $0 }
+            if colon < credentials.endIndex {
+                password = String(credentials[credentials.index(after: colon)...]).removingPercentEncoding.flatMap { $0.isEmpty ? nil : $0 }
+            }
+        }
+        let parts = rest.split(separator: "/", omittingEmptySubsequences: false)
+        if parts.count > 1, parts.dropFirst().contains(where: { !$0.isEmpty && $0 != "0" }) {
+            throw invalid("a Redis Cluster has only database 0")
+        }
+        var seeds: [SentinelTarget.Address] = []
+        for item in (parts.first ?? "").split(separator: ",") {
+            guard let address = SentinelTarget.Address(String(item), defaultPort: 6379) else { throw invalid("bad node address '\(item)'") }
+            seeds.append(address)
+        }
+        guard let first = seeds.first else { throw invalid("no node address") }
+        return RedisEndpoint(host: first.host, port: first.port, username: username, password: password, cluster: ClusterTarget(seeds: seeds))
     }
 
     /// `url` with any credentials replaced by `***`, for messages about a URL that did not parse.
@@ -149,5 +189,20 @@ public struct SentinelTarget: Sendable, Equatable {
         self.sentinels = sentinels
         self.master = master
         self.password = password
+    }
+}
+
+/// The seed nodes of a Redis Cluster, and the hash slot a connection serves.
+public struct ClusterTarget: Sendable, Equatable {
+    /// Nodes asked for the slot map (`CLUSTER SLOTS`), in order; any node of the cluster will do.
+    public var seeds: [SentinelTarget.Address]
+    /// The slot whose primary a connection goes to (every key a JobRouter connection touches is of
+    /// one hash tag: see ``JobRouter/ClusterLayout``); `nil` until a driver pins it.
+    public var slot: Int?
+
+    /// Makes a target.
+    public init(seeds: [SentinelTarget.Address], slot: Int? = nil) {
+        self.seeds = seeds
+        self.slot = slot
     }
 }

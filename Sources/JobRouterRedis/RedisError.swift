@@ -44,10 +44,17 @@ public struct RedisError: Error, CustomStringConvertible, Sendable, Equatable, Q
 
     /// `true` when the connection cannot be used any more and must be opened again.
     /// A server that has become a replica (`READONLY`) or is loading its data (`LOADING`) counts as
-    /// one too: with Sentinel, the next connection finds the primary again.
+    /// one too: with Sentinel, the next connection finds the primary again. So do a cluster's
+    /// `MOVED` (the slot is served elsewhere now) and `CLUSTERDOWN` (a failover is under way).
     public var closesConnection: Bool {
         code == .connection || code == .io || code == .protocol
-            || code == .server && (message.hasPrefix("READONLY") || message.hasPrefix("LOADING") || message.hasPrefix("MASTERDOWN"))
+            || code == .server && (message.hasPrefix("READONLY") || message.hasPrefix("LOADING") || message.hasPrefix("MASTERDOWN")
+                                   || isRedirect || message.hasPrefix("CLUSTERDOWN"))
+    }
+
+    /// A cluster's `-MOVED`: the command was not run, and can be sent again to the slot's new primary.
+    public var isRedirect: Bool {
+        code == .server && message.hasPrefix("MOVED ")
     }
 
     public var description: String {

@@ -105,6 +105,7 @@ extension RedisQueueDriver {
     /// Dead records, newest first, optionally of one type, at most `limit`; with `withEntries`
     /// false the entries' bytes (up to `max_payload` each) are not read.
     public func deadLetters(type: String? = nil, limit: Int = 100, withEntries: Bool = true) async throws -> [StoredDeadLetter] {
+        if let cluster { return try await clusterDeadLetters(cluster, type: type, limit: limit, withEntries: withEntries) }
         let (index, records, raws) = ("\(namespace):dead", "\(namespace):dead:jobs", "\(namespace):dead:raw")
         // Without a type filter only `limit` ids are read; with one, all of them (max_dead bounds it).
         let stop = type == nil ? String(max(limit, 1) - 1) : "-1"
@@ -145,6 +146,10 @@ extension RedisQueueDriver {
 
     /// One dead record by its key, or `nil` when there is none.
     public func deadLetter(id: String) async throws -> StoredDeadLetter? {
+        if let cluster {
+            for shard in cluster.all { if let dead = try await shard.deadLetter(id: id) { return dead } }
+            return nil
+        }
         let (index, records, raws) = ("\(namespace):dead", "\(namespace):dead:jobs", "\(namespace):dead:raw")
         return try await commands.run { connection throws(RedisError) in
             let replies = try connection.pipeline([["HGET", records, id], ["HGET", raws, id], ["ZSCORE", index, id]].map { $0.map { Array($0.utf8) } })
@@ -159,12 +164,8 @@ extension RedisQueueDriver {
         }
     }
 
-    /// Sends a dead job back to the tail of the queue the current routing gives its type and
-    /// priority (not necessarily the one it died in: `queues.toml` may have changed since), with
-    /// its attempts reset. Returns `false` when the record is gone (another process retried it).
-    /// Throws a ``DeadLetterRetryError`` when it cannot be routed: not a job, or a type or priority
-    /// the configuration no longer has.
-    public func retryDeadLetter(_ dead: StoredDeadLetter, router: Router) async throws -> Bool {
+    /// The job a dead record goes back as: routed again, its attempts reset.
+    func resurrection(of dead: StoredDeadLetter, router: Router) throws -> JobEnvelope {
         guard let raw = dead.rawBytes else {
             throw DeadLetterRetryError(key: dead.id, message: "the record keeps no entry to retry")
         }
@@ -186,6 +187,17 @@ extension RedisQueueDriver {
         next.attempt = 1
         next.lastError = nil
         next.ratePermit = false
+        return next
+    }
+
+    /// Sends a dead job back to the tail of the queue the current routing gives its type and
+    /// priority (not necessarily the one it died in: `queues.toml` may have changed since), with
+    /// its attempts reset. Returns `false` when the record is gone (another process retried it).
+    /// Throws a ``DeadLetterRetryError`` when it cannot be routed: not a job, or a type or priority
+    /// the configuration no longer has.
+    public func retryDeadLetter(_ dead: StoredDeadLetter, router: Router) async throws -> Bool {
+        if cluster != nil { return try await clusterRetryDeadLetter(dead, router: router) }
+        let next = try resurrection(of: dead, router: router)
         // A unique job takes its lock again when it is free.
         let lock = uniqueKey(next).map { [Array($0.utf8), Array(next.id.rawValue.utf8), Array(String(next.unique?.lifetimeMilliseconds ?? 1).utf8)] } ?? []
         let arguments = [Array(namespace.utf8), Array(dead.id.utf8), Array(next.queue.utf8), Array(next.jsonText.utf8)] + lock
@@ -196,6 +208,7 @@ extension RedisQueueDriver {
 
     /// Deletes one dead record by its key; `false` when there was none (retried or deleted meanwhile).
     public func deleteDeadLetter(id: String) async throws -> Bool {
+        if let cluster { return try await anyShard(cluster) { try await $0.deleteDeadLetter(id: id) } }
         let arguments = [Array(namespace.utf8), Array(id.utf8)]
         return try await commands.run { connection throws(RedisError) in
             try connection.evaluate(RedisScripts.forgetDead, keys: [], arguments: arguments).integer(for: "forget-dead") == 1
@@ -204,6 +217,7 @@ extension RedisQueueDriver {
 
     /// Scheduled jobs (delayed and retries), soonest first: `limit` from `offset`, and how many there are.
     public func scheduledJobs(offset: Int, limit: Int) async throws -> (total: Int, jobs: [ScheduledJob]) {
+        if let cluster { return try await clusterScheduled(cluster, offset: offset, limit: limit) }
         let key = "\(namespace):scheduled"
         let replies = try await pipeline([["ZCARD", key], ["ZRANGE", key, String(offset), String(offset + limit - 1), "WITHSCORES"]])
         let flat = replies.count > 1 ? replies[1].textValues : []
@@ -223,6 +237,7 @@ extension RedisQueueDriver {
     /// Runs the scheduled job `id` due at `dueMilliseconds` now (`run`), or deletes it; `false`
     /// when it is no longer scheduled then (it became due, or someone else acted first).
     public func actOnScheduled(id: String, dueMilliseconds: Int64, run: Bool) async throws -> Bool {
+        if let cluster { return try await anyShard(cluster) { try await $0.actOnScheduled(id: id, dueMilliseconds: dueMilliseconds, run: run) } }
         let arguments = [Array(namespace.utf8), Array(String(dueMilliseconds).utf8), Array(id.utf8), Array((run ? "run" : "delete").utf8)]
         return try await commands.run { connection throws(RedisError) in
             try connection.evaluate(RedisScripts.scheduledAction, keys: [], arguments: arguments).integer(for: "scheduled-action") == 1
@@ -231,6 +246,11 @@ extension RedisQueueDriver {
 
     /// Jobs running now (at most `limit`, read with one `HSCAN`): claim token, worker, queue, entry.
     public func runningJobs(limit: Int) async throws -> [RunningJob] {
+        if let cluster {
+            var all: [RunningJob] = []
+            for shard in cluster.all { all += try await shard.runningJobs(limit: limit) }
+            return Array(all.prefix(limit))
+        }
         let reply = try await command(["HSCAN", "\(namespace):inflight", "0", "COUNT", String(limit)])
         guard case .array(let parts) = reply, parts.count == 2 else { return [] }
         let flat = parts[1].textValues
@@ -252,6 +272,13 @@ extension RedisQueueDriver {
     /// schedule (due when), looking at most at the first `limit` entries of each; `nil` when not
     /// found there.
     public func locateWaiting(id: String, queues: [String], limit: Int = 10_000) async throws -> WaitingJob? {
+        if let cluster {
+            for group in try byShard(queues, queue: { $0 }) {
+                if let found = try await group.shard.locateWaiting(id: id, queues: group.items, limit: limit) { return found }
+            }
+            for shard in cluster.all { if let found = try await shard.locateWaiting(id: id, queues: [], limit: limit) { return found } }
+            return nil
+        }
         let arguments = [Array(namespace.utf8), Array(id.utf8), Array(String(limit).utf8)]
         let reply = try await commands.run { connection throws(RedisError) in
             try connection.evaluate(RedisScripts.locate, keys: queues, arguments: arguments)
@@ -264,12 +291,20 @@ extension RedisQueueDriver {
 
     /// Runs commands in one round trip on the driver's connection (for read-only views).
     public func pipeline(_ commands: [[String]]) async throws -> [RedisReply] {
+        if cluster != nil, let key = commands.first?.dropFirst().first, case let shard = shard(forKey: key), shard !== self {
+            return try await shard.pipeline(commands)
+        }
         let bytes = commands.map { $0.map { Array($0.utf8) } }
         return try await self.commands.run { connection throws(RedisError) in try connection.pipeline(bytes) }
     }
 
     /// Deletes dead records kept before `date`, a bounded number per script call; returns how many.
     public func purgeDeadLetters(before date: Date) async throws -> Int {
+        if let cluster {
+            var total = 0
+            for shard in cluster.all { total += try await shard.purgeDeadLetters(before: date) }
+            return total
+        }
         let arguments = [Array(namespace.utf8), Array(String(Self.milliseconds(since1970: date)).utf8), Array("500".utf8)]
         var total = 0
         while true {
@@ -293,6 +328,10 @@ extension RedisQueueDriver {
     /// absent). Throws a one-line ``RedisError`` naming the problem; an unreachable server is
     /// not checked here (workers wait for it).
     public func preflight(queues: [String]) async throws {
+        if let cluster {
+            for shard in cluster.all { try await shard.preflight(queues: try byShard(queues, queue: { $0 }).first { $0.shard === shard }?.items ?? []) }
+            return
+        }
         let namespace = self.namespace
         try await commands.run { connection throws(RedisError) in
             _ = try connection.command(["PING"])
@@ -310,6 +349,7 @@ extension RedisQueueDriver {
 
     /// Per-queue and per-worker figures, read in one atomic script.
     public func statistics(queues: [String]) async throws -> QueueStatistics {
+        if let cluster { return try await clusterStatistics(cluster, queues: queues) }
         let arguments = [Array(namespace.utf8)]
         return try await commands.run { connection throws(RedisError) in
             let reply = try connection.evaluate(RedisScripts.stats, keys: queues, arguments: arguments).array(for: "stats") ?? []

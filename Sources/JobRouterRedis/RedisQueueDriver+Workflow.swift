@@ -14,6 +14,7 @@ extension RedisQueueDriver {
     private func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
 
     public func fireCronTick(_ name: String, tick: Date, job: JobEnvelope) async throws -> CronTickResult {
+        if cluster != nil { return try await shard(forQueue: job.queue).fireCronTick(name, tick: tick, job: job) }
         var keys = ["\(namespace):cron:\(name)", job.queue, "\(namespace):wake:\(job.queue)"]
         if let lock = uniqueKey(job) { keys.append(lock) }
         let arguments = [bytes(String(Self.milliseconds(since1970: tick))), bytes(job.id.rawValue), bytes(job.jsonText),
@@ -31,6 +32,7 @@ extension RedisQueueDriver {
     }
 
     public func cronStates(_ names: [String]) async throws -> [String: CronScheduleState] {
+        if let cluster { return try await everyShard(cluster, { try await $0.cronStates(names) }) { $0.tick > $1.tick ? $0 : $1 } }
         let commands = names.map { [bytes("HMGET"), bytes("\(namespace):cron:\($0)"), bytes("tick"), bytes("id"), bytes("at")] }
         let replies = try await self.commands.run { connection throws(RedisError) in try connection.pipeline(commands) }
         var states: [String: CronScheduleState] = [:]
@@ -47,6 +49,7 @@ extension RedisQueueDriver {
     }
 
     public func pushUnique(_ job: JobEnvelope, due: Date?) async throws -> JobID? {
+        if cluster != nil { return try await shard(forQueue: job.queue).pushUnique(job, due: due) }
         guard let lock = uniqueKey(job), let mark = job.unique else {
             try await push([job])
             return nil
@@ -68,6 +71,7 @@ extension RedisQueueDriver {
     }
 
     public func uniqueStarted(_ job: JobEnvelope) async throws {
+        if cluster != nil { return try await shard(forQueue: job.queue).uniqueStarted(job) }
         guard let lock = uniqueKey(job), let mark = job.unique, mark.until != .done else { return }
         let arguments = [bytes(job.id.rawValue), bytes(mark.until.rawValue), bytes(String(mark.lifetimeMilliseconds))]
         _ = try await commands.run { connection throws(RedisError) in
@@ -76,6 +80,7 @@ extension RedisQueueDriver {
     }
 
     public func complete(_ claim: ClaimedEntry, attempt: AttemptRecord?, finishing job: JobEnvelope) async throws -> SettleResult {
+        if let cluster { return try await clusterCompleteFlow(cluster, claim, attempt: attempt, finishing: job) }
         let lock = job.unique?.until == .done ? uniqueKey(job) ?? "" : ""
         var arguments = [bytes(namespace), bytes(attempt == nil ? "0" : String(ledgerBuffer)), bytes(claim.token), bytes(claim.jobID.rawValue),
                          bytes(claim.queue), attempt.map { bytes($0.jsonText) } ?? [], bytes(lock), bytes(job.batch ?? "")]
@@ -91,6 +96,12 @@ extension RedisQueueDriver {
     }
 
     public func openBatch(_ id: String, callback: JobEnvelope) async throws {
+        if let cluster {
+            guard let tag = ClusterLayout.hashTag(of: callback.queue) else { _ = try shard(forQueue: callback.queue); return }
+            try await cluster.shard(tag: tag).openBatch(id, callback: callback)
+            cluster.batchTags.withLock { $0[id] = String(tag) }
+            return
+        }
         let payload = callback.payload.jsonText
         let arguments = [bytes(id), bytes(callback.queue), bytes(callback.type), bytes(callback.priority ?? ""), bytes(payload)]
         let keys = [batchKey(id), "\(namespace):batchjobs"]
@@ -100,6 +111,7 @@ extension RedisQueueDriver {
     }
 
     public func sealBatch(_ id: String) async throws -> JobID? {
+        if let cluster { return try await batchShard(cluster, id).sealBatch(id) }
         let arguments = [bytes(namespace), bytes(id)]
         return try await commands.run { connection throws(RedisError) -> JobID? in
             let id = try connection.evaluate(RedisScripts.batchSeal, keys: [], arguments: arguments).text(for: "batch-seal")
@@ -108,6 +120,11 @@ extension RedisQueueDriver {
     }
 
     public func batches(limit: Int) async throws -> [BatchStatus] {
+        if let cluster {
+            var all: [BatchStatus] = []
+            for shard in cluster.all { all += try await shard.batches(limit: limit) }
+            return Array(all.sorted { $0.created < $1.created }.prefix(limit))
+        }
         let index = "\(namespace):batchjobs"
         let ids = try await commands.run { connection throws(RedisError) -> [String] in
             try (connection.command(["ZRANGE", index, "0", String(max(limit, 1) - 1)]).array(for: "ZRANGE") ?? []).map { reply throws(RedisError) in
@@ -132,6 +149,11 @@ extension RedisQueueDriver {
     }
 
     public func setPaused(_ queues: [String], _ paused: Bool) async throws -> Int {
+        if let cluster {
+            var changed = 0
+            for group in try byShard(queues, queue: { $0 }) { changed += try await group.shard.setPaused(group.items, paused) }
+            return changed
+        }
         let arguments = [bytes(namespace), bytes(paused ? "pause" : "resume")]
         return try await commands.run { connection throws(RedisError) in
             Int(try connection.evaluate(RedisScripts.pause, keys: queues, arguments: arguments).integer(for: "pause"))
@@ -139,6 +161,11 @@ extension RedisQueueDriver {
     }
 
     public func pausedQueues() async throws -> Set<String> {
+        if let cluster {
+            var all: Set<String> = []
+            for shard in cluster.all { all.formUnion(try await shard.pausedQueues()) }
+            return all
+        }
         let key = "\(namespace):paused"
         return try await commands.run { connection throws(RedisError) -> Set<String> in
             Set(try (connection.command(["SMEMBERS", key]).array(for: "SMEMBERS") ?? []).map { reply throws(RedisError) in
@@ -148,6 +175,7 @@ extension RedisQueueDriver {
     }
 
     public func headWaits(of queues: [String]) async throws -> [String: Date] {
+        if cluster != nil { return try await perQueueShard(queues) { try await $0.headWaits(of: $1) } }
         let commands = queues.map { [bytes("LINDEX"), bytes($0), bytes("0")] }
         let replies = try await self.commands.run { connection throws(RedisError) in try connection.pipeline(commands) }
         var waits: [String: Date] = [:]
@@ -159,6 +187,7 @@ extension RedisQueueDriver {
     }
 
     public func admit(_ claim: ClaimedEntry, job: JobEnvelope, limiter: LimiterChoice) async throws -> RateAdmission {
+        if cluster != nil { return try await shard(forQueue: claim.queue).admit(claim, job: job, limiter: limiter) }
         var deferred = job
         deferred.ratePermit = true
         let arguments = [bytes(namespace), bytes(claim.token), bytes(claim.queue), bytes(limiter.state),
@@ -176,6 +205,12 @@ extension RedisQueueDriver {
     }
 
     public func limiterStatistics(_ names: [String], now: Date) async throws -> [String: LimiterStatistics] {
+        if let cluster {
+            return try await everyShard(cluster, { try await $0.limiterStatistics(names, now: now) }) { a, b in
+                LimiterStatistics(lastMinute: a.lastMinute + b.lastMinute, thisMinute: a.thisMinute + b.thisMinute,
+                                  deferred: a.deferred + b.deferred, keysActive: a.keysActive + b.keysActive)
+            }
+        }
         let minute = Int64(now.timeIntervalSince1970 / 60)
         var commands: [[[UInt8]]] = []
         for name in names {

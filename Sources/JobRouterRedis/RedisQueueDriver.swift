@@ -22,13 +22,44 @@ public final class RedisQueueDriver: JobQueueDriver {
     let control: RedisConnectionThread
     private let completions: CompletionBatcher
 
+    /// The shards of a cluster (``RedisEndpoint/cluster`` without a slot); `nil` otherwise.
+    let cluster: ClusterShards?
+    private let replicationState: SharedReplication
+
     /// Connects lazily to `endpoint`; `timeout` bounds connecting and each command.
-    public init(endpoint: RedisEndpoint, namespace: String = "jobrouter", timeout: Duration = .seconds(10),
-                ledgerBuffer: Int = 1_000_000) {
+    ///
+    /// With a cluster endpoint, this driver keeps the keys no queue owns under `NAMESPACE:{global}`
+    /// and reaches each queue's keys through the shard of its hash tag (made for `clusterTags` now,
+    /// for other tags on first use).
+    public convenience init(endpoint: RedisEndpoint, namespace: String = "jobrouter", timeout: Duration = .seconds(10),
+                            ledgerBuffer: Int = 1_000_000, clusterTags: [String] = []) {
+        self.init(endpoint: endpoint, namespace: namespace, timeout: timeout, ledgerBuffer: ledgerBuffer, clusterTags: clusterTags,
+                  replication: SharedReplication())
+    }
+
+    private init(endpoint: RedisEndpoint, namespace: String, timeout: Duration, ledgerBuffer: Int, clusterTags: [String],
+                 replication: SharedReplication) {
+        var endpoint = endpoint
+        var namespace = namespace
+        if let target = endpoint.cluster, target.slot == nil {
+            let base = namespace
+            let seeds = endpoint
+            cluster = ClusterShards(base: base, tags: clusterTags.filter { $0 != ClusterLayout.globalTag }) { tag in
+                var pinned = seeds
+                pinned.cluster?.slot = ClusterLayout.slot(of: "{\(tag)}")
+                return RedisQueueDriver(endpoint: pinned, namespace: ClusterLayout.namespace(base, tag: tag), timeout: timeout,
+                                        ledgerBuffer: ledgerBuffer, clusterTags: [], replication: replication)
+            }
+            endpoint.cluster?.slot = ClusterLayout.slot(of: "{\(ClusterLayout.globalTag)}")
+            namespace = ClusterLayout.namespace(base, tag: ClusterLayout.globalTag)
+        } else {
+            cluster = nil
+        }
         self.endpoint = endpoint
         self.namespace = namespace
         self.timeout = timeout
         self.ledgerBuffer = max(ledgerBuffer, 1)
+        self.replicationState = replication
         let commands = RedisConnectionThread(endpoint: endpoint, timeout: timeout, name: "jobrouter-redis")
         self.commands = commands
         self.control = RedisConnectionThread(endpoint: endpoint, timeout: timeout, name: "jobrouter-redis-control")
@@ -38,8 +69,12 @@ public final class RedisQueueDriver: JobQueueDriver {
     /// Uses `configuration.redis`, with `JOBROUTER_REDIS_URL` from `environment` in place of the URL
     /// (and of `sentinels`) when set.
     public convenience init(configuration: RouterConfiguration, environment: [String: String] = ProcessInfo.processInfo.environment) throws(RedisError) {
-        self.init(endpoint: try Self.endpoint(configuration.redis, environment: environment), namespace: configuration.redis.namespace,
-                  ledgerBuffer: configuration.postgres?.ledgerBuffer ?? 1_000_000)
+        let endpoint = try Self.endpoint(configuration.redis, environment: environment)
+        if endpoint.cluster != nil, configuration.redis.cluster.isEmpty, let problem = configuration.clusterLayoutProblem(forced: true) {
+            throw RedisError(code: .connection, message: "JOBROUTER_REDIS_URL names a Redis Cluster, but \(problem)")
+        }
+        self.init(endpoint: endpoint, namespace: configuration.redis.namespace,
+                  ledgerBuffer: configuration.postgres?.ledgerBuffer ?? 1_000_000, clusterTags: configuration.clusterTags(forced: endpoint.cluster != nil))
         if configuration.redis.waitReplicas > 0 {
             replication = Replication(replicas: configuration.redis.waitReplicas, timeout: configuration.redis.waitTimeout)
         }
@@ -52,6 +87,10 @@ public final class RedisQueueDriver: JobQueueDriver {
         var endpoint: RedisEndpoint
         if let url = nonEmpty("JOBROUTER_REDIS_URL") {
             endpoint = try RedisEndpoint(url: url)
+        } else if !settings.cluster.isEmpty {
+            let seeds = settings.cluster.compactMap { SentinelTarget.Address($0, defaultPort: 6379) }
+            guard let first = seeds.first else { throw RedisError(code: .connection, message: "redis.cluster: no usable host:port") }
+            endpoint = RedisEndpoint(host: first.host, port: first.port, cluster: ClusterTarget(seeds: seeds))
         } else if !settings.sentinels.isEmpty, let master = settings.master {
             let addresses = settings.sentinels.compactMap { SentinelTarget.Address($0, defaultPort: 26379) }
             guard let first = addresses.first else {
@@ -83,11 +122,16 @@ public final class RedisQueueDriver: JobQueueDriver {
 
     /// When set, every enqueue (push, scheduled, unique, relayed) is followed by `WAIT` on the same
     /// connection and throws when fewer replicas confirmed it in time.
+    /// In a cluster, the shards share it.
     public var replication: Replication? {
-        get { replicationState.withLock { $0 } }
-        set { replicationState.withLock { $0 = newValue } }
+        get { replicationState.value.withLock { $0 } }
+        set { replicationState.value.withLock { $0 = newValue } }
     }
-    private let replicationState = Mutex<Replication?>(nil)
+
+    /// ``replication``, shared by a cluster driver and its shards.
+    final class SharedReplication: Sendable {
+        let value = Mutex<Replication?>(nil)
+    }
 
     /// Waits for the replicas of ``replication`` on `connection` (after an enqueue's writes).
     func confirmReplicated(_ connection: RedisConnection) throws(RedisError) {
@@ -120,6 +164,7 @@ public final class RedisQueueDriver: JobQueueDriver {
     static let batchProgressTTL: Duration = .seconds(7 * 24 * 3600)
 
     public func push(_ jobs: [JobEnvelope], progress: BatchProgress?, batch: String?) async throws {
+        if let cluster { return try await clusterPush(cluster, jobs, progress: progress, batch: batch) }
         guard !jobs.isEmpty else { return }
         // One `push` script call per chunk of up to `entriesPerCommand` jobs, whichever queues they
         // go to: each job goes in with its wake-up token (and the batch's progress, the chunk's last
@@ -148,6 +193,7 @@ public final class RedisQueueDriver: JobQueueDriver {
     }
 
     public func batchProgress(_ id: String) async throws -> Int? {
+        if let cluster { return try await clusterBatchProgress(cluster, id) }
         let key = "\(namespace):batch:\(id)"
         return try await commands.run { connection throws(RedisError) -> Int? in
             guard case .string(let bytes) = try connection.command(["GET", key]) else { return nil }
@@ -156,10 +202,12 @@ public final class RedisQueueDriver: JobQueueDriver {
     }
 
     public func schedule(_ jobs: [JobEnvelope], at date: Date) async throws {
+        if cluster != nil { return try await clusterSchedule(jobs, at: date, after: nil) }
         try await schedule(jobs, mode: "at", milliseconds: Self.milliseconds(since1970: date))
     }
 
     public func schedule(_ jobs: [JobEnvelope], after delay: Duration) async throws {
+        if cluster != nil { return try await clusterSchedule(jobs, at: nil, after: delay) }
         try await schedule(jobs, mode: "in", milliseconds: delay.inMilliseconds)
     }
 
@@ -181,6 +229,7 @@ public final class RedisQueueDriver: JobQueueDriver {
     }
 
     public func pushRelayed(_ jobs: [RelayedJob], window: Duration) async throws -> [Bool] {
+        if cluster != nil { return try await clusterPushRelayed(jobs, window: window) }
         guard !jobs.isEmpty else { return [] }
         var calls: [(keys: [String], arguments: [[UInt8]])] = []
         for start in stride(from: 0, to: jobs.count, by: Self.entriesPerCommand) {
@@ -213,6 +262,10 @@ public final class RedisQueueDriver: JobQueueDriver {
     }
 
     public func confirmRelayed(_ keys: [String]) async throws {
+        if let cluster {
+            for shard in cluster.all { try await shard.confirmRelayed(keys) }
+            return
+        }
         guard !keys.isEmpty else { return }
         let key = "\(namespace):relayed"
         let commands = stride(from: 0, to: keys.count, by: Self.entriesPerCommand).map { start in
@@ -222,16 +275,21 @@ public final class RedisQueueDriver: JobQueueDriver {
     }
 
     public func makeFetcher(queues: [String], label: String, worker: String, terms: LeaseTerms) -> any JobFetcher {
-        RedisJobFetcher(queues: queues, namespace: namespace, worker: worker, terms: terms, endpoint: endpoint,
+        if cluster != nil, let first = queues.first, let shard = try? shard(forQueue: first), shard !== self {
+            return shard.makeFetcher(queues: queues, label: label, worker: worker, terms: terms)
+        }
+        return RedisJobFetcher(queues: queues, namespace: namespace, worker: worker, terms: terms, endpoint: endpoint,
                         timeout: timeout, label: label, control: control, ledgerBuffer: ledgerBuffer)
     }
 
     public func complete(_ claim: ClaimedEntry, attempt: AttemptRecord?) async throws -> SettleResult {
-        try await completions.complete(token: claim.token, jobID: claim.jobID.rawValue, queue: claim.queue,
+        if cluster != nil { return try await shard(forQueue: claim.queue).complete(claim, attempt: attempt) }
+        return try await completions.complete(token: claim.token, jobID: claim.jobID.rawValue, queue: claim.queue,
                                        record: attempt.map { Array($0.jsonText.utf8) } ?? [])
     }
 
     public func retry(_ claim: ClaimedEntry, as job: JobEnvelope, after delay: Duration, attempt: AttemptRecord?) async throws -> SettleResult {
+        if cluster != nil { return try await clusterRetry(claim, as: job, after: delay, attempt: attempt) }
         let arguments = [ns, Array(claim.token.utf8), Array(claim.queue.utf8), Array(String(delay.inMilliseconds).utf8),
                          Array(job.queue.utf8), Array(job.jsonText.utf8)] + ledgerArguments(attempt)
         return try await commands.run { connection throws(RedisError) in
@@ -249,6 +307,7 @@ public final class RedisQueueDriver: JobQueueDriver {
     }
 
     public func requeueAtHead(_ claims: [ClaimedEntry], as entries: [Data], attempts: [AttemptRecord]) async throws -> Int {
+        if cluster != nil { return try await clusterRequeue(claims, as: entries, attempts: attempts) }
         guard !claims.isEmpty else { return 0 }
         var arguments = [ns, Array(String(attempts.isEmpty ? 0 : ledgerBuffer).utf8)]
         for (index, (claim, entry)) in zip(claims, entries).enumerated() {
@@ -266,6 +325,9 @@ public final class RedisQueueDriver: JobQueueDriver {
 
     public func deadLetter(_ record: DeadLetter, claim: ClaimedEntry?, maxDead: Int, attempt: AttemptRecord?,
                            holding job: JobEnvelope?) async throws -> SettleResult {
+        if cluster != nil {
+            return try await shard(forQueue: claim?.queue ?? record.queue).deadLetter(record, claim: claim, maxDead: maxDead, attempt: attempt, holding: job)
+        }
         let lock = job.flatMap { $0.unique?.until == .done ? uniqueKey($0) : nil } ?? ""
         let arguments = [ns, Array((claim?.token ?? "").utf8), Array(record.queue.utf8), Array(record.id.rawValue.utf8),
                          Array((record.type ?? "").utf8), Array(record.jsonText.utf8), [UInt8](record.raw),
@@ -280,6 +342,12 @@ public final class RedisQueueDriver: JobQueueDriver {
     }
 
     public func heartbeat(_ worker: WorkerDescription, renewing tokens: [String], lease: Duration) async throws {
+        if let cluster {
+            // Claim tokens are numbered per shard: each group renews its own through its shard
+            // (``shard(forQueues:)``); here the process is only said to be alive, everywhere.
+            for shard in cluster.all { try await shard.heartbeat(worker, renewing: [], lease: lease) }
+            return
+        }
         let ttl = max(lease.inMilliseconds * 3, 3000)
         let arguments = [ns, Array(worker.id.utf8), Array(worker.jsonText.utf8), Array(String(ttl).utf8),
                          Array(String(lease.inMilliseconds).utf8)] + tokens.map { Array($0.utf8) }
@@ -289,11 +357,24 @@ public final class RedisQueueDriver: JobQueueDriver {
     }
 
     public func workerStopped(_ id: String) async throws {
+        if let cluster {
+            for shard in cluster.all { try await shard.workerStopped(id) }
+            return
+        }
         let commands = [["ZREM", "\(namespace):workers", id], ["DEL", "\(namespace):worker:\(id)"]].map { $0.map { Array($0.utf8) } }
         _ = try await control.run { connection throws(RedisError) in try connection.pipeline(commands) }
     }
 
     public func recoverExpiredLeases(limit: Int, maxDead: Int, ledger: LedgerTerms?) async throws -> RecoveryReport {
+        if let cluster {
+            var report = RecoveryReport(recovered: [], poisoned: [])
+            for shard in cluster.all {
+                let part = try await shard.recoverExpiredLeases(limit: limit, maxDead: maxDead, ledger: ledger)
+                report.recoveredJobs += part.recoveredJobs
+                report.poisonedJobs += part.poisonedJobs
+            }
+            return report
+        }
         let arguments = [ns, Array(String(limit).utf8), Array(String(maxDead).utf8),
                          Array(String(ledger == nil ? 0 : ledgerBuffer).utf8), Array((ledger?.storePayload == true ? "1" : "0").utf8)]
         return try await commands.run { connection throws(RedisError) in
@@ -315,6 +396,16 @@ public final class RedisQueueDriver: JobQueueDriver {
     }
 
     public func moveDueJobs(limit: Int) async throws -> (moved: Int, nextDue: Duration?) {
+        if let cluster {
+            var moved = 0
+            var next: Duration?
+            for shard in cluster.all {
+                let part = try await shard.moveDueJobs(limit: limit)
+                moved = max(moved, part.moved)
+                if let due = part.nextDue { next = min(next ?? due, due) }
+            }
+            return (moved, next)
+        }
         let arguments = [ns, Array(String(limit).utf8)]
         return try await commands.run { connection throws(RedisError) in
             let reply = try connection.evaluate(RedisScripts.moveDue, keys: [], arguments: arguments).array(for: "move-due") ?? []
@@ -325,6 +416,7 @@ public final class RedisQueueDriver: JobQueueDriver {
     }
 
     public func depths(of queues: [String]) async throws -> [String: Int] {
+        if cluster != nil { return try await perQueueShard(queues) { try await $0.depths(of: $1) } }
         let commands = queues.map { [Array("LLEN".utf8), Array($0.utf8)] }
         let replies = try await self.commands.run { connection throws(RedisError) in try connection.pipeline(commands) }
         var depths: [String: Int] = [:]
@@ -335,6 +427,11 @@ public final class RedisQueueDriver: JobQueueDriver {
     }
 
     public func deadLetterCount() async throws -> Int {
+        if let cluster {
+            var total = 0
+            for shard in cluster.all { total += try await shard.deadLetterCount() }
+            return total
+        }
         let key = "\(namespace):dead"
         return try await commands.run { connection throws(RedisError) in
             Int(try connection.command(["ZCARD", key]).integer(for: "ZCARD"))
@@ -383,9 +480,17 @@ public final class RedisQueueDriver: JobQueueDriver {
         }
     }
 
-    /// Runs any command on the driver's connection (for tools and tests).
+    /// The shard that owns `queues` (one hash tag; checked by the configuration) in a cluster.
+    public func shard(forQueues queues: [String]) -> any JobQueueDriver {
+        guard cluster != nil, let first = queues.first, let shard = try? shard(forQueue: first) else { return self }
+        return shard
+    }
+
+    /// Runs any command on the driver's connection (for tools and tests; in a cluster, on the
+    /// shard of its first key's hash tag).
     public func command(_ arguments: [String]) async throws -> RedisReply {
-        try await commands.run { connection throws(RedisError) in try connection.command(arguments) }
+        if cluster != nil, arguments.count > 1, case let shard = shard(forKey: arguments[1]), shard !== self { return try await shard.command(arguments) }
+        return try await commands.run { connection throws(RedisError) in try connection.command(arguments) }
     }
 
     /// Runs any command given as raw bytes (binary-safe arguments) on the driver's connection.

@@ -3,8 +3,10 @@ import Synchronization
 extension RedisConnection {
     /// Connects to `endpoint`; with ``RedisEndpoint/sentinel``, to the primary the sentinels name,
     /// checked with `ROLE` before use (a sentinel that has not seen a failover yet may name a
-    /// server that is a replica now: then the next sentinel is asked).
+    /// server that is a replica now: then the next sentinel is asked). With ``RedisEndpoint/cluster``,
+    /// to the primary that serves its slot.
     public static func open(_ endpoint: RedisEndpoint, timeout: Duration) throws(RedisError) -> RedisConnection {
+        if let cluster = endpoint.cluster { return try openCluster(endpoint, cluster: cluster, timeout: timeout) }
         guard let sentinel = endpoint.sentinel else { return try RedisConnection(endpoint: endpoint, timeout: timeout) }
         var problems: [String] = []
         let count = sentinel.sentinels.count

@@ -24,7 +24,7 @@ struct OperationsEndpoint {
         for group in configuration.groups.values { bounds.merge(group.maxWait) { Swift.min($0, $1) } }
         exporter = MetricsExporter { [probeDriver, bounds] in
             let statistics = try await probeDriver.statistics(queues: queues)
-            let backlog = ledger ? try await RedisAttemptLog(driver: probeDriver).backlog().waiting : nil
+            let backlog = ledger ? try await RedisAttemptLog.backlog(over: probeDriver.shards).waiting : nil
             let now = Date()
             let figures = limiters.isEmpty ? [:] : try await probeDriver.limiterStatistics(limiters, now: now)
             let second = now.timeIntervalSince1970.truncatingRemainder(dividingBy: 60)

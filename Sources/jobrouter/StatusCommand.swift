@@ -86,7 +86,7 @@ struct LedgerStatus {
 
     /// The backlog from Redis, and whether PostgreSQL answers through `pool`.
     static func read(driver: RedisQueueDriver, pool: PostgresPool) async throws -> LedgerStatus {
-        let backlog = try await RedisAttemptLog(driver: driver).backlog()
+        let backlog = try await RedisAttemptLog.backlog(over: driver.shards)
         var error: String?
         do {
             _ = try await pool.withConnection { try $0.query("SELECT 1") }

@@ -60,11 +60,11 @@ struct WorkCommand: AsyncParsableCommand {
                 // Unreachable for now: the workers wait for the server and say so once.
                 logger.warning("cannot check redis before starting (\(error)); starting anyway")
             }
-            let shipper = try await ledgerShipper(configuration, driver: driver, worker: worker, logger: logger)
+            let shippers = try await ledgerShippers(configuration, driver: driver, worker: worker, logger: logger)
             let relay = try configuration.postgres.flatMap { settings in
                 settings.outbox ? try OutboxRelay(configuration: configuration, driver: driver, logger: logger) : nil
             }
-            logger.info("worker starting: groups \(worker.groupNames.joined(separator: ", ")), redis \(driver.endpoint)\(shipper == nil ? "" : ", ledger on")\(relay == nil ? "" : ", outbox relay on")")
+            logger.info("worker starting: groups \(worker.groupNames.joined(separator: ", ")), redis \(driver.endpoint)\(shippers.isEmpty ? "" : ", ledger on")\(relay == nil ? "" : ", outbox relay on")")
             if let operations {
                 operations.exporter.reportLoad { worker.load }
                 operations.exporter.exportRateLimitWaits(groups: worker.groupNames.filter { name in
@@ -88,20 +88,18 @@ struct WorkCommand: AsyncParsableCommand {
                     }
                 }
                 tasks.addTask {
-                    let shipping = shipper.map { shipper in Task { await shipper.run() } }
+                    let shipping = shippers.map { shipper in Task { await shipper.run() } }
                     let relaying = relay.map { relay in Task { await relay.run() } }
                     await worker.run()
                     if let relay, let relaying {
                         relay.finish()
                         await Self.wait(for: relaying, atMost: .seconds(3))
                     }
-                    if let shipper, let shipping {
-                        // The groups' last settles are in the log now: store them, then stop. A call
-                        // stuck on an unresponsive PostgreSQL does not hold the exit: what is not
-                        // stored stays in Redis for the next shipper.
-                        shipper.finish()
-                        await Self.wait(for: shipping, atMost: LedgerShipper.finishGrace + .seconds(2))
-                    }
+                    // The groups' last settles are in the log now: store them, then stop. A call
+                    // stuck on an unresponsive PostgreSQL does not hold the exit: what is not
+                    // stored stays in Redis for the next shipper.
+                    for shipper in shippers { shipper.finish() }
+                    for task in shipping { await Self.wait(for: task, atMost: LedgerShipper.finishGrace + .seconds(2)) }
                     // The HTTP side stops after the workers, so the last scrape sees their end.
                     await operationsGroup?.triggerGracefulShutdown()
                     return .workers
@@ -146,12 +144,12 @@ struct WorkCommand: AsyncParsableCommand {
         case http(failure: String?)
     }
 
-    /// The ledger's shipper when `[postgres] ledger` is on. With the ledger or the outbox on, refuses
-    /// to start when PostgreSQL is reachable and the schema is behind; starts anyway (saying so)
-    /// when it is unreachable.
-    private func ledgerShipper(_ configuration: RouterConfiguration, driver: RedisQueueDriver, worker: JobRouterWorker,
-                               logger: Logger) async throws -> LedgerShipper? {
-        guard let settings = configuration.postgres, settings.ledger || settings.outbox else { return nil }
+    /// The ledger's shippers when `[postgres] ledger` is on: one per shard's attempt log (one on a
+    /// single Redis). With the ledger or the outbox on, refuses to start when PostgreSQL is
+    /// reachable and the schema is behind; starts anyway (saying so) when it is unreachable.
+    private func ledgerShippers(_ configuration: RouterConfiguration, driver: RedisQueueDriver, worker: JobRouterWorker,
+                                logger: Logger) async throws -> [LedgerShipper] {
+        guard let settings = configuration.postgres, settings.ledger || settings.outbox else { return [] }
         let pool = PostgresPool(settings: settings, applicationName: "jobrouter ledger \(worker.workerID)", size: 1)
         do {
             let status = try await PostgresMigrator(schema: settings.schema).status(pool)
@@ -166,9 +164,11 @@ struct WorkCommand: AsyncParsableCommand {
         } catch {
             logger.warning("postgres unreachable (\(error)); starting anyway: attempt records wait in redis, outbox rows in postgres, until it is back")
         }
-        guard settings.ledger else { return nil }
-        return LedgerShipper(log: RedisAttemptLog(driver: driver), pool: pool, settings: settings, consumer: worker.workerID,
-                             logger: logger, reclaimIdle: Self.reclaimIdle)
+        guard settings.ledger else { return [] }
+        return driver.shards.map { shard in
+            LedgerShipper(log: RedisAttemptLog(driver: shard), pool: pool, settings: settings, consumer: worker.workerID,
+                          logger: logger, reclaimIdle: Self.reclaimIdle)
+        }
     }
 
     /// Returns when `task` ends or `limit` passes, whichever is first (a task blocked in a C call

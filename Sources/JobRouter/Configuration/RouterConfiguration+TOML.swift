@@ -13,6 +13,7 @@ import TOMLKit
 /// | `redis.url` | string | `"redis://127.0.0.1:6379/0"`; `JOBROUTER_REDIS_URL` overrides |
 /// | `redis.namespace` | string | `"jobrouter"` |
 /// | `redis.sentinels`, `redis.master` | `["host:port", …]` and the monitored name: find the primary through Sentinel | none |
+/// | `redis.cluster` | `["host:port", …]`: seed nodes of a Redis Cluster (queue names then need hash tags) | none |
 /// | `redis.sentinel_password_env`, `redis.db` | environment variable name; database number (with sentinels) | none; `0` |
 /// | `redis.wait_replicas`, `redis.wait_timeout` | integer ≥ 0; duration string: replicas that must confirm each enqueue | `0`; `"100ms"` |
 /// | `types.NAME.handler` | a provider's kind: `"exec"`, `"noop"`, `"smtp"`, `"swift"`, or one a module adds | required |
@@ -132,11 +133,12 @@ struct TOMLReader {
         if let value = root["max_payload"] { configuration.maxPayload = try size(value, ["max_payload"]) }
         if let value = root["redis"] {
             let table = try self.table(value, ["redis"])
-            try checkKeys(table, path: ["redis"], allowed: ["url", "namespace", "sentinels", "master", "sentinel_password_env", "db",
+            try checkKeys(table, path: ["redis"], allowed: ["url", "namespace", "sentinels", "master", "sentinel_password_env", "db", "cluster",
                                                             "wait_replicas", "wait_timeout"])
             if let url = table["url"] { configuration.redis.url = try string(url, ["redis", "url"]) }
             if let namespace = table["namespace"] { configuration.redis.namespace = try string(namespace, ["redis", "namespace"]) }
             if let value = table["sentinels"] { configuration.redis.sentinels = try strings(value, ["redis", "sentinels"]) }
+            if let value = table["cluster"] { configuration.redis.cluster = try strings(value, ["redis", "cluster"]) }
             if let value = table["master"] { configuration.redis.master = try string(value, ["redis", "master"]) }
             if let value = table["sentinel_password_env"] {
                 configuration.redis.sentinelPasswordEnvironment = try string(value, ["redis", "sentinel_password_env"])

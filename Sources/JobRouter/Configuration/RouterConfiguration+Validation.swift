@@ -56,6 +56,12 @@ extension RouterConfiguration {
         } else if redis.master != nil {
             throw fail(["redis", "master"], "set, but there are no sentinels")
         }
+        for address in redis.cluster {
+            let parts = address.split(separator: ":")
+            guard parts.count == 2, !parts[0].isEmpty, let port = Int(parts[1]), (1...65535).contains(port) else {
+                throw fail(["redis", "cluster"], "'\(address)' is not host:port")
+            }
+        }
         if redis.database < 0 { throw fail(["redis", "db"], "cannot be negative") }
         if redis.waitReplicas < 0 { throw fail(["redis", "wait_replicas"], "cannot be negative") }
         if redis.waitTimeout <= .zero { throw fail(["redis", "wait_timeout"], "must be longer than zero") }
@@ -206,5 +212,6 @@ extension RouterConfiguration {
             if group.lease < .seconds(1) { throw fail(path + ["lease"], "must be at least 1s") }
             if group.maxRecoveries < 0 { throw fail(path + ["max_recoveries"], "cannot be negative") }
         }
+        if let problem = clusterProblem() { throw fail(problem.path, problem.message) }
     }
 }

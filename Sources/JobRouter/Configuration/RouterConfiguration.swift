@@ -105,6 +105,9 @@ public struct RedisSettings: Sendable, Equatable {
     public var master: String?
     /// The environment variable holding the sentinels' own password (TOML `sentinel_password_env`).
     public var sentinelPasswordEnvironment: String?
+    /// Seed nodes (`host:port`) of a Redis Cluster (TOML `cluster`); empty: not a cluster. In a
+    /// cluster every queue name carries a hash tag (`{mail}emails:high`), see ``ClusterLayout``.
+    public var cluster: [String] = []
     /// The database with sentinels (TOML `db`, default 0).
     public var database = 0
     /// Replicas that must confirm each enqueue (`WAIT`) before it counts as done (TOML

@@ -227,6 +227,9 @@ public protocol JobQueueDriver: Sendable {
     /// A fetcher for one worker group: it owns its own connection, because waiting for work blocks it.
     func makeFetcher(queues: [String], label: String, worker: String, terms: LeaseTerms) -> any JobFetcher
 
+    /// The driver that owns the keys of `queues` (one group's); see the default below.
+    func shard(forQueues queues: [String]) -> any JobQueueDriver
+
     /// Marks a claimed job done; with `attempt`, records it for the ledger in the same atomic step.
     func complete(_ claim: ClaimedEntry, attempt: AttemptRecord?) async throws -> SettleResult
 
@@ -451,6 +454,11 @@ public struct RelayedJob: Sendable, Equatable {
 }
 
 extension JobQueueDriver {
+    /// The driver that owns the keys of `queues` (one group's): a shard of a partitioned backend
+    /// (Redis Cluster: the queues' hash tag), or this driver. A group's claims are settled and
+    /// renewed through it.
+    public func shard(forQueues queues: [String]) -> any JobQueueDriver { self }
+
     /// Appends each job to the tail of its queue, in order.
     public func push(_ jobs: [JobEnvelope]) async throws {
         try await push(jobs, progress: nil, batch: nil)

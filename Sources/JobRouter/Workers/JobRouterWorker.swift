@@ -76,7 +76,7 @@ public struct JobRouterWorker: Service {
             }
             return WorkerGroupRunner(
                 group: group, configuration: configuration, handlers: handlers, services: registry.services, unavailable: unavailable,
-                driver: driver, workerID: workerID, shutdown: controller, health: health, events: events, logger: logger,
+                driver: driver.shard(forQueues: group.queues), workerID: workerID, shutdown: controller, health: health, events: events, logger: logger,
                 gates: gates, aging: group.maxWait.isEmpty ? nil : AgingSlots(group: group), attempts: configuration.ledgerTerms.map { AttemptRecorder(worker: workerID, storePayload: $0.storePayload) })
         }
         self.maintenance = WorkerMaintenance(

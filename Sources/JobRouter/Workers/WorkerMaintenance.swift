@@ -66,7 +66,8 @@ struct WorkerMaintenance: Sendable {
         for runner in runners {
             let tokens = runner.claims.all
             total += tokens.count
-            try await driver.heartbeat(description(inFlight: total), renewing: tokens, lease: runner.group.lease)
+            // Through the group's own driver: in a Redis Cluster its claims are its shard's.
+            try await runner.driver.heartbeat(description(inFlight: total), renewing: tokens, lease: runner.group.lease)
         }
     }
 
