@@ -49,6 +49,66 @@ stop_redis() {
   fi
 }
 
+# Starts a private Redis Cluster of 3 primaries and 3 replicas (redis-cli --cluster create) on free
+# loopback ports (each with its bus port, +10000, free too), data under $1. Sets CLUSTER_PORTS
+# (space-separated, the nodes) and CLUSTER_PIDS; stopped by stop_redis_cluster.
+start_redis_cluster() {
+  local dir="$1"
+  mkdir -p "$dir"
+  CLUSTER_PORTS=$(python3 - <<'PY'
+import socket, random
+def free(port):
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port)); return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+ports = []
+while len(ports) < 6:
+    port = random.randint(20000, 29999)
+    if port not in ports and free(port) and free(port + 10000):
+        ports.append(port)
+print(" ".join(map(str, ports)))
+PY
+)
+  CLUSTER_PIDS=""
+  local port
+  for port in $CLUSTER_PORTS; do
+    mkdir -p "$dir/$port"
+    redis-server --bind 127.0.0.1 --port "$port" --dir "$dir/$port" --save '' --appendonly no \
+      --cluster-enabled yes --cluster-config-file "$dir/$port/nodes.conf" --cluster-node-timeout 2000 \
+      --daemonize no --logfile "$dir/$port/redis.log" &
+    CLUSTER_PIDS="$CLUSTER_PIDS $!"
+  done
+  for port in $CLUSTER_PORTS; do
+    for _ in $(seq 1 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.05; done
+  done
+  local nodes=""
+  for port in $CLUSTER_PORTS; do nodes="$nodes 127.0.0.1:$port"; done
+  # shellcheck disable=SC2086
+  redis-cli --cluster create $nodes --cluster-replicas 1 --cluster-yes >"$dir/create.log" 2>&1 \
+    || { echo "redis-cli --cluster create failed; see $dir/create.log" >&2; return 1; }
+  local first=${CLUSTER_PORTS%% *}
+  for _ in $(seq 1 200); do
+    if redis-cli -p "$first" cluster info 2>/dev/null | grep -q "cluster_state:ok" \
+      && [ "$(redis-cli -p "$first" cluster nodes | grep -c connected)" -eq 6 ]; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  echo "the cluster did not become ready; see $dir" >&2
+  return 1
+}
+
+stop_redis_cluster() {
+  local pid
+  for pid in ${CLUSTER_PIDS:-}; do kill "$pid" 2>/dev/null || true; done
+  for pid in ${CLUSTER_PIDS:-}; do wait "$pid" 2>/dev/null || true; done
+  CLUSTER_PIDS=""
+}
+
 # Waits until something listens on 127.0.0.1:$1.
 wait_for_port() {
   for _ in $(seq 1 100); do

@@ -81,7 +81,9 @@ public final class RedisConnection {
                 if message.hasPrefix("ASK "), let target = Self.redirectTarget(message) {
                     return try ask(target, arguments, script: script)
                 }
-                if message.hasPrefix("MOVED ") || message.hasPrefix("CLUSTERDOWN") { ClusterSlotMap.shared(cluster.seeds).markStale() }
+                let error = RedisError(code: .server, message: message, command: name, server: endpoint.description)
+                if error.isRedirect || message.hasPrefix("CLUSTERDOWN") { ClusterSlotMap.shared(cluster.seeds).markStale() }
+                throw error
             }
             throw RedisError(code: .server, message: message, command: name, server: endpoint.description)
         }
@@ -119,6 +121,16 @@ public final class RedisConnection {
             }
             replies.append(RedisReply(raw.assumingMemoryBound(to: redisReply.self)))
             freeReplyObject(raw)
+        }
+        if let cluster = endpoint.cluster {
+            // The slot moved: nothing of it runs here any more. Said as the redirect it is.
+            for case .error(let message) in replies {
+                let error = RedisError(code: .server, message: message, command: Self.commandName(commands[0]), server: endpoint.description)
+                if error.isRedirect {
+                    ClusterSlotMap.shared(cluster.seeds).markStale()
+                    throw error
+                }
+            }
         }
         return replies
     }
@@ -184,10 +196,11 @@ public final class RedisConnection {
                     continue
                 }
                 if message.hasPrefix("NOSCRIPT") { scriptHashes[script.name] = nil }
-                if let cluster = endpoint.cluster, message.hasPrefix("MOVED ") || message.hasPrefix("CLUSTERDOWN") {
+                let error = RedisError(code: .server, message: message, command: "script \(script.name)", server: endpoint.description)
+                if let cluster = endpoint.cluster, error.isRedirect || message.hasPrefix("CLUSTERDOWN") {
                     ClusterSlotMap.shared(cluster.seeds).markStale()
                 }
-                throw RedisError(code: .server, message: message, command: "script \(script.name)", server: endpoint.description)
+                throw error
             }
         }
     }

@@ -52,9 +52,12 @@ public struct RedisError: Error, CustomStringConvertible, Sendable, Equatable, Q
                                    || isRedirect || message.hasPrefix("CLUSTERDOWN"))
     }
 
-    /// A cluster's `-MOVED`: the command was not run, and can be sent again to the slot's new primary.
+    /// A cluster's `-MOVED`, or a script stopped at its first key because this node no longer
+    /// serves the slot (scripts name their keys from the namespace, so the node cannot redirect
+    /// before running them; every key of a call is of one slot, so nothing was written): the call
+    /// can be sent again to the slot's new primary.
     public var isRedirect: Bool {
-        code == .server && message.hasPrefix("MOVED ")
+        code == .server && (message.hasPrefix("MOVED ") || message.contains("access a non local key in a cluster node"))
     }
 
     public var description: String {

@@ -93,6 +93,11 @@ extension RedisQueueDriver {
             try await shard.push(jobs, progress: progress, batch: batch)
             return
         }
+        guard let progress else {
+            // Each shard's jobs in their order (jobs of different tags are in different queues).
+            for group in try byShard(jobs, queue: \.queue) { try await group.shard.push(group.items, progress: nil, batch: nil) }
+            return
+        }
         // Runs of consecutive jobs of one tag, one after the other: each run's progress line is
         // written with its jobs, so the highest line found in any shard was reached by every run.
         var start = 0
@@ -100,7 +105,7 @@ extension RedisQueueDriver {
             let shard = try shard(forQueue: jobs[start].queue)
             var end = start + 1
             while end < jobs.count, try self.shard(forQueue: jobs[end].queue) === shard { end += 1 }
-            let part = progress.map { BatchProgress(batchID: $0.batchID, lines: Array($0.lines[min(start, $0.lines.count)..<min(end, $0.lines.count)])) }
+            let part = BatchProgress(batchID: progress.batchID, lines: Array(progress.lines[min(start, progress.lines.count)..<min(end, progress.lines.count)]))
             try await shard.push(Array(jobs[start..<end]), progress: part, batch: nil)
             start = end
         }

@@ -119,6 +119,12 @@ final class WorkerGroupRunner: Sendable {
             var sequence = 0
             var broken: [String: String] = [:]
             while shutdown.phase == .running, !Task.isCancelled {
+                // Slots are free before their jobs' acks are written: while the server refuses
+                // the acks (a failover), claims would pile up. Claim again only once the claims
+                // held (running, or waiting to be settled) are under twice the concurrency.
+                while claims.count >= 2 * max(slots.capacity, 1), shutdown.phase == .running {
+                    await shutdown.sleep(for: .milliseconds(20))
+                }
                 var free = await slots.acquireAll()
                 guard free > 0 else { break }
                 if gates.isEmpty, free < (slots.capacity + 1) / 2 {
