@@ -54,6 +54,12 @@ extension RedisQueueDriver {
         return cluster.shard(tag: tag)
     }
 
+    /// The server for messages and `status`: the endpoint, or `cluster SEEDS (N shards)`; no credentials.
+    public var serverDescription: String {
+        guard let cluster, let seeds = endpoint.cluster?.seeds else { return endpoint.description }
+        return "cluster \(seeds.map(\.description).joined(separator: ",")) (\(cluster.all.count) shards by hash tag)"
+    }
+
     /// Every driver that keeps keys: the shards in a cluster, else this one.
     public var shards: [RedisQueueDriver] { cluster?.all ?? [self] }
 

@@ -99,6 +99,15 @@ struct CheckReport {
                 lines.append(line + ", next \(next)")
             }
         }
+        if !configuration.redis.cluster.isEmpty {
+            lines.append("")
+            lines.append("redis cluster shards (hash tag: slot, groups; JobRouter's keys under \(configuration.redis.namespace):{TAG}):")
+            for tag in configuration.clusterTags() {
+                let groups = configuration.groups.values.filter { $0.queues.first.flatMap(ClusterLayout.hashTag(of:)).map(String.init) == tag }
+                    .map(\.name).sorted()
+                lines.append("  {\(tag)}: slot \(ClusterLayout.slot(of: "{\(tag)}")), \(groups.isEmpty ? "no group" : "groups " + groups.joined(separator: ", "))")
+            }
+        }
         var warnings = configuration.unreadQueues.map { "warning: queue '\($0)' receives jobs but no group reads it" }
         if let smtp = configuration.smtp, !smtp.tlsVerify {
             warnings.append("warning: smtp.tls_verify = false: the relay's certificate is not checked, so anyone on the path can read the mail and the password")

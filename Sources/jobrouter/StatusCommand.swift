@@ -49,7 +49,7 @@ struct StatusCommand: AsyncParsableCommand {
                 do {
                     return try await Self.report(configuration, driver: driver, ledgerPool: ledgerPool, minutes: 2).table
                 } catch {
-                    return "redis \(driver.endpoint): \(error)"
+                    return "redis \(driver.serverDescription): \(error)"
                 }
             }
         }
@@ -67,7 +67,7 @@ struct StatusCommand: AsyncParsableCommand {
         }
         let now = Date()
         let throughput = try await driver.throughput(minutes: minutes, now: now)
-        var report = StatusReport(configuration: configuration, server: driver.endpoint.description,
+        var report = StatusReport(configuration: configuration, server: driver.serverDescription,
                                   statistics: statistics, now: now, ledger: ledger, outbox: outbox, throughput: throughput)
         report.paused = try await driver.pausedQueues()
         let limiters = configuration.limiters.map(\.name)

@@ -64,7 +64,7 @@ struct WorkCommand: AsyncParsableCommand {
             let relay = try configuration.postgres.flatMap { settings in
                 settings.outbox ? try OutboxRelay(configuration: configuration, driver: driver, logger: logger) : nil
             }
-            logger.info("worker starting: groups \(worker.groupNames.joined(separator: ", ")), redis \(driver.endpoint)\(shippers.isEmpty ? "" : ", ledger on")\(relay == nil ? "" : ", outbox relay on")")
+            logger.info("worker starting: groups \(worker.groupNames.joined(separator: ", ")), redis \(driver.serverDescription)\(shippers.isEmpty ? "" : ", ledger on")\(relay == nil ? "" : ", outbox relay on")")
             if let operations {
                 operations.exporter.reportLoad { worker.load }
                 operations.exporter.exportRateLimitWaits(groups: worker.groupNames.filter { name in

@@ -165,6 +165,64 @@ struct ClusterTests {
         #expect(try await driver.deadLetterCount() == 2)
     }
 
+    /// A slot migrating between shards: a push of a new queue key is answered `-ASK` and runs on
+    /// the importing node (`ASKING` first); once the slot has moved, the driver's next call is
+    /// answered `-MOVED` and follows it. The slot is moved back at the end.
+    @Test func aMigratingSlotIsFollowedWithASKThenMOVED() async throws {
+        let cluster = try TestCluster()
+        let run = UUID().uuidString.prefix(6).lowercased()
+        let tags = try await cluster.tagsOnDifferentShards("m\(run)", count: 2)
+        try #require(tags.count == 2)
+        let tag = tags[0].tag
+        let queue = "{\(tag)}q"
+        let slot = String(ClusterLayout.slot(of: queue))
+        let (source, target) = (tags[0].primary, tags[1].primary)
+        func nodeID(_ port: Int) async throws -> String {
+            guard case .string(let id) = try await cluster.node(port).command(["CLUSTER", "MYID"]) else { throw TestSetupError("no node id") }
+            return String(decoding: id, as: UTF8.self)
+        }
+        let (sourceID, targetID) = (try await nodeID(source), try await nodeID(target))
+        var configuration = RouterConfiguration(defaultQueue: queue)
+        configuration.redis.cluster = cluster.seeds
+        configuration.redis.namespace = "jr\(run)"
+        configuration.types["job"] = JobTypeConfiguration(name: "job", handler: .swift)
+        try configuration.validate()
+        let driver = try RedisQueueDriver(configuration: configuration, environment: [:])
+        let client = JobRouterClient(configuration: configuration, driver: driver)
+        #expect(try await driver.depths(of: [queue])[queue] == 0, "connected to the slot's owner before the migration")
+
+        /// Hands the slot to `owner` on every primary, emptying it on `holder` first.
+        func settle(to owner: String, emptying holder: Int) async throws {
+            for port in [source, target] { _ = try await cluster.node(port).command(["CLUSTER", "SETSLOT", slot, "STABLE"]) }
+            if case .array(let keys) = try await cluster.node(holder).command(["CLUSTER", "GETKEYSINSLOT", slot, "100"]) {
+                for case .string(let key) in keys { _ = try await cluster.node(holder).command(["DEL", String(decoding: key, as: UTF8.self)]) }
+            }
+            for port in [holder] + [source, target].filter({ $0 != holder }) {
+                _ = try await cluster.node(port).command(["CLUSTER", "SETSLOT", slot, "NODE", owner])
+            }
+        }
+        _ = try await cluster.node(target).command(["CLUSTER", "SETSLOT", slot, "IMPORTING", sourceID])
+        _ = try await cluster.node(source).command(["CLUSTER", "SETSLOT", slot, "MIGRATING", targetID])
+        do {
+            let job = try await client.enqueue(type: "job", payload: .integer(1))
+            let onTarget = try await cluster.node(target).pipeline([["ASKING"], ["LLEN", queue]])
+            #expect(onTarget.last == .integer(1), "the job went to the importing node")
+            #expect(try await cluster.node(source).command(["CLUSTER", "COUNTKEYSINSLOT", slot]) == .integer(0), "nothing was written on the old one")
+            // The migration ends: the slot is the target's.
+            try await settle(to: targetID, emptying: source)
+            let followed = await eventually(timeout: .seconds(10)) { (try? await driver.depths(of: [queue]))?[queue] == 1 }
+            #expect(followed, "the depth is read from the new owner")
+            let entries = try await driver.pipeline([["LRANGE", queue, "0", "-1"]]).first?.textValues ?? []
+            #expect(entries.first.flatMap { try? JobEnvelope.decode(Data($0.utf8), queue: queue).id } == job.id)
+        } catch {
+            try? await settle(to: sourceID, emptying: target)
+            throw error
+        }
+        // Back where it was, so the other tests see the layout they computed.
+        try await settle(to: sourceID, emptying: target)
+        #expect(try await cluster.primary(of: Int(slot) ?? 0) == source)
+    }
+
     /// The cluster URL in `JOBROUTER_REDIS_URL`, and a configuration it cannot serve.
     @Test func theClusterURLNeedsTaggedQueues() async throws {
         let cluster = try TestCluster()
