@@ -191,15 +191,26 @@ struct ClusterTests {
         let client = JobRouterClient(configuration: configuration, driver: driver)
         #expect(try await driver.depths(of: [queue])[queue] == 0, "connected to the slot's owner before the migration")
 
-        /// Hands the slot to `owner` on every primary, emptying it on `holder` first.
-        func settle(to owner: String, emptying holder: Int) async throws {
-            for port in [source, target] { _ = try await cluster.node(port).command(["CLUSTER", "SETSLOT", slot, "STABLE"]) }
-            if case .array(let keys) = try await cluster.node(holder).command(["CLUSTER", "GETKEYSINSLOT", slot, "100"]) {
-                for case .string(let key) in keys { _ = try await cluster.node(holder).command(["DEL", String(decoding: key, as: UTF8.self)]) }
+        /// Hands the slot from `holder` to `owner` as `redis-cli --cluster` does (importing and
+        /// migrating, keys emptied, then the new owner named: it bumps its epoch, so every node
+        /// agrees), and waits until every node says so.
+        func settle(to owner: (port: Int, id: String), from holder: (port: Int, id: String)) async throws {
+            _ = try await cluster.node(owner.port).command(["CLUSTER", "SETSLOT", slot, "IMPORTING", holder.id])
+            _ = try await cluster.node(holder.port).command(["CLUSTER", "SETSLOT", slot, "MIGRATING", owner.id])
+            if case .array(let keys) = try await cluster.node(holder.port).command(["CLUSTER", "GETKEYSINSLOT", slot, "100"]) {
+                for case .string(let key) in keys { _ = try await cluster.node(holder.port).command(["DEL", String(decoding: key, as: UTF8.self)]) }
             }
-            for port in [holder] + [source, target].filter({ $0 != holder }) {
-                _ = try await cluster.node(port).command(["CLUSTER", "SETSLOT", slot, "NODE", owner])
+            _ = try await cluster.node(holder.port).command(["CLUSTER", "SETSLOT", slot, "NODE", owner.id])
+            _ = try await cluster.node(owner.port).command(["CLUSTER", "SETSLOT", slot, "NODE", owner.id])
+            let agreed = await eventually(timeout: .seconds(10)) {
+                for port in cluster.ports {
+                    guard let reply = try? await cluster.node(port).command(["CLUSTER", "SLOTS"]),
+                          let ranges = try? ClusterSlotMap.parse(reply, askedNode: SentinelTarget.Address(host: "127.0.0.1", port: port)),
+                          ranges.first(where: { $0.first <= Int(slot) ?? 0 && Int(slot) ?? 0 <= $0.last })?.primary.port == owner.port else { return false }
+                }
+                return true
             }
+            if !agreed { throw TestSetupError("the nodes did not agree that slot \(slot) is on \(owner.port)") }
         }
         _ = try await cluster.node(target).command(["CLUSTER", "SETSLOT", slot, "IMPORTING", sourceID])
         _ = try await cluster.node(source).command(["CLUSTER", "SETSLOT", slot, "MIGRATING", targetID])
@@ -209,17 +220,17 @@ struct ClusterTests {
             #expect(onTarget.last == .integer(1), "the job went to the importing node")
             #expect(try await cluster.node(source).command(["CLUSTER", "COUNTKEYSINSLOT", slot]) == .integer(0), "nothing was written on the old one")
             // The migration ends: the slot is the target's.
-            try await settle(to: targetID, emptying: source)
+            try await settle(to: (target, targetID), from: (source, sourceID))
             let followed = await eventually(timeout: .seconds(10)) { (try? await driver.depths(of: [queue]))?[queue] == 1 }
             #expect(followed, "the depth is read from the new owner")
             let entries = try await driver.pipeline([["LRANGE", queue, "0", "-1"]]).first?.textValues ?? []
             #expect(entries.first.flatMap { try? JobEnvelope.decode(Data($0.utf8), queue: queue).id } == job.id)
         } catch {
-            try? await settle(to: sourceID, emptying: target)
+            try? await settle(to: (source, sourceID), from: (target, targetID))
             throw error
         }
         // Back where it was, so the other tests see the layout they computed.
-        try await settle(to: sourceID, emptying: target)
+        try await settle(to: (source, sourceID), from: (target, targetID))
         #expect(try await cluster.primary(of: Int(slot) ?? 0) == source)
     }
 
