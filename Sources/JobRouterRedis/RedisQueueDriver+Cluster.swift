@@ -230,6 +230,16 @@ extension RedisQueueDriver {
         return (total, Array(jobs.sorted { $0.dueMilliseconds < $1.dueMilliseconds }.dropFirst(offset).prefix(limit)))
     }
 
+    /// `body` on every shard, each whatever the others did (a shard failing over does not hold
+    /// back maintenance on the rest); throws the first failure once all have run.
+    func eachShard(_ cluster: ClusterShards, _ body: (RedisQueueDriver) async throws -> Void) async throws {
+        var failure: (any Error)?
+        for shard in cluster.all {
+            do { try await body(shard) } catch { failure = failure ?? error }
+        }
+        if let failure { throw failure }
+    }
+
     /// The first `true` of `body` over the shards, in order.
     func anyShard(_ cluster: ClusterShards, _ body: (RedisQueueDriver) async throws -> Bool) async throws -> Bool {
         for shard in cluster.all where try await body(shard) { return true }

@@ -368,7 +368,7 @@ public final class RedisQueueDriver: JobQueueDriver {
     public func recoverExpiredLeases(limit: Int, maxDead: Int, ledger: LedgerTerms?) async throws -> RecoveryReport {
         if let cluster {
             var report = RecoveryReport(recovered: [], poisoned: [])
-            for shard in cluster.all {
+            try await eachShard(cluster) { shard in
                 let part = try await shard.recoverExpiredLeases(limit: limit, maxDead: maxDead, ledger: ledger)
                 report.recoveredJobs += part.recoveredJobs
                 report.poisonedJobs += part.poisonedJobs
@@ -399,7 +399,7 @@ public final class RedisQueueDriver: JobQueueDriver {
         if let cluster {
             var moved = 0
             var next: Duration?
-            for shard in cluster.all {
+            try await eachShard(cluster) { shard in
                 let part = try await shard.moveDueJobs(limit: limit)
                 moved = max(moved, part.moved)
                 if let due = part.nextDue { next = min(next ?? due, due) }

@@ -31,7 +31,9 @@ struct WorkerMaintenance: Sendable {
     /// Runs until `done` reaches `.aborting` (every group has stopped).
     func run(until done: ShutdownController) async {
         await withDiscardingTaskGroup { tasks in
-            tasks.addTask { await loop(every: heartbeatInterval, until: done) { try await beat() } }
+            for runner in runners {
+                tasks.addTask { await loop(every: heartbeatInterval, until: done) { try await beat(runner) } }
+            }
             tasks.addTask { await loop(every: .milliseconds(500), until: done) { try await recover() } }
             tasks.addTask { await scheduler(until: done) }
             tasks.addTask {
@@ -61,14 +63,12 @@ struct WorkerMaintenance: Sendable {
         return description
     }
 
-    private func beat() async throws {
-        var total = 0
-        for runner in runners {
-            let tokens = runner.claims.all
-            total += tokens.count
-            // Through the group's own driver: in a Redis Cluster its claims are its shard's.
-            try await runner.driver.heartbeat(description(inFlight: total), renewing: tokens, lease: runner.group.lease)
-        }
+    /// Says the process is alive and renews `runner`'s leases, through the group's own driver.
+    /// Each group beats in a loop of its own: in a Redis Cluster a shard that is failing over
+    /// must not hold back the other groups' leases.
+    private func beat(_ runner: WorkerGroupRunner) async throws {
+        let total = runners.map(\.claims.count).reduce(0, +)
+        try await runner.driver.heartbeat(description(inFlight: total), renewing: runner.claims.all, lease: runner.group.lease)
     }
 
     private func recover() async throws {
