@@ -97,9 +97,8 @@ extension RedisQueueDriver {
 
     public func openBatch(_ id: String, callback: JobEnvelope) async throws {
         if let cluster {
-            guard let tag = ClusterLayout.hashTag(of: callback.queue) else { _ = try shard(forQueue: callback.queue); return }
-            try await cluster.shard(tag: tag).openBatch(id, callback: callback)
-            cluster.batchTags.withLock { $0[id] = String(tag) }
+            try await shard(forQueue: callback.queue).openBatch(id, callback: callback)
+            if let tag = ClusterLayout.hashTag(of: callback.queue) { cluster.batchTags.withLock { $0[id] = String(tag) } }
             return
         }
         let payload = callback.payload.jsonText

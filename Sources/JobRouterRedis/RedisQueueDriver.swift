@@ -7,8 +7,9 @@ import Synchronization
 /// Every change that must not be torn is one Lua script (see ``RedisScripts`` for the keys kept
 /// under the namespace). Commands run on dedicated threads, never on Swift's cooperative pool: one
 /// for this driver's own calls, one per fetcher, and one for heartbeats (lease renewal) and
-/// interrupting fetchers, so those never wait behind a flood of acks. Needs Redis 6.2 or later,
-/// not Redis Cluster.
+/// interrupting fetchers, so those never wait behind a flood of acks. Needs Redis 6.2 or later.
+/// With a Redis Cluster endpoint it routes each call to the shard of its queue's hash tag (see
+/// ``JobRouter/ClusterLayout`` and `RedisQueueDriver+Cluster.swift`).
 public final class RedisQueueDriver: JobQueueDriver {
     /// The server, without credentials.
     public let endpoint: RedisEndpoint

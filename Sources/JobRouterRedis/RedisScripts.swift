@@ -3,8 +3,9 @@
 /// in-flight table (with a lease), the schedule, or the dead-letter store.
 ///
 /// Times come from the server's clock (`TIME`), so leases and schedules agree across machines.
-/// `ARGV[1]` is always the namespace; JobRouter's own key names are built from it (so these
-/// scripts are for a single Redis server, not Redis Cluster).
+/// `ARGV[1]` is always the namespace; JobRouter's own key names are built from it. In a Redis
+/// Cluster the namespace carries the hash tag of the queues a call is about (`NS` is then
+/// `jobrouter:{mail}`), so every key a call touches is in that tag's slot.
 ///
 /// Keys under the namespace `NS`:
 /// - `NS:inflight` hash token → `\t queue \n worker \n max_recoveries \n job id \n entry` (the tab

@@ -121,8 +121,9 @@ final class WorkerGroupRunner: Sendable {
             while shutdown.phase == .running, !Task.isCancelled {
                 // Slots are free before their jobs' acks are written: while the server refuses
                 // the acks (a failover), claims would pile up. Claim again only once the claims
-                // held (running, or waiting to be settled) are under twice the concurrency.
-                while claims.count >= 2 * max(slots.capacity, 1), shutdown.phase == .running {
+                // held (running, or waiting to be settled) are under four times the concurrency
+                // (in a steady drain the acks on the wire add at most about one concurrency).
+                while claims.count >= 4 * max(slots.capacity, 1), shutdown.phase == .running {
                     await shutdown.sleep(for: .milliseconds(20))
                 }
                 var free = await slots.acquireAll()
