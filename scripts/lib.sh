@@ -109,6 +109,59 @@ stop_redis_cluster() {
   CLUSTER_PIDS=""
 }
 
+# Starts a private Sentinel set on free loopback ports, data under $1: a primary, 2 replicas and 3
+# sentinels monitoring it as "jobs" (quorum 2). Sets SENTINEL_PORTS (the sentinels), SENTINEL_PIDS;
+# stopped by stop_sentinel_set.
+start_sentinel_set() {
+  local dir="$1" port primary index=0
+  mkdir -p "$dir"
+  SENTINEL_PIDS=""
+  for index in 0 1 2; do
+    port=$(free_port)
+    mkdir -p "$dir/$port"
+    local extra=()
+    if [ "$index" -eq 0 ]; then primary=$port; else extra=(--replicaof 127.0.0.1 "$primary"); fi
+    redis-server --bind 127.0.0.1 --port "$port" --dir "$dir/$port" --save '' --appendonly no \
+      --daemonize no --logfile "$dir/$port/redis.log" "${extra[@]}" &
+    SENTINEL_PIDS="$SENTINEL_PIDS $!"
+    wait_for_port "$port" || { echo "redis-server $port did not start" >&2; return 1; }
+  done
+  for _ in $(seq 1 200); do
+    [ "$(redis-cli -p "$primary" info replication | grep -c 'state=online')" -eq 2 ] && break
+    sleep 0.05
+  done
+  SENTINEL_PORTS=""
+  for index in 0 1 2; do
+    port=$(free_port)
+    cat > "$dir/sentinel-$port.conf" <<CONF
+port $port
+bind 127.0.0.1
+dir $dir
+sentinel monitor jobs 127.0.0.1 $primary 2
+sentinel down-after-milliseconds jobs 1000
+sentinel failover-timeout jobs 4000
+CONF
+    redis-server "$dir/sentinel-$port.conf" --sentinel --daemonize no --logfile "$dir/sentinel-$port.log" &
+    SENTINEL_PIDS="$SENTINEL_PIDS $!"
+    SENTINEL_PORTS="$SENTINEL_PORTS $port"
+  done
+  SENTINEL_PORTS=${SENTINEL_PORTS# }
+  for port in $SENTINEL_PORTS; do
+    for _ in $(seq 1 200); do
+      redis-cli -p "$port" sentinel get-master-addr-by-name jobs 2>/dev/null | grep -q "$primary" \
+        && [ "$(redis-cli -p "$port" sentinel replicas jobs 2>/dev/null | grep -c '^name$')" -eq 2 ] && break
+      sleep 0.05
+    done
+  done
+}
+
+stop_sentinel_set() {
+  local pid
+  for pid in ${SENTINEL_PIDS:-}; do kill "$pid" 2>/dev/null || true; done
+  for pid in ${SENTINEL_PIDS:-}; do wait "$pid" 2>/dev/null || true; done
+  SENTINEL_PIDS=""
+}
+
 # Waits until something listens on 127.0.0.1:$1.
 wait_for_port() {
   for _ in $(seq 1 100); do

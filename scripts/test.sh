@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what is missing, starts a private redis-server, a Redis Cluster (3
-# primaries, 3 replicas; the Sentinel tests start their own sets, as they kill primaries), PostgreSQL and SMTP sinks (one
+# primaries, 3 replicas), a Sentinel set (a primary, 2 replicas, 3 sentinels; the tests that kill
+# primaries start sets of their own), PostgreSQL and SMTP sinks (one
 # open, two requiring AUTH over STARTTLS and smtps with a private CA) on free loopback ports with
 # their own data, builds, runs `swift test`, and stops them.
 # Extra arguments go to `swift test` (e.g. --filter Routing).
@@ -12,12 +13,15 @@ ensure_packages "${JOBROUTER_PACKAGES[@]}"
 command -v swift >/dev/null || { echo "swift is not on PATH" >&2; exit 1; }
 
 run_dir=$(mktemp -d /tmp/jobrouter-test.XXXXXX)
-trap 'stop_redis_tls_tunnel; stop_redis; stop_redis_cluster; stop_smtp_sink; stop_postgres; rm -rf "$run_dir"' EXIT
+trap 'stop_redis_tls_tunnel; stop_redis; stop_redis_cluster; stop_sentinel_set; stop_smtp_sink; stop_postgres; rm -rf "$run_dir"' EXIT
 start_redis "$run_dir/redis"
 log "redis-server on 127.0.0.1:$REDIS_PORT"
 start_redis_cluster "$run_dir/cluster"
 export JOBROUTER_TEST_CLUSTER_PORTS="$CLUSTER_PORTS"
 log "redis cluster (3 primaries, 3 replicas) on 127.0.0.1 ports $CLUSTER_PORTS"
+start_sentinel_set "$run_dir/sentinel"
+export JOBROUTER_TEST_SENTINEL_URL="redis+sentinel://$(echo "$SENTINEL_PORTS" | sed 's/\([0-9]*\)/127.0.0.1:\1/g; s/ /,/g')/jobs/0"
+log "sentinel set (a primary, 2 replicas, 3 sentinels): $JOBROUTER_TEST_SENTINEL_URL"
 start_smtp_sink "$run_dir/mail.jsonl"
 log "SMTP sink on 127.0.0.1:$SMTP_PORT"
 export JOBROUTER_TEST_SMTP_URL="smtp://127.0.0.1:$SMTP_PORT"
