@@ -57,7 +57,10 @@ public struct JobEnvelope: Sendable, Equatable {
 
     /// The compact JSON stored in Redis.
     public var jsonText: String {
-        var out = "{\"id\":"
+        var out = ""
+        // One allocation for the usual job (growing a String by appends costs a copy each time).
+        out.reserveCapacity(192)
+        out += "{\"id\":"
         JSONValue.writeString(id.rawValue, to: &out)
         out += ",\"type\":"
         JSONValue.writeString(type, to: &out)

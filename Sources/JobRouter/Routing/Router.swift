@@ -34,7 +34,8 @@ public struct Router: Sendable {
             }
             return Route(queue: configuration.defaultQueue, priority: nil)
         }
-        let known = jobType.priorities.keys.sorted().joined(separator: ", ")
+        // Only an error names the type's priorities: sorting them per routed job was a cost of its own.
+        var known: String { jobType.priorities.keys.sorted().joined(separator: ", ") }
         guard let chosen = priority ?? jobType.defaultPriority else {
             throw RoutingError(type: type, priority: nil,
                                message: "type '\(type)' has no default_priority, so a priority is needed: one of \(known)")
