@@ -178,7 +178,7 @@ public final class RedisQueueDriver: JobQueueDriver {
         let ttl = Array(String(Self.batchProgressTTL.inMilliseconds).utf8)
         var calls: [(keys: [String], arguments: [[UInt8]])] = []
         var offset = 0
-        for chunk in Self.chunks(jobs.map { ($0.queue, Array($0.jsonText.utf8)) }) {
+        for chunk in Self.chunks(jobs.map { ($0.queue, $0.jsonBytes) }) {
             offset += chunk.count
             let line = lines.count >= offset ? Array(String(lines[offset - 1]).utf8) : []
             var arguments = [ns, line, ttl, Array(String(chunk.queues.count).utf8)]
@@ -219,7 +219,7 @@ public final class RedisQueueDriver: JobQueueDriver {
             var arguments = [ns, Array(mode.utf8), Array(String(milliseconds).utf8)]
             for job in jobs[start..<min(start + Self.entriesPerCommand, jobs.count)] {
                 arguments.append(Array(job.queue.utf8))
-                arguments.append(Array(job.jsonText.utf8))
+                arguments.append(job.jsonBytes)
             }
             calls.append(([], arguments))
         }

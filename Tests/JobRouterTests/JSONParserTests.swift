@@ -35,4 +35,12 @@ import Testing
         #expect(try JSONValue.parse(value.jsonText) == value)
         #expect(value.jsonText == text)
     }
+
+    /// Written as bytes: escapes around multi-byte text, every control character, keys sorted.
+    @Test func escapesOnlyWhatJSONRequires() throws {
+        let value = JSONValue.object(["é😀": .string("a\\b\"c\r\t\u{1F}ünï😀\u{7F}"), "a": .string("")])
+        #expect(value.jsonText == #"{"a":"","é😀":"a\\b\"c\r\t\u001fünï😀\#u{7F}"}"#)
+        #expect(try JSONValue.parse(value.jsonText) == value)
+        #expect(value.jsonBytes == Array(value.jsonText.utf8))
+    }
 }

@@ -65,7 +65,7 @@ struct JSONParser {
     private mutating func object(depth: Int) throws(Error) -> JSONValue {
         guard depth <= Self.maximumDepth else { throw fail("nested too deeply") }
         index += 1
-        var fields: [String: JSONValue] = [:]
+        var fields = [String: JSONValue](minimumCapacity: 4)
         skipWhitespace()
         if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
             index += 1

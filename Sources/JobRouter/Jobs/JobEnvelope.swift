@@ -57,47 +57,54 @@ public struct JobEnvelope: Sendable, Equatable {
 
     /// The compact JSON stored in Redis.
     public var jsonText: String {
-        var out = ""
-        // One allocation for the usual job (growing a String by appends costs a copy each time).
+        String(decoding: jsonBytes, as: UTF8.self)
+    }
+
+    /// ``jsonText`` as UTF-8 bytes, what is stored (built as bytes: cheaper than growing a `String`).
+    public var jsonBytes: [UInt8] {
+        var out: [UInt8] = []
         out.reserveCapacity(192)
-        out += "{\"id\":"
+        func raw(_ text: StaticString) {
+            text.withUTF8Buffer { out.append(contentsOf: $0) }
+        }
+        raw("{\"id\":")
         JSONValue.writeString(id.rawValue, to: &out)
-        out += ",\"type\":"
+        raw(",\"type\":")
         JSONValue.writeString(type, to: &out)
-        out += ",\"priority\":"
-        if let priority { JSONValue.writeString(priority, to: &out) } else { out += "null" }
-        out += ",\"queue\":"
+        raw(",\"priority\":")
+        if let priority { JSONValue.writeString(priority, to: &out) } else { raw("null") }
+        raw(",\"queue\":")
         JSONValue.writeString(queue, to: &out)
-        out += ",\"payload\":"
+        raw(",\"payload\":")
         payload.write(to: &out)
-        out += ",\"attempt\":"
-        out += String(attempt)
-        out += ",\"enqueued_at\":\""
-        out += Timestamp.format(enqueuedAt)
-        out += "\""
+        raw(",\"attempt\":")
+        out.append(contentsOf: String(attempt).utf8)
+        raw(",\"enqueued_at\":\"")
+        out.append(contentsOf: Timestamp.format(enqueuedAt).utf8)
+        raw("\"")
         if let lastError {
-            out += ",\"last_error\":"
+            raw(",\"last_error\":")
             JSONValue.writeString(lastError, to: &out)
         }
         if let dueAt {
-            out += ",\"due_at\":\""
-            out += Timestamp.format(dueAt)
-            out += "\""
+            raw(",\"due_at\":\"")
+            out.append(contentsOf: Timestamp.format(dueAt).utf8)
+            raw("\"")
         }
         if let unique {
-            out += ",\"unique\":"
+            raw(",\"unique\":")
             unique.json.write(to: &out)
         }
         if !then.isEmpty {
-            out += ",\"then\":"
+            raw(",\"then\":")
             JSONValue.array(then.map(\.json)).write(to: &out)
         }
         if let batch {
-            out += ",\"batch\":"
+            raw(",\"batch\":")
             JSONValue.writeString(batch, to: &out)
         }
-        if ratePermit { out += ",\"rate_permit\":true" }
-        out += "}"
+        if ratePermit { raw(",\"rate_permit\":true") }
+        raw("}")
         return out
     }
 

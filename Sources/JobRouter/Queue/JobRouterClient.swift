@@ -273,7 +273,9 @@ extension JobRequest {
     }
 
     private init(fields: [String: JSONValue]) throws(EnvelopeError) {
-        for key in fields.keys.sorted() where !["type", "priority", "payload", "then"].contains(key) {
+        // Sorted (for the same message every time) only when there is an unknown field.
+        func known(_ key: String) -> Bool { key == "type" || key == "priority" || key == "payload" || key == "then" }
+        if !fields.keys.allSatisfy(known), let key = fields.keys.sorted().first(where: { !known($0) }) {
             throw EnvelopeError(message: "unknown field \"\(key)\"; a line has \"type\", \"priority\", \"payload\" and \"then\"")
         }
         guard let type = fields["type"]?.stringValue, !type.isEmpty else {
