@@ -46,26 +46,60 @@ public struct RedisEndpoint: Sendable, Equatable, CustomStringConvertible {
             self = try Self.clusterURL(url, invalid: invalid)
             return
         }
-        guard let components = URLComponents(string: url) else { throw invalid("not a URL") }
-        if components.scheme == "rediss" {
+        // Read by hand: URLComponents runs the host through IDNA (ICU), which maps pages of ICU's
+        // data into every process that only wants a host and a port.
+        if url.hasPrefix("rediss://") {
             throw invalid("rediss:// (TLS) is not supported: Debian's hiredis 0.14 has no TLS; run a local TLS tunnel (stunnel) and use redis://127.0.0.1:PORT (README: \"Redis over TLS\")")
         }
-        guard components.scheme == "redis" else { throw invalid("the scheme must be redis://") }
-        guard let host = components.host, !host.isEmpty else { throw invalid("no host") }
-        self.host = host
-        self.port = components.port ?? 6379
-        guard (1...65535).contains(port) else { throw invalid("bad port") }
-        let path = components.path.trimmingCharacters(in: CharacterSet(charactersIn: "/"))
-        if path.isEmpty {
+        guard url.hasPrefix("redis://") else { throw invalid("the scheme must be redis://") }
+        var rest = Substring(url.dropFirst("redis://".count))
+        if let end = rest.firstIndex(where: { $0 == "?" || $0 == "#" }) { rest = rest[..<end] }
+        let authority = rest.prefix { $0 != "/" }
+        let path = rest.dropFirst(authority.count).drop { $0 == "/" }
+        var hostPort = authority
+        var username: String?
+        var password: String?
+        if let at = authority.lastIndex(of: "@") {
+            let credentials = authority[..<at]
+            hostPort = authority[authority.index(after: at)...]
+            let colon = credentials.firstIndex(of: ":") ?? credentials.endIndex
+            username = String(credentials[..<colon]).removingPercentEncoding.flatMap { $0.isEmpty ? nil : $0 }
+            if colon < credentials.endIndex {
+                password = String(credentials[credentials.index(after: colon)...]).removingPercentEncoding.flatMap { $0.isEmpty ? nil : $0 }
+            }
+        }
+        var host = hostPort
+        var portText: Substring?
+        if hostPort.hasPrefix("[") {
+            guard let close = hostPort.firstIndex(of: "]") else { throw invalid("unclosed [ in the host") }
+            host = hostPort[hostPort.index(after: hostPort.startIndex)..<close]
+            let after = hostPort[hostPort.index(after: close)...]
+            if !after.isEmpty {
+                guard after.hasPrefix(":") else { throw invalid("bad port") }
+                portText = after.dropFirst()
+            }
+        } else if let colon = hostPort.lastIndex(of: ":") {
+            host = hostPort[..<colon]
+            portText = hostPort[hostPort.index(after: colon)...]
+        }
+        guard !host.isEmpty else { throw invalid("no host") }
+        self.host = String(host)
+        if let portText {
+            guard let port = Int(portText), (1...65535).contains(port) else { throw invalid("bad port") }
+            self.port = port
+        } else {
+            self.port = 6379
+        }
+        let database = path.reversed().drop { $0 == "/" }.reversed()
+        if database.isEmpty {
             self.database = 0
-        } else if let database = Int(path), database >= 0 {
-            self.database = database
+        } else if let number = Int(String(database)), number >= 0 {
+            self.database = number
         } else {
             throw invalid("the path must be a database number")
         }
-        let user = components.user.flatMap { $0.isEmpty ? nil : $0 }
-        self.username = user
-        self.password = components.password.flatMap { $0.isEmpty ? nil : $0 }
+        self.username = username
+        self.password = password
     }
 
     /// `127.0.0.1:6379/0`, `sentinel jobs@127.0.0.1:26379,127.0.0.1:26380/0`, or

@@ -38,7 +38,11 @@ final class RedisJobFetcher: JobFetcher {
         let (queues, namespace, state) = (self.queues, self.namespace, self.state)
         var arguments = self.arguments
         arguments[1] = Array(String(max).utf8)
-        let waitSeconds = String(format: "%.3f", wait.inSeconds)
+        // Seconds with milliseconds for BLPOP, by integer arithmetic: `String(format:)` per fetch
+        // costs more, and goes through Foundation's formatting.
+        let waitMilliseconds = Swift.max(wait.inMilliseconds, 0)
+        let fraction = String(waitMilliseconds % 1000)
+        let waitSeconds = "\(waitMilliseconds / 1000)." + String(repeating: "0", count: 3 - fraction.count) + fraction
         return try await thread.run { [arguments] connection throws(RedisError) in
             if state.brokenDue(now: .now) { try Self.checkTypes(connection, queues: queues, state: state) }
             let readable = queues.filter { state.broken[$0] == nil }

@@ -148,7 +148,7 @@ extension RedisQueueDriver {
     }
 
     public func setPaused(_ queues: [String], _ paused: Bool) async throws -> Int {
-        if let cluster {
+        if cluster != nil {
             var changed = 0
             for group in try byShard(queues, queue: { $0 }) { changed += try await group.shard.setPaused(group.items, paused) }
             return changed

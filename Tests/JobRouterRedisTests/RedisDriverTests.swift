@@ -128,6 +128,28 @@ struct RedisDriverTests {
         #expect(try await listContents(driver, queue) == ["a", "b", "c", "later"])
     }
 
+    /// `redis://` URLs are read without Foundation's URL parser (it maps ICU for the host).
+    @Test func redisURLsAreRead() throws {
+        let cases: [(String, String, Int, Int, String?, String?)] = [
+            ("redis://127.0.0.1:6379/0", "127.0.0.1", 6379, 0, nil, nil),
+            ("redis://localhost", "localhost", 6379, 0, nil, nil),
+            ("redis://cache.internal:7000/3", "cache.internal", 7000, 3, nil, nil),
+            ("redis://:p%40ss@h:1/", "h", 1, 0, nil, "p@ss"),
+            ("redis://app:pw@h/2", "h", 6379, 2, "app", "pw"),
+            ("redis://[::1]:6380/1", "::1", 6380, 1, nil, nil),
+            ("redis://u:a:b@h", "h", 6379, 0, "u", "a:b"),
+        ]
+        for (url, host, port, database, user, password) in cases {
+            let endpoint = try RedisEndpoint(url: url)
+            #expect(endpoint.host == host && endpoint.port == port && endpoint.database == database, "\(url)")
+            #expect(endpoint.username == user && endpoint.password == password, "\(url)")
+        }
+        for (url, why) in [("http://h", "the scheme must be redis://"), ("redis://", "no host"), ("redis://h:0", "bad port"),
+                           ("redis://h:70000", "bad port"), ("redis://h/x", "database number"), ("rediss://h", "not supported")] {
+            #expect { _ = try RedisEndpoint(url: url) } throws: { "\($0)".contains(why) }
+        }
+    }
+
     @Test func errorsNeverShowThePassword() async throws {
         let endpoint = try RedisEndpoint(url: "redis://user:s3cret-pw@127.0.0.1:1/0")
         #expect(endpoint.description == "127.0.0.1:1/0")
