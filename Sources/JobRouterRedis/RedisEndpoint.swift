@@ -56,18 +56,7 @@ public struct RedisEndpoint: Sendable, Equatable, CustomStringConvertible {
         if let end = rest.firstIndex(where: { $0 == "?" || $0 == "#" }) { rest = rest[..<end] }
         let authority = rest.prefix { $0 != "/" }
         let path = rest.dropFirst(authority.count).drop { $0 == "/" }
-        var hostPort = authority
-        var username: String?
-        var password: String?
-        if let at = authority.lastIndex(of: "@") {
-            let credentials = authority[..<at]
-            hostPort = authority[authority.index(after: at)...]
-            let colon = credentials.firstIndex(of: ":") ?? credentials.endIndex
-            username = String(credentials[..<colon]).removingPercentEncoding.flatMap { $0.isEmpty ? nil : $0 }
-            if colon < credentials.endIndex {
-                password = String(credentials[credentials.index(after: colon)...]).removingPercentEncoding.flatMap { $0.isEmpty ? nil : $0 }
-            }
-        }
+        let (username, password, hostPort) = Self.credentials(authority)
         var host = hostPort
         var portText: Substring?
         if hostPort.hasPrefix("[") {
@@ -117,19 +106,7 @@ public struct RedisEndpoint: Sendable, Equatable, CustomStringConvertible {
 
     /// `redis+sentinel://[[user]:password@]h1:26379,h2:26379/MASTER[/db]`.
     private static func sentinelURL(_ url: String, invalid: (String) -> RedisError) throws(RedisError) -> RedisEndpoint {
-        var rest = Substring(url.dropFirst("redis+sentinel://".count))
-        var username: String?
-        var password: String?
-        if let at = rest.lastIndex(of: "@") {
-            let credentials = rest[..<at]
-            rest = rest[rest.index(after: at)...]
-            if let colon = credentials.firstIndex(of: ":") {
-                username = String(credentials[..<colon]).removingPercentEncoding.flatMap { $0.isEmpty ? nil : $0 }
-                password = String(credentials[credentials.index(after: colon)...]).removingPercentEncoding.flatMap { $0.isEmpty ? nil : $0 }
-            } else {
-                username = String(credentials).removingPercentEncoding.flatMap { $0.isEmpty ? nil : $0 }
-            }
-        }
+        let (username, password, rest) = credentials(Substring(url.dropFirst("redis+sentinel://".count)))
         let parts = rest.split(separator: "/", omittingEmptySubsequences: false)
         guard parts.count >= 2, !parts[1].isEmpty else { throw invalid("name the monitored master after the hosts: redis+sentinel://h1:26379,h2:26379/MASTER/0") }
         var sentinels: [SentinelTarget.Address] = []
@@ -149,18 +126,7 @@ public struct RedisEndpoint: Sendable, Equatable, CustomStringConvertible {
 
     /// `redis+cluster://[[user]:password@]h1:7000,h2:7001[/]`: the seed nodes of a cluster.
     private static func clusterURL(_ url: String, invalid: (String) -> RedisError) throws(RedisError) -> RedisEndpoint {
-        var rest = Substring(url.dropFirst("redis+cluster://".count))
-        var username: String?
-        var password: String?
-        if let at = rest.lastIndex(of: "@") {
-            let credentials = rest[..<at]
-            rest = rest[rest.index(after: at)...]
-            let colon = credentials.firstIndex(of: ":") ?? credentials.endIndex
-            username = String(credentials[..<colon]).removingPercentEncoding.flatMap { $0.isEmpty ? nil : $0 }
-            if colon < credentials.endIndex {
-                password = String(credentials[credentials.index(after: colon)...]).removingPercentEncoding.flatMap { $0.isEmpty ? nil : $0 }
-            }
-        }
+        let (username, password, rest) = credentials(Substring(url.dropFirst("redis+cluster://".count)))
         let parts = rest.split(separator: "/", omittingEmptySubsequences: false)
         if parts.count > 1, parts.dropFirst().contains(where: { !$0.isEmpty && $0 != "0" }) {
             throw invalid("a Redis Cluster has only database 0")
@@ -172,6 +138,16 @@ public struct RedisEndpoint: Sendable, Equatable, CustomStringConvertible {
         }
         guard let first = seeds.first else { throw invalid("no node address") }
         return RedisEndpoint(host: first.host, port: first.port, username: username, password: password, cluster: ClusterTarget(seeds: seeds))
+    }
+
+    /// Splits `user:password@` (percent-decoded; empty parts are `nil`) off the front of `text`.
+    private static func credentials(_ text: Substring) -> (username: String?, password: String?, rest: Substring) {
+        guard let at = text.lastIndex(of: "@") else { return (nil, nil, text) }
+        let credentials = text[..<at]
+        let colon = credentials.firstIndex(of: ":") ?? credentials.endIndex
+        func decoded(_ part: Substring) -> String? { String(part).removingPercentEncoding.flatMap { $0.isEmpty ? nil : $0 } }
+        let password = colon < credentials.endIndex ? decoded(credentials[credentials.index(after: colon)...]) : nil
+        return (decoded(credentials[..<colon]), password, text[text.index(after: at)...])
     }
 
     /// `url` with any credentials replaced by `***`, for messages about a URL that did not parse.

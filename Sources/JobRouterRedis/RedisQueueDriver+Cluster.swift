@@ -6,14 +6,12 @@ import Synchronization
 /// keys under `NAMESPACE:{TAG}` and talking only to the primary that serves that tag's slot
 /// (see ``JobRouter/ClusterLayout``). Made on first use, for any tag.
 final class ClusterShards: Sendable {
-    let base: String
     private let make: @Sendable (String) -> RedisQueueDriver
     private let made = Mutex<[String: RedisQueueDriver]>([:])
     /// Batch id → tag, for batches opened by this process.
     let batchTags = Mutex<[String: String]>([:])
 
-    init(base: String, tags: [String], make: @escaping @Sendable (String) -> RedisQueueDriver) {
-        self.base = base
+    init(tags: [String], make: @escaping @Sendable (String) -> RedisQueueDriver) {
         self.make = make
         made.withLock { made in
             for tag in tags { made[tag] = make(tag) }

@@ -45,7 +45,7 @@ public final class RedisQueueDriver: JobQueueDriver {
         if let target = endpoint.cluster, target.slot == nil {
             let base = namespace
             let seeds = endpoint
-            cluster = ClusterShards(base: base, tags: clusterTags.filter { $0 != ClusterLayout.globalTag }) { tag in
+            cluster = ClusterShards(tags: clusterTags.filter { $0 != ClusterLayout.globalTag }) { tag in
                 var pinned = seeds
                 pinned.cluster?.slot = ClusterLayout.slot(of: "{\(tag)}")
                 return RedisQueueDriver(endpoint: pinned, namespace: ClusterLayout.namespace(base, tag: tag), timeout: timeout,
