@@ -145,7 +145,10 @@ struct ClusterTests {
                 (try? await cluster.primary(of: ClusterLayout.slot(of: "{\(a)}"))) == replica
             }, "the replica took the slot over")
             // The client's connections were to the old primary: they follow the MOVED replies.
+            // With wait_replicas, each enqueue waits for the shard's replica (the old primary, now).
+            driver.replication = RedisQueueDriver.Replication(replicas: 1, timeout: .seconds(5))
             later = try await client.enqueue((0..<100).map { JobRequest(type: "mail", payload: .integer(Int64(10_000 + $0))) })
+            driver.replication = nil
             let expected = Set(jobs.map(\.id.rawValue) + later.map(\.id.rawValue)).subtracting(jobs.suffix(2).map(\.id.rawValue))
             #expect(await eventually(timeout: .seconds(60)) { Set(ran.all).isSuperset(of: expected) }, "every job ran")
             #expect(await eventually(timeout: .seconds(30)) {
