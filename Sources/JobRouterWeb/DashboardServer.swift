@@ -121,7 +121,7 @@ public struct DashboardServer: Service {
             return Self.page(pages.queues(try await statistics, throughput: try await hour, now: now, paused: try await paused))
         }
         router.get("/queues/{name}") { request, context -> Response in
-            let name = context.parameters.get("name") ?? ""
+            let name = Self.decodedParameter(context.parameters.get("name"))
             guard configuration.declaredQueues.contains(name) else {
                 return Self.page(pages.layout(.queues, title: "No such queue", "<p>\(name) is not a queue of this configuration.</p>"), status: .notFound)
             }
@@ -136,7 +136,7 @@ public struct DashboardServer: Service {
         for (action, pause) in [("pause", true), ("resume", false)] {
             router.post("/queues/{name}/\(action)") { request, context -> Response in
                 _ = try await Self.checkedForm(request, access)
-                let name = context.parameters.get("name") ?? ""
+                let name = Self.decodedParameter(context.parameters.get("name"))
                 guard configuration.declaredQueues.contains(name) else { throw HTTPError(.notFound, message: "no such queue") }
                 _ = try await driver.setPaused([name], pause)
                 return Self.redirect("/queues/\(HTML.pathSegment(name))")
@@ -293,6 +293,14 @@ public struct DashboardServer: Service {
 
     static func asset(_ text: String, type: String) -> Response {
         Response(status: .ok, headers: [.contentType: type, .cacheControl: "max-age=3600"], body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
+    }
+
+    /// A path parameter as the name it stands for: the router hands the segment over still
+    /// percent-encoded, and the pages' own links encode every byte but unreserved ones
+    /// (`{mail}emails:high` → `%7Bmail%7Demails%3Ahigh`).
+    static func decodedParameter(_ raw: String?) -> String {
+        guard let raw else { return "" }
+        return raw.removingPercentEncoding ?? raw
     }
 
     static func redirect(_ location: String) -> Response {

@@ -129,6 +129,10 @@ struct DashboardTests {
             }
             let queue = try await Self.request(base + "/queues/\(setup.prefix):low")
             #expect(queue.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "\(queue.body)")
+            // The pages link a queue with its name percent-encoded (':' as %3A): that link works.
+            let linked = "/queues/" + HTML.pathSegment("\(setup.prefix):low")
+            #expect(try await Self.request(base + "/queues").body.contains("href=\"\(linked)\""))
+            #expect(try await Self.request(base + linked).status == 200, "\(linked)")
             let dead = try await Self.request(base + "/dead")
             #expect(dead.body.contains("&quot;&gt;&lt;img src=x onerror=alert(2)&gt;") && dead.body.contains("&lt;b&gt;boom&lt;/b&gt;"), "\(dead.body)")
             let overview = try await Self.request(base + "/api/overview")
