@@ -47,7 +47,7 @@ extension RedisQueueDriver {
         guard let cluster else { return self }
         guard let tag = ClusterLayout.hashTag(of: queue) else {
             throw RedisError(code: .server, message: "queue '\(queue)' has no hash tag; in a Redis Cluster every queue name needs one ({tag}name)",
-                             server: endpoint.description)
+                             server: serverDescription)
         }
         return cluster.shard(tag: tag)
     }
@@ -92,7 +92,7 @@ extension RedisQueueDriver {
             let shard = try await batchShard(cluster, batch)
             for job in jobs where try self.shard(forQueue: job.queue) !== shard {
                 throw RedisError(code: .server, message: "batch \(batch): job \(job.id) goes to '\(job.queue)', but the batch's callback is in '\(shard.namespace)'; in a Redis Cluster a batch's jobs and its callback share one hash tag",
-                                 server: endpoint.description)
+                                 server: serverDescription)
             }
             try await shard.push(jobs, progress: progress, batch: batch)
             return
@@ -120,7 +120,7 @@ extension RedisQueueDriver {
         for shard in cluster.all {
             if case .integer(1) = try await shard.command(["EXISTS", shard.batchKey(batch)]) { return shard }
         }
-        throw RedisError(code: .server, message: "batch \(batch) is not open in any shard of the cluster", server: endpoint.description)
+        throw RedisError(code: .server, message: "batch \(batch) is not open in any shard of the cluster", server: serverDescription)
     }
 
     func clusterBatchProgress(_ cluster: ClusterShards, _ id: String) async throws -> Int? {

@@ -15,12 +15,7 @@ struct PauseCommand: AsyncParsableCommand {
     var queues: [String]
 
     func run() async throws {
-        try await CommandFailure.reporting {
-            let configuration = try options.loadConfiguration()
-            try QueueNames.check(queues, in: configuration)
-            let changed = try await options.makeDriver(configuration).setPaused(queues, true)
-            print("paused \(queues.joined(separator: ", "))" + (changed < queues.count ? " (\(queues.count - changed) already paused)" : ""))
-        }
+        try await QueueNames.setPaused(queues, true, options: options)
     }
 }
 
@@ -36,16 +31,23 @@ struct ResumeCommand: AsyncParsableCommand {
     var queues: [String]
 
     func run() async throws {
-        try await CommandFailure.reporting {
-            let configuration = try options.loadConfiguration()
-            try QueueNames.check(queues, in: configuration)
-            let changed = try await options.makeDriver(configuration).setPaused(queues, false)
-            print("resumed \(queues.joined(separator: ", "))" + (changed < queues.count ? " (\(queues.count - changed) were not paused)" : ""))
-        }
+        try await QueueNames.setPaused(queues, false, options: options)
     }
 }
 
 enum QueueNames {
+    /// Pauses or resumes `queues` (names checked first) and says what changed.
+    static func setPaused(_ queues: [String], _ paused: Bool, options: CommonOptions) async throws {
+        try await CommandFailure.reporting {
+            let configuration = try options.loadConfiguration()
+            try check(queues, in: configuration)
+            let changed = try await options.makeDriver(configuration).setPaused(queues, paused)
+            let unchanged = queues.count - changed
+            let note = unchanged == 0 ? "" : paused ? " (\(unchanged) already paused)" : " (\(unchanged) were not paused)"
+            print("\(paused ? "paused" : "resumed") \(queues.joined(separator: ", "))" + note)
+        }
+    }
+
     /// Refuses names that no type routes to (a typo would pause nothing).
     static func check(_ queues: [String], in configuration: RouterConfiguration) throws {
         guard !queues.isEmpty else { throw CommandFailure("name at least one queue") }
