@@ -280,13 +280,26 @@ public final class RedisQueueDriver: JobQueueDriver {
             return shard.makeFetcher(queues: queues, label: label, worker: worker, terms: terms)
         }
         return RedisJobFetcher(queues: queues, namespace: namespace, worker: worker, terms: terms, endpoint: endpoint,
-                        timeout: timeout, label: label, control: control, ledgerBuffer: ledgerBuffer)
+                               timeout: timeout, label: label, control: control, ledgerBuffer: ledgerBuffer)
     }
 
     public func complete(_ claim: ClaimedEntry, attempt: AttemptRecord?) async throws -> SettleResult {
         if cluster != nil { return try await shard(forQueue: claim.queue).complete(claim, attempt: attempt) }
         return try await completions.complete(token: claim.token, jobID: claim.jobID.rawValue, queue: claim.queue,
                                        record: attempt.map { Array($0.jsonText.utf8) } ?? [])
+    }
+
+    public func complete(_ claim: ClaimedEntry, attempt: AttemptRecord?,
+                         settled: @escaping @Sendable (Result<SettleResult, any Error>) -> Void) {
+        if cluster != nil {
+            do {
+                return try shard(forQueue: claim.queue).complete(claim, attempt: attempt, settled: settled)
+            } catch {
+                return settled(.failure(error))
+            }
+        }
+        completions.complete(token: claim.token, jobID: claim.jobID.rawValue, queue: claim.queue,
+                             record: attempt.map { Array($0.jsonText.utf8) } ?? []) { settled($0.mapError { $0 }) }
     }
 
     public func retry(_ claim: ClaimedEntry, as job: JobEnvelope, after delay: Duration, attempt: AttemptRecord?) async throws -> SettleResult {
@@ -522,32 +535,49 @@ public final class RedisQueueDriver: JobQueueDriver {
     }
 }
 
-/// Gathers completions from many jobs into one `complete` script call: while one call is on the
-/// wire, the next ones queue up and go together.
+/// Gathers completions (acks) from many jobs into one `complete` script call: while one call is
+/// on the wire, the next ones queue up and go together. Each ack's outcome goes to its callback,
+/// so no task has to wait for it.
 final class CompletionBatcher: Sendable {
-    private typealias Waiter = (token: String, jobID: String, queue: String, record: [UInt8],
-                                continuation: CheckedContinuation<SettleResult, Error>)
-    private let state = Mutex<(pending: [Waiter], flushing: Bool)>(([], false))
+    /// What becomes of an ack: the script's answer, or why it could not be sent.
+    typealias Settled = @Sendable (Result<SettleResult, RedisError>) -> Void
+
+    private struct Ack {
+        let token: String
+        let jobID: String
+        let queue: String
+        /// The attempt's ledger record; empty for none.
+        let record: [UInt8]
+        let settled: Settled
+    }
+
+    private let state = Mutex<(pending: [Ack], flushing: Bool)>(([], false))
     private let thread: RedisConnectionThread
     private let namespace: [UInt8]
-    private let ledgerBuffer: [UInt8]
+    private let ledgerBound: [UInt8]
 
     init(thread: RedisConnectionThread, namespace: String, ledgerBuffer: Int) {
         self.thread = thread
         self.namespace = Array(namespace.utf8)
-        self.ledgerBuffer = Array(String(ledgerBuffer).utf8)
+        self.ledgerBound = Array(String(ledgerBuffer).utf8)
     }
 
-    /// Queues one completion; `record` (empty for none) is the attempt's ledger record.
+    /// Queues one ack; `record` (empty for none) is the attempt's ledger record. `settled` is
+    /// called once, on the driver's thread, with the outcome.
+    func complete(token: String, jobID: String, queue: String, record: [UInt8], settled: @escaping Settled) {
+        let startFlush = state.withLock { state -> Bool in
+            state.pending.append(Ack(token: token, jobID: jobID, queue: queue, record: record, settled: settled))
+            if state.flushing { return false }
+            state.flushing = true
+            return true
+        }
+        if startFlush { scheduleFlush() }
+    }
+
+    /// Queues one ack and waits for its outcome.
     func complete(token: String, jobID: String, queue: String, record: [UInt8]) async throws -> SettleResult {
         try await withCheckedThrowingContinuation { continuation in
-            let startFlush = state.withLock { state -> Bool in
-                state.pending.append((token, jobID, queue, record, continuation))
-                if state.flushing { return false }
-                state.flushing = true
-                return true
-            }
-            if startFlush { scheduleFlush() }
+            complete(token: token, jobID: jobID, queue: queue, record: record) { continuation.resume(with: $0) }
         }
     }
 
@@ -555,44 +585,42 @@ final class CompletionBatcher: Sendable {
     /// completions takes turns with other calls instead of holding the thread.
     private func scheduleFlush() {
         let accepted = thread.submit { [self] session in flush(session) }
-        if !accepted { failPending(RedisError(code: .connection, message: "the driver is stopped", command: "complete")) }
-    }
-
-    private func failPending(_ error: RedisError) {
-        let waiters = state.withLock { state -> [Waiter] in
-            defer { state.pending.removeAll(); state.flushing = false }
-            return state.pending
+        if !accepted {
+            let acks = state.withLock { state -> [Ack] in
+                defer { state.pending.removeAll(); state.flushing = false }
+                return state.pending
+            }
+            let error = RedisError(code: .connection, message: "the driver is stopped", command: "complete")
+            for ack in acks { ack.settled(.failure(error)) }
         }
-        for waiter in waiters { waiter.continuation.resume(throwing: error) }
     }
 
     private func flush(_ session: RedisConnectionThread.Session) {
-        let batch = state.withLock { state -> [Waiter] in
+        let batch = state.withLock { state -> [Ack] in
             let batch = Array(state.pending.prefix(RedisQueueDriver.entriesPerCommand))
             state.pending.removeFirst(batch.count)
             if batch.isEmpty { state.flushing = false }
             return batch
         }
         if batch.isEmpty { return }
-        var arguments = [namespace, ledgerBuffer]
+        var arguments = [namespace, ledgerBound]
         arguments.reserveCapacity(2 + batch.count * 4)
-        for waiter in batch {
-            arguments.append(Array(waiter.token.utf8))
-            arguments.append(Array(waiter.jobID.utf8))
-            arguments.append(Array(waiter.queue.utf8))
-            arguments.append(waiter.record)
+        for ack in batch {
+            arguments.append(Array(ack.token.utf8))
+            arguments.append(Array(ack.jobID.utf8))
+            arguments.append(Array(ack.queue.utf8))
+            arguments.append(ack.record)
         }
         do throws(RedisError) {
-            let reply = try session.connection().evaluate(RedisScripts.complete, keys: [], arguments: arguments)
-            let codes = try reply.array(for: "complete") ?? []
-            for (index, waiter) in batch.enumerated() {
+            let codes = try session.connection().evaluate(RedisScripts.complete, keys: [], arguments: arguments).array(for: "complete") ?? []
+            for (index, ack) in batch.enumerated() {
                 var result = SettleResult.alreadySettled
                 if index < codes.count, case .integer(let code) = codes[index] { result = RedisQueueDriver.settleResult(code) }
-                waiter.continuation.resume(returning: result)
+                ack.settled(.success(result))
             }
         } catch {
             if error.closesConnection { session.drop() }
-            for waiter in batch { waiter.continuation.resume(throwing: error) }
+            for ack in batch { ack.settled(.failure(error)) }
         }
         // More arrived meanwhile: go again, after the calls queued behind this one.
         let more = state.withLock { state -> Bool in

@@ -272,11 +272,12 @@ enum RedisScripts {
     /// Returns `token, queue, id, entry, …`; for an entry kept aside here, `'', queue, dead key, reason`;
     /// for a queue key that is not a list, `'!', queue, '', error`.
     static let claim = RedisScript(name: "claim", source: prelude + identify + """
+        local out = {}
         local max = tonumber(ARGV[2])
         local max_payload = tonumber(ARGV[6])
         local now = now_ms()
-        local deadline = now + tonumber(ARGV[5])
-        local out = {}
+        -- Formatted once: a number handed to redis.call is formatted again on every use.
+        local deadline = tostring(now + tonumber(ARGV[5]))
         local taken = 0
         local seq = nil
         -- Paused queues (`jobrouter pause`) are skipped, their wake-up tokens dropped.
@@ -348,8 +349,11 @@ enum RedisScripts {
         local bound = tonumber(ARGV[2])
         local tokens = {}
         for i = 3, #ARGV, 4 do tokens[#tokens + 1] = ARGV[i] end
-        -- One lookup, then one delete per key for the whole call (not three commands per job).
-        local held = many('HMGET', ns .. ':inflight', tokens, 4000)
+        -- One lookup, then one delete per key for the whole call (not three commands per job). A
+        -- claim holds its lease as long as its in-flight record (claim, heartbeat, recovery and
+        -- every settle add and remove the two together): ZMSCORE answers without copying the
+        -- records out.
+        local held = many('ZMSCORE', ns .. ':leases', tokens, 4000)
         local finished, ids, seen = {}, {}, {}
         for j, token in ipairs(tokens) do
           local i = 3 + (j - 1) * 4

@@ -233,6 +233,13 @@ public protocol JobQueueDriver: Sendable {
     /// Marks a claimed job done; with `attempt`, records it for the ledger in the same atomic step.
     func complete(_ claim: ClaimedEntry, attempt: AttemptRecord?) async throws -> SettleResult
 
+    /// Like ``complete(_:attempt:)``, but returns at once: `settled` gets the outcome later, on
+    /// any thread, once it is durable (or the error that kept it from being written). A driver may
+    /// gather these into fewer calls (the Redis driver sends them with the group's next claim).
+    /// The default runs ``complete(_:attempt:)`` in a task.
+    func complete(_ claim: ClaimedEntry, attempt: AttemptRecord?,
+                  settled: @escaping @Sendable (Result<SettleResult, any Error>) -> Void)
+
     /// Replaces a claimed job by `job` (its next attempt), due after `delay`; records `attempt` with it.
     func retry(_ claim: ClaimedEntry, as job: JobEnvelope, after delay: Duration, attempt: AttemptRecord?) async throws -> SettleResult
 
@@ -473,6 +480,17 @@ extension JobQueueDriver {
     /// Appends each job to the tail of its queue, recording `progress` with them.
     public func push(_ jobs: [JobEnvelope], progress: BatchProgress?) async throws {
         try await push(jobs, progress: progress, batch: nil)
+    }
+
+    public func complete(_ claim: ClaimedEntry, attempt: AttemptRecord?,
+                         settled: @escaping @Sendable (Result<SettleResult, any Error>) -> Void) {
+        Task {
+            do {
+                settled(.success(try await complete(claim, attempt: attempt)))
+            } catch {
+                settled(.failure(error))
+            }
+        }
     }
 
     /// Marks a claimed job done, recording nothing for a ledger.

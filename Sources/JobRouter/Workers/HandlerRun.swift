@@ -1,7 +1,8 @@
 import Synchronization
 
-/// Runs one handler call in a task of its own, raced against the type's timeout, so that a
-/// handler which ignores cancellation cannot hold its worker slot forever.
+/// Runs one handler call in a task of its own, raced against the type's timeout (watched by the
+/// group's ``HandlerDeadlines``), so that a handler which ignores cancellation cannot hold its
+/// worker slot forever.
 ///
 /// On timeout (or when the worker must stop at once) the handler's task is cancelled and given
 /// `grace` to end. One that is still running then is *abandoned*: the job's outcome is decided
@@ -20,7 +21,6 @@ final class HandlerRun: Sendable {
     private struct State {
         var continuation: CheckedContinuation<Outcome, Never>?
         var handler: Task<Void, Never>?
-        var timer: Task<Void, Never>?
         /// Why the handler was cancelled, once it was.
         var stopReason: Outcome?
         var decided = false
@@ -30,16 +30,19 @@ final class HandlerRun: Sendable {
     private let state = Mutex(State())
     private let grace: Duration
     private let stuck: StuckHandlers
+    private let deadlines: HandlerDeadlines
 
-    private init(grace: Duration, stuck: StuckHandlers) {
+    private init(grace: Duration, stuck: StuckHandlers, deadlines: HandlerDeadlines) {
         self.grace = grace
         self.stuck = stuck
+        self.deadlines = deadlines
     }
 
-    /// Runs `body` until it returns, `timeout` passes, or the calling task is cancelled.
-    static func run(timeout: Duration, grace: Duration, stuck: StuckHandlers,
+    /// Runs `body` until it returns, `timeout` passes (as `deadlines` watches it), or the calling
+    /// task is cancelled.
+    static func run(timeout: Duration, grace: Duration, stuck: StuckHandlers, deadlines: HandlerDeadlines,
                     _ body: @escaping @Sendable () async throws -> Void) async -> Outcome {
-        let run = HandlerRun(grace: grace, stuck: stuck)
+        let run = HandlerRun(grace: grace, stuck: stuck, deadlines: deadlines)
         return await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in
                 run.start(continuation, timeout: timeout, body)
@@ -63,21 +66,18 @@ final class HandlerRun: Sendable {
             }
             self.finish(result)
         }
-        let timer = Task {
-            do {
-                try await Task.sleep(for: timeout)
-            } catch {
-                return
-            }
-            self.stop(.timedOut)
-        }
+        deadlines.add(self, deadline: .now + timeout)
         let (stopEarly, finished) = state.withLock { state -> (Bool, Bool) in
             state.handler = handler
-            state.timer = timer
             return (state.stopReason != nil, state.decided)
         }
-        if finished { timer.cancel() }
+        if finished { deadlines.remove(self) }
         if stopEarly { handler.cancel() }
+    }
+
+    /// The handler ran past its timeout.
+    func timedOut() {
+        stop(.timedOut)
     }
 
     /// Cancels the handler for `reason` and gives it `grace` to end.
@@ -113,7 +113,6 @@ final class HandlerRun: Sendable {
         let decision = state.withLock { state -> (CheckedContinuation<Outcome, Never>?, Outcome, Bool) in
             if state.decided { return (nil, result, state.abandoned) }
             state.decided = true
-            state.timer?.cancel()
             let continuation = state.continuation
             state.continuation = nil
             // A handler that ends by throwing after it was cancelled ended because of the cancel.
@@ -121,6 +120,7 @@ final class HandlerRun: Sendable {
             return (continuation, result, false)
         }
         let (continuation, outcome, wasAbandoned) = decision
+        deadlines.remove(self)
         if wasAbandoned { stuck.remove() }
         continuation?.resume(returning: outcome)
     }

@@ -1,13 +1,13 @@
 import Synchronization
 
 /// Counts a group's free job slots so it never runs more than `concurrency` jobs, and lets its
-/// one fetch loop wait (without polling) until at least one slot is free.
+/// fetch loops wait (without polling, first come first served) until at least one slot is free.
 final class SlotPool: Sendable {
     private struct State {
         var limit: Int
         var free: Int
         var closed = false
-        var acquirer: CheckedContinuation<Int, Never>?
+        var acquirers: [CheckedContinuation<Int, Never>] = []
         var nextWaiter = 0
         var idleWaiters: [Int: CheckedContinuation<Void, Never>] = [:]
     }
@@ -30,16 +30,19 @@ final class SlotPool: Sendable {
         let (acquirer, taken) = state.withLock { state -> (CheckedContinuation<Int, Never>?, Int) in
             state.free += limit - state.limit
             state.limit = limit
-            guard state.free > 0, let acquirer = state.acquirer, !state.closed else { return (nil, 0) }
-            state.acquirer = nil
-            defer { state.free = 0 }
-            return (acquirer, state.free)
+            return Self.handOut(&state)
         }
         acquirer?.resume(returning: taken)
     }
 
+    /// The first waiting acquirer and every free slot for it, if both.
+    private static func handOut(_ state: inout State) -> (CheckedContinuation<Int, Never>?, Int) {
+        guard state.free > 0, !state.acquirers.isEmpty, !state.closed else { return (nil, 0) }
+        defer { state.free = 0 }
+        return (state.acquirers.removeFirst(), state.free)
+    }
+
     /// Waits until a slot is free and takes every free slot; returns how many (0 once closed).
-    /// Only one task (the fetch loop) may call this at a time.
     func acquireAll() async -> Int {
         await withCheckedContinuation { (continuation: CheckedContinuation<Int, Never>) in
             let taken = state.withLock { state -> Int? in
@@ -48,7 +51,7 @@ final class SlotPool: Sendable {
                     defer { state.free = 0 }
                     return state.free
                 }
-                state.acquirer = continuation
+                state.acquirers.append(continuation)
                 return nil
             }
             if let taken { continuation.resume(returning: taken) }
@@ -74,23 +77,21 @@ final class SlotPool: Sendable {
                 drained = Array(state.idleWaiters.values)
                 state.idleWaiters = [:]
             }
-            guard state.free > 0, let acquirer = state.acquirer, !state.closed else { return (nil, 0, drained) }
-            state.acquirer = nil
-            defer { state.free = 0 }
-            return (acquirer, state.free, drained)
+            let (acquirer, taken) = Self.handOut(&state)
+            return (acquirer, taken, drained)
         }
         acquirer?.resume(returning: taken)
         for waiter in drained { waiter.resume() }
     }
 
-    /// Stops handing out slots: a waiting ``acquireAll()`` returns 0, and so do later calls.
+    /// Stops handing out slots: waiting ``acquireAll()`` calls return 0, and so do later ones.
     func close() {
-        let acquirer = state.withLock { state -> CheckedContinuation<Int, Never>? in
+        let acquirers = state.withLock { state -> [CheckedContinuation<Int, Never>] in
             state.closed = true
-            defer { state.acquirer = nil }
-            return state.acquirer
+            defer { state.acquirers = [] }
+            return state.acquirers
         }
-        acquirer?.resume(returning: 0)
+        for acquirer in acquirers { acquirer.resume(returning: 0) }
     }
 
     /// Returns once every slot is free (no job running), or the calling task is cancelled.

@@ -37,10 +37,16 @@ final class WorkerGroupRunner: Sendable {
     let claims = ClaimRegistry()
     /// Handlers abandoned after their timeout that still run.
     let stuck = StuckHandlers()
+    /// The timeouts of the handlers running now.
+    let deadlines = HandlerDeadlines()
     /// Queues of this group that cannot be read now, with why (for heartbeats and `status`).
     let brokenQueues = BrokenQueues()
     /// The group's job slots: how many jobs it may run at once now (autoscaled groups resize it).
     let slots: SlotPool
+    /// Acks sent without a task waiting for them; shutdown waits for them.
+    let settles = PendingSettles()
+    /// Numbers the jobs claimed, so jobs stopped by shutdown go back in the order they came.
+    private let sequence = Atomic<Int>(0)
 
     init(group: WorkerGroupConfiguration, configuration: RouterConfiguration, handlers: [String: any JobHandler], services: HandlerServices,
          unavailable: [String: String], driver: any JobQueueDriver, workerID: String, shutdown: ShutdownController,
@@ -87,11 +93,14 @@ final class WorkerGroupRunner: Sendable {
         let terms = LeaseTerms(lease: group.lease, maxRecoveries: group.maxRecoveries,
                                maxPayload: configuration.maxPayload, maxDead: configuration.maxDead,
                                ledger: configuration.ledgerTerms)
-        let fetcher = driver.makeFetcher(queues: group.queues, label: group.name, worker: workerID, terms: terms)
+        // Two claim loops, each on its own connection, so one claims while the other's claim is
+        // on the wire: a claim's round trip no longer bounds a small group's rate. A paced group
+        // (rate limits) claims through one, a permit per claim.
+        let loops = gates.isEmpty && (group.scaling?.max ?? group.concurrency) >= 2 ? 2 : 1
+        let fetchers = (0..<loops).map { index in
+            driver.makeFetcher(queues: group.queues, label: index == 0 ? group.name : "\(group.name)-\(index + 1)", worker: workerID, terms: terms)
+        }
         let slots = self.slots
-        // Whether any type this configuration declares has a rate limit (most have none: then no
-        // job pays even the lookup).
-        let rateLimited = configuration.types.values.contains { $0.rateLimit != nil }
         let putBack = InterruptedJobs()
         let slotsText = group.scaling.map { "concurrency \($0.min)..\($0.max) (autoscaled, target_wait \(DurationParser.format($0.targetWait)))" }
             ?? "concurrency \(group.concurrency)"
@@ -99,10 +108,10 @@ final class WorkerGroupRunner: Sendable {
 
         await withDiscardingTaskGroup { tasks in
             tasks.addTask { [self] in
-                // Stop fetching at once when shutdown starts: wake the fetch loop wherever it waits.
+                // Stop fetching at once when shutdown starts: wake the fetch loops wherever they wait.
                 await shutdown.wait(for: .draining)
                 slots.close()
-                fetcher.interrupt()
+                for fetcher in fetchers { fetcher.interrupt() }
             }
             if let aging {
                 tasks.addTask { [self] in
@@ -116,7 +125,59 @@ final class WorkerGroupRunner: Sendable {
                         .run(while: { shutdown.phase == .running }, sleep: { await shutdown.sleep(for: $0) })
                 }
             }
-            var sequence = 0
+            for (index, fetcher) in fetchers.enumerated() {
+                tasks.addTask { [self] in await claimLoop(fetcher, primary: index == 0, putBack: putBack) }
+            }
+            // The loops end when shutdown starts (or the worker must stop).
+            await shutdown.wait(for: .draining)
+
+            // Draining: running jobs get until shutdown_timeout (or a second signal) to finish.
+            let finished = await withTaskGroup(of: Bool.self) { race in
+                race.addTask {
+                    await slots.waitUntilIdle()
+                    return true
+                }
+                race.addTask { [self] in
+                    await shutdown.sleep(for: group.shutdownTimeout, unless: .aborting)
+                    return false
+                }
+                let first = await race.next() ?? false
+                race.cancelAll()
+                return first
+            }
+            if !finished {
+                logger.notice("group \(group.name): stopping \(slots.inUse) running job(s) and putting them back")
+                tasks.cancelAll()
+            }
+        }
+
+        // Every finished job's outcome is written before the group says it stopped.
+        await settles.waitUntilNone()
+        let interrupted = putBack.inFetchOrder
+        if !interrupted.isEmpty {
+            let records = attempts.map { recorder in
+                interrupted.map {
+                    recorder.record($0.job, claim: $0.claim, group: group.name, outcome: .requeued,
+                                    error: "stopped by shutdown; back at the head of its queue", startedAt: $0.startedAt)
+                }
+            } ?? []
+            await requeue(interrupted.map(\.claim), as: interrupted.map { Data($0.job.jsonText.utf8) }, attempts: records)
+            for item in interrupted { events.record(.requeued(item.job, group: group.name, reason: "shutdown")) }
+        }
+        for fetcher in fetchers { await fetcher.close() }
+        logger.info("group \(group.name) stopped")
+    }
+
+    /// Claims and starts jobs while slots are free, until shutdown starts; returns once the jobs
+    /// it started have ended. `primary`: the loop that also takes overdue jobs (starvation bounds)
+    /// and reports unreadable queues.
+    private func claimLoop(_ fetcher: any JobFetcher, primary: Bool, putBack: InterruptedJobs) async {
+        // Whether any type this configuration declares has a rate limit (most have none: then no
+        // job pays even the lookup).
+        let rateLimited = configuration.types.values.contains { $0.rateLimit != nil }
+        let aging = primary ? self.aging : nil
+        let slots = self.slots
+        await withDiscardingTaskGroup { tasks in
             var broken: [String: String] = [:]
             while shutdown.phase == .running, !Task.isCancelled {
                 // Slots are free before their jobs' acks are written: while the server refuses
@@ -179,7 +240,7 @@ final class WorkerGroupRunner: Sendable {
                     await shutdown.sleep(for: health.failed(error))
                     continue
                 }
-                reportBroken(fetcher.brokenQueues, known: &broken)
+                if primary { reportBroken(fetcher.brokenQueues, known: &broken) }
                 // Entries the claim kept aside itself (too big to fetch) are dead letters already.
                 let keptAside = entries.filter { $0.keptAside != nil }
                 if !keptAside.isEmpty {
@@ -201,14 +262,21 @@ final class WorkerGroupRunner: Sendable {
                     break
                 }
                 for entry in entries {
-                    sequence += 1
+                    let jobSequence = sequence.add(1, ordering: .relaxed).newValue
                     guard let (job, handler) = await admit(entry) else {
                         slots.release(1)
                         if agedTokens.contains(entry.token) { aging?.end() }
                         continue
                     }
-                    let jobSequence = sequence
                     let aged = !agedTokens.isEmpty && agedTokens.contains(entry.token)
+                    if finishesInline(job, handler: handler, rateLimited: rateLimited) {
+                        events.record(.started(job, group: group.name))
+                        if aged { aging?.end() }
+                        slots.release(1)
+                        let wait = Duration.saturating(seconds: max(0, Date().timeIntervalSince(job.waitingSince)))
+                        acknowledge(job, claim: entry, startedAt: Date(), wait: wait, run: .zero)
+                        continue
+                    }
                     tasks.addTask { [self] in
                         // A job over its type's rate limit is deferred, holding no slot.
                         if rateLimited, await !admitUnderRateLimit(job, claim: entry) {
@@ -230,40 +298,7 @@ final class WorkerGroupRunner: Sendable {
                     }
                 }
             }
-
-            // Draining: running jobs get until shutdown_timeout (or a second signal) to finish.
-            let finished = await withTaskGroup(of: Bool.self) { race in
-                race.addTask {
-                    await slots.waitUntilIdle()
-                    return true
-                }
-                race.addTask { [self] in
-                    await shutdown.sleep(for: group.shutdownTimeout, unless: .aborting)
-                    return false
-                }
-                let first = await race.next() ?? false
-                race.cancelAll()
-                return first
-            }
-            if !finished {
-                logger.notice("group \(group.name): stopping \(slots.inUse) running job(s) and putting them back")
-                tasks.cancelAll()
-            }
         }
-
-        let interrupted = putBack.inFetchOrder
-        if !interrupted.isEmpty {
-            let records = attempts.map { recorder in
-                interrupted.map {
-                    recorder.record($0.job, claim: $0.claim, group: group.name, outcome: .requeued,
-                                    error: "stopped by shutdown; back at the head of its queue", startedAt: $0.startedAt)
-                }
-            } ?? []
-            await requeue(interrupted.map(\.claim), as: interrupted.map { Data($0.job.jsonText.utf8) }, attempts: records)
-            for item in interrupted { events.record(.requeued(item.job, group: group.name, reason: "shutdown")) }
-        }
-        await fetcher.close()
-        logger.info("group \(group.name) stopped")
     }
 
     /// Takes a permit of every gate in turn, sleeping while one says wait; `false` once shutdown began.
@@ -378,16 +413,16 @@ final class WorkerGroupRunner: Sendable {
             return startedAt
         case .completed:
             handlerReturned()
-            let attempt = attempts?.record(job, claim: claim, group: group.name, outcome: .succeeded, error: nil, startedAt: startedAt)
-            let result = await persist("complete job \(job.id)") {
-                // A job with more to do on success (a unique lock held until done, `then` jobs, a
-                // batch) is finished by its own script; the rest are acked in batches.
-                job.hasCompletionEffects
-                    ? try await driver.complete(claim, attempt: attempt, finishing: job)
-                    : try await driver.complete(claim, attempt: attempt)
+            if job.hasCompletionEffects {
+                // More to do on success (a unique lock held until done, `then` jobs, a batch):
+                // finished by its own script.
+                let attempt = attempts?.record(job, claim: claim, group: group.name, outcome: .succeeded, error: nil, startedAt: startedAt)
+                let result = await persist("complete job \(job.id)") { try await driver.complete(claim, attempt: attempt, finishing: job) }
+                claims.remove(claim.token)
+                settled(result, job: job, run: run) { events.record(.succeeded(job, group: group.name, wait: wait, run: run)) }
+            } else {
+                acknowledge(job, claim: claim, startedAt: startedAt, wait: wait, run: run)
             }
-            claims.remove(claim.token)
-            settled(result, job: job, run: run) { events.record(.succeeded(job, group: group.name, wait: wait, run: run)) }
         case .failed(let message, let permanent):
             handlerReturned()
             let maxAttempts = type?.maxAttempts ?? 1
@@ -417,6 +452,30 @@ final class WorkerGroupRunner: Sendable {
         return nil
     }
 
+    /// Acks a job that succeeded, without waiting: acks are written in batches, and the outcome is
+    /// reported once its ack is written (a failed ack is tried again, in a task of its own). The
+    /// claim is held (its lease renewed) until then, and shutdown waits for it (``settles``).
+    private func acknowledge(_ job: JobEnvelope, claim: ClaimedEntry, startedAt: Date, wait: Duration, run: Duration) {
+        let attempt = attempts?.record(job, claim: claim, group: group.name, outcome: .succeeded, error: nil, startedAt: startedAt)
+        let succeeded: @Sendable (SettleResult?) -> Void = { [self] result in
+            claims.remove(claim.token)
+            settled(result, job: job, run: run) { events.record(.succeeded(job, group: group.name, wait: wait, run: run)) }
+            settles.end()
+        }
+        settles.begin()
+        driver.complete(claim, attempt: attempt) { [self] first in
+            if case .success(let result) = first { return succeeded(result) }
+            Task { succeeded(await persist("complete job \(job.id)") { try await driver.complete(claim, attempt: attempt) }) }
+        }
+    }
+
+    /// Whether `job` can be finished where it was claimed, with no task of its own: the built-in
+    /// `noop` handler runs nothing, so nothing can time out, fail or be interrupted; only jobs with
+    /// no other step before or after the run (rate limit, unique lock, completion effects).
+    private func finishesInline(_ job: JobEnvelope, handler: any JobHandler, rateLimited: Bool) -> Bool {
+        handler is NoopJobHandler && !rateLimited && job.unique == nil && !job.hasCompletionEffects
+    }
+
     /// Reports what settling a claim found: the outcome once it is durable, the lost lease when
     /// recovery took the job, and for a settle that was already applied (an earlier try of the same
     /// call whose reply was lost) the outcome too, since it is durable all the same.
@@ -441,7 +500,7 @@ final class WorkerGroupRunner: Sendable {
         jobLogger[metadataKey: "job"] = "\(job.id)"
         jobLogger[metadataKey: "type"] = "\(job.type)"
         let context = JobContext(logger: jobLogger, group: group.name, timeout: timeout, services: services)
-        let outcome = await HandlerRun.run(timeout: timeout, grace: Self.cancelGrace, stuck: stuck) {
+        let outcome = await HandlerRun.run(timeout: timeout, grace: Self.cancelGrace, stuck: stuck, deadlines: deadlines) {
             try await handler.handle(job, context: context)
         }
         switch outcome {
