@@ -18,6 +18,7 @@ struct LineLogHandler: LogHandler {
 
     func log(event: LogEvent) {
         var line = Timestamp.format(Date())
+        line.reserveCapacity(256)
         line += " "
         line += event.level.rawValue
         line += " "

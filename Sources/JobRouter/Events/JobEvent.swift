@@ -57,7 +57,15 @@ public struct LoggingJobEventRecorder: JobEventRecorder {
                 logger.error("job=\(Self.field(job.id.rawValue)) queue=\(Self.field(job.queue)) outcome=dead reason=poison (recovered from stopped workers too often)")
             }
         case .succeeded(let job, let group, let wait, let run):
-            logger.info("\(Self.describe(job, group: group)) wait=\(Self.format(wait)) run=\(Self.format(run)) outcome=ok")
+            // The one line most jobs get: skipped whole (not built) below the info level.
+            guard logger.logLevel <= .info else { return }
+            var line = Self.describe(job, group: group)
+            line += " wait="
+            line += Self.format(wait)
+            line += " run="
+            line += Self.format(run)
+            line += " outcome=ok"
+            logger.info("\(line)")
         case .failed(let job, let group, let wait, let run, let error, let delay):
             logger.warning("\(Self.describe(job, group: group)) wait=\(Self.format(wait)) run=\(Self.format(run)) outcome=failed retry_in=\(Self.format(delay)) error=\(Self.quote(error))")
         case .deadLettered(let record, let group):
@@ -72,7 +80,18 @@ public struct LoggingJobEventRecorder: JobEventRecorder {
     }
 
     static func describe(_ job: JobEnvelope, group: String) -> String {
-        "group=\(field(group)) job=\(field(job.id.rawValue)) type=\(field(job.type)) queue=\(field(job.queue)) attempt=\(job.attempt)"
+        var text = "group="
+        text.reserveCapacity(160)
+        text += field(group)
+        text += " job="
+        text += field(job.id.rawValue)
+        text += " type="
+        text += field(job.type)
+        text += " queue="
+        text += field(job.queue)
+        text += " attempt="
+        text += String(job.attempt)
+        return text
     }
 
     /// A value from outside (a type, an id) as one log token: control characters escaped, so no

@@ -6,7 +6,7 @@ public enum LogEscaping {
     public static func escape(_ text: String) -> String {
         // Printable ASCII (nearly every log field) needs no scalar-by-scalar look: this runs for
         // every field of every job's line.
-        if text.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }) { return text }
+        if isPrintableASCII(text) { return text }
         guard text.unicodeScalars.contains(where: isControl) else { return text }
         var out = ""
         out.reserveCapacity(text.utf8.count + 8)
@@ -23,6 +23,16 @@ public enum LogEscaping {
             }
         }
         return out
+    }
+
+    /// Whether every byte is printable ASCII: a plain loop over the string's contiguous UTF-8
+    /// (native strings have it), several times faster than `allSatisfy` over the view.
+    private static func isPrintableASCII(_ text: String) -> Bool {
+        let scanned = text.utf8.withContiguousStorageIfAvailable { bytes -> Bool in
+            for byte in bytes where byte < 0x20 || byte >= 0x7F { return false }
+            return true
+        }
+        return scanned ?? text.utf8.allSatisfy { $0 >= 0x20 && $0 < 0x7F }
     }
 
     private static func isControl(_ scalar: Unicode.Scalar) -> Bool {
