@@ -83,7 +83,7 @@ extension RedisQueueDriver {
         if let cluster { return try await clusterCompleteFlow(cluster, claim, attempt: attempt, finishing: job) }
         let lock = job.unique?.until == .done ? uniqueKey(job) ?? "" : ""
         var arguments = [bytes(namespace), bytes(attempt == nil ? "0" : String(ledgerBuffer)), bytes(claim.token), bytes(claim.jobID.rawValue),
-                         bytes(claim.queue), attempt.map { bytes($0.jsonText) } ?? [], bytes(lock), bytes(job.batch ?? "")]
+                         bytes(claim.queue), attempt?.jsonBytes ?? [], bytes(lock), bytes(job.batch ?? "")]
         let now = Date()
         for step in job.then {
             let next = step.envelope(now: now)

@@ -158,7 +158,7 @@ public final class RedisQueueDriver: JobQueueDriver {
     /// The ledger bound and record arguments of a settle script: bound 0 and no record without one.
     private func ledgerArguments(_ attempt: AttemptRecord?) -> [[UInt8]] {
         guard let attempt else { return [Array("0".utf8), []] }
-        return [Array(String(ledgerBuffer).utf8), Array(attempt.jsonText.utf8)]
+        return [Array(String(ledgerBuffer).utf8), attempt.jsonBytes]
     }
 
     /// How long a batch's progress marker is kept.
@@ -286,7 +286,7 @@ public final class RedisQueueDriver: JobQueueDriver {
     public func complete(_ claim: ClaimedEntry, attempt: AttemptRecord?) async throws -> SettleResult {
         if cluster != nil { return try await shard(forQueue: claim.queue).complete(claim, attempt: attempt) }
         return try await completions.complete(token: claim.token, jobID: claim.jobID.rawValue, queue: claim.queue,
-                                       record: attempt.map { Array($0.jsonText.utf8) } ?? [])
+                                       record: attempt?.jsonBytes ?? [])
     }
 
     public func complete(_ claim: ClaimedEntry, attempt: AttemptRecord?,
@@ -299,7 +299,7 @@ public final class RedisQueueDriver: JobQueueDriver {
             }
         }
         completions.complete(token: claim.token, jobID: claim.jobID.rawValue, queue: claim.queue,
-                             record: attempt.map { Array($0.jsonText.utf8) } ?? []) { settled($0.mapError { $0 }) }
+                             record: attempt?.jsonBytes ?? []) { settled($0.mapError { $0 }) }
     }
 
     public func retry(_ claim: ClaimedEntry, as job: JobEnvelope, after delay: Duration, attempt: AttemptRecord?) async throws -> SettleResult {
@@ -325,7 +325,7 @@ public final class RedisQueueDriver: JobQueueDriver {
         guard !claims.isEmpty else { return 0 }
         var arguments = [ns, Array(String(attempts.isEmpty ? 0 : ledgerBuffer).utf8)]
         for (index, (claim, entry)) in zip(claims, entries).enumerated() {
-            let record = index < attempts.count ? Array(attempts[index].jsonText.utf8) : []
+            let record = index < attempts.count ? attempts[index].jsonBytes : []
             arguments += [Array(claim.token.utf8), Array(claim.queue.utf8), [UInt8](entry), record]
         }
         return try await commands.run { [arguments] connection throws(RedisError) in

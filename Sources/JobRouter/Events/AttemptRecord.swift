@@ -74,39 +74,58 @@ public struct AttemptRecord: Sendable, Equatable {
     /// The record as one JSON object (times in seconds since the epoch; `entry` embedded as JSON,
     /// so it must be a JSON text, which every entry a worker decoded is).
     public var jsonText: String {
-        var out = "{\"id\":"
-        JSONValue.writeString(jobID.rawValue, to: &out)
-        out += ",\"claim\":"
-        JSONValue.writeString(claim, to: &out)
-        out += ",\"outcome\":\""
-        out += outcome.rawValue
-        out += "\",\"queue\":"
-        JSONValue.writeString(queue, to: &out)
-        out += ",\"worker\":"
-        JSONValue.writeString(worker, to: &out)
-        if let type { out += ",\"type\":"; JSONValue.writeString(type, to: &out) }
-        if let priority { out += ",\"priority\":"; JSONValue.writeString(priority, to: &out) }
-        if let group { out += ",\"group\":"; JSONValue.writeString(group, to: &out) }
-        if let attempt { out += ",\"attempt\":" + String(attempt) }
-        if let error { out += ",\"error\":"; JSONValue.writeString(error, to: &out) }
-        if let enqueuedAt { out += ",\"enqueued_at\":" + Self.seconds(enqueuedAt) }
-        if let startedAt { out += ",\"started_at\":" + Self.seconds(startedAt) }
-        out += ",\"finished_at\":" + Self.seconds(finishedAt)
-        if let entry, !entry.isEmpty {
-            out += ",\"entry\":"
-            out += String(decoding: entry, as: UTF8.self)
+        String(decoding: jsonBytes, as: UTF8.self)
+    }
+
+    /// ``jsonText`` as UTF-8 bytes, built as bytes: one per job goes with its ack when a ledger
+    /// is on.
+    public var jsonBytes: [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(256 + (entry?.count ?? 0))
+        func append(_ text: StaticString) {
+            text.withUTF8Buffer { out.append(contentsOf: $0) }
         }
-        out += "}"
+        append("{\"id\":")
+        JSONValue.writeString(jobID.rawValue, to: &out)
+        append(",\"claim\":")
+        JSONValue.writeString(claim, to: &out)
+        append(",\"outcome\":\"")
+        out.append(contentsOf: outcome.rawValue.utf8)
+        append("\",\"queue\":")
+        JSONValue.writeString(queue, to: &out)
+        append(",\"worker\":")
+        JSONValue.writeString(worker, to: &out)
+        if let type { append(",\"type\":"); JSONValue.writeString(type, to: &out) }
+        if let priority { append(",\"priority\":"); JSONValue.writeString(priority, to: &out) }
+        if let group { append(",\"group\":"); JSONValue.writeString(group, to: &out) }
+        if let attempt { append(",\"attempt\":"); out.append(contentsOf: String(attempt).utf8) }
+        if let error { append(",\"error\":"); JSONValue.writeString(error, to: &out) }
+        if let enqueuedAt { append(",\"enqueued_at\":"); Self.appendSeconds(enqueuedAt, to: &out) }
+        if let startedAt { append(",\"started_at\":"); Self.appendSeconds(startedAt, to: &out) }
+        append(",\"finished_at\":")
+        Self.appendSeconds(finishedAt, to: &out)
+        if let entry, !entry.isEmpty {
+            append(",\"entry\":")
+            out.append(contentsOf: entry)
+        }
+        append("}")
         return out
     }
 
-    /// Seconds since the epoch with microseconds, as JSON.
-    static func seconds(_ date: Date) -> String {
+    /// Appends seconds since the epoch with microseconds, as JSON, without making a string.
+    static func appendSeconds(_ date: Date, to out: inout [UInt8]) {
         let micros = Int64(saturating: (date.timeIntervalSince1970 * 1_000_000).rounded())
-        let whole = micros / 1_000_000
-        var fraction = String(abs(micros % 1_000_000))
-        fraction = String(repeating: "0", count: 6 - fraction.count) + fraction
-        return String(whole) + "." + fraction
+        out.append(contentsOf: String(micros / 1_000_000).utf8)
+        out.append(UInt8(ascii: "."))
+        var fraction = abs(micros % 1_000_000)
+        var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) = (0, 0, 0, 0, 0, 0)
+        withUnsafeMutableBytes(of: &digits) { digits in
+            for index in stride(from: 5, through: 0, by: -1) {
+                digits[index] = UInt8(ascii: "0") + UInt8(fraction % 10)
+                fraction /= 10
+            }
+            out.append(contentsOf: digits)
+        }
     }
 }
 

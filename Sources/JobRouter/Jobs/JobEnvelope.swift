@@ -129,14 +129,16 @@ public struct JobEnvelope: Sendable, Equatable {
         guard let type = typeValue.stringValue, !type.isEmpty else {
             throw EnvelopeError(message: "\"type\" must be a non-empty string, not \(typeValue.typeName)")
         }
-        var envelope = JobEnvelope(id: .make(now: now), type: type, priority: nil, queue: queue,
-                                   payload: fields["payload"] ?? .null, attempt: 1, enqueuedAt: now)
+        // A new id only for an entry without one (making one draws random bytes).
+        let id: JobID
         switch fields["id"] {
-        case nil, .null?: break
-        case .string(let id)? where !id.isEmpty: envelope.id = JobID(rawValue: id)
-        case .integer(let id)?: envelope.id = JobID(rawValue: String(id))
+        case nil, .null?: id = .make(now: now)
+        case .string(let text)? where !text.isEmpty: id = JobID(rawValue: text)
+        case .integer(let number)?: id = JobID(rawValue: String(number))
         case let other?: throw EnvelopeError(message: "\"id\" must be a non-empty string, not \(other.typeName)")
         }
+        var envelope = JobEnvelope(id: id, type: type, priority: nil, queue: queue,
+                                   payload: fields["payload"] ?? .null, attempt: 1, enqueuedAt: now)
         switch fields["priority"] {
         case nil, .null?: break
         case .string(let priority)?: envelope.priority = priority
