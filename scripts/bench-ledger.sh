@@ -51,11 +51,13 @@ for concurrency in 10 64; do
     psql_count "TRUNCATE jobrouter.attempts" >/dev/null
     "$BIN" enqueue --config "$run_dir/queues.toml" --batch "$run_dir/jobs.ndjson" >/dev/null 2>&1
     log "round $round: drain $N jobs, concurrency $concurrency, ledger $ledger"
-    t0=$(now)
+    # Timed from the first claim to empty over one persistent connection (start-up excluded).
+    python3 scripts/drain-timer.py "$REDIS_PORT" jobrouter:inflight bench:default > "$run_dir/timer" &
+    TIMER=$!
     "$BIN" work --config "$run_dir/queues.toml" --log-level warning >/dev/null 2>"$run_dir/work.err" &
     WORKER=$!
-    while [ "$(rcli llen bench:default)" != "0" ] || [ "$(rcli hlen jobrouter:inflight)" != "0" ]; do sleep 0.01; done
-    t1=$(now)
+    wait "$TIMER"
+    read -r t0 t1 < "$run_dir/timer"
     t2=$t1
     if [ "$ledger" = true ]; then
       while [ "$(psql_count 'SELECT count(*) FROM jobrouter.attempts')" -lt "$N" ]; do sleep 0.05; done
