@@ -87,11 +87,29 @@ final class RedisJobFetcher: JobFetcher {
             entries.append(ClaimedEntry(
                 token: token, queue: try flat[index + 1].text(for: "claim"),
                 raw: token.isEmpty ? Data() : fourth, jobID: JobID(rawValue: try flat[index + 2].text(for: "claim")),
-                keptAside: token.isEmpty ? String(decoding: fourth, as: UTF8.self) : nil))
+                keptAside: token.isEmpty ? String(decoding: fourth, as: UTF8.self) : nil, order: Self.order(of: token)))
             index += 4
         }
         if sawBroken { try checkTypes(connection, queues: all, state: state) }
         return entries
+    }
+
+    /// A claim token's place in the server's order: tokens are `WORKER/SEQ.N`, SEQ counting the
+    /// claim calls of the namespace (`NS:seq`) and N the position in the call. 0 if not so.
+    static func order(of token: String) -> Int64 {
+        var token = token
+        return token.withUTF8 { bytes -> Int64 in
+            guard let slash = bytes.lastIndex(of: UInt8(ascii: "/")) else { return 0 }
+            var call: Int64 = 0, position: Int64 = 0, seenDot = false
+            for byte in bytes[(slash + 1)...] {
+                if byte == UInt8(ascii: ".") && !seenDot { seenDot = true; continue }
+                guard (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) else { return 0 }
+                let digit = Int64(byte - UInt8(ascii: "0"))
+                if seenDot { position = position &* 10 &+ digit } else { call = call &* 10 &+ digit }
+            }
+            guard seenDot, position < 1_000_000, call < Int64.max / 1_000_000 else { return 0 }
+            return call * 1_000_000 + position
+        }
     }
 
     private static func checkTypes(_ connection: RedisConnection, queues: [String], state: FetchState) throws(RedisError) {

@@ -335,7 +335,8 @@ enum RedisScripts {
             end
             if here > 0 then
               many('HSET', ns .. ':inflight', records, 4000)
-              redis.call('ZADD', ns .. ':leases', 'NX', '+inf', '\(leasesKeeper)')
+              -- The keeper goes with the leases, in the same ZADD (re-adding it changes nothing).
+              leases[here * 2 + 1], leases[here * 2 + 2] = '+inf', '\(leasesKeeper)'
               many('ZADD', ns .. ':leases', leases, 4000)
               redis.call('HINCRBY', ns .. ':count:inflight', queue, here)
             end

@@ -22,7 +22,7 @@ struct LineLogHandler: LogHandler {
         line += " "
         line += event.level.rawValue
         line += " "
-        line += LogEscaping.escape("\(event.message)")
+        line += LogEscaping.escape(event.message.description)
         let merged = event.metadata.map { metadata.merging($0) { $1 } } ?? metadata
         if !merged.isEmpty {
             for key in merged.keys.sorted() where key != "group" {

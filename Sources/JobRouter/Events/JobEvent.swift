@@ -65,7 +65,7 @@ public struct LoggingJobEventRecorder: JobEventRecorder {
             line += " run="
             line += Self.format(run)
             line += " outcome=ok"
-            logger.info("\(line)")
+            logger.info(Logger.Message(stringLiteral: line))
         case .failed(let job, let group, let wait, let run, let error, let delay):
             logger.warning("\(Self.describe(job, group: group)) wait=\(Self.format(wait)) run=\(Self.format(run)) outcome=failed retry_in=\(Self.format(delay)) error=\(Self.quote(error))")
         case .deadLettered(let record, let group):

@@ -19,14 +19,19 @@ public struct ClaimedEntry: Sendable, Equatable {
     /// Set when the claim itself kept the entry aside (dead-lettered under ``jobID``, unread, e.g.
     /// over `max_payload`): the reason. There is nothing to run and no claim to settle.
     public var keptAside: String?
+    /// Where this claim stands among the claims of its driver, as the server made them (a later
+    /// claim has a larger number): a group that claims over several connections puts jobs stopped
+    /// by shutdown back in this order. 0 when the driver does not say.
+    public var order: Int64
 
     /// Makes an entry.
-    public init(token: String, queue: String, raw: Data, jobID: JobID, keptAside: String? = nil) {
+    public init(token: String, queue: String, raw: Data, jobID: JobID, keptAside: String? = nil, order: Int64 = 0) {
         self.token = token
         self.queue = queue
         self.raw = raw
         self.jobID = jobID
         self.keptAside = keptAside
+        self.order = order
     }
 }
 

@@ -616,8 +616,11 @@ private final class InterruptedJobs: Sendable {
         jobs.withLock { $0.append((sequence, job, claim, startedAt)) }
     }
 
+    /// In the server's claim order (``ClaimedEntry/order``: the group's claim loops may see their
+    /// claims' answers in another order), then in the order this process took them.
     var inFetchOrder: [(job: JobEnvelope, claim: ClaimedEntry, startedAt: Date)] {
-        jobs.withLock { $0 }.sorted { $0.sequence < $1.sequence }.map { ($0.job, $0.claim, $0.startedAt) }
+        jobs.withLock { $0 }.sorted { ($0.claim.order, $0.sequence) < ($1.claim.order, $1.sequence) }
+            .map { ($0.job, $0.claim, $0.startedAt) }
     }
 }
 
