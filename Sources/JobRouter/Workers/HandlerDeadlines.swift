@@ -26,6 +26,9 @@ final class HandlerDeadlines: Sendable {
         if start { Task { await watch() } }
     }
 
+    /// How many runs are watched now.
+    var watched: Int { state.withLock { $0.runs.count } }
+
     /// Stops watching `run` (it ended).
     func remove(_ run: HandlerRun) {
         _ = state.withLock { $0.runs.removeValue(forKey: ObjectIdentifier(run)) }

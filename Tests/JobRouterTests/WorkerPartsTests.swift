@@ -1,0 +1,92 @@
+import Foundation
+import Testing
+@testable import JobRouter
+
+/// The pieces a group's claim loops share: slots, acks on their way, handler deadlines. No server.
+@Suite struct WorkerPartsTests {
+    @Test func twoLoopsShareTheSlots() async {
+        let slots = SlotPool(capacity: 4)
+        #expect(await slots.acquireAll() == 4)
+        // Both loops wait; a release goes whole to one waiting loop, the next to the other.
+        let taken = Taken()
+        let loops = (0..<2).map { _ in Task { await taken.add(await slots.acquireAll()) } }
+        try? await Task.sleep(for: .milliseconds(100))
+        #expect(await taken.counts.isEmpty)
+        slots.release(3)
+        try? await Task.sleep(for: .milliseconds(100))
+        #expect(await taken.counts == [3])
+        slots.release(1)
+        for loop in loops { await loop.value }
+        #expect(await taken.counts == [3, 1])
+        #expect(slots.inUse == 4)
+    }
+
+    @Test func closingWakesEveryWaitingLoop() async {
+        let slots = SlotPool(capacity: 1)
+        #expect(await slots.acquireAll() == 1)
+        async let first = slots.acquireAll()
+        async let second = slots.acquireAll()
+        try? await Task.sleep(for: .milliseconds(50))
+        slots.close()
+        #expect(await first == 0)
+        #expect(await second == 0)
+    }
+
+    @Test func shutdownWaitsForTheAcksOnTheirWay() async {
+        let settles = PendingSettles()
+        await settles.waitUntilNone()  // none: at once
+        settles.begin()
+        settles.begin()
+        let done = Taken()
+        let waiter = Task {
+            await settles.waitUntilNone()
+            await done.add(1)
+        }
+        settles.end()
+        try? await Task.sleep(for: .milliseconds(50))
+        #expect(await done.counts.isEmpty)
+        settles.end()
+        await waiter.value
+        #expect(await done.counts == [1] && settles.count == 0)
+    }
+
+    @Test func aHandlerPastItsTimeoutIsStoppedByTheGroupsWatcher() async {
+        let deadlines = HandlerDeadlines()
+        let stuck = StuckHandlers()
+        let clock = ContinuousClock()
+        let start = clock.now
+        let outcome = await HandlerRun.run(timeout: .milliseconds(200), grace: .seconds(5), stuck: stuck, deadlines: deadlines) {
+            try await Task.sleep(for: .seconds(30))
+        }
+        let took = start.duration(to: clock.now)
+        guard case .timedOut = outcome else {
+            Issue.record("expected a timeout, got \(outcome)")
+            return
+        }
+        // Stopped at its deadline, at most one watcher tick late (and a margin for this machine).
+        #expect(took >= .milliseconds(200) && took < .milliseconds(200) + HandlerDeadlines.tick + .milliseconds(500), "took \(took)")
+        #expect(stuck.current == 0)
+    }
+
+    @Test func aHandlerThatReturnsIsNoLongerWatched() async {
+        let deadlines = HandlerDeadlines()
+        let outcomes = await withTaskGroup(of: Bool.self) { group in
+            for _ in 0..<50 {
+                group.addTask {
+                    let outcome = await HandlerRun.run(timeout: .milliseconds(300), grace: .seconds(5), stuck: StuckHandlers(), deadlines: deadlines) {}
+                    if case .completed = outcome { return true }
+                    return false
+                }
+            }
+            return await group.reduce(into: [Bool]()) { $0.append($1) }
+        }
+        #expect(outcomes.allSatisfy { $0 })
+        #expect(deadlines.watched == 0)
+    }
+}
+
+/// What the loops of a test took, in order.
+private actor Taken {
+    var counts: [Int] = []
+    func add(_ count: Int) { counts.append(count) }
+}
