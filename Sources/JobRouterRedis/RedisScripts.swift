@@ -45,34 +45,14 @@ enum RedisScripts {
     /// sorted set stays a skiplist. Recovery reads leases up to now, never +inf.
     static let leasesKeeper = "~ not a claim: keeps this sorted set a skiplist (O(log n) adds); score +inf, never expires ~"
 
-    /// Functions every script shares.
-    static let prelude = """
+    /// What the settle scripts need (``complete``): the namespace, counters, one command over many
+    /// arguments, "gone", and the ledger's attempt records. Every `local function` costs the
+    /// script a closure each time it runs, so the script run most often after claim carries
+    /// only these.
+    static let settlePrelude = """
         local ns = ARGV[1]
-        local function now_ms()
-          local t = redis.call('TIME')
-          return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-        end
         local function decrement(hash, field, by)
           if redis.call('HINCRBY', hash, field, -by) <= 0 then redis.call('HDEL', hash, field) end
-        end
-        -- In-flight records start with a tab (no queue name holds white space), then queue, worker,
-        -- max_recoveries, id and entry, one per line. One without the tab is from a JobRouter before
-        -- ids were fixed at claim (no id line) and is still read.
-        local function parse_record(record, token)
-          local new = string.sub(record, 1, 1) == '\t'
-          local start = new and 2 or 1
-          local a = string.find(record, '\\n', start, true)
-          local b = string.find(record, '\\n', a + 1, true)
-          local c = string.find(record, '\\n', b + 1, true)
-          local queue, worker, max = string.sub(record, start, a - 1), string.sub(record, a + 1, b - 1), tonumber(string.sub(record, b + 1, c - 1))
-          if new then
-            local d = string.find(record, '\\n', c + 1, true)
-            return queue, worker, max, string.sub(record, c + 1, d - 1), string.sub(record, d + 1)
-          end
-          local entry = string.sub(record, c + 1)
-          local ok, job = pcall(cjson.decode, entry)
-          if ok and type(job) == 'table' and type(job.id) == 'string' and job.id ~= '' then return queue, worker, max, job.id, entry end
-          return queue, worker, max, 'claim-' .. token, entry
         end
         -- One command over many arguments (HSET/ZADD/HDEL/ZREM/HMGET with a key), in chunks that
         -- stay under Lua's unpack limit; returns HMGET's answers in order.
@@ -86,28 +66,10 @@ enum RedisScripts {
           end
           return answers
         end
-        local function release(token, queue)
-          if redis.call('HDEL', ns .. ':inflight', token) == 0 then return false end
-          redis.call('ZREM', ns .. ':leases', token)
-          decrement(ns .. ':count:inflight', queue, 1)
-          return true
-        end
         -- What a settle whose claim is gone answers: 0 taken away by recovery, 2 already settled.
         local function gone(token)
           if redis.call('ZSCORE', ns .. ':lost', token) then return 0 end
           return 2
-        end
-        local function forget_dead(key)
-          local where = redis.call('HGET', ns .. ':dead:where', key)
-          redis.call('HDEL', ns .. ':dead:jobs', key)
-          redis.call('HDEL', ns .. ':dead:raw', key)
-          redis.call('HDEL', ns .. ':dead:where', key)
-          if where then
-            local cut = string.find(where, '\\n', 1, true)
-            decrement(ns .. ':count:dead', string.sub(where, 1, cut - 1), 1)
-            local kind = string.sub(where, cut + 1)
-            if kind ~= '' then decrement(ns .. ':count:dead-type', kind, 1) end
-          end
         end
         -- Attempt records for the ledger (bound 0: no ledger, nothing written) are gathered by
         -- log_attempt and written by flush_attempts as one stream entry per script call.
@@ -137,6 +99,52 @@ enum RedisScripts {
           redis.call('XADD', events, '*', unpack(attempts))
           redis.call('INCRBY', events .. ':records', count)
           attempts = {}
+        end
+
+        """
+
+    /// Functions every script shares.
+    static let prelude = settlePrelude + """
+        local function now_ms()
+          local t = redis.call('TIME')
+          return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+        end
+        -- In-flight records start with a tab (no queue name holds white space), then queue, worker,
+        -- max_recoveries, id and entry, one per line. One without the tab is from a JobRouter before
+        -- ids were fixed at claim (no id line) and is still read.
+        local function parse_record(record, token)
+          local new = string.sub(record, 1, 1) == '\t'
+          local start = new and 2 or 1
+          local a = string.find(record, '\\n', start, true)
+          local b = string.find(record, '\\n', a + 1, true)
+          local c = string.find(record, '\\n', b + 1, true)
+          local queue, worker, max = string.sub(record, start, a - 1), string.sub(record, a + 1, b - 1), tonumber(string.sub(record, b + 1, c - 1))
+          if new then
+            local d = string.find(record, '\\n', c + 1, true)
+            return queue, worker, max, string.sub(record, c + 1, d - 1), string.sub(record, d + 1)
+          end
+          local entry = string.sub(record, c + 1)
+          local ok, job = pcall(cjson.decode, entry)
+          if ok and type(job) == 'table' and type(job.id) == 'string' and job.id ~= '' then return queue, worker, max, job.id, entry end
+          return queue, worker, max, 'claim-' .. token, entry
+        end
+        local function release(token, queue)
+          if redis.call('HDEL', ns .. ':inflight', token) == 0 then return false end
+          redis.call('ZREM', ns .. ':leases', token)
+          decrement(ns .. ':count:inflight', queue, 1)
+          return true
+        end
+        local function forget_dead(key)
+          local where = redis.call('HGET', ns .. ':dead:where', key)
+          redis.call('HDEL', ns .. ':dead:jobs', key)
+          redis.call('HDEL', ns .. ':dead:raw', key)
+          redis.call('HDEL', ns .. ':dead:where', key)
+          if where then
+            local cut = string.find(where, '\\n', 1, true)
+            decrement(ns .. ':count:dead', string.sub(where, 1, cut - 1), 1)
+            local kind = string.sub(where, cut + 1)
+            if kind ~= '' then decrement(ns .. ':count:dead-type', kind, 1) end
+          end
         end
         -- A record built here (recovery, entries kept aside by a claim) from an entry that may not
         -- be a job at all: only fields of the right kind are taken from it.
@@ -351,7 +359,7 @@ enum RedisScripts {
     /// Finishes claims: ARGV: ns, ledger bound (0: none), then per claim token, job id, queue,
     /// attempt record ('' for none). Returns per claim 1 (done), 0 (its lease expired and recovery
     /// took it) or 2 (already settled). A record goes to the ledger only with a claim it finished.
-    static let complete = script("complete", """
+    static let complete = RedisScript(name: "complete", source: settlePrelude + """
         local out = {}
         local done = {}
         local bound = tonumber(ARGV[2])

@@ -87,7 +87,9 @@ struct SMTPAuthTests {
         #expect(dead.reason.hasPrefix("SMTP 535"), "\(dead.reason)")
         #expect(dead.attempt == 1, "a refused login is not retried")
         #expect(!dead.reason.contains("wrong-pw-123") && !dead.reason.contains(Self.password))
-        #expect(took < .seconds(3), "took \(took)")
+        // Not after the 10 s SMTP timeout (alone this takes ~0.1 s; the full parallel suite on
+        // two cores has taken it past 3 s).
+        #expect(took < .seconds(8), "took \(took)")
         #expect(try Self.delivered(domain: setup.domain).isEmpty)
     }
 
