@@ -240,8 +240,8 @@ public protocol JobQueueDriver: Sendable {
 
     /// Like ``complete(_:attempt:)``, but returns at once: `settled` gets the outcome later, on
     /// any thread, once it is durable (or the error that kept it from being written). A driver may
-    /// gather these into fewer calls (the Redis driver sends them with the group's next claim).
-    /// The default runs ``complete(_:attempt:)`` in a task.
+    /// gather these into fewer calls (the Redis driver sends those waiting in one script call while
+    /// the last is on the wire). The default runs ``complete(_:attempt:)`` in a task.
     func complete(_ claim: ClaimedEntry, attempt: AttemptRecord?,
                   settled: @escaping @Sendable (Result<SettleResult, any Error>) -> Void)
 

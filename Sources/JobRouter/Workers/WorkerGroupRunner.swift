@@ -4,8 +4,9 @@ import Logging
 import Metrics
 import Synchronization
 
-/// Runs one worker group in this process: one fetch loop claiming jobs in strict priority order
-/// whenever a slot is free, at most `concurrency` jobs at once, and the group's part of shutdown.
+/// Runs one worker group in this process: claim loops (two, each on its own connection; one for a
+/// rate-limited group) claiming jobs in strict priority order whenever a slot is free, at most
+/// `concurrency` jobs at once, and the group's part of shutdown.
 ///
 /// Every job it claims ends in exactly one of: completed, scheduled for a retry, dead-lettered, or
 /// put back at the head of its queue. If the process dies first, the claim's lease expires and
@@ -68,7 +69,7 @@ final class WorkerGroupRunner: Sendable {
         self.attempts = attempts
         self.slots = SlotPool(capacity: group.initialConcurrency)
     }
-    /// `jobrouter_rate_limit_wait_seconds_total{group}`: time this group's fetch loop waited for a permit.
+    /// `jobrouter_rate_limit_wait_seconds_total{group}`: time this group's claim loop waited for a permit.
     var rateLimitWait: FloatingPointCounter {
         FloatingPointCounter(label: "jobrouter_rate_limit_wait_seconds_total", dimensions: [("group", group.name)])
     }
