@@ -76,6 +76,43 @@ struct ProcessTests {
         #expect(log.contains("outcome=requeued"))
     }
 
+    /// SIGTERM in the middle of a fast drain of `noop` jobs (acked from the claim loops, their
+    /// acks written behind them): the process exits only once every ack it sent is written, so
+    /// nothing is left claimed (to be run again after its lease) and every job is done or queued.
+    @Test func sigtermMidDrainLeavesNoClaimBehind() async throws {
+        let keys = TestKeys()
+        let driver = try TestRedis.driver(namespace: keys.namespace)
+        defer { Task { await cleanUp(driver, keys) } }
+        let queue = keys.queue("default")
+        let path = try writeConfig(keys, """
+            default_queue = "\(queue)"
+            [redis]
+            url = "\(try TestRedis.url)"
+            namespace = "\(keys.namespace)"
+            [types.ping]
+            handler = "noop"
+            [groups.main]
+            queues = ["\(queue)"]
+            concurrency = 64
+            """)
+        let configuration = try RouterConfiguration.load(path: path)
+        let total = 12_000
+        _ = try await JobRouterClient(configuration: configuration, driver: driver).enqueue((0..<total).map { _ in JobRequest(type: "ping") })
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try TestRedis.binary)
+        process.arguments = ["work", "--config", path, "--log-level", "warning"]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        #expect(try await eventually { try await driver.depths(of: [queue])[queue] ?? 0 < total - 1_000 })
+        process.terminate()
+        #expect(await eventually(timeout: .seconds(10)) { !process.isRunning })
+        #expect(process.terminationStatus == 0)
+        #expect(try await driver.command(["HLEN", "\(keys.namespace):inflight"]) == .integer(0))
+        let left = try await driver.depths(of: [queue])[queue] ?? -1
+        #expect(left > 0 && left < total - 1_000, "the stop came mid-drain: \(left) left")
+    }
+
     @Test func brokenConfigurationIsOneClearLine() async throws {
         let keys = TestKeys()
         let path = try writeConfig(keys, """
