@@ -5,8 +5,9 @@ import ServiceLifecycle
 import Synchronization
 
 /// Moves attempt records from the queue server's ``AttemptLog`` into the ledger table, in batches
-/// (one multi-row `INSERT … SELECT FROM jsonb_array_elements($1)` per round trip), acknowledging
-/// them only after the insert committed. Every `work` process runs one; they share the log's
+/// (one binary `COPY` per round trip, see ``LedgerCopy``; a batch the copy does not take goes
+/// through one multi-row `INSERT … ON CONFLICT DO NOTHING`), acknowledging them only after the
+/// rows committed. Every `work` process runs one; they share the log's
 /// consumer group, so each record is stored by one of them.
 ///
 /// - A record stored twice (acknowledged late, reclaimed from a shipper that died after its
@@ -180,6 +181,8 @@ public final class LedgerShipper: Service, Sendable {
         let schema = settings.schema
         let ids = batch.filter { !$0.record.isEmpty }.map(\.id)
         let checkSchema = !schemaChecked.withLock { $0 }
+        let copyStream = LedgerCopy.encode(records)
+        let copyStatement = LedgerCopy.statement(schema: schema)
         try await pool.withConnection { connection in
             // Until it was found up to date (and again after any failure): the table must exist (the schema may be behind if PostgreSQL was
             // away when `work` started and checked it).
@@ -188,6 +191,16 @@ public final class LedgerShipper: Service, Sendable {
                 : PostgresMigrator.latestVersion
             if version < PostgresMigrator.latestVersion {
                 throw LedgerError(message: "the schema \(schema) is at version \(version), this JobRouter needs \(PostgresMigrator.latestVersion): run `jobrouter migrate`")
+            }
+            // The fast path (most batches): one binary COPY. A batch it does not take, or that
+            // holds a record stored already (a unique violation), goes through the INSERT.
+            if let stream = copyStream {
+                do {
+                    try connection.copy(copyStatement, data: stream)
+                    return
+                } catch let error as PostgresError where error.refusesData || error.sqlState?.hasPrefix("23") == true {
+                    // Class 23 (a key stored already) or 22 (data refused): the INSERT decides.
+                }
             }
             do {
                 try connection.execute(prepared: "jobrouter_ledger_insert", insert, [LedgerSQL.array(records)])

@@ -68,6 +68,54 @@ public final class PostgresConnection {
         return try check(result)
     }
 
+    /// Runs `sql`, a `COPY … FROM STDIN`, sending `data` as its input (already in the format the
+    /// statement names); returns how many rows it stored. On any failure nothing is stored (the
+    /// statement is one transaction unless a transaction is open) and the connection is left
+    /// ready for the next statement.
+    @discardableResult
+    public func copy(_ sql: String, data: [UInt8]) throws(PostgresError) -> Int {
+        guard let started = PQexec(connection, sql) else {
+            throw PostgresError(code: isHealthy ? .query : .connection, message: Self.message(PQerrorMessage(connection)), server: server)
+        }
+        guard PQresultStatus(started) == PGRES_COPY_IN else {
+            try check(started)
+            throw PostgresError(code: .unexpected, message: "the server did not start a copy for: \(sql.prefix(60))", server: server)
+        }
+        PQclear(started)
+        // Sent in pieces so libpq never holds the whole batch twice.
+        var sent = true
+        data.withUnsafeBufferPointer { buffer in
+            guard let base = buffer.baseAddress else { return }
+            var offset = 0
+            while offset < buffer.count, sent {
+                let count = min(1 << 16, buffer.count - offset)
+                let pointer = UnsafeRawPointer(base + offset).assumingMemoryBound(to: CChar.self)
+                sent = PQputCopyData(connection, pointer, Int32(count)) == 1
+                offset += count
+            }
+        }
+        let ended = sent ? PQputCopyEnd(connection, nil) : PQputCopyEnd(connection, "the client could not send the data")
+        let failure = Self.message(PQerrorMessage(connection))
+        // Every result is read (the copy's own, then the end), so the connection is idle again.
+        var outcome: Result<Int, PostgresError> = .failure(PostgresError(
+            code: isHealthy ? .query : .connection, message: failure, server: server))
+        var first = true
+        while let result = PQgetResult(connection) {
+            if first {
+                first = false
+                do throws(PostgresError) {
+                    let rows = try check(result)
+                    outcome = ended == 1 && sent ? .success(rows.affected ?? 0) : outcome
+                } catch {
+                    outcome = .failure(error)
+                }
+            } else {
+                PQclear(result)
+            }
+        }
+        return try outcome.get()
+    }
+
     /// Asks the server to parse and plan `sql` with `parameterCount` text parameters, without
     /// running it: a syntax error or an unknown table or column throws here. Nothing is kept.
     public func check(_ sql: String, parameterCount: Int) throws(PostgresError) {

@@ -1,5 +1,6 @@
 import Foundation
 import JobRouter
+import Synchronization
 
 /// The attempt records the settle scripts append to `NS:events`, read through the consumer group
 /// `ledger`: each record goes to one consumer; acknowledging deletes it (so the stream holds only
@@ -15,6 +16,9 @@ public final class RedisAttemptLog: AttemptLog {
     private let droppedKey: String
     private let recordsKey: String
     private let thread: RedisConnectionThread
+    /// How many records each entry handed out and not yet acknowledged holds, so acknowledging
+    /// need not read the entries back.
+    private let held = Mutex<[String: Int]>([:])
 
     /// A log on the server and namespace of `driver`, with a connection of its own.
     public init(driver: RedisQueueDriver, timeout: Duration = .seconds(10)) {
@@ -33,7 +37,7 @@ public final class RedisAttemptLog: AttemptLog {
         let command = ["XREADGROUP", "GROUP", Self.group, consumer, "COUNT", String(max), "BLOCK",
                        String(Swift.max(wait.inMilliseconds, 1)), "STREAMS", key, ">"]
         let (key, group) = (self.key, Self.group)
-        return try await thread.run { connection throws(RedisError) -> [LoggedAttempt] in
+        let read = try await thread.run { connection throws(RedisError) -> Entries in
             let reply: RedisReply
             do throws(RedisError) {
                 reply = try connection.command(command)
@@ -44,26 +48,28 @@ public final class RedisAttemptLog: AttemptLog {
             }
             // [[key, [[id, [field, value, …]], …]]] or nil when the wait ended empty.
             guard let streams = try reply.array(for: "XREADGROUP"), let first = streams.first,
-                  let parts = try first.array(for: "XREADGROUP"), parts.count == 2 else { return [] }
+                  let parts = try first.array(for: "XREADGROUP"), parts.count == 2 else { return Entries() }
             return try Self.entries(parts[1], command: "XREADGROUP")
         }
+        return taken(read)
     }
 
     public func reclaim(consumer: String, idle: Duration, max: Int) async throws -> [LoggedAttempt] {
         let command = ["XAUTOCLAIM", key, Self.group, consumer, String(idle.inMilliseconds), "0-0", "COUNT", String(max)]
         let (key, group) = (self.key, Self.group)
-        return try await thread.run { connection throws(RedisError) -> [LoggedAttempt] in
+        let reclaimed = try await thread.run { connection throws(RedisError) -> Entries in
             let reply: RedisReply
             do throws(RedisError) {
                 reply = try connection.command(command)
             } catch where error.code == .server && error.message.hasPrefix("NOGROUP") {
                 try Self.createGroup(connection, key: key, group: group)
-                return []
+                return Entries()
             }
             // [next cursor, [[id, fields], …], [deleted ids]]
-            guard let parts = try reply.array(for: "XAUTOCLAIM"), parts.count >= 2 else { return [] }
+            guard let parts = try reply.array(for: "XAUTOCLAIM"), parts.count >= 2 else { return Entries() }
             return try Self.entries(parts[1], command: "XAUTOCLAIM")
         }
+        return taken(reclaimed)
     }
 
     public func acknowledge(_ ids: [String]) async throws {
@@ -72,9 +78,36 @@ public final class RedisAttemptLog: AttemptLog {
         let entries = ids.filter { seen.insert($0).inserted }
         guard !entries.isEmpty else { return }
         let keys = [key, recordsKey]
-        _ = try await thread.run { connection throws(RedisError) in
-            try connection.evaluate(RedisScripts.acknowledgeAttempts, keys: keys, arguments: entries.map { Array($0.utf8) })
+        // Each entry with its record count (-1: not known here, the script reads it).
+        let counts = held.withLock { held in entries.map { held[$0] ?? -1 } }
+        var arguments: [[UInt8]] = []
+        arguments.reserveCapacity(entries.count * 2)
+        for (entry, count) in zip(entries, counts) {
+            arguments.append(Array(entry.utf8))
+            arguments.append(Array(String(count).utf8))
         }
+        _ = try await thread.run { [arguments] connection throws(RedisError) in
+            try connection.evaluate(RedisScripts.acknowledgeAttempts, keys: keys, arguments: arguments)
+        }
+        held.withLock { held in for entry in entries { held[entry] = nil } }
+    }
+
+    /// What one read gave: the records, and each entry's record count.
+    private struct Entries: Sendable {
+        var attempts: [LoggedAttempt] = []
+        var counts: [(id: String, records: Int)] = []
+    }
+
+    /// Notes the counts of the entries handed out; returns their records.
+    private func taken(_ entries: Entries) -> [LoggedAttempt] {
+        if !entries.counts.isEmpty {
+            held.withLock { held in
+                // Bounded: entries never acknowledged (their shipper gave up) are read again later.
+                if held.count > 100_000 { held.removeAll() }
+                for (id, records) in entries.counts { held[id] = records }
+            }
+        }
+        return entries.attempts
     }
 
     public func backlog() async throws -> AttemptLogBacklog {
@@ -115,21 +148,49 @@ public final class RedisAttemptLog: AttemptLog {
 
     /// Reads `[[id, [field, value, …]], …]`: one ``LoggedAttempt`` per record (records of one
     /// entry share its id); an entry without records comes as one empty record (only to acknowledge).
-    private static func entries(_ reply: RedisReply, command: String) throws(RedisError) -> [LoggedAttempt] {
-        var out: [LoggedAttempt] = []
+    private static func entries(_ reply: RedisReply, command: String) throws(RedisError) -> Entries {
+        var out = Entries()
         for item in try reply.array(for: command) ?? [] {
             guard let pair = try item.array(for: command), pair.count == 2 else { continue }
             let id = try pair[0].text(for: command)
             let fields = try pair[1].array(for: command) ?? []
             var records: [Data] = []
+            var lengths: [UInt8] = []
+            var count: Int?
             var index = 0
             while index + 1 < fields.count {
-                if try fields[index].text(for: command) == "r" { records.append(Data(try fields[index + 1].bytes(for: command))) }
+                switch try fields[index].text(for: command) {
+                case "r": records.append(Data(try fields[index + 1].bytes(for: command)))
+                case "L": lengths = try fields[index + 1].bytes(for: command)
+                case "R": records += split(try fields[index + 1].bytes(for: command), lengths: lengths)
+                case "n": count = Int(try fields[index + 1].text(for: command))
+                default: break
+                }
                 index += 2
             }
+            // What the script counted when it wrote the entry (entries from before field n: one
+            // per field).
+            out.counts.append((id, count ?? fields.count / 2))
             if records.isEmpty { records = [Data()] }
-            for record in records { out.append(LoggedAttempt(id: id, record: record)) }
+            for record in records { out.attempts.append(LoggedAttempt(id: id, record: record)) }
         }
         return out
+    }
+
+    /// Records sent back to back, cut at `lengths` (decimal, comma-separated). Lengths that do
+    /// not add up give the whole as one record, which the ledger then keeps as malformed rather
+    /// than lose.
+    static func split(_ joined: [UInt8], lengths: [UInt8]) -> [Data] {
+        var records: [Data] = []
+        var start = 0
+        for length in lengths.split(separator: UInt8(ascii: ",")) {
+            guard let count = Int(String(decoding: length, as: UTF8.self)), count > 0, start + count <= joined.count else {
+                return [Data(joined)]
+            }
+            records.append(Data(joined[start..<(start + count)]))
+            start += count
+        }
+        guard start == joined.count else { return [Data(joined)] }
+        return records
     }
 }

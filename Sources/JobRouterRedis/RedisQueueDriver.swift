@@ -603,14 +603,27 @@ final class CompletionBatcher: Sendable {
             return batch
         }
         if batch.isEmpty { return }
-        var arguments = [namespace, ledgerBound]
-        arguments.reserveCapacity(2 + batch.count * 4)
+        // The records go as one argument (and their lengths as another), not one each: the
+        // script then handles two strings per call rather than one per job.
+        var lengths: [UInt8] = []
+        var records: [UInt8] = []
+        records.reserveCapacity(batch.reduce(0) { $0 + $1.record.count })
+        var arguments = [namespace, ledgerBound, [], []]
+        arguments.reserveCapacity(4 + batch.count * 4)
         for ack in batch {
             arguments.append(Array(ack.token.utf8))
             arguments.append(Array(ack.jobID.utf8))
             arguments.append(Array(ack.queue.utf8))
-            arguments.append(ack.record)
+            let length = Array(String(ack.record.count).utf8)
+            arguments.append(length)
+            if !ack.record.isEmpty {
+                if !lengths.isEmpty { lengths.append(UInt8(ascii: ",")) }
+                lengths.append(contentsOf: length)
+                records.append(contentsOf: ack.record)
+            }
         }
+        arguments[2] = lengths
+        arguments[3] = records
         do throws(RedisError) {
             let codes = try session.connection().evaluate(RedisScripts.complete, keys: [], arguments: arguments).array(for: "complete") ?? []
             for (index, ack) in batch.enumerated() {

@@ -32,11 +32,13 @@
 /// - `NS:relayed` sorted set outbox row key → when the relay pushed it (ms): rows pushed whose
 ///   deletion in PostgreSQL is not confirmed yet, so a relay that died in between pushes none twice
 /// - `NS:batch:ID` the last input line of batch `ID` known to be enqueued (`enqueue --batch-id`)
-/// - `NS:events` stream of attempt records (one entry per script call, a field `r` per record,
-///   JSON), written only when a ledger consumes them, by the same script call that made each
-///   outcome durable; read by the ledger shipper's consumer group `ledger`, which deletes what it
-///   has stored. `NS:events:records` counts the records held; past the bound the oldest entries
-///   are dropped and their records counted in `NS:events:dropped`
+/// - `NS:events` stream of attempt records (JSON), one entry per script call: field `n` the
+///   number of records, then a field `r` per record, or `L` (their lengths, comma-separated) and
+///   `R` (the records back to back) for the records a worker sent together; written only when
+///   a ledger consumes them, by the same script call that made each outcome durable; read by
+///   the ledger shipper's consumer group `ledger`, which deletes what it has stored.
+///   `NS:events:records` counts the records held; past the bound the oldest entries are dropped
+///   and their records counted in `NS:events:dropped`
 /// - `NS:throughput:MINUTE` hash (MINUTE: minutes since the epoch) `p|f \t q|t \t name` → jobs
 ///   processed or failed in that minute per queue and per type, added by every worker every few
 ///   seconds; expires 25 hours after its minute
@@ -72,33 +74,50 @@ enum RedisScripts {
           return 2
         end
         -- Attempt records for the ledger (bound 0: no ledger, nothing written) are gathered by
-        -- log_attempt and written by flush_attempts as one stream entry per script call.
+        -- log_attempt (one record, field r) and log_attempts (records sent as one string with
+        -- their lengths, fields L and R: one Lua string per call, not one per job) and written by
+        -- flush_attempts as one stream entry per script call, whose field n says how many it holds.
         -- NS:events:records counts the records the stream holds; shipped entries are deleted, so all
         -- it holds is unshipped, and what the bound trims (oldest entries first) is dropped, counted.
-        local attempts = {}
+        local attempts, attempt_count = {}, 0
         local function log_attempt(record, bound)
           if bound > 0 and record ~= '' then
             attempts[#attempts + 1] = 'r'
             attempts[#attempts + 1] = record
+            attempt_count = attempt_count + 1
           end
         end
+        local function log_attempts(lengths, records, count, bound)
+          if bound > 0 and count > 0 then
+            attempts[#attempts + 1] = 'L'
+            attempts[#attempts + 1] = lengths
+            attempts[#attempts + 1] = 'R'
+            attempts[#attempts + 1] = records
+            attempt_count = attempt_count + count
+          end
+        end
+        -- How many records an entry holds (entries written before field n: one per field).
+        local function entry_records(fields)
+          if fields[1] == 'n' then return tonumber(fields[2]) or 0 end
+          return #fields / 2
+        end
         local function flush_attempts(bound)
-          local count = #attempts / 2
+          local count = attempt_count
           if count == 0 then return end
           local events = ns .. ':events'
           local held = tonumber(redis.call('GET', events .. ':records') or '0')
           while held + count > bound do
             local oldest = redis.call('XRANGE', events, '-', '+', 'COUNT', 1)[1]
             if not oldest then break end
-            local n = #oldest[2] / 2
+            local n = entry_records(oldest[2])
             redis.call('XDEL', events, oldest[1])
             held = held - n
             redis.call('DECRBY', events .. ':records', n)
             redis.call('INCRBY', events .. ':dropped', n)
           end
-          redis.call('XADD', events, '*', unpack(attempts))
+          redis.call('XADD', events, '*', 'n', count, unpack(attempts))
           redis.call('INCRBY', events .. ':records', count)
-          attempts = {}
+          attempts, attempt_count = {}, 0
         end
 
         """
@@ -356,23 +375,28 @@ enum RedisScripts {
         return out
         """)
 
-    /// Finishes claims: ARGV: ns, ledger bound (0: none), then per claim token, job id, queue,
-    /// attempt record ('' for none). Returns per claim 1 (done), 0 (its lease expired and recovery
+    /// Finishes claims: ARGV: ns, ledger bound (0: none), the attempt records' lengths (comma-
+    /// separated), the records back to back, then per claim token, job id, queue, the length of
+    /// its attempt record (0 for none). Returns per claim 1 (done), 0 (its lease expired and recovery
     /// took it) or 2 (already settled). A record goes to the ledger only with a claim it finished.
     static let complete = RedisScript(name: "complete", source: settlePrelude + """
         local out = {}
         local done = {}
         local bound = tonumber(ARGV[2])
         local tokens = {}
-        for i = 3, #ARGV, 4 do tokens[#tokens + 1] = ARGV[i] end
+        for i = 5, #ARGV, 4 do tokens[#tokens + 1] = ARGV[i] end
         -- One lookup, then one delete per key for the whole call (not three commands per job). A
         -- claim holds its lease as long as its in-flight record (claim, heartbeat, recovery and
         -- every settle add and remove the two together): ZMSCORE answers without copying the
         -- records out.
         local held = many('ZMSCORE', ns .. ':leases', tokens, 4000)
         local finished, ids, seen = {}, {}, {}
+        -- Records: ARGV[4] holds them all, back to back; ARGV[3] their lengths (comma-separated);
+        -- each job's own length comes with it. All logged as sent unless a claim was gone.
+        local recorded, all_settled = 0, true
         for j, token in ipairs(tokens) do
-          local i = 3 + (j - 1) * 4
+          local i = 5 + (j - 1) * 4
+          local length = tonumber(ARGV[i + 3]) or 0
           if seen[token] then
             out[j] = 2
           elseif held[j] then
@@ -380,10 +404,22 @@ enum RedisScripts {
             finished[#finished + 1] = token
             ids[#ids + 1] = ARGV[i + 1]
             done[ARGV[i + 2]] = (done[ARGV[i + 2]] or 0) + 1
-            log_attempt(ARGV[i + 3], bound)
             out[j] = 1
           else
             out[j] = gone(token)
+          end
+          if length > 0 then
+            if out[j] == 1 then recorded = recorded + 1 else all_settled = false end
+          end
+        end
+        if all_settled then
+          log_attempts(ARGV[3], ARGV[4], recorded, bound)
+        else
+          local at = 1
+          for j = 1, #tokens do
+            local length = tonumber(ARGV[5 + (j - 1) * 4 + 3]) or 0
+            if length > 0 and out[j] == 1 then log_attempt(string.sub(ARGV[4], at, at + length - 1), bound) end
+            at = at + length
           end
         end
         if #finished > 0 then
@@ -765,16 +801,28 @@ enum RedisScripts {
         return result
         """)
 
-    /// Forgets stored attempt records: acknowledges the entries (ARGV ids) for the consumer group
-    /// and deletes them, taking their records off the count. KEYS: the stream, its record counter.
+    /// Forgets stored attempt records: acknowledges the entries for the consumer group and deletes
+    /// them, taking their records off the count. KEYS: the stream, its record counter. ARGV: per
+    /// entry its id and how many records it holds (-1: read from the entry).
     static let acknowledgeAttempts = RedisScript(name: "ack-attempts", source: """
-        redis.call('XACK', KEYS[1], 'ledger', unpack(ARGV))
-        for _, id in ipairs(ARGV) do
-          local entry = redis.call('XRANGE', KEYS[1], id, id)[1]
-          if entry and redis.call('XDEL', KEYS[1], id) == 1 then
-            if redis.call('DECRBY', KEYS[2], #entry[2] / 2) < 0 then redis.call('SET', KEYS[2], 0) end
+        local ids = {}
+        for i = 1, #ARGV, 2 do ids[#ids + 1] = ARGV[i] end
+        redis.call('XACK', KEYS[1], 'ledger', unpack(ids))
+        local deleted = 0
+        for i = 1, #ARGV, 2 do
+          local n = tonumber(ARGV[i + 1]) or -1
+          if n < 0 then
+            -- Not known to the caller: field n says (before it: one record per field).
+            local entry = redis.call('XRANGE', KEYS[1], ARGV[i], ARGV[i])[1]
+            n = 0
+            if entry then
+              n = #entry[2] / 2
+              if entry[2][1] == 'n' then n = tonumber(entry[2][2]) or 0 end
+            end
           end
+          if redis.call('XDEL', KEYS[1], ARGV[i]) == 1 then deleted = deleted + n end
         end
-        return #ARGV
+        if deleted > 0 and redis.call('DECRBY', KEYS[2], deleted) < 0 then redis.call('SET', KEYS[2], 0) end
+        return #ids
         """)
 }
