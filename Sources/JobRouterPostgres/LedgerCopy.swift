@@ -152,6 +152,8 @@ enum LedgerCopy {
 
         mutating func record() -> Row? {
             var row = Row()
+            // The fields read so far (one bit each): a field named twice is left to the statement.
+            var seen: UInt32 = 0
             skipSpace()
             guard take(UInt8(ascii: "{")) else { return nil }
             skipSpace()
@@ -162,7 +164,8 @@ enum LedgerCopy {
                     skipSpace()
                     guard take(UInt8(ascii: ":")) else { return nil }
                     skipSpace()
-                    guard field(key, into: &row) else { return nil }
+                    guard let bit = field(key, into: &row), seen & bit == 0 else { return nil }
+                    seen |= bit
                     skipSpace()
                 } while take(UInt8(ascii: ","))
                 guard take(UInt8(ascii: "}")) else { return nil }
@@ -176,31 +179,34 @@ enum LedgerCopy {
             return row
         }
 
-        private mutating func field(_ key: Range<Int>, into row: inout Row) -> Bool {
+        /// Reads the value of `key` into `row`; returns the field's bit (0 for a field the table
+        /// does not keep), `nil` to give up.
+        private mutating func field(_ key: Range<Int>, into row: inout Row) -> UInt32? {
+            func read(_ bit: UInt32, _ ok: Bool) -> UInt32? { ok ? bit : nil }
             switch key.count {
-            case 2 where equal(key, "id"): return text(&row.id)
-            case 5 where equal(key, "claim"): return text(&row.claim)
-            case 4 where equal(key, "type"): return text(&row.type)
-            case 8 where equal(key, "priority"): return text(&row.priority)
-            case 5 where equal(key, "queue"): return text(&row.queue)
-            case 5 where equal(key, "group"): return text(&row.group)
+            case 2 where equal(key, "id"): return read(1 << 0, text(&row.id))
+            case 5 where equal(key, "claim"): return read(1 << 1, text(&row.claim))
+            case 4 where equal(key, "type"): return read(1 << 2, text(&row.type))
+            case 8 where equal(key, "priority"): return read(1 << 3, text(&row.priority))
+            case 5 where equal(key, "queue"): return read(1 << 4, text(&row.queue))
+            case 5 where equal(key, "group"): return read(1 << 5, text(&row.group))
             case 7 where equal(key, "attempt"):
-                if literal("null") { row.attempt = nil; return true }
-                guard let value = integer(), let attempt = Int32(exactly: value) else { return false }
+                if literal("null") { row.attempt = nil; return 1 << 6 }
+                guard let value = integer(), let attempt = Int32(exactly: value) else { return nil }
                 row.attempt = attempt
-                return true
-            case 7 where equal(key, "outcome"): return text(&row.outcome)
-            case 5 where equal(key, "error"): return text(&row.error)
-            case 6 where equal(key, "worker"): return text(&row.worker)
-            case 11 where equal(key, "enqueued_at"): return time(&row.enqueuedAt)
-            case 10 where equal(key, "started_at"): return time(&row.startedAt)
-            case 11 where equal(key, "finished_at"): return time(&row.finishedAt)
+                return 1 << 6
+            case 7 where equal(key, "outcome"): return read(1 << 7, text(&row.outcome))
+            case 5 where equal(key, "error"): return read(1 << 8, text(&row.error))
+            case 6 where equal(key, "worker"): return read(1 << 9, text(&row.worker))
+            case 11 where equal(key, "enqueued_at"): return read(1 << 10, time(&row.enqueuedAt))
+            case 10 where equal(key, "started_at"): return read(1 << 11, time(&row.startedAt))
+            case 11 where equal(key, "finished_at"): return read(1 << 12, time(&row.finishedAt))
             case 5 where equal(key, "entry"):
                 row.payload = nil
-                guard peek == UInt8(ascii: "{") else { return skipValue() }
-                return payload(&row.payload)
+                guard peek == UInt8(ascii: "{") else { return read(1 << 13, skipValue()) }
+                return read(1 << 13, payload(&row.payload))
             default:
-                return skipValue()
+                return read(0, skipValue())
             }
         }
 
@@ -226,54 +232,47 @@ enum LedgerCopy {
             return true
         }
 
-        /// `[-]digits[.digits]` read exactly (rounded at the microsecond); anything with an
-        /// exponent through `Double`. `nil` beyond what PostgreSQL's timestamps hold.
+        /// Microseconds since the Unix epoch, as PostgreSQL's `to_timestamp(double precision)`
+        /// makes them: the number as a double, less the PostgreSQL epoch, times a million, rounded
+        /// half to even. A plain `digits[.up to six digits]` before 2038 is read exactly instead,
+        /// which gives the same microsecond (the double's error stays under 0.37 µs there).
+        /// `nil` beyond what a record's time can be.
         static func micros(_ number: UnsafeBufferPointer<UInt8>) -> Int64? {
-            var position = 0
-            let negative = number.first == UInt8(ascii: "-")
-            if negative { position = 1 }
             var seconds: Int64 = 0
             var fraction: Int64 = 0
             var fractionDigits = 0
-            var roundUp = false
-            var plain = true
             var inFraction = false
-            while position < number.count {
-                let byte = number[position]
+            var exact = !number.isEmpty
+            for byte in number {
                 switch byte {
                 case UInt8(ascii: "0")...UInt8(ascii: "9"):
                     let digit = Int64(byte - UInt8(ascii: "0"))
                     if inFraction {
-                        if fractionDigits < 6 {
-                            fraction = fraction * 10 + digit
-                            fractionDigits += 1
-                        } else if fractionDigits == 6 {
-                            roundUp = digit >= 5
-                            fractionDigits += 1
-                        }
+                        fraction = fraction * 10 + digit
+                        fractionDigits += 1
+                        if fractionDigits > 6 { exact = false }
                     } else {
-                        guard seconds < 100_000_000_000 else { return nil }
                         seconds = seconds * 10 + digit
+                        if seconds >= 1 << 31 { exact = false }
                     }
                 case UInt8(ascii: "."):
                     inFraction = true
                 default:
-                    plain = false
+                    exact = false  // a sign or an exponent
                 }
-                if !plain { break }
-                position += 1
+                if !exact { break }
             }
-            if !plain {
-                guard let text = String(bytes: number, encoding: .ascii), let value = Double(text),
-                      value.isFinite, abs(value) < 100_000_000_000 else { return nil }
-                return Int64((value * 1_000_000).rounded())
+            if exact {
+                while fractionDigits < 6 {
+                    fraction *= 10
+                    fractionDigits += 1
+                }
+                return seconds * 1_000_000 + fraction
             }
-            while fractionDigits < 6 {
-                fraction *= 10
-                fractionDigits += 1
-            }
-            let magnitude = seconds * 1_000_000 + fraction + (roundUp ? 1 : 0)
-            return negative ? -magnitude : magnitude
+            guard let value = Double(String(decoding: number, as: UTF8.self)), value.isFinite,
+                  abs(value) < 100_000_000_000 else { return nil }
+            let sincePostgresEpoch = ((value - Double(LedgerCopy.postgresEpochMicros / 1_000_000)) * 1_000_000).rounded(.toNearestOrEven)
+            return Int64(sincePostgresEpoch) + LedgerCopy.postgresEpochMicros
         }
 
         /// An integer without fraction or exponent.
@@ -294,7 +293,7 @@ enum LedgerCopy {
         }
 
         /// The entry object: keeps the raw text of its `payload` member (the statement's
-        /// `entry->'payload'`, the last one when named twice).
+        /// `entry->'payload'`); gives up when it is named twice.
         private mutating func payload(_ value: inout Range<Int>?) -> Bool {
             guard take(UInt8(ascii: "{")) else { return false }
             skipSpace()
@@ -309,7 +308,10 @@ enum LedgerCopy {
                 skipSpace()
                 let start = index
                 guard skipValue() else { return false }
-                if isPayload { value = start..<index }
+                if isPayload {
+                    guard value == nil else { return false }
+                    value = start..<index
+                }
                 skipSpace()
             } while take(UInt8(ascii: ","))
             return take(UInt8(ascii: "}"))

@@ -1,0 +1,67 @@
+import Foundation
+import JobRouter
+@testable import JobRouterRedis
+import Testing
+
+/// The attempt log's layout: a settle call's records travel as one string with their lengths,
+/// and come out of the log one by one, each once.
+@Suite(.timeLimit(.minutes(2)))
+struct AttemptLogTests {
+    @Test func recordsSentTogetherAreReadOneByOne() {
+        let joined = Array(#"{"a":1}{"bb":22}"#.utf8)
+        #expect(RedisAttemptLog.split(joined, lengths: Array("7,9".utf8)) == [Data(#"{"a":1}"#.utf8), Data(#"{"bb":22}"#.utf8)])
+        // Lengths that do not add up: one record holding everything (stored as malformed, not lost).
+        for lengths in ["7,8", "7,10", "7,x", "", "0,16"] {
+            #expect(RedisAttemptLog.split(joined, lengths: Array(lengths.utf8)) == [Data(joined)], "\(lengths)")
+        }
+    }
+
+    /// One `complete` call for three claims, one of them settled already: the records of the two
+    /// it finished are logged, the third's is not (the script cuts them out of the joined string);
+    /// with every claim finished, the joined string is logged as it came.
+    @Test func aSettleCallLogsTheRecordsOfTheClaimsItFinishedOnly() async throws {
+        let keys = TestKeys()
+        let queue = keys.queue("default")
+        let driver = RedisQueueDriver(endpoint: try RedisEndpoint(url: try TestRedis.url), namespace: keys.namespace, ledgerBuffer: 100)
+        for n in 0..<6 { _ = try await driver.command(["RPUSH", queue, #"{"id":"j\#(n)","type":"ok"}"#]) }
+        let fetcher = driver.makeFetcher(queues: [queue], label: "t", worker: "w", terms: LeaseTerms(lease: .seconds(30), maxRecoveries: 1))
+        let claims = try await fetcher.fetch(max: 6, wait: .milliseconds(200))
+        #expect(claims.count == 6)
+        #expect(try await driver.complete(claims[1], attempt: nil) == .applied)
+        let log = RedisAttemptLog(driver: driver)
+        // Drains what the log holds now (nothing is logged without a record).
+        #expect(try await log.read(consumer: "c", max: 100, wait: .milliseconds(10)).isEmpty)
+
+        func call(_ claims: ArraySlice<ClaimedEntry>) async throws -> [RedisReply] {
+            let records = claims.map { #"{"id":"\#($0.jobID.rawValue)","claim":"\#($0.token)"}"# }
+            var arguments = [keys.namespace, "100", records.map { String($0.utf8.count) }.joined(separator: ","), records.joined()]
+            for (claim, record) in zip(claims, records) {
+                arguments += [claim.token, claim.jobID.rawValue, claim.queue, String(record.utf8.count)]
+            }
+            let reply = try await driver.command(["EVAL", RedisScripts.complete.source, "0"] + arguments)
+            return try reply.array(for: "complete") ?? []
+        }
+        #expect(try await call(claims[0..<3]) == [.integer(1), .integer(2), .integer(1)])
+        #expect(try await call(claims[3..<6]) == [.integer(1), .integer(1), .integer(1)])
+
+        let read = try await log.read(consumer: "c", max: 100, wait: .milliseconds(100))
+        #expect(read.map { String(decoding: $0.record, as: UTF8.self) } == [0, 2, 3, 4, 5].map {
+            #"{"id":"j\#($0)","claim":"\#(claims[$0].token)"}"#
+        })
+        // Two entries: the first with a field per record (cut out), the second with the string as sent.
+        #expect(Set(read.map(\.id)).count == 2)
+        let entries = try await driver.command(["XRANGE", keys.namespace + ":events", "-", "+"])
+        let fields = try (entries.array(for: "XRANGE") ?? []).map { entry in
+            try (entry.array(for: "XRANGE")?[1].array(for: "XRANGE") ?? []).map { try $0.text(for: "XRANGE") }
+        }
+        #expect(fields.map { Array($0.enumerated().filter { $0.offset % 2 == 0 }.map(\.element)) } == [["n", "r", "r"], ["n", "L", "R"]])
+        #expect(fields.map { $0[1] } == ["2", "3"])
+        #expect(try await log.backlog() == AttemptLogBacklog(waiting: 5, dropped: 0))
+        // Acknowledging takes each entry's records off the count without reading them back.
+        try await log.acknowledge(read.map(\.id))
+        #expect(try await log.backlog() == AttemptLogBacklog(waiting: 0, dropped: 0))
+        #expect(try await driver.command(["XLEN", keys.namespace + ":events"]) == .integer(0))
+        await fetcher.close()
+        await cleanUp(driver, keys)
+    }
+}
