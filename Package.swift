@@ -16,7 +16,10 @@ let package = Package(
         // /metrics, /healthz, /readyz over HTTP (hummingbird, SwiftNIO): only what serves HTTP links NIO.
         .library(name: "JobRouterHTTP", targets: ["JobRouterHTTP"]),
         .library(name: "JobRouterWeb", targets: ["JobRouterWeb"]),
+        // `jobrouter`: runs `work` itself when the core alone runs the configuration, and hands
+        // every other command to `jobrouter-cli` beside it (install both).
         .executable(name: "jobrouter", targets: ["jobrouter"]),
+        .executable(name: "jobrouter-cli", targets: ["JobRouterCLI"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -41,8 +44,8 @@ let package = Package(
             dependencies: [
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
-                .product(name: "Mustache", package: "swift-mustache"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ]
         ),
@@ -57,6 +60,7 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
                 "JobRouter",
                 "CCurl",
+                .product(name: "Mustache", package: "swift-mustache"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -107,7 +111,7 @@ let package = Package(
             ]
         ),
         .executableTarget(
-            name: "jobrouter",
+            name: "JobRouterCLI",
             dependencies: [
                 "JobRouter",
                 "JobRouterRedis",
@@ -119,6 +123,17 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // Links only the core and Redis (no libcurl, libpq, SwiftNIO or ArgumentParser): what a
+        // worker maps is what it runs.
+        .executableTarget(
+            name: "jobrouter",
+            dependencies: [
+                "JobRouter",
+                "JobRouterRedis",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ]
         ),

@@ -15,8 +15,7 @@ CONCURRENCY=${2:-64}
 ensure_packages "${JOBROUTER_PACKAGES[@]}"
 
 log "building (release)"
-swift build -c release --product jobrouter >/dev/null
-BIN="$(swift build -c release --show-bin-path)/jobrouter"
+build_jobrouter release >/dev/null
 
 run_dir=$(mktemp -d /tmp/jobrouter-bench.XXXXXX)
 trap 'stop_redis; [ -n "${WORKER:-}" ] && kill -9 "$WORKER" 2>/dev/null; rm -rf "$run_dir"' EXIT

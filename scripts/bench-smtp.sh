@@ -10,8 +10,7 @@ N=${1:-500}
 C=${2:-4}
 ensure_packages "${JOBROUTER_PACKAGES[@]}"
 log "building (release)"
-swift build -c release --product jobrouter 2>&1 | grep -v "prohibited flag" | tail -1
-BIN="$(swift build -c release --show-bin-path)/jobrouter"
+build_jobrouter release
 
 run_dir=$(mktemp -d /tmp/jobrouter-bench-smtp.XXXXXX)
 trap 'stop_redis; stop_smtp_sink; [ -n "${WORKER:-}" ] && kill -9 "$WORKER" 2>/dev/null; rm -rf "$run_dir"' EXIT

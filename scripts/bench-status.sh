@@ -12,8 +12,7 @@ N=${1:-10000}
 SIZE=${2:-20000}
 ensure_packages "${JOBROUTER_PACKAGES[@]}"
 log "building (release)"
-swift build -c release --product jobrouter >/dev/null
-BIN="$(swift build -c release --show-bin-path)/jobrouter"
+build_jobrouter release >/dev/null
 
 run_dir=$(mktemp -d /tmp/jobrouter-bench-status.XXXXXX)
 trap 'stop_redis; [ -n "${WORKER:-}" ] && kill -9 "$WORKER" 2>/dev/null; rm -rf "$run_dir"' EXIT

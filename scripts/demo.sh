@@ -12,8 +12,7 @@ source scripts/lib.sh
 
 ensure_packages "${JOBROUTER_PACKAGES[@]}"
 log "building jobrouter"
-swift build --product jobrouter 2>&1 | grep -v "prohibited flag" | tail -1
-BIN="$(swift build --show-bin-path)/jobrouter"
+build_jobrouter debug
 
 run_dir="$PWD/.run/demo"
 rm -rf "$run_dir" && mkdir -p "$run_dir"

@@ -5,8 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."; source scripts/lib.sh
 ensure_packages "${JOBROUTER_PACKAGES[@]}"
-swift build --product jobrouter 2>&1 | grep -v "prohibited flag" | tail -1
-BIN="$(swift build --show-bin-path)/jobrouter"
+build_jobrouter debug
 d=$(mktemp -d /tmp/jobrouter-outage.XXXXXX); start_redis $d/r >/dev/null; start_postgres $d/pg
 trap 'stop_redis; stop_postgres; kill -9 ${W:-} 2>/dev/null; rm -rf "$d"' EXIT
 as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }

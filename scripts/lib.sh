@@ -294,11 +294,19 @@ stop_postgres() {
   fi
 }
 
-# Builds the release binary (benchmarks) and sets BIN to it.
+# Builds `jobrouter` and `jobrouter-cli` (the one hands commands to the other: both are needed)
+# in configuration $1 (debug or release) and sets BIN to `jobrouter`.
+build_jobrouter() {
+  local configuration="${1:-debug}"
+  swift build -c "$configuration" --product jobrouter-cli 2>&1 | grep -v "prohibited flag" | tail -1
+  swift build -c "$configuration" --product jobrouter 2>&1 | grep -v "prohibited flag" | tail -1
+  BIN="$(swift build -c "$configuration" --show-bin-path)/jobrouter"
+}
+
+# Builds the release binaries (benchmarks) and sets BIN to `jobrouter`.
 build_release() {
   log "building (release)"
-  swift build -c release --product jobrouter 2>&1 | grep -v "prohibited flag" | tail -1
-  BIN="$(swift build -c release --show-bin-path)/jobrouter"
+  build_jobrouter release
 }
 
 # Writes $1 `ping` jobs (NDJSON for `enqueue --batch`) to the file $2.

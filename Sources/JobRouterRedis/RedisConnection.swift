@@ -1,5 +1,8 @@
 import CHiredis
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 import JobRouter
 
 /// One hiredis connection. Owns its `redisContext` and frees it in `deinit`.

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// Where a Redis server is, read from `redis://[[user]:password@]host[:port][/db]`.
 ///

@@ -1,5 +1,6 @@
-import Foundation
+import FoundationEssentials
 import JobRouter
+import Logging
 
 /// A dead-letter record as stored, with the time it was kept.
 public struct StoredDeadLetter: Sendable, Equatable {
@@ -321,6 +322,18 @@ extension RedisQueueDriver {
         let millis = date.timeIntervalSince1970 * 1000
         guard millis.isFinite else { return millis > 0 ? 1 << 52 : 0 }
         return Int64(min(max(millis, 0), Double(1 << 52)))
+    }
+
+    /// ``preflight(queues:)`` as a worker starts it: what retrying cannot fix throws; a server
+    /// that cannot be reached now is only logged (the workers wait for it and say so once).
+    public func preflightBeforeStart(queues: [String], logger: Logger) async throws(RedisError) {
+        do {
+            try await preflight(queues: queues)
+        } catch let error as RedisError where error.isPermanent {
+            throw error
+        } catch {
+            logger.warning("cannot check redis before starting (\(error)); starting anyway")
+        }
     }
 
     /// Checks, before a worker starts, what retrying would never fix: the server accepts the

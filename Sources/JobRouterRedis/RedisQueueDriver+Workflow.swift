@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import JobRouter
 
 /// Cron ticks, unique locks, chains, batches and paused queues (see ``RedisScripts`` for the keys).

@@ -113,6 +113,59 @@ struct ProcessTests {
         #expect(left > 0 && left < total - 1_000, "the stop came mid-drain: \(left) left")
     }
 
+    /// `jobrouter work` runs a configuration the core alone runs in the lean executable (no
+    /// libcurl, libpq or SwiftNIO mapped), and hands one with mail, PostgreSQL or HTTP (or any
+    /// option only the full CLI knows) to `jobrouter-cli`, in the same process. Either way the
+    /// jobs run and SIGTERM stops it cleanly.
+    @Test(arguments: [
+        (extra: "", arguments: ["work"], environment: [:], lean: true),
+        (extra: "", arguments: ["--log-level", "info", "work", "--group=main"], environment: [:], lean: true),
+        (extra: "", arguments: ["work"], environment: ["JOBROUTER_LEAN_WORKER": "0"], lean: false),
+        (extra: "", arguments: ["work", "--http", "127.0.0.1:0"], environment: [:], lean: false),
+        (extra: "[types.mail]\nhandler = \"smtp\"\n[smtp]\nurl = \"smtp://127.0.0.1:1\"\nfrom = \"a@example.org\"\n", arguments: ["work"], environment: [:], lean: false),
+    ])
+    func workRunsLeanWhenTheCoreAloneRunsTheConfiguration(extra: String, arguments: [String], environment: [String: String], lean: Bool) async throws {
+        let keys = TestKeys()
+        let driver = try TestRedis.driver(namespace: keys.namespace)
+        defer { Task { await cleanUp(driver, keys) } }
+        let queue = keys.queue("default")
+        let base = """
+            default_queue = "\(queue)"
+            [redis]
+            url = "\(try TestRedis.url)"
+            namespace = "\(keys.namespace)"
+            [types.ping]
+            handler = "noop"
+            [groups.main]
+            queues = ["\(queue)"]
+            concurrency = 2
+
+            """
+        let path = try writeConfig(keys, base + extra)
+        let configuration = try RouterConfiguration.parse(toml: base)
+        _ = try await JobRouterClient(configuration: configuration, driver: driver).enqueue((0..<5).map { _ in JobRequest(type: "ping") })
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try TestRedis.binary)
+        process.arguments = arguments + ["--config", path]
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        process.standardOutput = FileHandle.nullDevice
+        let errors = Pipe()
+        process.standardError = errors
+        try process.run()
+        #expect(try await eventually { try await driver.depths(of: [queue])[queue] == 0 })
+        let pid = process.processIdentifier
+        let executable = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe")
+        // /proc files say they are empty: read to the end rather than by size.
+        let maps = String(decoding: FileHandle(forReadingAtPath: "/proc/\(pid)/maps")?.readDataToEndOfFile() ?? Data(), as: UTF8.self)
+        process.terminate()
+        #expect(await eventually(timeout: .seconds(10)) { !process.isRunning })
+        #expect(process.terminationStatus == 0, "\(String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))")
+        #expect(URL(fileURLWithPath: executable).lastPathComponent == (lean ? "jobrouter" : "jobrouter-cli"))
+        #expect(maps.contains("libhiredis"))
+        #expect(maps.contains("libcurl") == !lean && maps.contains("libpq") == !lean)
+        #expect(try await driver.command(["HLEN", "\(keys.namespace):inflight"]) == .integer(0))
+    }
+
     @Test func brokenConfigurationIsOneClearLine() async throws {
         let keys = TestKeys()
         let path = try writeConfig(keys, """

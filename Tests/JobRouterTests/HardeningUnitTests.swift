@@ -65,19 +65,6 @@ struct HardeningUnitTests {
         #expect(child["JOB_ATTEMPT"] == "2" && child["JOB_PRIORITY"] == "high")
     }
 
-    @Test func everyAttemptOfAMailSendsTheSameBytes() throws {
-        var job = JobEnvelope(type: "email", priority: nil, queue: "q", payload: .object([
-            "to": .string("a@example.org"), "subject": .string("s"), "text": .string("t")]),
-            enqueuedAt: Date(timeIntervalSince1970: 1_796_000_000))
-        let settings = SMTPSettings(url: "smtp://127.0.0.1:25", from: "noreply@example.org")
-        let first = try MailMessage(job: job, settings: settings, templates: [:])
-        job.attempt = 3
-        job.lastError = "SMTP 451: try again"
-        let third = try MailMessage(job: job, settings: settings, templates: [:])
-        #expect(first.data == third.data)
-        #expect(String(decoding: first.data, as: UTF8.self).contains("Date: "))
-    }
-
     @Test func oversizePayloadsAreEstimatedWithoutEncoding() {
         #expect(JSONValue.string(String(repeating: "x", count: 100)).estimatedSizeOver(50))
         #expect(!JSONValue.object(["a": .integer(1)]).estimatedSizeOver(50))

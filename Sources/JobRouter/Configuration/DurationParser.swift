@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// Reads durations written as strings in the configuration and on the command line:
 /// a whole or decimal number followed by `ms`, `s`, `m`, `h` or `d` (`"250ms"`, `"1.5s"`, `"5m"`, `"7d"`).

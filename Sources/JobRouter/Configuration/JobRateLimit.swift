@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// A type's `rate_limit`: a shared GCRA (the same limiter as `[smtp] rate_limit`), one per type or
 /// one per distinct value of a payload key.

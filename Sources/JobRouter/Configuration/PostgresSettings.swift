@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// The `[postgres]` table: where JobRouter's durable history lives. Without it JobRouter works
 /// without PostgreSQL.

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import TOMLKit
 
 /// Reads `queues.toml`.
@@ -68,10 +68,9 @@ extension RouterConfiguration {
     /// the keys of the handler kinds they serve.
     public static func load(path: String, providers: [any HandlerProvider] = HandlerRegistry().providers) throws -> RouterConfiguration {
         let text: String
-        do {
-            text = try String(contentsOfFile: path, encoding: .utf8)
-        } catch {
-            throw ConfigurationError(file: path, keyPath: "", message: "cannot read the file (\(Self.reason(error)))")
+        switch FileText.read(path) {
+        case .success(let read): text = read
+        case .failure(let reason): throw ConfigurationError(file: path, keyPath: "", message: "cannot read the file (\(reason))")
         }
         return try parse(toml: text, file: path, providers: providers)
     }
@@ -101,14 +100,6 @@ extension RouterConfiguration {
         return configuration
     }
 
-    private static func reason(_ error: Error) -> String {
-        let nsError = error as NSError
-        if let underlying = nsError.userInfo[NSUnderlyingErrorKey] as? NSError,
-           underlying.domain == NSPOSIXErrorDomain, let code = POSIXErrorCode(rawValue: Int32(underlying.code)) {
-            return String(cString: strerror(code.rawValue))
-        }
-        return nsError.localizedDescription
-    }
 }
 
 /// Walks the parsed TOML tree into configuration values, naming the key path of anything wrong.

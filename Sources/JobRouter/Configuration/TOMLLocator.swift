@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// Finds the line where a key path is written in TOML text, so that errors found after parsing
 /// (the parser keeps no positions) can still point at a line.

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// How one attempt of a job ended, as the ledger keeps it.
 public enum AttemptOutcome: String, Sendable, CaseIterable {

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import Logging
 
 /// Something that happened to a job. Every lifecycle change is reported here, once, and only

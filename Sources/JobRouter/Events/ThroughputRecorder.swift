@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import Synchronization
 
 /// Cluster-wide throughput: jobs processed and failed per minute, per queue and per type, added up

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -61,7 +61,7 @@ struct ChildProcess {
         let control = Control()
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Termination, Error>) in
-                let thread = Thread {
+                OSThread.start(name: "jobrouter-exec") {
                     let result = Result { try watch(arguments, input: input, environment: environment, control: control) }
                     guard case .success(let termination) = result, let group = control.state.withLock({ $0.pid > 0 ? $0.pid : nil }) else {
                         continuation.resume(with: result)
@@ -77,8 +77,6 @@ struct ChildProcess {
                         reap(group: group, termSentAt: .now)
                     }
                 }
-                thread.name = "jobrouter-exec"
-                thread.start()
             }
         } onCancel: {
             control.cancel()

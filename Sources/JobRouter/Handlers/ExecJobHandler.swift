@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// Runs a program for each job (`handler = "exec"`): without a shell, the job's JSON on stdin, and
 /// `JOB_ID`, `JOB_TYPE`, `JOB_PRIORITY`, `JOB_QUEUE`, `JOB_ATTEMPT` in its environment.

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// A job to enqueue when another succeeds (`then`), routed when the chain was enqueued.
 public struct ChainStep: Sendable, Equatable {

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// Any JSON value: the payload of a job is stored exactly as the producer gave it.
 public enum JSONValue: Sendable, Hashable {

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// The durable history of jobs (the PostgreSQL ledger, `JobRouterPostgres.Ledger`), read by
 /// tools that must not link libpq themselves (the web dashboard).

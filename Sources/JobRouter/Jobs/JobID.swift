@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import Synchronization
 
 /// A unique, time-ordered job identifier: 26 characters of Crockford base32 (ULID layout),

@@ -1,4 +1,7 @@
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The encodings a correct message needs: RFC 2047 encoded words for non-ASCII header text, and
 /// base64 bodies with lines of 76 characters, so no line ever exceeds 998 octets.

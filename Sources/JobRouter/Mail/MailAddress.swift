@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// A mailbox: an address with an optional display name. Parsing rejects anything that could
 /// inject headers or commands (CR, LF, NUL, angle brackets in the wrong place).

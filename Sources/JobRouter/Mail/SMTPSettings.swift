@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// The `[smtp]` table: where mail goes and how fast.
 public struct SMTPSettings: Sendable, Equatable {

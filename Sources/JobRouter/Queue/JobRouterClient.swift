@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// Enqueues jobs: routes each by type and priority, then pushes it to its queue.
 ///

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// A cron expression: when a schedule fires.
 ///

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// A `[schedules.NAME]` table: a job enqueued at every tick of a cron expression.
 ///

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import Logging
 
 /// Fires the cron schedules of `queues.toml` from a worker process.

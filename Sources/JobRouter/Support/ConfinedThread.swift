@@ -1,5 +1,5 @@
 import Dispatch
-import Foundation
+import FoundationEssentials
 import Synchronization
 
 /// A dedicated thread that owns some non-`Sendable` state (a C library handle) and runs work on it
@@ -18,9 +18,7 @@ package final class ConfinedThread<State: AnyObject>: Sendable {
     /// Starts the thread, named `name`; `makeState` runs on it first.
     package init(name: String, makeState: @escaping @Sendable () -> State) {
         // The thread keeps `self` alive until `stop()` ends its loop.
-        let thread = Thread { self.loop(makeState) }
-        thread.name = name
-        thread.start()
+        OSThread.start(name: name) { self.loop(makeState) }
     }
 
     private func loop(_ makeState: @Sendable () -> State) {

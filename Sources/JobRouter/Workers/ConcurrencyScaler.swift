@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import Logging
 
 /// Grows and shrinks an autoscaled group's slots (`concurrency = { min, max, target_wait }`).

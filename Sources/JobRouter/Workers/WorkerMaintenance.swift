@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import Logging
 
 /// The per-process loops that keep claims safe and schedules moving, started by every worker

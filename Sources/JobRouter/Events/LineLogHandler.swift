@@ -1,22 +1,35 @@
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
 import Glibc
-import JobRouter
+#endif
 import Logging
 import Synchronization
 
 /// Writes `2026-11-22T10:00:00.123Z info message key=value` lines to stdout through
 /// ``LogOutput``. Control characters in the message and metadata are escaped: one message is
 /// always exactly one line.
-struct LineLogHandler: LogHandler {
-    var logLevel: Logger.Level = .info
-    var metadata: Logger.Metadata = [:]
+public struct LineLogHandler: LogHandler {
+    public var logLevel: Logger.Level = .info
+    public var metadata: Logger.Metadata = [:]
 
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+    /// A handler at the info level, without metadata.
+    public init() {}
+
+    /// A logger labelled `label` writing through this handler at `level` (`trace`, `debug`,
+    /// `info`, `notice`, `warning`, `error` or `critical`, any case); `nil` for another word.
+    public static func logger(label: String = "jobrouter", level: String) -> Logger? {
+        guard let level = Logger.Level(rawValue: level.lowercased()) else { return nil }
+        var logger = Logger(label: label) { _ in LineLogHandler() }
+        logger.logLevel = level
+        return logger
+    }
+
+    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
         get { metadata[key] }
         set { metadata[key] = newValue }
     }
 
-    func log(event: LogEvent) {
+    public func log(event: LogEvent) {
         var line = Timestamp.format(Date())
         line.reserveCapacity(256)
         line += " "
@@ -88,7 +101,7 @@ final class LogOutput: Sendable {
         atexit { LogOutput.standardOutput.flush() }
         let interval = UInt32(Self.flushInterval.components.attoseconds / 1_000_000_000_000)
         // A plain thread: sleeping here must not take one of the cooperative pool's threads.
-        Thread.detachNewThread { [self] in
+        OSThread.start(name: "jobrouter-log") { [self] in
             while true {
                 usleep(interval)
                 flush()

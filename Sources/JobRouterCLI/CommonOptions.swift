@@ -51,11 +51,9 @@ struct CommonOptions: ParsableArguments {
 
     /// A logger writing one line per message to stdout.
     func makeLogger() throws -> Logger {
-        guard let level = Logger.Level(rawValue: logLevel.lowercased()) else {
+        guard let logger = LineLogHandler.logger(level: logLevel) else {
             throw CommandFailure("--log-level: '\(logLevel)' is not one of trace, debug, info, notice, warning, error, critical")
         }
-        var logger = Logger(label: "jobrouter") { _ in LineLogHandler() }
-        logger.logLevel = level
         return logger
     }
 }

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import JobRouter
 import Mustache
 
 /// One mail, built from an `smtp` job's payload, ready to send: the envelope (sender and every

@@ -53,12 +53,9 @@ struct WorkCommand: AsyncParsableCommand {
             }
             let queues = Set(worker.groupNames.compactMap { configuration.groups[$0] }.flatMap(\.queues)).sorted()
             do {
-                try await driver.preflight(queues: queues)
-            } catch let error as RedisError where error.isPermanent {
-                throw CommandFailure("\(error)")
+                try await driver.preflightBeforeStart(queues: queues, logger: logger)
             } catch {
-                // Unreachable for now: the workers wait for the server and say so once.
-                logger.warning("cannot check redis before starting (\(error)); starting anyway")
+                throw CommandFailure("\(error)")
             }
             let shippers = try await ledgerShippers(configuration, driver: driver, worker: worker, logger: logger)
             let relay = try configuration.postgres.flatMap { settings in
@@ -105,18 +102,7 @@ struct WorkCommand: AsyncParsableCommand {
                     return .workers
                 }
                 tasks.addTask {
-                    var received = 0
-                    for await signal in signals {
-                        received += 1
-                        operations?.health.markStopping()
-                        if received == 1 {
-                            logger.notice("\(signal): stopping; running jobs may finish (send again to put them back now)")
-                            worker.shutdown()
-                        } else {
-                            logger.notice("\(signal) again: putting running jobs back now")
-                            worker.shutdown(immediately: true)
-                        }
-                    }
+                    await worker.stopOnSignals(signals, logger: logger) { operations?.health.markStopping() }
                     return .signals
                 }
                 // Done when the workers are, and the HTTP side (told to stop after them) has stopped.

@@ -41,11 +41,14 @@ struct SystemdCommand: AsyncParsableCommand {
         }
     }
 
+    /// `jobrouter` beside this executable (`jobrouter-cli`, which `jobrouter` hands commands to):
+    /// the one that runs a lean worker when it can.
     static func currentExecutable() throws -> String {
         guard let path = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") else {
             throw CommandFailure("cannot tell where this binary is; pass --binary PATH")
         }
-        return path
+        let front = URL(fileURLWithPath: path).deletingLastPathComponent().appendingPathComponent("jobrouter").path
+        return FileManager.default.isExecutableFile(atPath: front) ? front : path
     }
 }
 

@@ -1,0 +1,15 @@
+extension RouterConfiguration {
+    /// What in this configuration takes more than the core and Redis to run `work`: a job type
+    /// whose handler kind is not the core's (`smtp`, `sql`), the PostgreSQL ledger or outbox, or
+    /// an HTTP endpoint. `nil` when the core alone runs every group, as the lean
+    /// `jobrouter-worker` executable does (no libcurl, libpq, SwiftNIO or full Foundation mapped).
+    public var beyondCore: String? {
+        let core = Set(HandlerRegistry().providers.map(\.kind))
+        for (name, type) in types.sorted(by: { $0.key < $1.key }) where !core.contains(type.handler) {
+            return "type \(name) uses the \(type.handler) handler"
+        }
+        if let postgres, postgres.ledger || postgres.outbox { return "the postgres ledger or outbox is on" }
+        if let httpListen { return "[http] listen is \(httpListen)" }
+        return nil
+    }
+}
