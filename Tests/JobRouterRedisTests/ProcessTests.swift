@@ -166,6 +166,52 @@ struct ProcessTests {
         #expect(try await driver.command(["HLEN", "\(keys.namespace):inflight"]) == .integer(0))
     }
 
+    /// Every line the worker writes is `TIME LEVEL MESSAGE`, stamped in UTC with milliseconds as
+    /// it is written (times in order, close to the clock), one event a line.
+    @Test func logLinesAreStampedOneEventALine() async throws {
+        let keys = TestKeys()
+        let driver = try TestRedis.driver(namespace: keys.namespace)
+        defer { Task { await cleanUp(driver, keys) } }
+        let queue = keys.queue("default")
+        let toml = """
+            default_queue = "\(queue)"
+            [redis]
+            url = "\(try TestRedis.url)"
+            namespace = "\(keys.namespace)"
+            [types.ping]
+            handler = "noop"
+            [groups.main]
+            queues = ["\(queue)"]
+            concurrency = 2
+            """
+        let path = try writeConfig(keys, toml)
+        _ = try await JobRouterClient(configuration: try RouterConfiguration.parse(toml: toml), driver: driver)
+            .enqueue((0..<20).map { _ in JobRequest(type: "ping") })
+        let started = Date()
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try TestRedis.binary)
+        process.arguments = ["work", "--config", path, "--log-level", "info"]
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        #expect(try await eventually { try await driver.depths(of: [queue])[queue] == 0 })
+        try await Task.sleep(for: .milliseconds(300))
+        process.terminate()
+        let lines = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).split(separator: "\n")
+        process.waitUntilExit()
+        let stamp = #/^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z) (trace|debug|info|notice|warning|error|critical) \S/#
+        var times: [Date] = []
+        for line in lines {
+            let match = try #require(try stamp.prefixMatch(in: line), "\(line)")
+            times.append(try #require(Timestamp.parse(String(match.output.1))))
+        }
+        #expect(lines.filter { $0.contains(" info group=main job=") && $0.hasSuffix("outcome=ok") }.count == 20)
+        #expect(lines.first?.contains("worker starting") == true && lines.last?.contains("worker stopped") == true)
+        #expect(times == times.sorted())
+        #expect(times.allSatisfy { abs($0.timeIntervalSince(started)) < 60 })
+    }
+
     @Test func brokenConfigurationIsOneClearLine() async throws {
         let keys = TestKeys()
         let path = try writeConfig(keys, """

@@ -30,20 +30,15 @@ public struct LineLogHandler: LogHandler {
     }
 
     public func log(event: LogEvent) {
-        var line = Timestamp.format(Date())
-        line.reserveCapacity(256)
-        line += " "
-        line += event.level.rawValue
-        line += " "
-        line += LogEscaping.escape(event.message.description)
+        let message = LogEscaping.escape(event.message.description)
+        var fields = ""
         let merged = event.metadata.map { metadata.merging($0) { $1 } } ?? metadata
         if !merged.isEmpty {
             for key in merged.keys.sorted() where key != "group" {
-                line += " \(LogEscaping.escape(key))=\(LogEscaping.escape(merged[key].map { "\($0)" } ?? ""))"
+                fields += " \(LogEscaping.escape(key))=\(LogEscaping.escape(merged[key].map { "\($0)" } ?? ""))"
             }
         }
-        line += "\n"
-        LogOutput.standardOutput.write(line, now: event.level >= .warning)
+        LogOutput.standardOutput.write(level: event.level, message: message, fields: fields)
     }
 }
 
@@ -60,25 +55,52 @@ final class LogOutput: Sendable {
     static let flushInterval: Duration = .milliseconds(100)
 
     private let descriptor: Int32
-    private let buffer = Mutex<[UInt8]>([])
+    private let buffer = Mutex(Buffer())
     private let flusherStarted = Atomic<Bool>(false)
+
+    /// Lines not written yet, and the start of the last second's timestamps.
+    private struct Buffer {
+        var bytes: [UInt8] = []
+        var second: Int = -1
+        /// `2026-11-22T10:00:00.` for `second`.
+        var prefix: [UInt8] = []
+    }
 
     private init(descriptor: Int32) {
         self.descriptor = descriptor
     }
 
-    /// Adds `line` (ending in a newline); writes it and everything before it now when `now`.
-    func write(_ line: String, now: Bool) {
+    /// Adds the line `TIME LEVEL MESSAGE[FIELDS]`, stamped as it goes in (the clock read once
+    /// per line, the date formatted once per second); a warning or worse is written at once,
+    /// with everything before it.
+    func write(level: Logger.Level, message: String, fields: String) {
         if !flusherStarted.load(ordering: .relaxed) { startFlusher() }
-        buffer.withLock { bytes in
-            bytes.append(contentsOf: line.utf8)
-            if now || bytes.count >= 64 * 1024 { drain(&bytes) }
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        let second = now.tv_sec
+        let millis = Int(now.tv_nsec / 1_000_000)
+        buffer.withLock { buffer in
+            if buffer.second != second {
+                buffer.second = second
+                buffer.prefix = Array(Timestamp.format(Date(timeIntervalSince1970: Double(second))).utf8.dropLast(4))
+            }
+            buffer.bytes.append(contentsOf: buffer.prefix)
+            buffer.bytes.append(UInt8(ascii: "0") + UInt8(millis / 100))
+            buffer.bytes.append(UInt8(ascii: "0") + UInt8(millis / 10 % 10))
+            buffer.bytes.append(UInt8(ascii: "0") + UInt8(millis % 10))
+            buffer.bytes.append(contentsOf: "Z ".utf8)
+            buffer.bytes.append(contentsOf: level.rawValue.utf8)
+            buffer.bytes.append(UInt8(ascii: " "))
+            buffer.bytes.append(contentsOf: message.utf8)
+            buffer.bytes.append(contentsOf: fields.utf8)
+            buffer.bytes.append(UInt8(ascii: "\n"))
+            if level >= .warning || buffer.bytes.count >= 64 * 1024 { drain(&buffer.bytes) }
         }
     }
 
     /// Writes whatever is buffered.
     func flush() {
-        buffer.withLock { drain(&$0) }
+        buffer.withLock { drain(&$0.bytes) }
     }
 
     private func drain(_ bytes: inout [UInt8]) {
