@@ -98,7 +98,11 @@ public struct AttemptRecord: Sendable, Equatable {
         if let type { append(",\"type\":"); JSONValue.writeString(type, to: &out) }
         if let priority { append(",\"priority\":"); JSONValue.writeString(priority, to: &out) }
         if let group { append(",\"group\":"); JSONValue.writeString(group, to: &out) }
-        if let attempt { append(",\"attempt\":"); out.append(contentsOf: String(attempt).utf8) }
+        if let attempt {
+            append(",\"attempt\":")
+            if attempt < 0 { out.append(UInt8(ascii: "-")) }
+            Self.appendDigits(UInt64(attempt.magnitude), to: &out)
+        }
         if let error { append(",\"error\":"); JSONValue.writeString(error, to: &out) }
         if let enqueuedAt { append(",\"enqueued_at\":"); Self.appendSeconds(enqueuedAt, to: &out) }
         if let startedAt { append(",\"started_at\":"); Self.appendSeconds(startedAt, to: &out) }
@@ -115,9 +119,10 @@ public struct AttemptRecord: Sendable, Equatable {
     /// Appends seconds since the epoch with microseconds, as JSON, without making a string.
     static func appendSeconds(_ date: Date, to out: inout [UInt8]) {
         let micros = Int64(saturating: (date.timeIntervalSince1970 * 1_000_000).rounded())
-        out.append(contentsOf: String(micros / 1_000_000).utf8)
+        if micros < 0 { out.append(UInt8(ascii: "-")) }
+        appendDigits(UInt64(micros.magnitude / 1_000_000), to: &out)
         out.append(UInt8(ascii: "."))
-        var fraction = abs(micros % 1_000_000)
+        var fraction = micros.magnitude % 1_000_000
         var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) = (0, 0, 0, 0, 0, 0)
         withUnsafeMutableBytes(of: &digits) { digits in
             for index in stride(from: 5, through: 0, by: -1) {
@@ -125,6 +130,21 @@ public struct AttemptRecord: Sendable, Equatable {
                 fraction /= 10
             }
             out.append(contentsOf: digits)
+        }
+    }
+
+    /// Appends `value` in decimal, without making a string.
+    static func appendDigits(_ value: UInt64, to out: inout [UInt8]) {
+        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // room for 20 digits
+        var count = 0
+        var rest = value
+        withUnsafeMutableBytes(of: &digits) { digits in
+            repeat {
+                digits[23 - count] = UInt8(ascii: "0") + UInt8(rest % 10)
+                rest /= 10
+                count += 1
+            } while rest > 0
+            out.append(contentsOf: digits[(24 - count)...])
         }
     }
 }
