@@ -151,9 +151,9 @@ struct FairnessTests {
         #expect(highLeft > 0, "high jobs were still waiting: the group stayed saturated")
         if bounded {
             #expect(low.count == 3, "low jobs started: \(low.count)")
-            // The bound (2 s), one run (20 ms), and room for a loaded machine; without the bound
-            // no low job runs at all.
-            #expect(low.allSatisfy { $0.1 < 3.5 }, "waits \(low.map(\.1))")
+            // The bound (2 s), one run (20 ms), and room for a loaded machine (the whole suite on
+            // 2 cores has added up to 1.9 s); without the bound no low job runs at all.
+            #expect(low.allSatisfy { $0.1 < 4.5 }, "waits \(low.map(\.1))")
         } else {
             #expect(low.isEmpty, "strict priority: no low job runs while high ones wait")
         }
