@@ -42,6 +42,9 @@ struct HardeningUnitTests {
         #expect(LogEscaping.escape("plain café") == "plain café")
         let job = JobEnvelope(type: "ping\nforged", priority: nil, queue: "q", payload: .null)
         #expect(!LoggingJobEventRecorder.describe(job, group: "g").contains("\n"))
+        var other = JobEnvelope(type: "café\tx", priority: nil, queue: "q", payload: .null)
+        other.attempt = 12
+        #expect(LoggingJobEventRecorder.describe(other, group: "g\u{1B}") == "group=g\\u{1B} job=\(other.id.rawValue) type=café\\tx queue=q attempt=12")
         #expect(!LoggingJobEventRecorder.quote("x\ny\u{7}").contains("\n"))
     }
 

@@ -59,13 +59,16 @@ public struct LoggingJobEventRecorder: JobEventRecorder {
         case .succeeded(let job, let group, let wait, let run):
             // The one line most jobs get: skipped whole (not built) below the info level.
             guard logger.logLevel <= .info else { return }
-            var line = Self.describe(job, group: group)
-            line += " wait="
-            line += Self.format(wait)
-            line += " run="
-            line += Self.format(run)
-            line += " outcome=ok"
-            logger.info(Logger.Message(stringLiteral: line))
+            // Built as bytes in one buffer: this line is written for every job.
+            var line: [UInt8] = []
+            line.reserveCapacity(192)
+            Self.describe(job, group: group, into: &line)
+            line.append(contentsOf: " wait=".utf8)
+            Self.format(wait, into: &line)
+            line.append(contentsOf: " run=".utf8)
+            Self.format(run, into: &line)
+            line.append(contentsOf: " outcome=ok".utf8)
+            logger.info(Logger.Message(stringLiteral: String(decoding: line, as: UTF8.self)))
         case .failed(let job, let group, let wait, let run, let error, let delay):
             logger.warning("\(Self.describe(job, group: group)) wait=\(Self.format(wait)) run=\(Self.format(run)) outcome=failed retry_in=\(Self.format(delay)) error=\(Self.quote(error))")
         case .deadLettered(let record, let group):
@@ -80,18 +83,36 @@ public struct LoggingJobEventRecorder: JobEventRecorder {
     }
 
     static func describe(_ job: JobEnvelope, group: String) -> String {
-        var text = "group="
-        text.reserveCapacity(160)
-        text += field(group)
-        text += " job="
-        text += field(job.id.rawValue)
-        text += " type="
-        text += field(job.type)
-        text += " queue="
-        text += field(job.queue)
-        text += " attempt="
-        text += String(job.attempt)
-        return text
+        var line: [UInt8] = []
+        line.reserveCapacity(160)
+        describe(job, group: group, into: &line)
+        return String(decoding: line, as: UTF8.self)
+    }
+
+    /// `group=… job=… type=… queue=… attempt=…`, appended.
+    static func describe(_ job: JobEnvelope, group: String, into line: inout [UInt8]) {
+        line.append(contentsOf: "group=".utf8)
+        appendField(group, to: &line)
+        line.append(contentsOf: " job=".utf8)
+        appendField(job.id.rawValue, to: &line)
+        line.append(contentsOf: " type=".utf8)
+        appendField(job.type, to: &line)
+        line.append(contentsOf: " queue=".utf8)
+        appendField(job.queue, to: &line)
+        line.append(contentsOf: " attempt=".utf8)
+        if job.attempt < 0 { line.append(UInt8(ascii: "-")) }
+        AttemptRecord.appendDigits(UInt64(job.attempt.magnitude), to: &line)
+    }
+
+    /// ``field(_:)``, appended (printable ASCII as it is, without a copy).
+    static func appendField(_ text: String, to line: inout [UInt8]) {
+        var text = text
+        let plain = text.withUTF8 { bytes -> Bool in
+            for byte in bytes where byte < 0x20 || byte >= 0x7F { return false }
+            line.append(contentsOf: bytes)
+            return true
+        }
+        if !plain { line.append(contentsOf: LogEscaping.escape(text).utf8) }
     }
 
     /// A value from outside (a type, an id) as one log token: control characters escaped, so no
@@ -107,16 +128,37 @@ public struct LoggingJobEventRecorder: JobEventRecorder {
     /// `0.4ms`, `12ms`, `3.2s`, `5m3s`.
     /// Integer arithmetic, not `String(format:)`: this runs for every job at the info level.
     static func format(_ duration: Duration) -> String {
+        var text: [UInt8] = []
+        format(duration, into: &text)
+        return String(decoding: text, as: UTF8.self)
+    }
+
+    /// ``format(_:)``, appended.
+    static func format(_ duration: Duration, into line: inout [UInt8]) {
         let seconds = max(0, duration.inSeconds)
-        if seconds < 0.01 { return tenths(seconds * 10_000) + "ms" }
-        if seconds < 1 { return String(Int((seconds * 1000).rounded())) + "ms" }
-        if seconds < 60 { return tenths(seconds * 10) + "s" }
-        return "\(Int(seconds) / 60)m\(Int(seconds) % 60)s"
+        if seconds < 0.01 {
+            tenths(seconds * 10_000, into: &line)
+            line.append(contentsOf: "ms".utf8)
+        } else if seconds < 1 {
+            AttemptRecord.appendDigits(UInt64((seconds * 1000).rounded()), to: &line)
+            line.append(contentsOf: "ms".utf8)
+        } else if seconds < 60 {
+            tenths(seconds * 10, into: &line)
+            line.append(UInt8(ascii: "s"))
+        } else {
+            let whole = UInt64(min(seconds, 1e15))
+            AttemptRecord.appendDigits(whole / 60, to: &line)
+            line.append(UInt8(ascii: "m"))
+            AttemptRecord.appendDigits(whole % 60, to: &line)
+            line.append(UInt8(ascii: "s"))
+        }
     }
 
     /// `value / 10` with one decimal: 42 → `4.2`.
-    private static func tenths(_ value: Double) -> String {
-        let rounded = Int(value.rounded())
-        return String(rounded / 10) + "." + String(rounded % 10)
+    private static func tenths(_ value: Double, into line: inout [UInt8]) {
+        let rounded = UInt64(value.rounded())
+        AttemptRecord.appendDigits(rounded / 10, to: &line)
+        line.append(UInt8(ascii: "."))
+        line.append(UInt8(ascii: "0") + UInt8(rounded % 10))
     }
 }
