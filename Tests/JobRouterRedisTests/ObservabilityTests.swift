@@ -285,6 +285,10 @@ struct ObservabilityTests {
         #expect(printed.status == 0, "\(printed.err)")
         #expect(printed.out.contains("TimeoutStopSec=70") && printed.out.contains("KillSignal=SIGTERM") && printed.out.contains("EnvironmentFile="))
         #expect(printed.out.contains("--group mail") && printed.out.contains("Restart=on-failure"))
+        // The unit runs `jobrouter` (which runs a lean worker when it can), not the full CLI it
+        // handed `systemd` to.
+        let binary = try TestRedis.binary
+        #expect(printed.out.contains("ExecStart=\(binary) work"), "\(printed.out)")
         let unit = directory.appendingPathComponent("jobrouter-mail@.service").path
         try printed.out.write(toFile: unit, atomically: true, encoding: .utf8)
         let verified = try await runProgram("/usr/bin/systemd-analyze", ["verify", unit])
