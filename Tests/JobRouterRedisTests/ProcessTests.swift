@@ -31,6 +31,22 @@ struct ProcessTests {
         """
     }
 
+    /// One group `main` of `concurrency` slots reading the default queue, whose `ping` jobs are `noop`.
+    func pingConfig(_ keys: TestKeys, concurrency: Int) throws -> String {
+        """
+        default_queue = "\(keys.queue("default"))"
+        [redis]
+        url = "\(try TestRedis.url)"
+        namespace = "\(keys.namespace)"
+        [types.ping]
+        handler = "noop"
+        [groups.main]
+        queues = ["\(keys.queue("default"))"]
+        concurrency = \(concurrency)
+
+        """
+    }
+
     @Test func sigtermExitsInTimeAndPutsUnfinishedJobsBack() async throws {
         let keys = TestKeys()
         let driver = try TestRedis.driver(namespace: keys.namespace)
@@ -84,17 +100,7 @@ struct ProcessTests {
         let driver = try TestRedis.driver(namespace: keys.namespace)
         defer { Task { await cleanUp(driver, keys) } }
         let queue = keys.queue("default")
-        let path = try writeConfig(keys, """
-            default_queue = "\(queue)"
-            [redis]
-            url = "\(try TestRedis.url)"
-            namespace = "\(keys.namespace)"
-            [types.ping]
-            handler = "noop"
-            [groups.main]
-            queues = ["\(queue)"]
-            concurrency = 64
-            """)
+        let path = try writeConfig(keys, pingConfig(keys, concurrency: 64))
         let configuration = try RouterConfiguration.load(path: path)
         let total = 12_000
         _ = try await JobRouterClient(configuration: configuration, driver: driver).enqueue((0..<total).map { _ in JobRequest(type: "ping") })
@@ -129,18 +135,7 @@ struct ProcessTests {
         let driver = try TestRedis.driver(namespace: keys.namespace)
         defer { Task { await cleanUp(driver, keys) } }
         let queue = keys.queue("default")
-        let base = """
-            default_queue = "\(queue)"
-            [redis]
-            url = "\(try TestRedis.url)"
-            namespace = "\(keys.namespace)"
-            [types.ping]
-            handler = "noop"
-            [groups.main]
-            queues = ["\(queue)"]
-            concurrency = 2
-
-            """
+        let base = try pingConfig(keys, concurrency: 2)
         let path = try writeConfig(keys, base + extra)
         let configuration = try RouterConfiguration.parse(toml: base)
         _ = try await JobRouterClient(configuration: configuration, driver: driver).enqueue((0..<5).map { _ in JobRequest(type: "ping") })
@@ -173,17 +168,7 @@ struct ProcessTests {
         let driver = try TestRedis.driver(namespace: keys.namespace)
         defer { Task { await cleanUp(driver, keys) } }
         let queue = keys.queue("default")
-        let toml = """
-            default_queue = "\(queue)"
-            [redis]
-            url = "\(try TestRedis.url)"
-            namespace = "\(keys.namespace)"
-            [types.ping]
-            handler = "noop"
-            [groups.main]
-            queues = ["\(queue)"]
-            concurrency = 2
-            """
+        let toml = try pingConfig(keys, concurrency: 2)
         let path = try writeConfig(keys, toml)
         _ = try await JobRouterClient(configuration: try RouterConfiguration.parse(toml: toml), driver: driver)
             .enqueue((0..<20).map { _ in JobRequest(type: "ping") })

@@ -1,7 +1,7 @@
 /// A strict RFC 8259 JSON reader straight into ``JSONValue``: one pass over the bytes, no
 /// intermediate objects and no thrown errors on the happy path. Workers read every job through it,
 /// so it is kept lean.
-struct JSONParser {
+package struct JSONParser {
     /// Where and why a document is not JSON.
     struct Error: Swift.Error, CustomStringConvertible {
         var offset: Int
@@ -183,19 +183,27 @@ struct JSONParser {
     }
 
     private mutating func hex4() throws(Error) -> UInt32 {
-        guard index + 4 <= bytes.count else { throw fail("unexpected end") }
+        guard let value = JSONParser.hex4(bytes, at: index) else {
+            throw fail(index + 4 <= bytes.count ? "bad \\u escape" : "unexpected end")
+        }
+        index += 4
+        return value
+    }
+
+    /// The four hex digits of a `\uXXXX` escape starting at `index`, or `nil`. Shared with the
+    /// ledger's record scanner.
+    package static func hex4(_ bytes: UnsafeBufferPointer<UInt8>, at index: Int) -> UInt32? {
+        guard index >= 0, index + 4 <= bytes.count else { return nil }
         var value: UInt32 = 0
-        for _ in 0..<4 {
-            let byte = bytes[index]
+        for byte in bytes[index..<(index + 4)] {
             let digit: UInt8
             switch byte {
             case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = byte - UInt8(ascii: "0")
             case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = byte - UInt8(ascii: "a") + 10
             case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = byte - UInt8(ascii: "A") + 10
-            default: throw fail("bad \\u escape")
+            default: return nil
             }
             value = value << 4 | UInt32(digit)
-            index += 1
         }
         return value
     }
