@@ -1,8 +1,8 @@
 extension RouterConfiguration {
     /// What in this configuration takes more than the core and Redis to run `work`: a job type
     /// whose handler kind is not the core's (`smtp`, `sql`), the PostgreSQL ledger or outbox, or
-    /// an HTTP endpoint. `nil` when the core alone runs every group, as the lean
-    /// `jobrouter-worker` executable does (no libcurl, libpq, SwiftNIO or full Foundation mapped).
+    /// an HTTP endpoint. `nil` when the core alone runs every group, as the `jobrouter` executable
+    /// then does itself, as a lean worker (no libcurl, libpq or SwiftNIO mapped).
     public var beyondCore: String? {
         let core = Set(HandlerRegistry().providers.map(\.kind))
         for (name, type) in types.sorted(by: { $0.key < $1.key }) where !core.contains(type.handler) {
