@@ -243,15 +243,17 @@ struct HardeningTests {
         let keys = TestKeys()
         let driver = try TestRedis.driver(namespace: keys.namespace)
         defer { Task { await cleanUp(driver, keys) } }
-        var configuration = try configuration(keys, concurrency: 64, lease: .seconds(1))
+        // Leases of 2 s (beats every 667 ms) and slow jobs of 4.5 s, two leases and more: the
+        // whole suite shares this process's 2-thread pool, and 1 s leases lost a beat to it.
+        var configuration = try configuration(keys, concurrency: 64, lease: .seconds(2))
         configuration.types["slow"] = JobTypeConfiguration(name: "slow", handler: .swift, priorities: ["p": keys.queue("slow")])
-        configuration.groups["slow"] = WorkerGroupConfiguration(name: "slow", queues: [keys.queue("slow")], concurrency: 4, lease: .seconds(1))
+        configuration.groups["slow"] = WorkerGroupConfiguration(name: "slow", queues: [keys.queue("slow")], concurrency: 4, lease: .seconds(2))
         let client = JobRouterClient(configuration: configuration, driver: driver)
         _ = try await client.enqueue((0..<20_000).map { JobRequest(type: "job", payload: .integer(Int64($0))) })
         _ = try await client.enqueue((0..<4).map { _ in JobRequest(type: "slow", priority: "p") })
         var handlers = HandlerRegistry()
         handlers.register(type: "job") { _, _ in }
-        handlers.register(type: "slow") { _, _ in try await Task.sleep(for: .seconds(3)) }
+        handlers.register(type: "slow") { _, _ in try await Task.sleep(for: .seconds(4.5)) }
         let events = EventLog()
         let worker = try JobRouterWorker(configuration: configuration, driver: driver, handlers: handlers, logger: testLogger, recorders: [events])
         try await withWorker(worker) {

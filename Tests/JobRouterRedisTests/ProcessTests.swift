@@ -123,7 +123,9 @@ struct ProcessTests {
     /// libcurl, libpq or SwiftNIO mapped), and hands one with mail, PostgreSQL or HTTP (or any
     /// option only the full CLI knows) to `jobrouter-cli`, in the same process. Either way the
     /// jobs run and SIGTERM stops it cleanly.
-    @Test(arguments: [
+    // One case at a time: each starts an executable (three the full CLI), a burst the rest of the
+    // suite's timing-sensitive tests should not share.
+    @Test(.serialized, arguments: [
         (extra: "", arguments: ["work"], environment: [:], lean: true),
         (extra: "", arguments: ["--log-level", "info", "work", "--group=main"], environment: [:], lean: true),
         (extra: "", arguments: ["work"], environment: ["JOBROUTER_LEAN_WORKER": "0"], lean: false),
