@@ -127,7 +127,8 @@ struct FairnessTests {
     }
 
     /// A group saturated by high jobs: with max_wait on low, low jobs start within the bound (plus
-    /// one job's run); without it, none starts while high jobs wait.
+    /// one job's run), one after another once overdue (not one per look at the heads); without
+    /// it, none starts while high jobs wait.
     @Test(arguments: [true, false])
     func aStarvationBoundLetsLowJobsThrough(bounded: Bool) async throws {
         let keys = TestKeys()
@@ -140,20 +141,30 @@ struct FairnessTests {
             started.append((job.priority ?? "?", Date().timeIntervalSince(job.enqueuedAt)))
             try await Task.sleep(for: .milliseconds(20))
         }
-        // Enough high jobs to keep both slots busy for about 6 s.
-        _ = try await client.enqueue((0..<600).map { JobRequest(type: "hook", priority: "high", payload: .integer(Int64($0))) })
-        _ = try await client.enqueue((0..<3).map { JobRequest(type: "hook", priority: "low", payload: .integer(Int64($0))) })
+        // Enough high jobs to keep both slots busy for about 15 s.
+        _ = try await client.enqueue((0..<1_500).map { JobRequest(type: "hook", priority: "high", payload: .integer(Int64($0))) })
+        _ = try await client.enqueue((0..<20).map { JobRequest(type: "hook", priority: "low", payload: .integer(Int64($0))) })
         try await withWorker(worker) {
-            try await Task.sleep(for: .seconds(4))
+            if bounded {
+                _ = await eventually(timeout: .seconds(10)) { started.all.count { $0.0 == "low" } == 20 }
+            } else {
+                try await Task.sleep(for: .seconds(4))
+            }
         }
         let low = started.all.filter { $0.0 == "low" }
         let highLeft = try await driver.depths(of: [keys.queue("high")])[keys.queue("high")] ?? 0
         #expect(highLeft > 0, "high jobs were still waiting: the group stayed saturated")
         if bounded {
-            #expect(low.count == 3, "low jobs started: \(low.count)")
+            #expect(low.count == 20, "low jobs started: \(low.count)")
             // The bound (2 s), one run (20 ms), and room for a loaded machine (the whole suite on
-            // 2 cores has added up to 1.9 s); without the bound no low job runs at all.
-            #expect(low.allSatisfy { $0.1 < 4.5 }, "waits \(low.map(\.1))")
+            // 2 cores has added up to 2 s); without the bound no low job runs for 15 s.
+            #expect(low.allSatisfy { $0.1 < 5 }, "waits \(low.map(\.1))")
+            // Overdue jobs follow each other at a claim's pace (one aging slot, 20 ms runs: about
+            // 0.5 s for 20), not at one per look at the heads (every 200 ms: 3.8 s).
+            let waits = low.map(\.1)
+            if let first = waits.min(), let last = waits.max() {
+                #expect(last - first < 2, "the 20 overdue jobs started over \(last - first) s")
+            }
         } else {
             #expect(low.isEmpty, "strict priority: no low job runs while high ones wait")
         }

@@ -116,7 +116,7 @@ final class WorkerGroupRunner: Sendable {
             }
             if let aging {
                 tasks.addTask { [self] in
-                    await aging.watch(driver: driver, while: { shutdown.phase == .running }, sleep: { await shutdown.sleep(for: $0) }, logger: logger)
+                    await aging.watch(driver: driver, while: { shutdown.phase == .running }, sleep: { [shutdown] in await shutdown.sleep(for: $0) }, logger: logger)
                 }
             }
             if let scaling = group.scaling {
@@ -222,7 +222,13 @@ final class WorkerGroupRunner: Sendable {
                 var agedTokens: Set<String> = []
                 do {
                     if let aging, let queue = aging.takeOverdue() {
-                        entries = try await fetcher.claim(max: 1, from: [queue])
+                        defer { aging.claimed() }
+                        do {
+                            entries = try await fetcher.claim(max: 1, from: [queue])
+                        } catch {
+                            aging.end()
+                            throw error
+                        }
                         if entries.isEmpty { aging.end() } else { agedTokens = Set(entries.map(\.token)) }
                     } else {
                         entries = []
