@@ -90,6 +90,8 @@ import Testing
         ("not json", "not valid JSON"), ("[1,2]", "not a JSON object (found array)"), ("{}", "no \"type\" field"),
         (#"{"type":7}"#, "\"type\" must be a non-empty string"), (#"{"type":"x","attempt":0}"#, "\"attempt\" must be"),
         (#"{"type":"x","enqueued_at":"yesterday"}"#, "not an ISO 8601 time"), ("", "not valid JSON"),
+        (#"{"type":"x"} {}"#, "not valid JSON"), (#"{"type":"x","a":[1,}"#, "not valid JSON"), (#""text""#, "not a JSON object (found string)"),
+        (#"{"type":"x","type":""}"#, "\"type\" must be a non-empty string"),
     ])
     func malformedEntriesAreRejectedWithAReason(raw: String, reason: String) {
         #expect {
@@ -97,6 +99,17 @@ import Testing
         } throws: { error in
             "\(error)".contains(reason)
         }
+    }
+
+    /// Fields are read in one pass: a repeated name keeps its last value (as a dictionary would),
+    /// fields decoding does not know are passed over whatever they hold.
+    @Test func aRepeatedFieldKeepsItsLastValueAndUnknownFieldsArePassedOver() throws {
+        let raw = #"{"type":7,"id":"a","meta":{"deep":[1,{"x":null}],"s":"\u00e9"},"type":"report","attempt":2,"attempt":3,"payload":{"n":1}}"#
+        let job = try JobEnvelope.decode(Data(raw.utf8), queue: "default")
+        #expect(job.type == "report")
+        #expect(job.id.rawValue == "a")
+        #expect(job.attempt == 3)
+        #expect(job.payload == .object(["n": .integer(1)]))
     }
 
     @Test func timestampsRoundTrip() throws {

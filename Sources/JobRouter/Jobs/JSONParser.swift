@@ -28,6 +28,20 @@ package struct JSONParser {
         return value
     }
 
+    /// Parses a whole document whose top level is an object, handing each field to `visit` in
+    /// document order (a repeated name is handed over again: the last one is what a dictionary
+    /// would keep) instead of building a dictionary of them. Returns `false`, having handed over
+    /// nothing, when the top level is another kind of value.
+    static func parseFields(_ bytes: UnsafeBufferPointer<UInt8>, _ visit: (String, JSONValue) -> Void) throws(Error) -> Bool {
+        var parser = JSONParser(bytes: bytes)
+        parser.skipWhitespace()
+        guard parser.index < bytes.count, bytes[parser.index] == UInt8(ascii: "{") else { return false }
+        try parser.fields(depth: 1, visit)
+        parser.skipWhitespace()
+        guard parser.index == bytes.count else { throw Error(offset: parser.index, reason: "unexpected text after the value") }
+        return true
+    }
+
     private mutating func skipWhitespace() {
         while index < bytes.count {
             switch bytes[index] {
@@ -63,13 +77,19 @@ package struct JSONParser {
     }
 
     private mutating func object(depth: Int) throws(Error) -> JSONValue {
+        var fields = [String: JSONValue](minimumCapacity: 4)
+        try self.fields(depth: depth) { key, value in fields[key] = value }
+        return .object(fields)
+    }
+
+    /// Reads an object's fields (the index is at its `{`), handing each to `visit`.
+    private mutating func fields(depth: Int, _ visit: (String, JSONValue) -> Void) throws(Error) {
         guard depth <= Self.maximumDepth else { throw fail("nested too deeply") }
         index += 1
-        var fields = [String: JSONValue](minimumCapacity: 4)
         skipWhitespace()
         if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
             index += 1
-            return .object(fields)
+            return
         }
         while true {
             skipWhitespace()
@@ -79,14 +99,14 @@ package struct JSONParser {
             guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw fail("expected ':'") }
             index += 1
             skipWhitespace()
-            fields[key] = try value(depth: depth)
+            visit(key, try value(depth: depth))
             skipWhitespace()
             guard index < bytes.count else { throw fail("unexpected end") }
             if bytes[index] == UInt8(ascii: ",") {
                 index += 1
             } else if bytes[index] == UInt8(ascii: "}") {
                 index += 1
-                return .object(fields)
+                return
             } else {
                 throw fail("expected ',' or '}'")
             }

@@ -119,35 +119,41 @@ public struct JobEnvelope: Sendable, Equatable {
         if let offset = invalidUTF8Offset(raw) {
             throw EnvelopeError(message: "not valid UTF-8 (at byte \(offset)); kept as it was")
         }
-        let value: JSONValue
+        // The fields are read in one pass into what decoding looks at (the last of a repeated
+        // name wins, as in a dictionary): no dictionary is built and none is searched per field.
+        var fields = Fields()
+        let isObject: Bool
         do {
-            value = try JSONValue.parse(raw)
+            isObject = try raw.withUnsafeBytes { buffer throws(JSONParser.Error) in
+                try JSONParser.parseFields(buffer.bindMemory(to: UInt8.self)) { key, value in fields.take(key, value) }
+            }
         } catch {
             throw EnvelopeError(message: "not valid JSON")
         }
-        guard case .object(let fields) = value else {
+        guard isObject else {
+            guard let value = try? JSONValue.parse(raw) else { throw EnvelopeError(message: "not valid JSON") }
             throw EnvelopeError(message: "not a JSON object (found \(value.typeName))")
         }
-        guard let typeValue = fields["type"] else { throw EnvelopeError(message: "no \"type\" field") }
+        guard let typeValue = fields.type else { throw EnvelopeError(message: "no \"type\" field") }
         guard let type = typeValue.stringValue, !type.isEmpty else {
             throw EnvelopeError(message: "\"type\" must be a non-empty string, not \(typeValue.typeName)")
         }
         // A new id only for an entry without one (making one draws random bytes).
         let id: JobID
-        switch fields["id"] {
+        switch fields.id {
         case nil, .null?: id = .make(now: now)
         case .string(let text)? where !text.isEmpty: id = JobID(rawValue: text)
         case .integer(let number)?: id = JobID(rawValue: String(number))
         case let other?: throw EnvelopeError(message: "\"id\" must be a non-empty string, not \(other.typeName)")
         }
         var envelope = JobEnvelope(id: id, type: type, priority: nil, queue: queue,
-                                   payload: fields["payload"] ?? .null, attempt: 1, enqueuedAt: now)
-        switch fields["priority"] {
+                                   payload: fields.payload ?? .null, attempt: 1, enqueuedAt: now)
+        switch fields.priority {
         case nil, .null?: break
         case .string(let priority)?: envelope.priority = priority
         case let other?: throw EnvelopeError(message: "\"priority\" must be a string, not \(other.typeName)")
         }
-        switch fields["attempt"] {
+        switch fields.attempt {
         case nil, .null?: break
         case let value?:
             guard let attempt = value.intValue, attempt >= 1 else {
@@ -155,26 +161,26 @@ public struct JobEnvelope: Sendable, Equatable {
             }
             envelope.attempt = attempt
         }
-        if case .string(let lastError)? = fields["last_error"] { envelope.lastError = lastError }
+        if case .string(let lastError)? = fields.lastError { envelope.lastError = lastError }
         // Only for measuring waits: a value that is not a time in range is left out, not an error.
-        if case .string(let text)? = fields["due_at"], let due = Timestamp.parse(text), enqueuedAtRange.contains(due.timeIntervalSince1970) {
+        if case .string(let text)? = fields.dueAt, let due = Timestamp.parse(text), enqueuedAtRange.contains(due.timeIntervalSince1970) {
             envelope.dueAt = due
         }
-        if let value = fields["unique"], value != .null {
+        if let value = fields.unique, value != .null {
             envelope.unique = try UniqueMark(json: value)
         }
-        switch fields["then"] {
+        switch fields.then {
         case nil, .null?: break
         case .array(let steps)?: envelope.then = try steps.map { step throws(EnvelopeError) in try ChainStep(json: step) }
         case let other?: throw EnvelopeError(message: "\"then\" must be an array of jobs, not \(other.typeName)")
         }
-        if case .bool(true)? = fields["rate_permit"] { envelope.ratePermit = true }
-        switch fields["batch"] {
+        if case .bool(true)? = fields.ratePermit { envelope.ratePermit = true }
+        switch fields.batch {
         case nil, .null?: break
         case .string(let batch)? where !batch.isEmpty: envelope.batch = batch
         case let other?: throw EnvelopeError(message: "\"batch\" must be a non-empty string, not \(other.typeName)")
         }
-        switch fields["enqueued_at"] {
+        switch fields.enqueuedAt {
         case nil, .null?: break
         case .string(let text)?:
             guard let date = Timestamp.parse(text) else {
@@ -186,6 +192,40 @@ public struct JobEnvelope: Sendable, Equatable {
         case let other?: throw EnvelopeError(message: "\"enqueued_at\" must be a time string, not \(other.typeName)")
         }
         return envelope
+    }
+
+    /// The fields of an entry that decoding reads; any other field is passed over.
+    private struct Fields {
+        var type: JSONValue?
+        var id: JSONValue?
+        var payload: JSONValue?
+        var priority: JSONValue?
+        var attempt: JSONValue?
+        var lastError: JSONValue?
+        var dueAt: JSONValue?
+        var unique: JSONValue?
+        var then: JSONValue?
+        var ratePermit: JSONValue?
+        var batch: JSONValue?
+        var enqueuedAt: JSONValue?
+
+        mutating func take(_ key: String, _ value: JSONValue) {
+            switch key {
+            case "id": id = value
+            case "type": type = value
+            case "payload": payload = value
+            case "priority": priority = value
+            case "attempt": attempt = value
+            case "enqueued_at": enqueuedAt = value
+            case "last_error": lastError = value
+            case "due_at": dueAt = value
+            case "unique": unique = value
+            case "then": then = value
+            case "rate_permit": ratePermit = value
+            case "batch": batch = value
+            default: break
+            }
+        }
     }
 
     /// The times an entry may claim to have been enqueued at: 1970 to 2100 (seconds since the epoch).
