@@ -15,13 +15,7 @@ struct CommonOptions: ParsableArguments {
     var logLevel: String = "info"
 
     /// The path that will be read.
-    var configPath: String {
-        if let config { return config }
-        if let fromEnvironment = ProcessInfo.processInfo.environment["JOBROUTER_CONFIG"], !fromEnvironment.isEmpty {
-            return fromEnvironment
-        }
-        return "queues.toml"
-    }
+    var configPath: String { RouterConfiguration.path(given: config) }
 
     /// Every handler kind the CLI links: the core's, `smtp` and `sql`.
     var handlers: HandlerRegistry {
@@ -51,10 +45,11 @@ struct CommonOptions: ParsableArguments {
 
     /// A logger writing one line per message to stdout.
     func makeLogger() throws -> Logger {
-        guard let logger = LineLogHandler.logger(level: logLevel) else {
-            throw CommandFailure("--log-level: '\(logLevel)' is not one of trace, debug, info, notice, warning, error, critical")
+        do {
+            return try LineLogHandler.logger(level: logLevel)
+        } catch {
+            throw CommandFailure("\(error)")
         }
-        return logger
     }
 }
 

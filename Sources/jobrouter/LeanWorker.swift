@@ -13,9 +13,7 @@ import UnixSignals
 enum LeanWorker {
     /// Runs the worker groups until SIGTERM or SIGINT, as `jobrouter work` does.
     static func run(_ arguments: WorkArguments, configuration: RouterConfiguration) async throws {
-        guard let logger = LineLogHandler.logger(level: arguments.logLevel) else {
-            throw LeanWorkerError("--log-level: '\(arguments.logLevel)' is not one of trace, debug, info, notice, warning, error, critical")
-        }
+        let logger = try LineLogHandler.logger(level: arguments.logLevel)
         let driver = try RedisQueueDriver(configuration: configuration)
         let worker: JobRouterWorker
         do {

@@ -1,6 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import JobRouter
 
 /// `work` with the options of `jobrouter work` the lean worker runs: `--config`, `--group`
 /// (repeatable) and `--log-level`, each as `--name value` or `--name=value`. Anything else
@@ -11,11 +9,7 @@ struct WorkArguments: Equatable {
     var logLevel = "info"
 
     /// The configuration file: `--config`, else `$JOBROUTER_CONFIG`, else `queues.toml`.
-    var configPath: String {
-        if let config { return config }
-        if let path = getenv("JOBROUTER_CONFIG").map({ String(cString: $0) }), !path.isEmpty { return path }
-        return "queues.toml"
-    }
+    var configPath: String { RouterConfiguration.path(given: config) }
 
     /// `nil` unless `arguments` are `work` and only those options (`--config` and `--log-level`
     /// may come before `work`, as the CLI takes them).

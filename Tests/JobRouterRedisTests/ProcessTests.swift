@@ -163,6 +163,27 @@ struct ProcessTests {
         #expect(try await driver.command(["HLEN", "\(keys.namespace):inflight"]) == .integer(0))
     }
 
+    /// A word that names no log level gets the same one line and exit status from the lean
+    /// worker and from the full CLI (both take the message from the library), with the
+    /// configuration found through `JOBROUTER_CONFIG`.
+    @Test(arguments: [["JOBROUTER_LEAN_WORKER": "1"], ["JOBROUTER_LEAN_WORKER": "0"]])
+    func aBadLogLevelIsOneLineFromEitherExecutable(environment: [String: String]) async throws {
+        let keys = TestKeys()
+        let path = try writeConfig(keys, try pingConfig(keys, concurrency: 2))
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try TestRedis.binary)
+        process.arguments = ["work", "--log-level", "loud"]
+        process.environment = ProcessInfo.processInfo.environment.merging(environment.merging(["JOBROUTER_CONFIG": path]) { $1 }) { $1 }
+        process.standardOutput = FileHandle.nullDevice
+        let errors = Pipe()
+        process.standardError = errors
+        try process.run()
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 1)
+        #expect(String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+                == "jobrouter: --log-level: 'loud' is not one of trace, debug, info, notice, warning, error, critical\n")
+    }
+
     /// Every line the worker writes is `TIME LEVEL MESSAGE`, stamped in UTC with milliseconds as
     /// it is written (times in order, close to the clock), one event a line.
     @Test func logLinesAreStampedOneEventALine() async throws {

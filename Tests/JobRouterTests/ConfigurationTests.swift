@@ -243,4 +243,13 @@ struct HandlerProviderTests {
             try RouterConfiguration.parse(toml: "[types.a]\nhandler = \"noop\"\ncommand = [\"x\"]\n[groups.g]\nqueues = [\"default\"]", file: "q.toml")
         } throws: { "\($0)".contains("types.a.command: only handler \"exec\" takes 'command' (this type's handler is \"noop\")") }
     }
+
+    /// `--config`, else `$JOBROUTER_CONFIG` (when not empty), else `queues.toml`: the rule both
+    /// executables read the file by.
+    @Test func theConfigurationPathComesFromTheOptionThenTheEnvironment() {
+        #expect(RouterConfiguration.path(given: "a.toml", environment: ["JOBROUTER_CONFIG": "b.toml"]) == "a.toml")
+        #expect(RouterConfiguration.path(given: nil, environment: ["JOBROUTER_CONFIG": "b.toml"]) == "b.toml")
+        #expect(RouterConfiguration.path(given: nil, environment: ["JOBROUTER_CONFIG": ""]) == "queues.toml")
+        #expect(RouterConfiguration.path(given: nil, environment: [:]) == "queues.toml")
+    }
 }

@@ -16,12 +16,21 @@ public struct LineLogHandler: LogHandler {
     public init() {}
 
     /// A logger labelled `label` writing through this handler at `level` (`trace`, `debug`,
-    /// `info`, `notice`, `warning`, `error` or `critical`, any case); `nil` for another word.
-    public static func logger(label: String = "jobrouter", level: String) -> Logger? {
-        guard let level = Logger.Level(rawValue: level.lowercased()) else { return nil }
+    /// `info`, `notice`, `warning`, `error` or `critical`, any case).
+    public static func logger(label: String = "jobrouter", level: String) throws(UnknownLogLevel) -> Logger {
+        guard let found = Logger.Level(rawValue: level.lowercased()) else { throw UnknownLogLevel(name: level) }
         var logger = Logger(label: label) { _ in LineLogHandler() }
-        logger.logLevel = level
+        logger.logLevel = found
         return logger
+    }
+
+    /// A `--log-level` that names no level.
+    public struct UnknownLogLevel: Error, CustomStringConvertible {
+        /// The word given.
+        public var name: String
+        public var description: String {
+            "--log-level: '\(name)' is not one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))"
+        }
     }
 
     public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
