@@ -16,12 +16,16 @@ struct ReliabilityTests {
         defer { Task { await cleanUp(driver, keys) } }
         let queue = keys.queue("q")
         try await driver.push([envelope(queue, 1)])
-        let fetcher = driver.makeFetcher(queues: [queue], label: "stale", worker: "w1", terms: LeaseTerms(lease: .seconds(1), maxRecoveries: 3))
+        let lease = Duration.seconds(3)
+        let fetcher = driver.makeFetcher(queues: [queue], label: "stale", worker: "w1", terms: LeaseTerms(lease: lease, maxRecoveries: 3))
         let claims = try await fetcher.fetch(max: 1, wait: .zero)
+        // The lease runs out by then at the latest (it started before the claim returned); a
+        // loaded machine (the whole suite on 2 cores) has taken over a second to get this far.
+        let expired = ContinuousClock.now + lease + .milliseconds(100)
         await fetcher.close()
         #expect(claims.count == 1)
         #expect(try await driver.recoverExpiredLeases(limit: 10, maxDead: 100).recovered == 0)
-        try await Task.sleep(for: .milliseconds(1100))
+        try await Task.sleep(until: expired)
         #expect(try await driver.recoverExpiredLeases(limit: 10, maxDead: 100).recoveredJobs.map(\.id) == [claims[0].jobID])
         #expect(try await driver.depths(of: [queue])[queue] == 1)
         // The first worker wakes up late: none of its settlements may touch the recovered job.
