@@ -26,7 +26,10 @@ struct CommonOptions: ParsableArguments {
     }
 
     /// Loads and validates the configuration, or prints one line naming what is wrong and exits 1.
+    /// The `--log-level` word is checked here too, so a command that logs nothing (`status`,
+    /// `enqueue`, …) refuses a bad one as `work` does rather than ignore it.
     func loadConfiguration() throws -> RouterConfiguration {
+        _ = try makeLogger()
         do {
             return try RouterConfiguration.load(path: configPath, providers: handlers.providers)
         } catch {

@@ -184,6 +184,28 @@ struct ProcessTests {
                 == "jobrouter: --log-level: 'loud' is not one of trace, debug, info, notice, warning, error, critical\n")
     }
 
+    /// Commands that log nothing refuse a bad `--log-level` with the same line too, and do nothing:
+    /// `enqueue` pushes no job.
+    @Test(arguments: [["status"], ["enqueue", "ping", "--payload", "{}"]])
+    func aBadLogLevelIsRefusedByCommandsThatLogNothing(command: [String]) async throws {
+        let keys = TestKeys()
+        let driver = try TestRedis.driver(namespace: keys.namespace)
+        defer { Task { await cleanUp(driver, keys) } }
+        let path = try writeConfig(keys, try pingConfig(keys, concurrency: 2))
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try TestRedis.binary)
+        process.arguments = command + ["--config", path, "--log-level", "loud"]
+        process.standardOutput = FileHandle.nullDevice
+        let errors = Pipe()
+        process.standardError = errors
+        try process.run()
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 1)
+        #expect(String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+                == "jobrouter: --log-level: 'loud' is not one of trace, debug, info, notice, warning, error, critical\n")
+        #expect(try await driver.command(["LLEN", keys.queue("default")]) == .integer(0))
+    }
+
     /// Every line the worker writes is `TIME LEVEL MESSAGE`, stamped in UTC with milliseconds as
     /// it is written (times in order, close to the clock), one event a line.
     @Test func logLinesAreStampedOneEventALine() async throws {
