@@ -170,18 +170,9 @@ struct ProcessTests {
     func aBadLogLevelIsOneLineFromEitherExecutable(environment: [String: String]) async throws {
         let keys = TestKeys()
         let path = try writeConfig(keys, try pingConfig(keys, concurrency: 2))
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: try TestRedis.binary)
-        process.arguments = ["work", "--log-level", "loud"]
-        process.environment = ProcessInfo.processInfo.environment.merging(environment.merging(["JOBROUTER_CONFIG": path]) { $1 }) { $1 }
-        process.standardOutput = FileHandle.nullDevice
-        let errors = Pipe()
-        process.standardError = errors
-        try process.run()
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 1)
-        #expect(String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-                == "jobrouter: --log-level: 'loud' is not one of trace, debug, info, notice, warning, error, critical\n")
+        let outcome = try await runCLI(["work", "--log-level", "loud"], environment: environment.merging(["JOBROUTER_CONFIG": path]) { $1 })
+        #expect(outcome.status == 1)
+        #expect(outcome.err == Self.badLogLevelLine)
     }
 
     /// Commands that log nothing refuse a bad `--log-level` with the same line too, and do nothing:
@@ -192,19 +183,13 @@ struct ProcessTests {
         let driver = try TestRedis.driver(namespace: keys.namespace)
         defer { Task { await cleanUp(driver, keys) } }
         let path = try writeConfig(keys, try pingConfig(keys, concurrency: 2))
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: try TestRedis.binary)
-        process.arguments = command + ["--config", path, "--log-level", "loud"]
-        process.standardOutput = FileHandle.nullDevice
-        let errors = Pipe()
-        process.standardError = errors
-        try process.run()
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 1)
-        #expect(String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-                == "jobrouter: --log-level: 'loud' is not one of trace, debug, info, notice, warning, error, critical\n")
+        let outcome = try await runCLI(command + ["--config", path, "--log-level", "loud"])
+        #expect(outcome.status == 1)
+        #expect(outcome.err == Self.badLogLevelLine)
         #expect(try await driver.command(["LLEN", keys.queue("default")]) == .integer(0))
     }
+
+    static let badLogLevelLine = "jobrouter: --log-level: 'loud' is not one of trace, debug, info, notice, warning, error, critical\n"
 
     /// Every line the worker writes is `TIME LEVEL MESSAGE`, stamped in UTC with milliseconds as
     /// it is written (times in order, close to the clock), one event a line.
