@@ -51,9 +51,8 @@ struct WorkCommand: AsyncParsableCommand {
             } catch {
                 throw CommandFailure("\(configuration.file ?? "configuration"): \(error)")
             }
-            let queues = Set(worker.groupNames.compactMap { configuration.groups[$0] }.flatMap(\.queues)).sorted()
-            do {
-                try await driver.preflightBeforeStart(queues: queues, logger: logger)
+                do {
+                try await driver.preflightBeforeStart(queues: worker.queues, logger: logger)
             } catch {
                 throw CommandFailure("\(error)")
             }

@@ -23,8 +23,7 @@ enum LeanWorker {
         } catch {
             throw LeanWorkerError("\(configuration.file ?? "configuration"): \(error)")
         }
-        let queues = Set(worker.groupNames.compactMap { configuration.groups[$0] }.flatMap(\.queues)).sorted()
-        try await driver.preflightBeforeStart(queues: queues, logger: logger)
+        try await driver.preflightBeforeStart(queues: worker.queues, logger: logger)
         logger.info("worker starting: groups \(worker.groupNames.joined(separator: ", ")), redis \(driver.serverDescription)")
         let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint)
         await withTaskGroup(of: Void.self) { tasks in

@@ -94,6 +94,9 @@ public struct JobRouterWorker: Service {
     /// The names of the groups this worker runs.
     public var groupNames: [String] { runners.map(\.group.name) }
 
+    /// The queues its groups read, each once, sorted.
+    public var queues: [String] { Set(runners.flatMap(\.group.queues)).sorted() }
+
     /// Each group's jobs running now (claims held) and its concurrency, for metrics.
     public var load: [GroupLoad] {
         runners.map { GroupLoad(group: $0.group.name, busy: $0.claims.count, concurrency: $0.slots.capacity) }
