@@ -63,6 +63,10 @@ final class RedisConnectionThread: Sendable {
         }
     }
 
+    /// The thread as an executor for tasks: a task that prefers it makes its calls here without
+    /// a hop to another thread.
+    var taskExecutor: any TaskExecutor { thread }
+
     /// Queues `item` without waiting for it; `false` (the item dropped, unrun) once stopped.
     @discardableResult
     func submit(_ item: @escaping @Sendable (Session) -> Void) -> Bool {

@@ -34,6 +34,8 @@ final class RedisJobFetcher: JobFetcher {
 
     var brokenQueues: [String: String] { state.broken }
 
+    var taskExecutor: (any TaskExecutor)? { thread.taskExecutor }
+
     func fetch(max: Int, wait: Duration) async throws -> [ClaimedEntry] {
         let (queues, namespace, state) = (self.queues, self.namespace, self.state)
         var arguments = self.arguments

@@ -53,6 +53,45 @@ struct WorkerTests {
         #expect(Array(order.suffix(window)) == Array(repeating: "low", count: window))
     }
 
+    /// A group's claim loops run on their fetch connections' threads (a `noop` job, finished
+    /// where it is claimed, is reported from there); a job's run (its start reported, its handler,
+    /// its settle) never does: it would hold up the group's claims.
+    @Test func jobsRunOffTheClaimLoopsThreads() async throws {
+        /// The kernel's name of the calling thread.
+        @Sendable func threadName() -> String {
+            (try? String(contentsOfFile: "/proc/thread-self/comm", encoding: .utf8)) ?? "?"
+        }
+        struct StartThreads: JobEventRecorder {
+            let names: Observations<String>
+            func record(_ event: JobEvent) {
+                if case .started(let job, _) = event { names.append("\(job.type) \(threadName())") }
+            }
+        }
+        let keys = TestKeys()
+        let driver = try TestRedis.driver(namespace: keys.namespace)
+        defer { Task { await cleanUp(driver, keys) } }
+        var configuration = try configuration(keys, concurrency: 4)
+        configuration.types["nothing"] = JobTypeConfiguration(name: "nothing", handler: .noop, priorities: ["low": keys.queue("low")],
+                                                              defaultPriority: "low")
+        let client = JobRouterClient(configuration: configuration, driver: driver)
+        _ = try await client.enqueue((0..<40).map { JobRequest(type: "job", priority: "low", payload: .integer(Int64($0))) })
+        try await client.enqueue(type: "nothing", priority: "low", payload: .null)
+        let starts = Observations<String>()
+        let handlers = Observations<String>()
+        var registry = HandlerRegistry()
+        registry.register(type: "job") { _, _ in handlers.append(threadName()) }
+        registry.register(type: "plain") { _, _ in }
+        let worker = try JobRouterWorker(configuration: configuration, driver: driver, handlers: registry,
+                                         groups: ["main"], logger: testLogger, recorders: [StartThreads(names: starts)])
+        try await withWorker(worker) {
+            #expect(await eventually { handlers.count == 40 && starts.count == 41 })
+        }
+        #expect(starts.all.filter { $0.hasPrefix("nothing ") } == ["nothing jobrouter-fetch\n"])
+        let seen = starts.all.filter { $0.hasPrefix("job ") } + handlers.all
+        #expect(seen.count == 80)
+        #expect(seen.filter { $0.contains("jobrouter-fetch") }.isEmpty, "\(Set(seen))")
+    }
+
     @Test func highJobEnqueuedWhileLowJobsRunIsTakenNext() async throws {
         let keys = TestKeys()
         let driver = try TestRedis.driver(namespace: keys.namespace)

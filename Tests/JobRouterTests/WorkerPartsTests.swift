@@ -4,6 +4,29 @@ import Testing
 
 /// The pieces a group's claim loops share: slots, acks on their way, handler deadlines. No server.
 @Suite struct WorkerPartsTests {
+    /// A claim loop runs on its fetch connection's thread (a task preferring the thread): its
+    /// calls there are no hop between threads. A task that prefers a stopped thread still runs.
+    @Test func aTaskPreferringAConfinedThreadRunsOnIt() async throws {
+        final class State {}
+        struct Stopped: Error {}
+        let thread = ConfinedThread(name: "prefer-me") { State() }
+        let onThread: @Sendable () async -> UInt? = {
+            try? await thread.run({ (_: State) throws(Stopped) -> UInt in UInt(pthread_self()) }, ifStopped: { Stopped() })
+        }
+        let confined = try #require(await onThread())
+        let seen = await Task(executorPreference: thread) { () async -> [UInt?] in
+            // On the thread, then a call on it from there, then back in the task: the same thread.
+            let first = UInt(pthread_self())
+            let inCall = await onThread()
+            return [first, inCall, UInt(pthread_self())]
+        }.value
+        #expect(seen == [confined, confined, confined])
+        thread.stop()
+        try await Task.sleep(for: .milliseconds(50))
+        let late = await Task(executorPreference: thread) { UInt(pthread_self()) }.value
+        #expect(late != confined)
+    }
+
     @Test func twoLoopsShareTheSlots() async {
         let slots = SlotPool(capacity: 4)
         #expect(await slots.acquireAll() == 4)

@@ -604,4 +604,13 @@ public protocol JobFetcher: Sendable {
 
     /// Releases the connection.
     func close() async
+
+    /// Where a loop claiming through this fetcher should run: the thread its calls run on, so a
+    /// claim is no hop from the loop's thread to the connection's and back (a thread wake-up each
+    /// way). `nil`: the global executor.
+    var taskExecutor: (any TaskExecutor)? { get }
+}
+
+extension JobFetcher {
+    public var taskExecutor: (any TaskExecutor)? { nil }
 }

@@ -8,7 +8,11 @@ import Synchronization
 /// The state is made on the thread by `makeState` and never leaves it: work items receive it as a
 /// parameter. Call ``stop()`` to end the thread once queued work is done; the state is released on
 /// the thread.
-package final class ConfinedThread<State: AnyObject>: Sendable {
+///
+/// It is also a `TaskExecutor`: a task that prefers it (a claim loop on its fetch connection's
+/// thread) runs here between its calls, so a call it makes on this thread is no hop from one
+/// thread to another and back, only the wait for the server.
+package final class ConfinedThread<State: AnyObject>: TaskExecutor, Sendable {
     /// One unit of work, run on the thread with its state.
     package typealias WorkItem = @Sendable (State) -> Void
 
@@ -65,6 +69,16 @@ package final class ConfinedThread<State: AnyObject>: Sendable {
             if !accepted { continuation.resume(returning: .failure(stopped())) }
         }
         return try result.get()
+    }
+
+    /// Runs a task's job on the thread, in turn with the work items. Once the thread is stopping,
+    /// on the global executor instead: a task is never left unrun.
+    package func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        let executor = UnownedTaskExecutor(ordinary: self)
+        if !submit({ _ in job.runSynchronously(on: executor) }) {
+            globalConcurrentExecutor.enqueue(ExecutorJob(job))
+        }
     }
 
     /// Lets queued work finish, then ends the thread.

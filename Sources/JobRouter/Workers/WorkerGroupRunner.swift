@@ -127,7 +127,9 @@ final class WorkerGroupRunner: Sendable {
                 }
             }
             for (index, fetcher) in fetchers.enumerated() {
-                tasks.addTask { [self] in await claimLoop(fetcher, primary: index == 0, putBack: putBack) }
+                tasks.addTask(executorPreference: fetcher.taskExecutor) { [self] in
+                    await claimLoop(fetcher, primary: index == 0, putBack: putBack)
+                }
             }
             // The loops end when shutdown starts (or the worker must stop).
             await shutdown.wait(for: .draining)
@@ -191,9 +193,10 @@ final class WorkerGroupRunner: Sendable {
                 var free = await slots.acquireAll()
                 guard free > 0 else { break }
                 if gates.isEmpty, free < (slots.capacity + 1) / 2 {
-                    // Slots come back one job at a time (each as its handler returns): let the
-                    // other tasks run once before claiming, so one claim call takes the slots they
-                    // free. Only while most slots are busy: an idle group picks a job up at once.
+                    // Slots come back one job at a time (each as its handler returns): let what
+                    // is queued where this loop runs go first (on the global executor, handlers'
+                    // tasks; on its connection's thread, little), so one claim call takes the
+                    // slots they free. Only while most slots are busy: an idle group claims at once.
                     await Task.yield()
                     free += slots.takeFree()
                 }
@@ -284,7 +287,9 @@ final class WorkerGroupRunner: Sendable {
                         acknowledge(job, claim: entry, startedAt: Date(), wait: wait, run: .zero)
                         continue
                     }
-                    tasks.addTask { [self] in
+                    // A job's run (its handler, its settle) is on the global executor, never on
+                    // the claim loop's thread, where it would hold up the next claim.
+                    tasks.addTask(executorPreference: globalConcurrentExecutor) { [self] in
                         // A job over its type's rate limit is deferred, holding no slot.
                         if rateLimited, await !admitUnderRateLimit(job, claim: entry) {
                             if aged { aging?.end() }
