@@ -27,6 +27,34 @@ import Testing
         #expect(late != confined)
     }
 
+    /// A claim loop over its cap of held claims is woken by the settle that brings them under,
+    /// not at its next look (it used to sleep 20 ms a time: a fifth of a fast drain's time).
+    @Test func aLoopOverTheClaimCapWakesWhenASettleBringsItUnder() async throws {
+        let claims = ClaimRegistry()
+        for index in 0..<3 { claims.add("t\(index)") }
+        // Under the cap already: no wait.
+        let clock = ContinuousClock()
+        let under = await clock.measure { await claims.waitUntilFewer(than: 4, atMost: .seconds(60)) }
+        #expect(under < .seconds(30))
+        let woken = Task {
+            let start = clock.now
+            await claims.waitUntilFewer(than: 3, atMost: .seconds(60))
+            return (start.duration(to: clock.now), claims.count)
+        }
+        try await Task.sleep(for: .milliseconds(100))
+        // Another token than one held changes nothing; a held one gone wakes the loop.
+        claims.remove("elsewhere")
+        claims.remove("t1")
+        let (waited, count) = await woken.value
+        #expect(waited < .seconds(30))
+        #expect(count == 2)
+        // Nothing settles: back after the timeout, to look at shutdown.
+        let start = clock.now
+        await claims.waitUntilFewer(than: 1, atMost: .milliseconds(50))
+        #expect(start.duration(to: clock.now) >= .milliseconds(50))
+        #expect(claims.count == 2)
+    }
+
     @Test func twoLoopsShareTheSlots() async {
         let slots = SlotPool(capacity: 4)
         #expect(await slots.acquireAll() == 4)

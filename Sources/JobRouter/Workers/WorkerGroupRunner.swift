@@ -74,6 +74,10 @@ final class WorkerGroupRunner: Sendable {
         FloatingPointCounter(label: "jobrouter_rate_limit_wait_seconds_total", dimensions: [("group", group.name)])
     }
 
+    /// How many claims the group may hold (running, or waiting to be settled) before its claim
+    /// loops wait: four times its concurrency now.
+    private var heldClaimsCap: Int { 4 * max(slots.capacity, 1) }
+
     /// How long a cancelled handler gets to end before it is abandoned (see ``HandlerRun``): longer
     /// than an `exec` child's SIGTERM-to-SIGKILL grace, so only a handler that really ignores
     /// cancellation is ever abandoned.
@@ -186,9 +190,11 @@ final class WorkerGroupRunner: Sendable {
                 // Slots are free before their jobs' acks are written: while the server refuses
                 // the acks (a failover), claims would pile up. Claim again only once the claims
                 // held (running, or waiting to be settled) are under four times the concurrency
-                // (in a steady drain the acks on the wire add at most about one concurrency).
-                while claims.count >= 4 * max(slots.capacity, 1), shutdown.phase == .running {
-                    await shutdown.sleep(for: .milliseconds(20))
+                // (in a steady drain the acks on the wire add at most about one concurrency, but
+                // a connection thread kept off the cores for a few milliseconds adds more): woken
+                // by the settle that brings them under, looking at shutdown every 20 ms.
+                while claims.count >= heldClaimsCap, shutdown.phase == .running {
+                    await claims.waitUntilFewer(than: heldClaimsCap, atMost: .milliseconds(20))
                 }
                 var free = await slots.acquireAll()
                 guard free > 0 else { break }
@@ -598,18 +604,6 @@ extension WorkerGroupRunner {
             DispatchQueue.global().asyncAfter(deadline: .now() + duration.inSeconds) { continuation.resume() }
         }
     }
-}
-
-/// The tokens of the claims a group holds, whose leases its heartbeats extend, with when each
-/// was taken.
-final class ClaimRegistry: Sendable {
-    private let tokens = Mutex<[String: Date]>([:])
-
-    func add(_ token: String, at date: Date = Date()) { tokens.withLock { $0[token] = date } }
-    func remove(_ token: String) { _ = tokens.withLock { $0.removeValue(forKey: token) } }
-    var all: [String] { tokens.withLock { Array($0.keys) } }
-    var count: Int { tokens.withLock { $0.count } }
-    var claimedAt: [String: Date] { tokens.withLock { $0 } }
 }
 
 /// Queues a group cannot read now, with why.
