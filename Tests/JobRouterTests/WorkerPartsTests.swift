@@ -6,7 +6,7 @@ import Testing
 @Suite struct WorkerPartsTests {
     /// A claim loop runs on its fetch connection's thread (a task preferring the thread): its
     /// calls there are no hop between threads. A task that prefers a stopped thread still runs.
-    @Test func aTaskPreferringAConfinedThreadRunsOnIt() async throws {
+    @Test(.timeLimit(.minutes(1))) func aTaskPreferringAConfinedThreadRunsOnIt() async throws {
         final class State {}
         struct Stopped: Error {}
         let thread = ConfinedThread(name: "prefer-me") { State() }
@@ -21,24 +21,24 @@ import Testing
             return [first, inCall, UInt(pthread_self())]
         }.value
         #expect(seen == [confined, confined, confined])
+        // Stopped: the thread takes no more work, so the task runs on the global executor.
         thread.stop()
-        try await Task.sleep(for: .milliseconds(50))
         let late = await Task(executorPreference: thread) { UInt(pthread_self()) }.value
         #expect(late != confined)
     }
 
     /// A claim loop over its cap of held claims is woken by the settle that brings them under,
     /// not at its next look (it used to sleep 20 ms a time: a fifth of a fast drain's time).
-    @Test func aLoopOverTheClaimCapWakesWhenASettleBringsItUnder() async throws {
+    @Test(.timeLimit(.minutes(1))) func aLoopOverTheClaimCapWakesWhenASettleBringsItUnder() async throws {
         let claims = ClaimRegistry()
         for index in 0..<3 { claims.add("t\(index)") }
         // Under the cap already: no wait.
         let clock = ContinuousClock()
-        let under = await clock.measure { await claims.waitUntilFewer(than: 4, atMost: .seconds(60)) }
-        #expect(under < .seconds(30))
+        let under = await clock.measure { await claims.waitUntilFewer(than: 4, atMost: .seconds(20)) }
+        #expect(under < .seconds(10))
         let woken = Task {
             let start = clock.now
-            await claims.waitUntilFewer(than: 3, atMost: .seconds(60))
+            await claims.waitUntilFewer(than: 3, atMost: .seconds(20))
             return (start.duration(to: clock.now), claims.count)
         }
         try await Task.sleep(for: .milliseconds(100))
@@ -46,7 +46,7 @@ import Testing
         claims.remove("elsewhere")
         claims.remove("t1")
         let (waited, count) = await woken.value
-        #expect(waited < .seconds(30))
+        #expect(waited < .seconds(10))
         #expect(count == 2)
         // Nothing settles: back after the timeout, to look at shutdown.
         let start = clock.now
