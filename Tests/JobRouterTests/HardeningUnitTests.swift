@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import Testing
 @testable import JobRouter
 
@@ -46,6 +47,33 @@ struct HardeningUnitTests {
         other.attempt = 12
         #expect(LoggingJobEventRecorder.describe(other, group: "g\u{1B}") == "group=g\\u{1B} job=\(other.id.rawValue) type=café\\tx queue=q attempt=12")
         #expect(!LoggingJobEventRecorder.quote("x\ny\u{7}").contains("\n"))
+    }
+
+    /// The per-job line goes straight to the line handler's output as bytes; it must be the line
+    /// swift-log's path writes for the same text (escaped the same), and a logger with metadata
+    /// keeps swift-log's path, so its fields are still written.
+    @Test func thePerJobLineIsTheSameLineSwiftLogWrites() throws {
+        let pipe = Pipe()
+        let output = LogOutput(descriptor: pipe.fileHandleForWriting.fileDescriptor)
+        var logger = Logger(label: "test") { _ in LineLogHandler(output: output) }
+        logger.logLevel = .info
+        var job = JobEnvelope(type: "ping\u{1B}x", priority: nil, queue: "q\n", payload: .null)
+        job.attempt = 3
+        let event = JobEvent.succeeded(job, group: "g", wait: .microseconds(420), run: .milliseconds(12))
+        #expect(LoggingJobEventRecorder(logger: logger).writesLinesDirectly)
+        LoggingJobEventRecorder(logger: logger).record(event)
+        let text = LoggingJobEventRecorder.describe(job, group: "g") + " wait=0.4ms run=12ms outcome=ok"
+        logger.info(Logger.Message(stringLiteral: text))
+        var tagged = logger
+        tagged[metadataKey: "worker"] = "w1"
+        #expect(!LoggingJobEventRecorder(logger: tagged).writesLinesDirectly)
+        LoggingJobEventRecorder(logger: tagged).record(event)
+        output.flush()
+        try pipe.fileHandleForWriting.close()
+        let lines = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            .split(separator: "\n").map { String($0.dropFirst("2026-12-03T00:00:00.000Z ".count)) }
+        let expected = "info group=g job=\(job.id.rawValue) type=ping\\u{1B}x queue=q\\n attempt=3 wait=0.4ms run=12ms outcome=ok"
+        #expect(lines == [expected, expected, expected + " worker=w1"])
     }
 
     @Test func logDurationsAreShortAndRounded() {

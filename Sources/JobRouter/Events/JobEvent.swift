@@ -39,10 +39,22 @@ public protocol JobEventRecorder: Sendable {
 /// per dead letter and requeue.
 public struct LoggingJobEventRecorder: JobEventRecorder {
     private let logger: Logger
+    /// Where the per-job line goes straight to, as bytes, when `logger` writes through a
+    /// ``LineLogHandler`` without metadata (the CLI's): the same line swift-log would write,
+    /// without a `String`, a swift-log event and a second escaping pass per job.
+    private let lines: LogOutput?
+
+    /// Whether the per-job line skips swift-log (see `lines`).
+    var writesLinesDirectly: Bool { lines != nil }
 
     /// Logs to `logger`.
     public init(logger: Logger) {
         self.logger = logger
+        if let handler = logger.handler as? LineLogHandler, handler.metadata.isEmpty {
+            lines = handler.output
+        } else {
+            lines = nil
+        }
     }
 
     public func record(_ event: JobEvent) {
@@ -68,7 +80,12 @@ public struct LoggingJobEventRecorder: JobEventRecorder {
             line.append(contentsOf: " run=".utf8)
             Self.format(run, into: &line)
             line.append(contentsOf: " outcome=ok".utf8)
-            logger.info(Logger.Message(stringLiteral: String(decoding: line, as: UTF8.self)))
+            // Every field is escaped already (``appendField(_:to:)``; the rest are digits).
+            if let lines {
+                lines.write(level: .info, escapedLine: line)
+            } else {
+                logger.info(Logger.Message(stringLiteral: String(decoding: line, as: UTF8.self)))
+            }
         case .failed(let job, let group, let wait, let run, let error, let delay):
             logger.warning("\(Self.describe(job, group: group)) wait=\(Self.format(wait)) run=\(Self.format(run)) outcome=failed retry_in=\(Self.format(delay)) error=\(Self.quote(error))")
         case .deadLettered(let record, let group):

@@ -11,9 +11,17 @@ import Synchronization
 public struct LineLogHandler: LogHandler {
     public var logLevel: Logger.Level = .info
     public var metadata: Logger.Metadata = [:]
+    /// Where the lines go: stdout, or another descriptor in tests.
+    let output: LogOutput
 
     /// A handler at the info level, without metadata.
-    public init() {}
+    public init() {
+        output = .standardOutput
+    }
+
+    init(output: LogOutput) {
+        self.output = output
+    }
 
     /// A logger labelled `label` writing through this handler at `level` (`trace`, `debug`,
     /// `info`, `notice`, `warning`, `error` or `critical`, any case).
@@ -47,7 +55,7 @@ public struct LineLogHandler: LogHandler {
                 fields += " \(LogEscaping.escape(key))=\(LogEscaping.escape(merged[key].map { "\($0)" } ?? ""))"
             }
         }
-        LogOutput.standardOutput.write(level: event.level, message: message, fields: fields)
+        output.write(level: event.level, message: message, fields: fields)
     }
 }
 
@@ -75,7 +83,7 @@ final class LogOutput: Sendable {
         var prefix: [UInt8] = []
     }
 
-    private init(descriptor: Int32) {
+    init(descriptor: Int32) {
         self.descriptor = descriptor
     }
 
@@ -83,6 +91,19 @@ final class LogOutput: Sendable {
     /// per line, the date formatted once per second); a warning or worse is written at once,
     /// with everything before it.
     func write(level: Logger.Level, message: String, fields: String) {
+        append(level: level) { bytes in
+            bytes.append(contentsOf: message.utf8)
+            bytes.append(contentsOf: fields.utf8)
+        }
+    }
+
+    /// Adds the line `TIME LEVEL TEXT`, `text` being one line's bytes already escaped (the
+    /// per-job line, built as bytes: no `String` and no swift-log event on its way here).
+    func write(level: Logger.Level, escapedLine text: [UInt8]) {
+        append(level: level) { $0.append(contentsOf: text) }
+    }
+
+    private func append(level: Logger.Level, _ text: (inout [UInt8]) -> Void) {
         if !flusherStarted.load(ordering: .relaxed) { startFlusher() }
         var now = timespec()
         clock_gettime(CLOCK_REALTIME, &now)
@@ -100,8 +121,7 @@ final class LogOutput: Sendable {
             buffer.bytes.append(contentsOf: "Z ".utf8)
             buffer.bytes.append(contentsOf: level.rawValue.utf8)
             buffer.bytes.append(UInt8(ascii: " "))
-            buffer.bytes.append(contentsOf: message.utf8)
-            buffer.bytes.append(contentsOf: fields.utf8)
+            text(&buffer.bytes)
             buffer.bytes.append(UInt8(ascii: "\n"))
             if level >= .warning || buffer.bytes.count >= 64 * 1024 { drain(&buffer.bytes) }
         }
