@@ -53,8 +53,11 @@ struct HardeningUnitTests {
     /// swift-log's path writes for the same text (escaped the same), and a logger with metadata
     /// keeps swift-log's path, so its fields are still written.
     @Test func thePerJobLineIsTheSameLineSwiftLogWrites() throws {
-        let pipe = Pipe()
-        let output = LogOutput(descriptor: pipe.fileHandleForWriting.fileDescriptor)
+        // Close-on-exec ends: a child another test spawns meanwhile must not hold the write end
+        // (the read below would then wait for that child to exit).
+        let fds = try #require(ClosingPipe.make())
+        defer { close(fds[0]) }
+        let output = LogOutput(descriptor: fds[1])
         var logger = Logger(label: "test") { _ in LineLogHandler(output: output) }
         logger.logLevel = .info
         var job = JobEnvelope(type: "ping\u{1B}x", priority: nil, queue: "q\n", payload: .null)
@@ -69,8 +72,11 @@ struct HardeningUnitTests {
         #expect(!LoggingJobEventRecorder(logger: tagged).writesLinesDirectly)
         LoggingJobEventRecorder(logger: tagged).record(event)
         output.flush()
-        try pipe.fileHandleForWriting.close()
-        let lines = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        close(fds[1])
+        var written: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while case let count = read(fds[0], &chunk, chunk.count), count > 0 { written += chunk.prefix(count) }
+        let lines = String(decoding: written, as: UTF8.self)
             .split(separator: "\n").map { String($0.dropFirst("2026-12-03T00:00:00.000Z ".count)) }
         let expected = "info group=g job=\(job.id.rawValue) type=ping\\u{1B}x queue=q\\n attempt=3 wait=0.4ms run=12ms outcome=ok"
         #expect(lines == [expected, expected, expected + " worker=w1"])
