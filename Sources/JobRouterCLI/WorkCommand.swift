@@ -51,7 +51,7 @@ struct WorkCommand: AsyncParsableCommand {
             } catch {
                 throw CommandFailure("\(configuration.file ?? "configuration"): \(error)")
             }
-                do {
+            do {
                 try await driver.preflightBeforeStart(queues: worker.queues, logger: logger)
             } catch {
                 throw CommandFailure("\(error)")
