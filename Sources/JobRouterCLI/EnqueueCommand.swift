@@ -166,6 +166,11 @@ enum EnqueueTiming {
     case after(Duration)
     case at(Date)
 
+    var isNow: Bool {
+        if case .now = self { return true }
+        return false
+    }
+
     func enqueue(_ requests: [JobRequest], with client: JobRouterClient, progress: BatchProgress? = nil,
                  batch: String? = nil) async throws -> [EnqueueResult] {
         switch self {
@@ -222,31 +227,54 @@ struct BatchEnqueue {
         var confirmedLine = startLine - 1
         var inFlightLine: Int?
 
-        // Parsing the next chunk overlaps pushing the previous one: at most one push is in flight.
+        // Three stages overlap: this loop parses chunk n + 2 while chunk n + 1 is routed and encoded
+        // and chunk n is pushed. Chunks are pushed one at a time, in input order (`turns`), so
+        // progress and the lines confirmed stay exact.
         let (client, timing, batchID, callbackBatch) = (self.client, self.timing, self.batchID, self.callbackBatch)
         var duplicates = 0
+        let turns = Turns()
         do {
         try await withThrowingTaskGroup(of: (jobs: [EnqueueResult], lastLine: Int).self) { pushes in
-            var pushing = false
+            var inFlight = 0
+            var chunks = 0
             func account(_ pushed: (jobs: [EnqueueResult], lastLine: Int)) {
                 for result in pushed.jobs where !result.isDuplicate { perQueue[result.job.queue, default: 0] += 1 }
                 let duplicated = pushed.jobs.filter(\.isDuplicate).count
                 duplicates += duplicated
                 enqueued += pushed.jobs.count - duplicated
                 confirmedLine = pushed.lastLine
-                inFlightLine = nil
+                inFlight -= 1
+                if inFlight == 0 { inFlightLine = nil }
                 progress.update(lines: lineNumber, bytes: bytesRead)
             }
             func flush() async throws {
                 guard !pending.isEmpty else { return }
-                if pushing, let pushed = try await pushes.next() { account(pushed) }
+                if inFlight >= 2, let pushed = try await pushes.next() { account(pushed) }
                 let requests = pending
                 let lines = pendingLines
                 let lastLine = lineNumber
                 let marker = batchID.map { BatchProgress(batchID: $0, lines: lines) }
-                pushes.addTask { (try await timing.enqueue(requests, with: client, progress: marker, batch: callbackBatch), lastLine) }
+                let turn = chunks
+                chunks += 1
+                pushes.addTask {
+                    do {
+                        // Immediate jobs are made and encoded before their turn; delayed ones in it.
+                        let prepared = timing.isNow ? try client.prepare(requests, batch: callbackBatch) : nil
+                        try await turns.begin(turn)
+                        let jobs = if let prepared {
+                            try await client.submit(prepared, progress: marker)
+                        } else {
+                            try await timing.enqueue(requests, with: client, progress: marker, batch: callbackBatch)
+                        }
+                        turns.end(turn)
+                        return (jobs, lastLine)
+                    } catch {
+                        turns.end(turn, failure: error)
+                        throw error
+                    }
+                }
                 inFlightLine = lastLine
-                pushing = true
+                inFlight += 1
                 pending.removeAll(keepingCapacity: true)
                 pendingLines.removeAll(keepingCapacity: true)
             }

@@ -166,7 +166,14 @@ public final class RedisQueueDriver: JobQueueDriver {
 
     public func push(_ jobs: [JobEnvelope], progress: BatchProgress?, batch: String?) async throws {
         if let cluster { return try await clusterPush(cluster, jobs, progress: progress, batch: batch) }
+        try await push(jobs, entries: jobs.map(\.jsonBytes), progress: progress, batch: batch)
+    }
+
+    public func push(_ jobs: [JobEnvelope], entries: [[UInt8]], progress: BatchProgress?, batch: String?) async throws {
+        if let cluster { return try await clusterPush(cluster, jobs, progress: progress, batch: batch) }
         guard !jobs.isEmpty else { return }
+        // Entries that are not one per job (a caller's mistake) are made again from the jobs.
+        let entries = entries.count == jobs.count ? entries : jobs.map(\.jsonBytes)
         // One `push` script call per chunk of up to `entriesPerCommand` jobs, whichever queues they
         // go to: each job goes in with its wake-up token (and the batch's progress, the chunk's last
         // line), atomically; the calls are pipelined.
@@ -178,7 +185,7 @@ public final class RedisQueueDriver: JobQueueDriver {
         let ttl = Array(String(Self.batchProgressTTL.inMilliseconds).utf8)
         var calls: [(keys: [String], arguments: [[UInt8]])] = []
         var offset = 0
-        for chunk in Self.chunks(jobs.map { ($0.queue, $0.jsonBytes) }) {
+        for chunk in Self.chunks(zip(jobs, entries).map { ($0.queue, $1) }) {
             offset += chunk.count
             let line = lines.count >= offset ? Array(String(lines[offset - 1]).utf8) : []
             var arguments = [ns, line, ttl, Array(String(chunk.queues.count).utf8)]

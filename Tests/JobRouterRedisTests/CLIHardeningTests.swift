@@ -177,6 +177,34 @@ struct CLIHardeningTests {
         #expect(depths[first] == 6000 && depths[second] == 1000)
     }
 
+    /// Chunks are made and encoded side by side but pushed one at a time, in input order: each
+    /// queue holds its lines in the order of the file, across chunk boundaries.
+    @Test func batchEnqueueKeepsInputOrderAcrossChunks() async throws {
+        let keys = TestKeys()
+        let driver = try TestRedis.driver(namespace: keys.namespace)
+        defer { Task { await cleanUp(driver, keys) } }
+        let (high, low) = (keys.queue("high"), keys.queue("low"))
+        let path = try writeConfig(keys, try header(keys) + """
+
+            [types.ping]
+            handler = "noop"
+            priorities = { high = "\(high)", low = "\(low)" }
+            default_priority = "low"
+            """)
+        let count = 23_000  // five chunks, the last one short
+        let input = (0..<count).map { #"{"type":"ping","priority":"\#($0 % 3 == 0 ? "high" : "low")","payload":\#($0)}"# }
+        let result = try await runCLI(["enqueue", "--batch", "-", "--config", path], stdin: input.joined(separator: "\n"))
+        #expect(result.status == 0, "\(result.err)")
+        func payloads(_ queue: String) async throws -> [Int] {
+            try await listContents(driver, queue).map { entry in
+                guard case .integer(let n) = try JobEnvelope.decode(Data(entry.utf8), queue: queue).payload else { return -1 }
+                return Int(n)
+            }
+        }
+        #expect(try await payloads(high) == Array(stride(from: 0, to: count, by: 3)))
+        #expect(try await payloads(low) == (0..<count).filter { $0 % 3 != 0 })
+    }
+
     @Test func deadRetryRoutesByTheCurrentFile() async throws {
         let keys = TestKeys()
         let driver = try TestRedis.driver(namespace: keys.namespace)

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import Synchronization
 @testable import JobRouter
 
 /// The pieces a group's claim loops share: slots, acks on their way, handler deadlines. No server.
@@ -141,4 +142,42 @@ import Testing
 private actor Taken {
     var counts: [Int] = []
     func add(_ count: Int) { counts.append(count) }
+}
+
+@Suite struct TurnsTests {
+    /// Turns begun in any order run in turn order, each after the one before it ended.
+    @Test func turnsBeginInOrder() async throws {
+        final class Order: Sendable { let turns = Mutex<[Int]>([]) }
+        let turns = Turns()
+        let order = Order()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for turn in [3, 1, 2, 0] {
+                group.addTask {
+                    try await turns.begin(turn)
+                    order.turns.withLock { $0.append(turn) }
+                    turns.end(turn)
+                }
+                try await Task.sleep(for: .milliseconds(5))
+            }
+            try await group.waitForAll()
+        }
+        #expect(order.turns.withLock { $0 } == [0, 1, 2, 3])
+    }
+
+    /// A failed turn stops every later one, waiting or not yet begun, with its own error.
+    @Test func aFailedTurnStopsTheLaterOnesWithItsError() async throws {
+        struct Refused: Error, Equatable {}
+        let turns = Turns()
+        let waiting = Task { () -> (any Error)? in
+            do { try await turns.begin(2) } catch { return error }
+            return nil
+        }
+        try await turns.begin(0)
+        turns.end(0)
+        try await turns.begin(1)
+        try await Task.sleep(for: .milliseconds(20))
+        turns.end(1, failure: Refused())
+        #expect(await waiting.value as? Refused == Refused())
+        await #expect(throws: Refused.self) { try await turns.begin(3) }
+    }
 }

@@ -220,6 +220,9 @@ public protocol JobQueueDriver: Sendable {
     /// the same atomic steps.
     func push(_ jobs: [JobEnvelope], progress: BatchProgress?, batch: String?) async throws
 
+    /// ``push(_:progress:batch:)`` with the jobs encoded already: `entries[i]` is `jobs[i].jsonBytes`.
+    func push(_ jobs: [JobEnvelope], entries: [[UInt8]], progress: BatchProgress?, batch: String?) async throws
+
     /// The last input line of batch `id` known to be pushed, or `nil` when none is recorded.
     func batchProgress(_ id: String) async throws -> Int?
 
@@ -470,6 +473,10 @@ extension JobQueueDriver {
     /// (Redis Cluster: the queues' hash tag), or this driver. A group's claims are settled and
     /// renewed through it.
     public func shard(forQueues queues: [String]) -> any JobQueueDriver { self }
+
+    public func push(_ jobs: [JobEnvelope], entries: [[UInt8]], progress: BatchProgress?, batch: String?) async throws {
+        try await push(jobs, progress: progress, batch: batch)
+    }
 
     /// Appends each job to the tail of its queue, in order.
     public func push(_ jobs: [JobEnvelope]) async throws {

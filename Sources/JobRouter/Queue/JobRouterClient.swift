@@ -57,11 +57,26 @@ public struct JobRouterClient: Sendable {
     /// the jobs count toward its callback. Jobs of unique types go one script call each; the rest
     /// in as few round trips as the driver can.
     public func submit(_ requests: [JobRequest], progress: BatchProgress? = nil, batch: String? = nil) async throws -> [EnqueueResult] {
+        try await submit(prepare(requests, batch: batch), progress: progress)
+    }
+
+    /// Does the part of ``submit(_:progress:batch:)`` that needs no server: routes and checks the
+    /// requests (throwing as `submit` would, before anything is pushed), makes their jobs and
+    /// encodes them. A caller with many chunks prepares the next while the last is pushed.
+    public func prepare(_ requests: [JobRequest], batch: String? = nil) throws -> PreparedJobs {
         var jobs = try route(requests)
         if let batch { for index in jobs.indices { jobs[index].batch = batch } }
+        var entries: [[UInt8]] = []
+        entries.reserveCapacity(jobs.count)
+        for job in jobs where job.unique == nil { entries.append(job.jsonBytes) }
+        return PreparedJobs(jobs: jobs, entries: entries, batch: batch)
+    }
+
+    /// Pushes jobs made by ``prepare(_:batch:)``, as ``submit(_:progress:batch:)`` does.
+    public func submit(_ prepared: PreparedJobs, progress: BatchProgress? = nil) async throws -> [EnqueueResult] {
         // Progress is recorded even for a chunk with no plain job.
-        return try await store(jobs, due: nil, always: progress != nil, event: { .enqueued($0) }) { plain in
-            try await driver.push(plain, progress: progress, batch: batch)
+        try await store(prepared.jobs, due: nil, always: progress != nil, event: { .enqueued($0) }) { plain in
+            try await driver.push(plain, entries: prepared.entries, progress: progress, batch: prepared.batch)
         }
     }
 
@@ -196,6 +211,16 @@ public struct JobRouterClient: Sendable {
                              then: try steps(request.then))
         }
     }
+}
+
+/// Jobs made from requests by ``JobRouterClient/prepare(_:batch:)``, not pushed yet.
+public struct PreparedJobs: Sendable {
+    /// The jobs, in the order of the requests.
+    public let jobs: [JobEnvelope]
+    /// The entries of the jobs pushed as they are (those of no unique type), in order.
+    let entries: [[UInt8]]
+    /// The batch (with a callback) the jobs count toward.
+    let batch: String?
 }
 
 /// What enqueueing one request did.
