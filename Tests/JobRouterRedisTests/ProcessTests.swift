@@ -102,7 +102,8 @@ struct ProcessTests {
         let queue = keys.queue("default")
         let path = try writeConfig(keys, pingConfig(keys, concurrency: 64))
         let configuration = try RouterConfiguration.load(path: path)
-        let total = 12_000
+        // Enough that the drain is still going when the signal comes, however fast it runs.
+        let total = 40_000
         _ = try await JobRouterClient(configuration: configuration, driver: driver).enqueue((0..<total).map { _ in JobRequest(type: "ping") })
         let process = Process()
         process.executableURL = URL(fileURLWithPath: try TestRedis.binary)
