@@ -77,6 +77,36 @@ struct RedisDriverTests {
         #expect(try await driver.batchProgress("b1") == 2500)
     }
 
+    /// A large `enqueue` is encoded chunk by chunk while the chunk before is pushed: each queue
+    /// still holds its jobs in call order, and a request that cannot be routed, however late in
+    /// the call, stops it before anything is pushed.
+    @Test func aLargeEnqueueKeepsCallOrderAndRoutesEverythingFirst() async throws {
+        let keys = TestKeys()
+        let driver = try TestRedis.driver(namespace: keys.namespace)
+        defer { Task { await cleanUp(driver, keys) } }
+        let (high, low) = (keys.queue("high"), keys.queue("low"))
+        var configuration = RouterConfiguration(defaultQueue: keys.queue("default"))
+        configuration.redis.namespace = keys.namespace
+        var type = JobTypeConfiguration(name: "t", handler: .swift)
+        type.priorities = ["high": high, "low": low]
+        type.defaultPriority = "low"
+        configuration.types["t"] = type
+        let client = JobRouterClient(configuration: configuration, driver: driver)
+        let count = 9_500  // over four chunks of `overlapChunk`
+        let requests = (0..<count).map { JobRequest(type: "t", priority: $0 % 4 == 0 ? "high" : "low", payload: .integer(Int64($0))) }
+        let jobs = try await client.enqueue(requests)
+        #expect(jobs.map(\.payload) == requests.map(\.payload))
+        for (queue, kept) in [(high, { (n: Int) in n % 4 == 0 }), (low, { (n: Int) in n % 4 != 0 })] {
+            let stored = try await listContents(driver, queue).map { try JobEnvelope.decode(Data($0.utf8), queue: queue).payload }
+            #expect(stored == (0..<count).filter(kept).map { JSONValue.integer(Int64($0)) })
+        }
+        // The last request names a priority the type does not have: nothing of this call is pushed.
+        await #expect(throws: RoutingError.self) {
+            try await client.enqueue(requests + [JobRequest(type: "t", priority: "urgent")])
+        }
+        #expect(try await driver.depths(of: [high, low]) == [high: count / 4, low: count - count / 4])
+    }
+
     @Test func idleFetchBlocksAndWakesWithinMilliseconds() async throws {
         let keys = TestKeys()
         let driver = try TestRedis.driver(namespace: keys.namespace)

@@ -57,8 +57,32 @@ public struct JobRouterClient: Sendable {
     /// the jobs count toward its callback. Jobs of unique types go one script call each; the rest
     /// in as few round trips as the driver can.
     public func submit(_ requests: [JobRequest], progress: BatchProgress? = nil, batch: String? = nil) async throws -> [EnqueueResult] {
-        try await submit(prepare(requests, batch: batch), progress: progress)
+        guard requests.count > Self.overlapChunk, progress == nil else {
+            return try await submit(prepare(requests, batch: batch), progress: progress)
+        }
+        // A large call: every request is routed first (a routing error throws before anything is
+        // pushed), then each chunk is encoded while the one before it is pushed.
+        var jobs = try route(requests)
+        if let batch { for index in jobs.indices { jobs[index].batch = batch } }
+        return try await store(jobs, due: nil, event: { .enqueued($0) }) { plain in
+            try await withThrowingTaskGroup(of: Void.self) { pushes in
+                var pushing = false
+                for start in stride(from: 0, to: plain.count, by: Self.overlapChunk) {
+                    let chunk = Array(plain[start..<min(start + Self.overlapChunk, plain.count)])
+                    let entries = chunk.map(\.jsonBytes)
+                    // In order: a chunk is pushed once the one before it is in.
+                    if pushing { try await pushes.next() }
+                    pushes.addTask { try await driver.push(chunk, entries: entries, progress: nil, batch: batch) }
+                    pushing = true
+                }
+                try await pushes.waitForAll()
+            }
+        }
     }
+
+    /// How many jobs of a large ``submit(_:progress:batch:)`` are encoded while the previous ones
+    /// are pushed.
+    static let overlapChunk = 2_000
 
     /// Does the part of ``submit(_:progress:batch:)`` that needs no server: routes and checks the
     /// requests (throwing as `submit` would, before anything is pushed), makes their jobs and
