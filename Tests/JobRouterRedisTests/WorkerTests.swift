@@ -194,7 +194,8 @@ struct WorkerTests {
             try await group.waitForAll()
         }
         let stopTook = stopStarted.duration(to: clock.now)
-        #expect(stopTook >= .milliseconds(250) && stopTook < .seconds(2), "took \(stopTook)")
+        // Waited out the timeout, not the 20 s handlers (the bound leaves room for a loaded machine).
+        #expect(stopTook >= .milliseconds(250) && stopTook < .seconds(6), "took \(stopTook)")
         #expect(finished.all == ["quick"])
 
         let remaining = try await listContents(driver, keys.queue("low"))
