@@ -242,7 +242,9 @@ struct BatchEnqueue {
                 let duplicated = pushed.jobs.filter(\.isDuplicate).count
                 duplicates += duplicated
                 enqueued += pushed.jobs.count - duplicated
-                confirmedLine = pushed.lastLine
+                // Each chunk began only once every earlier one was in (its result may still come
+                // second, if the task that ended the turn before it was slow to return).
+                confirmedLine = max(confirmedLine, pushed.lastLine)
                 inFlight -= 1
                 if inFlight == 0 { inFlightLine = nil }
                 progress.update(lines: lineNumber, bytes: bytesRead)
