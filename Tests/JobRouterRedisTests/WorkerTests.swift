@@ -34,8 +34,16 @@ struct WorkerTests {
         _ = try await client.enqueue((0..<200).map { JobRequest(type: "job", priority: "high", payload: .integer(Int64($0))) })
 
         let started = Observations<String>()
+        let lowsBeforeTheHighsWereClaimed = Observations<Int>()
+        let high = keys.queue("high")
         var handlers = HandlerRegistry()
-        handlers.register(type: "job") { job, _ in started.append(job.priority ?? "?") }
+        handlers.register(type: "job") { job, _ in
+            started.append(job.priority ?? "?")
+            // Strict priority is in the claims: no low job is claimed while a high one waits.
+            if job.priority == "low", let waiting = try await driver.depths(of: [high])[high], waiting > 0 {
+                lowsBeforeTheHighsWereClaimed.append(waiting)
+            }
+        }
         handlers.register(type: "plain") { _, _ in }
         let worker = try JobRouterWorker(configuration: configuration, driver: driver, handlers: handlers,
                                          groups: ["main"], logger: testLogger, recorders: [])
@@ -44,11 +52,13 @@ struct WorkerTests {
             // with the heavier suites running beside it (kill loops, outages) that took over 10 s.
             #expect(await eventually(timeout: .seconds(60)) { started.count == 400 })
         }
+        #expect(lowsBeforeTheHighsWereClaimed.all.isEmpty)
         let order = started.all
         #expect(order.count == 400)
-        // Claims are in strict priority order; jobs claimed together start on concurrent tasks,
-        // so within one claim (at most `concurrency` jobs) their start order may vary.
-        let window = 200 - (concurrency - 1)
+        // Jobs in flight together start on concurrent tasks: a high one claimed last may start
+        // after lows claimed after it (while its thread is off the cores, the other slots go on),
+        // so the start order is checked with room for that; at concurrency 1 it is exact.
+        let window = concurrency == 1 ? 200 : 150
         #expect(Array(order.prefix(window)) == Array(repeating: "high", count: window))
         #expect(Array(order.suffix(window)) == Array(repeating: "low", count: window))
     }
