@@ -62,8 +62,7 @@ public struct JobRouterClient: Sendable {
         }
         // A large call: every request is routed first (a routing error throws before anything is
         // pushed), then each chunk is encoded while the one before it is pushed.
-        var jobs = try route(requests)
-        if let batch { for index in jobs.indices { jobs[index].batch = batch } }
+        let jobs = try route(requests, batch: batch)
         return try await store(jobs, due: nil, event: { .enqueued($0) }) { plain in
             try await withThrowingTaskGroup(of: Void.self) { pushes in
                 var pushing = false
@@ -88,8 +87,7 @@ public struct JobRouterClient: Sendable {
     /// requests (throwing as `submit` would, before anything is pushed), makes their jobs and
     /// encodes them. A caller with many chunks prepares the next while the last is pushed.
     public func prepare(_ requests: [JobRequest], batch: String? = nil) throws -> PreparedJobs {
-        var jobs = try route(requests)
-        if let batch { for index in jobs.indices { jobs[index].batch = batch } }
+        let jobs = try route(requests, batch: batch)
         var entries: [[UInt8]] = []
         entries.reserveCapacity(jobs.count)
         for job in jobs where job.unique == nil { entries.append(job.jsonBytes) }
@@ -204,12 +202,14 @@ public struct JobRouterClient: Sendable {
         try route([request])[0]
     }
 
-    private func route(_ requests: [JobRequest]) throws -> [JobEnvelope] {
+    /// The jobs `requests` make, counting toward `batch` when one is given.
+    private func route(_ requests: [JobRequest], batch: String? = nil) throws -> [JobEnvelope] {
         let now = Date()
         return try requests.map { request in
             let route = try router.route(type: request.type, priority: request.priority)
             var job = JobEnvelope(id: .make(now: now), type: request.type, priority: route.priority, queue: route.queue,
                                   payload: request.payload, enqueuedAt: now)
+            job.batch = batch
             if let terms = uniqueTerms[request.type] {
                 job.unique = UniqueMark(key: try terms.key(for: request.payload, type: request.type), until: terms.until,
                                         lifetimeMilliseconds: max(terms.lifetime.inMilliseconds, 1))
