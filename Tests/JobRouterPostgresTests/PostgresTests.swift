@@ -58,29 +58,43 @@ struct PostgresTests {
     }
 
     @Test func blockingCallsRunOnThePoolsOwnThreadsAtOnce() async throws {
-        let pool = PostgresPool(url: try TestPostgres.url, size: 4, applicationName: "jobrouter test-pool")
-        func sleepOnEach(_ seconds: Double) async throws {
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                for _ in 0..<4 {
-                    group.addTask { () async throws -> Void in
-                        _ = try await pool.withConnection { try $0.query("SELECT pg_sleep(\(seconds))") }
-                    }
-                }
-                try await group.waitForAll()
-            }
+        let name = "jobrouter test-pool " + UUID().uuidString.prefix(8)
+        let pool = PostgresPool(url: try TestPostgres.url, size: 4, applicationName: name)
+        let schema = TestPostgres.schema()
+        // Each call counts itself in (a sequence: its increments are seen at once by every session) and
+        // returns true once all four are in, false after 20 s. None leaves before the last arrives, so
+        // "true" four times means four calls blocked at the same moment. Run one at a time, or two at a
+        // time on Swift's pool (2 threads here), no call ever sees four: a fact, not a duration.
+        _ = try await pool.withConnection { connection in
+            try connection.query("CREATE SCHEMA \(schema)")
+            try connection.query("CREATE SEQUENCE \(schema).arrived")
+            return try connection.query("""
+                CREATE FUNCTION \(schema).meet(want int) RETURNS boolean LANGUAGE plpgsql AS $$
+                DECLARE deadline timestamptz := clock_timestamp() + interval '20 seconds';
+                BEGIN
+                  PERFORM nextval('\(schema).arrived');
+                  LOOP
+                    IF (SELECT last_value FROM \(schema).arrived) >= want THEN RETURN true; END IF;
+                    IF clock_timestamp() > deadline THEN RETURN false; END IF;
+                    PERFORM pg_sleep(0.01);
+                  END LOOP;
+                END $$
+                """)
         }
-        // Connect all four first (connecting is not what is timed; on a loaded machine it is slow).
-        try await sleepOnEach(0.2)
-        let clock = ContinuousClock()
-        let start = clock.now
-        try await sleepOnEach(1)
-        // Four 1 s sleeps on 4 connections while Swift's pool (2 threads here) stays free: about 1 s,
-        // where one at a time would take 4 s and two at a time 2 s (room left for a loaded machine).
-        #expect(start.duration(to: clock.now) < .seconds(1.9))
+        let met = try await withThrowingTaskGroup(of: String?.self) { group in
+            for _ in 0..<4 {
+                group.addTask { try await pool.withConnection { try $0.query("SELECT \(schema).meet(4) AS met") }.value("met") }
+            }
+            var met: [String?] = []
+            for try await value in group { met.append(value) }
+            return met
+        }
+        #expect(met == ["t", "t", "t", "t"])
         let named = try await pool.withConnection { connection in
-            try connection.query("SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = $1", ["jobrouter test-pool"])
+            try connection.query("SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = $1", [name])
         }
         #expect(named.value("n") == "4")
+        _ = try await pool.withConnection { try $0.query("DROP SCHEMA \(schema) CASCADE") }
     }
 
     @Test func aBrokenConnectionIsReplaced() async throws {
