@@ -46,20 +46,37 @@ import Testing
     }
 
     @Test func cancellationKillsTheWholeProcessGroup() async throws {
-        let marker = temporaryFile()
-        defer { try? FileManager.default.removeItem(atPath: marker) }
-        // The child starts a grandchild that would write the marker after 2 s.
-        let script = "(sleep 2; touch \(marker)) & sleep 30"
+        let pidFile = temporaryFile()
+        defer { try? FileManager.default.removeItem(atPath: pidFile) }
+        // The child starts a grandchild that writes its pid, then sleeps.
+        let script = "sh -c 'echo $$ > \(pidFile); exec sleep 30' & sleep 30"
         let clock = ContinuousClock()
         let start = clock.now
         let task = Task {
             try await ExecJobHandler(command: ["/bin/sh", "-c", script]).handle(job, context: context)
         }
-        try await Task.sleep(for: .milliseconds(300))
+        // Cancelled once the grandchild runs (a fixed wait here once outlasted a grandchild's
+        // timer on a loaded machine, which then looked like a survivor).
+        var grandchild: Int32?
+        while grandchild == nil, start.duration(to: clock.now) < .seconds(20) {
+            grandchild = (try? String(contentsOfFile: pidFile, encoding: .utf8)).flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        let pid = try #require(grandchild)
+        #expect(Self.alive(pid))
         task.cancel()
         await #expect(throws: CancellationError.self) { try await task.value }
-        #expect(start.duration(to: clock.now) < .seconds(5))
-        try await Task.sleep(for: .seconds(2.5))
-        #expect(!FileManager.default.fileExists(atPath: marker), "a grandchild survived")
+        // Far below the sleeps' 30 s: SIGTERM ended them.
+        #expect(start.duration(to: clock.now) < .seconds(20))
+        #expect(!Self.alive(pid), "a grandchild survived")
+    }
+
+    /// Whether `pid` still runs (a zombie waiting for whoever inherited it does not count).
+    static func alive(_ pid: Int32) -> Bool {
+        guard kill(pid, 0) == 0 else { return false }
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = stat.lastIndex(of: ")") else {
+            return false
+        }
+        return stat[stat.index(after: close)...].split(separator: " ").first != "Z"
     }
 }
