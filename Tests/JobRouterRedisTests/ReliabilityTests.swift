@@ -45,14 +45,15 @@ struct ReliabilityTests {
         defer { Task { await cleanUp(driver, keys) } }
         let queue = keys.queue("q")
         try await driver.push([envelope(queue, 1)])
-        let fetcher = driver.makeFetcher(queues: [queue], label: "beat", worker: "w1", terms: LeaseTerms(lease: .seconds(1), maxRecoveries: 3))
+        let fetcher = driver.makeFetcher(queues: [queue], label: "beat", worker: "w1", terms: LeaseTerms(lease: .seconds(3), maxRecoveries: 3))
         let claims = try await fetcher.fetch(max: 1, wait: .zero)
         await fetcher.close()
         let worker = WorkerDescription(id: "w1", groups: ["g"], inFlight: 1, startedAt: Date())
-        // Beats every 100 ms for 2 s, twice the lease: only the heartbeats keep the claim.
-        for _ in 0..<20 {
+        // Beats every 100 ms for 6 s, twice the lease: only the heartbeats keep the claim (a 3 s
+        // lease leaves room for a loaded machine's stalls between two beats).
+        for _ in 0..<60 {
             try await Task.sleep(for: .milliseconds(100))
-            try await driver.heartbeat(worker, renewing: claims.map(\.token), lease: .seconds(1))
+            try await driver.heartbeat(worker, renewing: claims.map(\.token), lease: .seconds(3))
             #expect(try await driver.recoverExpiredLeases(limit: 10, maxDead: 100).recovered == 0)
         }
         #expect(try await driver.complete(claims[0]) == .applied)
