@@ -66,7 +66,8 @@ struct FairnessTests {
         let noisyBefore = noisy.filter { $0 < quietDone }.count
         #expect(noisyBefore < 25, "\(noisyBefore) noisy jobs ran before the quiet ones were done (\(start.duration(to: quietDone)))")
         let span = try #require(noisy.first).duration(to: try #require(noisy.last))
-        #expect(span >= .seconds(7) && span < .seconds(10), "40 jobs at 5/s took \(span)")
+        // Not faster than the rate; not far slower (the upper bound leaves a loaded run its stalls).
+        #expect(span >= .seconds(7) && span < .seconds(14), "40 jobs at 5/s took \(span)")
         let figures = try await driver.limiterStatistics(["type:hook"], now: Date())["type:hook"]
         #expect((figures?.deferred ?? 0) >= 30, "\(String(describing: figures))")
         #expect(figures?.keysActive == 2)
