@@ -54,7 +54,7 @@ struct LedgerClusterTests {
         }
         let running = Task { await worker.run() }
         let shipping = shippers.map { shipper in Task { await shipper.run() } }
-        let stored = try await LedgerTests.eventually {
+        let stored = try await LedgerTests.eventually(timeout: .seconds(60)) {
             let rows = try await pool.withConnection { try $0.query("SELECT count(DISTINCT job_id), count(*) FROM \(schema).attempts WHERE outcome = 'succeeded'").rows }
             return rows.first == ["400", "400"]
         }

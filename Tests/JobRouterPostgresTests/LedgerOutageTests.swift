@@ -116,21 +116,21 @@ struct LedgerOutageTests {
         // Paused: the shipper's insert hangs, jobs go on, records wait in Redis.
         try server.signal(SIGSTOP)
         try await enqueue(1000)
-        #expect(await LedgerTests.eventually(timeout: .seconds(30)) { await drained() })
+        #expect(await LedgerTests.eventually(timeout: .seconds(90)) { await drained() })
         #expect(runs.withLock { $0 } == 3000)
         #expect(try await RedisAttemptLog(driver: driver).backlog().waiting > 0)
         try await Task.sleep(for: .seconds(2))
         try server.signal(SIGCONT)
-        #expect(await LedgerTests.eventually(timeout: .seconds(30)) { await stored() == 3000 })
+        #expect(await LedgerTests.eventually(timeout: .seconds(90)) { await stored() == 3000 })
 
         // Stopped for real: inserts fail, the shipper backs off and says so, then catches up.
         try server.stop()
         try await enqueue(1000)
-        #expect(await LedgerTests.eventually(timeout: .seconds(30)) { await drained() })
+        #expect(await LedgerTests.eventually(timeout: .seconds(90)) { await drained() })
         #expect(await LedgerTests.eventually { !shipper.state.postgresReachable })
         try await Task.sleep(for: .seconds(2))
         try server.start()
-        #expect(await LedgerTests.eventually(timeout: .seconds(40)) { await stored() == 4000 })
+        #expect(await LedgerTests.eventually(timeout: .seconds(90)) { await stored() == 4000 })
         #expect(shipper.state.postgresReachable)
 
         worker.shutdown()

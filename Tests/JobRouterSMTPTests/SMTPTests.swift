@@ -265,7 +265,8 @@ struct SMTPTests {
             try await Task.sleep(for: .milliseconds(200))
             stopping = clock.now
         }
-        #expect(stopping.duration(to: clock.now) < .seconds(2))
+        // Far below the hour to the next permit (a loaded run took 2.4 s).
+        #expect(stopping.duration(to: clock.now) < .seconds(10))
         // The second mail was never claimed: it waits in its queue for the next permit.
         #expect(try await driver.depths(of: [setup.queue])[setup.queue] == 1)
         #expect(try TestSMTP.delivered(domain: setup.domain).count == 1)
