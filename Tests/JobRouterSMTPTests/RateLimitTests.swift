@@ -92,10 +92,11 @@ struct RateLimitTests {
             return record["at"]?.intValue.map(Double.init)
         }
         #expect(times.count == 60)
-        // Permits go at 10/s plus a burst of 1, so 11 sends start in any one second; these are
-        // arrival times at the sink, and one send slowed by a loaded machine can land beside the
-        // next one on time: one more is jitter, two more would be a broken limit.
-        #expect(busiestWindow(times, width: 1) <= 12, "busiest second: \(busiestWindow(times, width: 1))")
+        // Permits go at 10/s plus a burst of 1, so 21 sends start in any two seconds; these are
+        // arrival times at the sink, and sends slowed by a loaded machine land beside later ones
+        // on time (a fresh-clone run once saw 13 in one second): a few more is jitter, a limit
+        // each process kept for itself (20/s) would put about 40 there.
+        #expect(busiestWindow(times, width: 2) <= 25, "busiest two seconds: \(busiestWindow(times, width: 2))")
         let span = (times.max() ?? 0) - (times.min() ?? 0)
         // 60 mails at 10/s, one at a time: about 5.9 s from the first to the last.
         #expect(span >= 5.0 && span <= 7.5, "took \(span) s")
