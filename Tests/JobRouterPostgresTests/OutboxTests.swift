@@ -200,12 +200,14 @@ struct OutboxTests {
             _ = try await pool.withConnection { [schema = setup.schema] connection in
                 try connection.query("SELECT \(schema).enqueue('mail', to_jsonb($1::int))", [String(n)])
             }
-            let arrived = await LedgerTests.eventually(timeout: .seconds(5)) {
+            let arrived = await LedgerTests.eventually(timeout: .seconds(20)) {
                 (try? await entries(driver, "\(setup.prefix):low").count) == n
             }
-            #expect(arrived, "job \(n) did not arrive within 5 s")
+            #expect(arrived, "job \(n) did not arrive within 20 s")
             latencies.append(ContinuousClock.now - committed)
         }
-        #expect(latencies.allSatisfy { $0 < .seconds(2) }, "\(latencies)")
+        // Each commit comes just after the relay's last wake-up, so the poll alone would bring it
+        // ~30 s later; alone this takes milliseconds, the suite's first seconds on CI took 2 s.
+        #expect(latencies.allSatisfy { $0 < .seconds(10) }, "\(latencies)")
     }
 }

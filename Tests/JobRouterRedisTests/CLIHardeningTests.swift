@@ -96,7 +96,7 @@ struct CLIHardeningTests {
         // The kernel closes a killed process's pipes at once (no need to wait for its exit status,
         // and a blocking wait here would hold one of the cooperative pool's two threads).
         kill(worker.processIdentifier, SIGKILL)
-        #expect(await eventually(timeout: .seconds(5)) { !Self.alive(grandchild) })
+        #expect(await eventually(timeout: .seconds(15)) { !Self.alive(grandchild) })
     }
 
     @Test func execChildrenGetNoSecretsOnlyWhatTheTypeLists() async throws {

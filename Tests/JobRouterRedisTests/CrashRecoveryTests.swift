@@ -90,13 +90,14 @@ struct CrashRecoveryTests {
         let killedAt = ContinuousClock.now
         let second = try WorkerProcess(config: config, log: directory.appendingPathComponent("second.log"))
         defer { second.terminate() }
-        let recovered = await eventually(timeout: .seconds(10)) {
+        let recovered = await eventually(timeout: .seconds(20)) {
             let lines = ((try? String(contentsOf: runs, encoding: .utf8)) ?? "").split(separator: "\n")
             return lines.filter { $0.hasSuffix(" \(second.pid)") }.count == 2
         }
         #expect(recovered)
         let took = killedAt.duration(to: .now)
-        #expect(took < .seconds(5), "recovered after \(took); lease is 3s")
+        // The lease (3 s) and one recovery pass, with room for a process start on a loaded machine.
+        #expect(took < .seconds(10), "recovered after \(took); lease is 3s")
         let lines = try String(contentsOf: runs, encoding: .utf8).split(separator: "\n")
         let rerun = Set(lines.filter { $0.hasSuffix(" \(second.pid)") }.map { String($0.prefix(26)) })
         #expect(rerun == Set(jobs.map(\.id.rawValue)))

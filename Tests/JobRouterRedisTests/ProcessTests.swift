@@ -75,9 +75,10 @@ struct ProcessTests {
         let clock = ContinuousClock()
         let signalled = clock.now
         process.terminate() // SIGTERM
-        #expect(await eventually(timeout: .seconds(5)) { !process.isRunning })
+        #expect(await eventually(timeout: .seconds(15)) { !process.isRunning })
         let took = signalled.duration(to: clock.now)
-        #expect(took < .seconds(3), "exit took \(took); shutdown_timeout is 1s")
+        // The 1 s shutdown_timeout, not the 30 s jobs (room for a loaded machine).
+        #expect(took < .seconds(10), "exit took \(took); shutdown_timeout is 1s")
         #expect(process.terminationStatus == 0)
         #expect(process.terminationReason == .exit)
 

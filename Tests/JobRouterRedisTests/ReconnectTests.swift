@@ -56,7 +56,7 @@ final class PrivateRedis: @unchecked Sendable {
         try process.run()
         self.process = process
         let driver = RedisQueueDriver(endpoint: try RedisEndpoint(url: url), namespace: "probe")
-        let up = await eventually(timeout: .seconds(5)) { (try? await driver.command(["PING"])) != nil }
+        let up = await eventually(timeout: .seconds(20)) { (try? await driver.command(["PING"])) != nil }
         guard up else { throw TestSetupError("private redis-server on port \(port) did not start") }
     }
 
@@ -67,7 +67,7 @@ final class PrivateRedis: @unchecked Sendable {
         kill(process.processIdentifier, SIGKILL)
         if let endpoint = try? RedisEndpoint(url: url) {
             let probe = RedisQueueDriver(endpoint: endpoint, namespace: "probe")
-            _ = await eventually(timeout: .seconds(5)) { (try? await probe.command(["PING"])) == nil }
+            _ = await eventually(timeout: .seconds(15)) { (try? await probe.command(["PING"])) == nil }
         }
         self.process = nil
     }

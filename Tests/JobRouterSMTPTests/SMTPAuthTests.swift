@@ -39,7 +39,7 @@ struct SMTPAuthTests {
                                 usernameEnvironment: "TEST_SMTP_USER", passwordEnvironment: "TEST_SMTP_PASSWORD")
         smtp.authMechanism = mechanism
         smtp.caFile = caFile ? try TestSMTP.environment("JOBROUTER_TEST_SMTP_CA") : nil
-        smtp.timeout = .seconds(10)
+        smtp.timeout = .seconds(60)
         configuration.smtp = smtp
         return configuration
     }
@@ -87,9 +87,9 @@ struct SMTPAuthTests {
         #expect(dead.reason.hasPrefix("SMTP 535"), "\(dead.reason)")
         #expect(dead.attempt == 1, "a refused login is not retried")
         #expect(!dead.reason.contains("wrong-pw-123") && !dead.reason.contains(Self.password))
-        // Not after the 10 s SMTP timeout (alone this takes ~0.1 s; the full parallel suite on
+        // Not after the 60 s SMTP timeout (alone this takes ~0.1 s; the full parallel suite on
         // two cores has taken it past 3 s).
-        #expect(took < .seconds(8), "took \(took)")
+        #expect(took < .seconds(20), "took \(took)")
         #expect(try Self.delivered(domain: setup.domain).isEmpty)
     }
 
@@ -109,7 +109,7 @@ struct SMTPAuthTests {
             let start = clock.now
             #expect(throws: SMTPError.self) { try transport.send(message) }
             do { try transport.send(message) } catch { #expect(error.replyCode == 535, "\(error)") }
-            #expect(start.duration(to: clock.now) < .seconds(3))
+            #expect(start.duration(to: clock.now) < .seconds(20), "not after the 60 s timeout")
         }
     }
 

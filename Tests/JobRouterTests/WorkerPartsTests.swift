@@ -127,7 +127,7 @@ import Synchronization
         let outcomes = await withTaskGroup(of: Bool.self) { group in
             for _ in 0..<50 {
                 group.addTask {
-                    let outcome = await HandlerRun.run(timeout: .milliseconds(300), grace: .seconds(5), stuck: StuckHandlers(), deadlines: deadlines) {}
+                    let outcome = await HandlerRun.run(timeout: .seconds(30), grace: .seconds(5), stuck: StuckHandlers(), deadlines: deadlines) {}
                     if case .completed = outcome { return true }
                     return false
                 }
