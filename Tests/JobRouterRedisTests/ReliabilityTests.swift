@@ -1,6 +1,6 @@
 import Foundation
 import JobRouter
-import JobRouterRedis
+@testable import JobRouterRedis
 import Testing
 
 /// Claims, leases, recovery, retries and schedules against a real Redis, including under concurrency.
@@ -37,6 +37,62 @@ struct ReliabilityTests {
         #expect(try await driver.deadLetter(record, claim: claim, maxDead: 10) == .lost)
         #expect(try await driver.depths(of: [queue])[queue] == 1)
         #expect(try await driver.deadLetterCount() == 0)
+    }
+
+    /// One settle call over many claims (what the completion batcher sends) answers each claim on
+    /// its own: finished (1), taken away by recovery (0), already settled or named twice (2); and
+    /// removes the lease and in-flight record of the ones it finished only.
+    @Test func oneSettleCallAnswersEachClaimAndTouchesOnlyTheOnesItFinished() async throws {
+        let keys = TestKeys()
+        let driver = try TestRedis.driver(namespace: keys.namespace)
+        defer { Task { await cleanUp(driver, keys) } }
+        let queue = keys.queue("q")
+        try await driver.push((0..<5).map { envelope(queue, $0) })
+        let held = driver.makeFetcher(queues: [queue], label: "held", worker: "w1", terms: LeaseTerms(lease: .seconds(60), maxRecoveries: 3))
+        let a = try await held.fetch(max: 4, wait: .zero)
+        await held.close()
+        let short = driver.makeFetcher(queues: [queue], label: "short", worker: "w2", terms: LeaseTerms(lease: .milliseconds(300), maxRecoveries: 3))
+        let b = try await short.fetch(max: 1, wait: .zero)
+        await short.close()
+        #expect(a.count == 4 && b.count == 1)
+        #expect(try await driver.complete(a[3]) == .applied)
+        #expect(await eventually { (try? await driver.recoverExpiredLeases(limit: 10, maxDead: 100).recovered) == 1 })
+
+        func settle(_ claims: [ClaimedEntry]) async throws -> [RedisReply] {
+            var arguments = [keys.namespace, "0", "", ""]
+            for claim in claims { arguments += [claim.token, claim.jobID.rawValue, claim.queue, "0"] }
+            return try await driver.command(["EVAL", RedisScripts.complete.source, "0"] + arguments).array(for: "complete") ?? []
+        }
+        func members(_ command: String, _ key: String) async throws -> Set<String> {
+            let range = command == "ZRANGE" ? ["0", "-1"] : []
+            return try Set((await driver.command([command, "\(keys.namespace):\(key)"] + range).array(for: command) ?? []).map { try $0.text(for: command) })
+        }
+        #expect(try await settle([a[0], b[0], a[0], a[3], a[1], b[0]]).map { try $0.integer(for: "complete") } == [1, 0, 2, 2, 1, 0])
+        // Only a[2] is still in flight: its lease, its record and the count of one.
+        #expect(try await members("HKEYS", "inflight") == [a[2].token])
+        #expect(try await members("ZRANGE", "leases").subtracting([RedisScripts.leasesKeeper]) == [a[2].token])
+        #expect(try await driver.command(["HGET", "\(keys.namespace):count:inflight", queue]) == .string(Array("1".utf8)))
+        // Every claim held (the usual call), one named twice.
+        #expect(try await settle([a[2], a[2]]).map { try $0.integer(for: "complete") } == [1, 2])
+        #expect(try await members("HKEYS", "inflight").isEmpty)
+        #expect(try await members("ZRANGE", "leases").subtracting([RedisScripts.leasesKeeper]).isEmpty)
+        #expect(try await driver.command(["HGET", "\(keys.namespace):count:inflight", queue]) == .null)
+    }
+
+    /// A claim's tokens are the worker, the call's number and each job's place in the call, in
+    /// decimal (written by the script without Lua's number formatting: checked past 9 and 99).
+    @Test func aClaimNumbersItsJobsInDecimal() async throws {
+        let keys = TestKeys()
+        let driver = try TestRedis.driver(namespace: keys.namespace)
+        defer { Task { await cleanUp(driver, keys) } }
+        let queue = keys.queue("q")
+        try await driver.push((0..<120).map { envelope(queue, $0) })
+        let fetcher = driver.makeFetcher(queues: [queue], label: "many", worker: "w1", terms: LeaseTerms(lease: .seconds(60), maxRecoveries: 3))
+        let claims = try await fetcher.fetch(max: 120, wait: .zero)
+        await fetcher.close()
+        let prefix = try #require(claims.first?.token.split(separator: ".").first)
+        #expect(prefix.hasPrefix("w1/"))
+        #expect(claims.map(\.token) == (1...120).map { "\(prefix).\($0)" })
     }
 
     @Test func heartbeatsKeepALeaseAlive() async throws {
