@@ -292,7 +292,7 @@ public final class RedisQueueDriver: JobQueueDriver {
 
     public func complete(_ claim: ClaimedEntry, attempt: AttemptRecord?) async throws -> SettleResult {
         if cluster != nil { return try await shard(forQueue: claim.queue).complete(claim, attempt: attempt) }
-        return try await completions.complete(token: claim.token, jobID: claim.jobID.rawValue, queue: claim.queue,
+        return try await completions.complete(token: claim.token, queue: claim.queue,
                                        record: attempt?.jsonBytes ?? [])
     }
 
@@ -305,7 +305,7 @@ public final class RedisQueueDriver: JobQueueDriver {
                 return settled(.failure(error))
             }
         }
-        completions.complete(token: claim.token, jobID: claim.jobID.rawValue, queue: claim.queue,
+        completions.complete(token: claim.token, queue: claim.queue,
                              record: attempt?.jsonBytes ?? []) { settled($0.mapError { $0 }) }
     }
 
@@ -551,7 +551,6 @@ final class CompletionBatcher: Sendable {
 
     private struct Ack {
         let token: String
-        let jobID: String
         let queue: String
         /// The attempt's ledger record; empty for none.
         let record: [UInt8]
@@ -571,9 +570,9 @@ final class CompletionBatcher: Sendable {
 
     /// Queues one ack; `record` (empty for none) is the attempt's ledger record. `settled` is
     /// called once, on the driver's thread, with the outcome.
-    func complete(token: String, jobID: String, queue: String, record: [UInt8], settled: @escaping Settled) {
+    func complete(token: String, queue: String, record: [UInt8], settled: @escaping Settled) {
         let startFlush = state.withLock { state -> Bool in
-            state.pending.append(Ack(token: token, jobID: jobID, queue: queue, record: record, settled: settled))
+            state.pending.append(Ack(token: token, queue: queue, record: record, settled: settled))
             if state.flushing { return false }
             state.flushing = true
             return true
@@ -582,9 +581,9 @@ final class CompletionBatcher: Sendable {
     }
 
     /// Queues one ack and waits for its outcome.
-    func complete(token: String, jobID: String, queue: String, record: [UInt8]) async throws -> SettleResult {
+    func complete(token: String, queue: String, record: [UInt8]) async throws -> SettleResult {
         try await withCheckedThrowingContinuation { continuation in
-            complete(token: token, jobID: jobID, queue: queue, record: record) { continuation.resume(with: $0) }
+            complete(token: token, queue: queue, record: record) { continuation.resume(with: $0) }
         }
     }
 
@@ -610,30 +609,43 @@ final class CompletionBatcher: Sendable {
             return batch
         }
         if batch.isEmpty { return }
-        // The records go as one argument (and their lengths as another), not one each: the
-        // script then handles two strings per call rather than one per job.
+        // The claims go grouped by queue, each as its token alone (and its record's length when
+        // any has a record): every argument is a string Redis and the script make and free. The
+        // records go as one argument (and their lengths as another), not one each.
+        var groups: [String: [Ack]] = [:]
+        var order: [String] = []
+        for ack in batch {
+            if groups[ack.queue] == nil { order.append(ack.queue) }
+            groups[ack.queue, default: []].append(ack)
+        }
+        let sent = order.flatMap { groups[$0] ?? [] }
+        let withLengths = sent.contains { !$0.record.isEmpty }
         var lengths: [UInt8] = []
         var records: [UInt8] = []
-        records.reserveCapacity(batch.reduce(0) { $0 + $1.record.count })
-        var arguments = [namespace, ledgerBound, [], []]
-        arguments.reserveCapacity(4 + batch.count * 4)
-        for ack in batch {
-            arguments.append(Array(ack.token.utf8))
-            arguments.append(Array(ack.jobID.utf8))
-            arguments.append(Array(ack.queue.utf8))
-            let length = Array(String(ack.record.count).utf8)
-            arguments.append(length)
-            if !ack.record.isEmpty {
-                if !lengths.isEmpty { lengths.append(UInt8(ascii: ",")) }
-                lengths.append(contentsOf: length)
-                records.append(contentsOf: ack.record)
+        records.reserveCapacity(sent.reduce(0) { $0 + $1.record.count })
+        var arguments = [namespace, ledgerBound, [], [], withLengths ? Array("2".utf8) : Array("1".utf8)]
+        arguments.reserveCapacity(5 + order.count * 2 + sent.count * (withLengths ? 2 : 1))
+        for queue in order {
+            let acks = groups[queue] ?? []
+            arguments.append(Array(queue.utf8))
+            arguments.append(Array(String(acks.count).utf8))
+            for ack in acks {
+                arguments.append(Array(ack.token.utf8))
+                guard withLengths else { continue }
+                let length = Array(String(ack.record.count).utf8)
+                arguments.append(length)
+                if !ack.record.isEmpty {
+                    if !lengths.isEmpty { lengths.append(UInt8(ascii: ",")) }
+                    lengths.append(contentsOf: length)
+                    records.append(contentsOf: ack.record)
+                }
             }
         }
         arguments[2] = lengths
         arguments[3] = records
         do throws(RedisError) {
             let codes = try session.connection().evaluate(RedisScripts.complete, keys: [], arguments: arguments).array(for: "complete") ?? []
-            for (index, ack) in batch.enumerated() {
+            for (index, ack) in sent.enumerated() {
                 var result = SettleResult.alreadySettled
                 if index < codes.count, case .integer(let code) = codes[index] { result = RedisQueueDriver.settleResult(code) }
                 ack.settled(.success(result))

@@ -122,12 +122,8 @@ enum RedisScripts {
 
         """
 
-    /// Functions every script shares.
-    static let prelude = settlePrelude + """
-        local function now_ms()
-          local t = redis.call('TIME')
-          return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-        end
+    /// Reads an in-flight record (recovery, and ``complete`` for recovery counts).
+    static let recordParser = """
         -- In-flight records start with a tab (no queue name holds white space), then queue, worker,
         -- max_recoveries, id and entry, one per line. One without the tab is from a JobRouter before
         -- ids were fixed at claim (no id line) and is still read.
@@ -146,6 +142,15 @@ enum RedisScripts {
           local ok, job = pcall(cjson.decode, entry)
           if ok and type(job) == 'table' and type(job.id) == 'string' and job.id ~= '' then return queue, worker, max, job.id, entry end
           return queue, worker, max, 'claim-' .. token, entry
+        end
+
+        """
+
+    /// Functions every script shares.
+    static let prelude = settlePrelude + recordParser + """
+        local function now_ms()
+          local t = redis.call('TIME')
+          return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
         end
         local function release(token, queue)
           if redis.call('HDEL', ns .. ':inflight', token) == 0 then return false end
@@ -384,18 +389,30 @@ enum RedisScripts {
         """)
 
     /// Finishes claims: ARGV: ns, ledger bound (0: none), the attempt records' lengths (comma-
-    /// separated), the records back to back, then per claim token, job id, queue, the length of
-    /// its attempt record (0 for none). Returns per claim 1 (done), 0 (its lease expired and recovery
-    /// took it) or 2 (already settled). A record goes to the ledger only with a claim it finished.
-    static let complete = RedisScript(name: "complete", source: settlePrelude + """
+    /// separated), the records back to back, how many values each claim sends (1: its token; 2: its
+    /// token and the length of its attempt record, '0' for none), then the claims grouped by queue:
+    /// queue, how many, and their values. Returns per claim, in that order, 1 (done), 0 (its lease
+    /// expired and recovery took it) or 2 (already settled). A record goes to the ledger only with
+    /// a claim it finished. Per claim only its token (and record length) is sent: each argument is
+    /// a Redis string and a Lua string made and freed, in the script run most often after claim.
+    static let complete = RedisScript(name: "complete", source: settlePrelude + recordParser + """
         local out = {}
         local done = {}
         local bound = tonumber(ARGV[2])
-        local tokens, distinct, seen = {}, {}, {}
-        for i = 5, #ARGV, 4 do
-          local token = ARGV[i]
-          tokens[#tokens + 1] = token
-          if not seen[token] then seen[token] = true; distinct[#distinct + 1] = token end
+        local stride = tonumber(ARGV[5])
+        local tokens, queues, lengths, distinct, seen = {}, {}, {}, {}, {}
+        local i = 6
+        while i <= #ARGV do
+          local queue, count = ARGV[i], tonumber(ARGV[i + 1])
+          i = i + 2
+          for _ = 1, count do
+            local token = ARGV[i]
+            local j = #tokens + 1
+            tokens[j], queues[j] = token, queue
+            if stride == 2 then lengths[j] = ARGV[i + 1] end
+            if not seen[token] then seen[token] = true; distinct[#distinct + 1] = token end
+            i = i + stride
+          end
         end
         -- A claim holds its lease as long as its in-flight record (claim, heartbeat, recovery and
         -- every settle add and remove the two together). The leases go in one ZREM per call: when
@@ -403,33 +420,32 @@ enum RedisScripts {
         -- no per-claim answer is needed (ZMSCORE formats a double per claim: 5 % of Redis' CPU in
         -- a drain). Otherwise the records, not yet deleted, say which were.
         local removed = 0
-        for i = 1, #distinct, 4000 do
-          removed = removed + redis.call('ZREM', ns .. ':leases', unpack(distinct, i, math.min(i + 3999, #distinct)))
+        for k = 1, #distinct, 4000 do
+          removed = removed + redis.call('ZREM', ns .. ':leases', unpack(distinct, k, math.min(k + 3999, #distinct)))
         end
         local held = nil
         if removed < #distinct then
           held = {}
           for _, token in ipairs(distinct) do held[token] = redis.call('HEXISTS', ns .. ':inflight', token) == 1 end
         end
-        local finished, ids = {}, {}
+        local finished = {}
         seen = {}
         -- Records: ARGV[4] holds them all, back to back; ARGV[3] their lengths (comma-separated);
-        -- each job's own length comes with it ('0' for none). All logged as sent unless a claim was gone.
+        -- each claim's own length comes with it. All logged as sent unless a claim was gone.
         local recorded, all_settled = 0, true
         for j, token in ipairs(tokens) do
-          local i = 5 + (j - 1) * 4
           if seen[token] then
             out[j] = 2
           elseif held == nil or held[token] then
             seen[token] = true
             finished[#finished + 1] = token
-            ids[#ids + 1] = ARGV[i + 1]
-            done[ARGV[i + 2]] = (done[ARGV[i + 2]] or 0) + 1
+            done[queues[j]] = (done[queues[j]] or 0) + 1
             out[j] = 1
           else
             out[j] = gone(token)
           end
-          if ARGV[i + 3] ~= '0' and (tonumber(ARGV[i + 3]) or 0) > 0 then
+          local length = lengths[j]
+          if length and length ~= '0' and (tonumber(length) or 0) > 0 then
             if out[j] == 1 then recorded = recorded + 1 else all_settled = false end
           end
         end
@@ -438,15 +454,25 @@ enum RedisScripts {
         else
           local at = 1
           for j = 1, #tokens do
-            local length = tonumber(ARGV[5 + (j - 1) * 4 + 3]) or 0
+            local length = tonumber(lengths[j] or '0') or 0
             if length > 0 and out[j] == 1 then log_attempt(string.sub(ARGV[4], at, at + length - 1), bound) end
             at = at + length
           end
         end
         if #finished > 0 then
+          -- Recovery counts are kept by job id, which the records hold: read only when some job was
+          -- recovered (most drains never read one).
+          if redis.call('EXISTS', ns .. ':recoveries') == 1 then
+            local ids = {}
+            for k, record in ipairs(many('HMGET', ns .. ':inflight', finished, 4000)) do
+              if record then
+                local _, _, _, id = parse_record(record, finished[k])
+                ids[#ids + 1] = id
+              end
+            end
+            if #ids > 0 then many('HDEL', ns .. ':recoveries', ids, 4000) end
+          end
           many('HDEL', ns .. ':inflight', finished, 4000)
-          -- Most jobs were never recovered: no delete per job when none was.
-          if redis.call('EXISTS', ns .. ':recoveries') == 1 then many('HDEL', ns .. ':recoveries', ids, 4000) end
         end
         for queue, count in pairs(done) do decrement(ns .. ':count:inflight', queue, count) end
         flush_attempts(bound)

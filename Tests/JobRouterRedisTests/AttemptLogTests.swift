@@ -34,9 +34,10 @@ struct AttemptLogTests {
 
         func call(_ claims: ArraySlice<ClaimedEntry>) async throws -> [RedisReply] {
             let records = claims.map { #"{"id":"\#($0.jobID.rawValue)","claim":"\#($0.token)"}"# }
-            var arguments = [keys.namespace, "100", records.map { String($0.utf8.count) }.joined(separator: ","), records.joined()]
+            var arguments = [keys.namespace, "100", records.map { String($0.utf8.count) }.joined(separator: ","), records.joined(),
+                             "2", queue, String(claims.count)]
             for (claim, record) in zip(claims, records) {
-                arguments += [claim.token, claim.jobID.rawValue, claim.queue, String(record.utf8.count)]
+                arguments += [claim.token, String(record.utf8.count)]
             }
             let reply = try await driver.command(["EVAL", RedisScripts.complete.source, "0"] + arguments)
             return try reply.array(for: "complete") ?? []

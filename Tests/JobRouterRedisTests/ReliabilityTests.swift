@@ -59,8 +59,7 @@ struct ReliabilityTests {
         #expect(await eventually { (try? await driver.recoverExpiredLeases(limit: 10, maxDead: 100).recovered) == 1 })
 
         func settle(_ claims: [ClaimedEntry]) async throws -> [RedisReply] {
-            var arguments = [keys.namespace, "0", "", ""]
-            for claim in claims { arguments += [claim.token, claim.jobID.rawValue, claim.queue, "0"] }
+            let arguments = [keys.namespace, "0", "", "", "1", queue, String(claims.count)] + claims.map(\.token)
             return try await driver.command(["EVAL", RedisScripts.complete.source, "0"] + arguments).array(for: "complete") ?? []
         }
         func members(_ command: String, _ key: String) async throws -> Set<String> {
@@ -77,6 +76,15 @@ struct ReliabilityTests {
         #expect(try await members("HKEYS", "inflight").isEmpty)
         #expect(try await members("ZRANGE", "leases").subtracting([RedisScripts.leasesKeeper]).isEmpty)
         #expect(try await driver.command(["HGET", "\(keys.namespace):count:inflight", queue]) == .null)
+        // The recovered job, claimed again and finished: its recovery count (kept by job id, which
+        // the settle reads from the in-flight record) goes with it.
+        let again = driver.makeFetcher(queues: [queue], label: "again", worker: "w3", terms: LeaseTerms(lease: .seconds(60), maxRecoveries: 3))
+        let c = try #require(try await again.fetch(max: 1, wait: .zero).first)
+        await again.close()
+        #expect(c.jobID == b[0].jobID)
+        #expect(try await driver.command(["HGET", "\(keys.namespace):recoveries", c.jobID.rawValue]) == .string(Array("1".utf8)))
+        #expect(try await driver.complete(c) == .applied)
+        #expect(try await driver.command(["HEXISTS", "\(keys.namespace):recoveries", c.jobID.rawValue]) == .integer(0))
     }
 
     /// A claim's tokens are the worker, the call's number and each job's place in the call, in
