@@ -78,9 +78,14 @@ struct CrashRecoveryTests {
         defer { Task { await cleanUp(driver, keys) } }
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent(keys.prefix)
         let runs = directory.appendingPathComponent("runs.txt")
-        // Each run records "<job id> <worker pid>", then works for a while.
+        // Each run records "<job id> <worker pid>", then works for as long as the delay file says
+        // when it starts: the first worker's runs a minute (so they are surely running when it is
+        // killed, however late a loaded machine lets this test look), the second's half a second.
+        let delay = directory.appendingPathComponent("delay")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        try "60".write(to: delay, atomically: true, encoding: .utf8)
         let config = try writeConfig(keys, redisURL: try TestRedis.url, lease: "3s", concurrency: 2,
-                                     command: "echo \"$JOB_ID $PPID\" >> \(runs.path); sleep 1.5")
+                                     command: "echo \"$JOB_ID $PPID\" >> \(runs.path); sleep $(cat \(delay.path))")
         let client = JobRouterClient(configuration: try RouterConfiguration.load(path: config), driver: driver)
         let jobs = try await client.enqueue((0..<2).map { _ in JobRequest(type: "record") })
 
@@ -88,6 +93,7 @@ struct CrashRecoveryTests {
         #expect(await eventually { ((try? String(contentsOf: runs, encoding: .utf8)) ?? "").split(separator: "\n").count == 2 })
         first.kill9()
         let killedAt = ContinuousClock.now
+        try "0.5".write(to: delay, atomically: true, encoding: .utf8)
         let second = try WorkerProcess(config: config, log: directory.appendingPathComponent("second.log"))
         defer { second.terminate() }
         let recovered = await eventually(timeout: .seconds(20)) {
