@@ -243,11 +243,16 @@ struct SMTPTests {
         }
         let subjects = try TestSMTP.delivered(domain: setup.domain).compactMap { $0["subject"]?.stringValue }
         let firstHigh = try #require(subjects.firstIndex { $0.hasPrefix("high") })
-        // While the workers waited for the rate, the highs that arrived went next, all three together.
-        #expect(Array(subjects[firstHigh..<(firstHigh + 3)]).allSatisfy { $0.hasPrefix("high") }, "\(subjects)")
+        let lastHigh = try #require(subjects.lastIndex { $0.hasPrefix("high") })
         // No low claimed after the highs arrived went before them (one may have been claimed while
         // they were being enqueued).
-        #expect(firstHigh <= lowsBefore.withLock { $0 } + 1, "\(subjects)")
+        let allowed = lowsBefore.withLock { $0 } + 1
+        #expect(firstHigh <= allowed, "\(subjects)")
+        // While the workers waited for the rate, the highs that arrived went next: a low among them
+        // can only be one already on its way (started before the highs came in, its mail slower to
+        // reach the sink on a loaded machine, as a run beside busy loops saw once).
+        let lowsAmongHighs = subjects[firstHigh...lastHigh].filter { $0.hasPrefix("low") }.count
+        #expect(lowsAmongHighs <= max(0, allowed - firstHigh), "\(subjects), \(allowed - 1) lows started before the highs")
     }
 
     @Test func shutdownDoesNotWaitForTheNextPermit() async throws {
