@@ -2,7 +2,9 @@
 # Ledger cost: drains N noop jobs with one `jobrouter work` process, ledger off and ledger on
 # (PostgreSQL), at concurrency 10 and 64, alternating, ROUNDS times, all in the same run, and
 # prints jobs/s for each (the median of the rounds, and every round), the ratio of the medians,
-# and how long after the drain the ledger had every attempt stored. Prints figures; not a test.
+# how long after the drain the ledger had every attempt stored, and the CPU per job of the worker,
+# Redis and PostgreSQL (medians; up to the moment the ledger held every attempt, so its catching
+# up counts). Prints figures; not a test.
 #   scripts/bench-ledger.sh [N] [ROUNDS]     (default 100000 3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,6 +44,15 @@ write_config 10 true
 "$BIN" migrate --config "$run_dir/queues.toml" >/dev/null
 
 now() { date +%s.%N; }
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }   # CPU time in clock ticks (10 ms)
+# The server's processes (the postmaster and its children, the backends the shipper writes through
+# among them): backends that ended in between are not counted (only this script's own queries).
+postgres_ticks() {
+  local postmaster total=0 pid
+  postmaster=$(head -1 "$POSTGRES_DIR/data/postmaster.pid")
+  for pid in "$postmaster" $(ps --ppid "$postmaster" -o pid=); do total=$(( total + $(ticks "$pid") )); done
+  echo "$total"
+}
 results=()
 for round in $(seq 1 "$ROUNDS"); do
 for concurrency in 10 64; do
@@ -54,6 +65,8 @@ for concurrency in 10 64; do
     # Timed from the first claim to empty over one persistent connection (start-up excluded).
     python3 scripts/drain-timer.py "$REDIS_PORT" jobrouter:inflight bench:default > "$run_dir/timer" &
     TIMER=$!
+    redis_before=$(ticks "$REDIS_PID")
+    postgres_before=$(postgres_ticks)
     "$BIN" work --config "$run_dir/queues.toml" --log-level warning >/dev/null 2>"$run_dir/work.err" &
     WORKER=$!
     wait "$TIMER"
@@ -65,8 +78,11 @@ for concurrency in 10 64; do
       rows=$(psql_count "SELECT count(*) || ' rows, ' || count(DISTINCT job_id) || ' jobs' FROM jobrouter.attempts")
       log "ledger: $rows"
     fi
+    worker_ticks=$(ticks "$WORKER")
+    redis_ticks=$(( $(ticks "$REDIS_PID") - redis_before ))
+    postgres_ticks=$(( $(postgres_ticks) - postgres_before ))
     kill -TERM "$WORKER"; wait "$WORKER" || true; WORKER=""
-    results+=("$concurrency $ledger $t0 $t1 $t2")
+    results+=("$concurrency $ledger $t0 $t1 $t2 $worker_ticks $redis_ticks $postgres_ticks")
   done
 done
 done
@@ -74,15 +90,20 @@ done
 python3 - "$N" "${results[@]}" <<'PY'
 import statistics, sys
 n = int(sys.argv[1])
-rates, lags = {}, {}
+rates, lags, cpu = {}, {}, {}
 for row in sys.argv[2:]:
-    c, ledger, t0, t1, t2 = row.split()
+    c, ledger, t0, t1, t2, worker, redis, postgres = row.split()
     t0, t1, t2 = float(t0), float(t1), float(t2)
     rates.setdefault((c, ledger), []).append(n / (t1 - t0))
     lags.setdefault((c, ledger), []).append(t2 - t1)
+    # Clock ticks (10 ms) to µs per job.
+    cpu.setdefault((c, ledger), []).append(tuple(int(ticks) * 1e4 / n for ticks in (worker, redis, postgres)))
 for (c, ledger), values in sorted(rates.items()):
     extra = f"; every attempt in PostgreSQL at most {max(lags[(c, ledger)]):.2f} s after the drain" if ledger == "true" else ""
     print(f"concurrency {c:>2}  ledger {'on ' if ledger == 'true' else 'off'}  drain {statistics.median(values):>8,.0f} jobs/s  (median of {len(values)}: {', '.join(f'{v:,.0f}' for v in values)}){extra}")
+for (c, ledger), values in sorted(cpu.items()):
+    worker, redis, postgres = (statistics.median(v[i] for v in values) for i in range(3))
+    print(f"concurrency {c:>2}  ledger {'on ' if ledger == 'true' else 'off'}  CPU per job  worker {worker:.1f} + Redis {redis:.1f} + PostgreSQL {postgres:.1f} = {worker + redis + postgres:.1f} µs (medians)")
 for c in ("10", "64"):
     ratio = statistics.median(rates[(c, 'true')]) / statistics.median(rates[(c, 'false')]) * 100
     print(f"concurrency {c:>2}  ledger on / off (medians): {ratio:.0f} %")
