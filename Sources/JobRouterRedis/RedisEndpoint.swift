@@ -145,14 +145,14 @@ public struct RedisEndpoint: Sendable, Equatable, CustomStringConvertible {
         guard let at = text.lastIndex(of: "@") else { return (nil, nil, text) }
         let credentials = text[..<at]
         let colon = credentials.firstIndex(of: ":") ?? credentials.endIndex
-        func decoded(_ part: Substring) -> String? { String(part).removingPercentEncoding.flatMap { $0.isEmpty ? nil : $0 } }
+        func decoded(_ part: Substring) -> String? { part.removingPercentEscapes().flatMap { $0.isEmpty ? nil : $0 } }
         let password = colon < credentials.endIndex ? decoded(credentials[credentials.index(after: colon)...]) : nil
         return (decoded(credentials[..<colon]), password, text[text.index(after: at)...])
     }
 
     /// `url` with any credentials replaced by `***`, for messages about a URL that did not parse.
     static func redact(_ url: String) -> String {
-        guard let at = url.lastIndex(of: "@"), let scheme = url.range(of: "://"), scheme.upperBound <= at else { return url }
+        guard let at = url.unicodeScalars.lastIndex(of: "@"), let scheme = url.firstScalarRange(of: "://"), scheme.upperBound <= at else { return url }
         return String(url[..<scheme.upperBound]) + "***" + String(url[at...])
     }
 }
@@ -174,7 +174,7 @@ public struct SentinelTarget: Sendable, Equatable {
 
         /// Reads `host:port` (or `host`, with `defaultPort`); `nil` when it is not one.
         public init?(_ text: String, defaultPort: Int) {
-            let trimmed = text.trimmingCharacters(in: .whitespaces)
+            let trimmed = text.trimmingBlanks()
             guard !trimmed.isEmpty else { return nil }
             if let colon = trimmed.lastIndex(of: ":") {
                 guard let port = Int(trimmed[trimmed.index(after: colon)...]), (1...65535).contains(port), colon > trimmed.startIndex else { return nil }

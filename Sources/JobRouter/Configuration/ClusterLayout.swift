@@ -90,7 +90,7 @@ extension RouterConfiguration {
                 guard let other = ClusterLayout.hashTag(of: queue) else { return (path, untagged(queue)) }
                 if other != tag {
                     let slots = "slot \(ClusterLayout.slot(of: first)) and slot \(ClusterLayout.slot(of: queue))"
-                    let renamed = "{\(tag)}" + queue.replacingOccurrences(of: "{\(other)}", with: "")
+                    let renamed = "{\(tag)}" + queue.replacingEvery("{\(other)}", with: "")
                     return (path, "'\(first)' and '\(queue)' have different hash tags ({\(tag)}, {\(other)}: \(slots)); a group's queues, and the keys its scripts touch, must share one tag: rename '\(queue)' to '\(renamed)' (in its route too)")
                 }
             }

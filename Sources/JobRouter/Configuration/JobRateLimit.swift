@@ -77,7 +77,7 @@ public struct JobRateLimit: Sendable, Equatable {
         if let open = text.lastIndex(of: "<") { text = text[text.index(after: open)...] }
         if let close = text.firstIndex(of: ">") { text = text[..<close] }
         guard let at = text.lastIndex(of: "@") else { return nil }
-        let domain = text[text.index(after: at)...].trimmingCharacters(in: .whitespaces).lowercased()
+        let domain = text[text.index(after: at)...].trimmingBlanks().lowercased()
         return domain.isEmpty ? nil : domain
     }
 }

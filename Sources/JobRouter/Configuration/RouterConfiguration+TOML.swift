@@ -1,5 +1,6 @@
 import FoundationEssentials
-import TOMLKit
+// Time zones by IANA name (`Europe/Berlin`): FoundationEssentials alone knows only fixed offsets.
+import FoundationInternationalization
 
 /// Reads `queues.toml`.
 ///
@@ -81,12 +82,11 @@ extension RouterConfiguration {
         let root: TOMLTable
         do {
             root = try TOMLTable(string: text)
-        } catch let error as TOMLParseError {
-            throw ConfigurationError(
-                file: file, line: error.source.begin.line, keyPath: "",
-                message: "TOML syntax error at column \(error.source.begin.column): \(error.description)")
+        } catch {
+            throw ConfigurationError(file: file, line: error.line, keyPath: "",
+                                     message: "TOML syntax error at column \(error.column): \(error.message)")
         }
-        let reader = TOMLReader(file: file, locator: TOMLLocator(text: text),
+        let reader = TOMLReader(file: file, locator: TOMLLocator(root),
                                 directory: file.map { URL(fileURLWithPath: $0).deletingLastPathComponent() },
                                 providers: Dictionary(providers.map { ($0.kind, $0) }) { first, _ in first })
         var configuration = try reader.configuration(from: root)
@@ -252,7 +252,7 @@ struct TOMLReader {
         return type
     }
 
-    private func rate(_ value: TOMLValueConvertible, _ path: [String]) throws -> RateLimit {
+    private func rate(_ value: TOMLValue, _ path: [String]) throws -> RateLimit {
         let text = try string(value, path)
         guard let rate = RateLimit(text) else {
             throw fail(path, "bad rate '\(text)'; write a count per unit: \"20/s\", \"600/min\", \"10000/h\"")
@@ -260,7 +260,7 @@ struct TOMLReader {
         return rate
     }
 
-    private func jobRateLimit(_ value: TOMLValueConvertible, _ path: [String]) throws -> JobRateLimit {
+    private func jobRateLimit(_ value: TOMLValue, _ path: [String]) throws -> JobRateLimit {
         guard value.type == .table else { return JobRateLimit(rate: try rate(value, path)) }
         let table = try self.table(value, path)
         try checkKeys(table, path: path, allowed: ["key", "limit", "burst", "default"])
@@ -436,7 +436,7 @@ struct TOMLReader {
         return settings
     }
 
-    private func bool(_ value: TOMLValueConvertible, _ path: [String]) throws -> Bool {
+    private func bool(_ value: TOMLValue, _ path: [String]) throws -> Bool {
         guard value.type == .bool, let flag = value.bool else { throw fail(path, "must be true or false, not \(describe(value))") }
         return flag
     }
@@ -478,17 +478,17 @@ struct TOMLReader {
         }
     }
 
-    private func table(_ value: TOMLValueConvertible, _ path: [String]) throws -> TOMLTable {
+    private func table(_ value: TOMLValue, _ path: [String]) throws -> TOMLTable {
         guard value.type == .table, let table = value.table else { throw fail(path, "must be a table, not \(describe(value))") }
         return table
     }
 
-    private func string(_ value: TOMLValueConvertible, _ path: [String]) throws -> String {
+    private func string(_ value: TOMLValue, _ path: [String]) throws -> String {
         guard value.type == .string, let string = value.string else { throw fail(path, "must be a string, not \(describe(value))") }
         return string
     }
 
-    private func integer(_ value: TOMLValueConvertible, _ path: [String]) throws -> Int {
+    private func integer(_ value: TOMLValue, _ path: [String]) throws -> Int {
         guard value.type == .int, let integer = value.int else {
             throw fail(path, "must be a whole number, not \(describe(value))")
         }
@@ -496,7 +496,7 @@ struct TOMLReader {
     }
 
     /// A TOML value as JSON, for a handler kind's own keys (its provider checks the shape).
-    private func json(_ value: TOMLValueConvertible, _ path: [String]) throws -> JSONValue {
+    private func json(_ value: TOMLValue, _ path: [String]) throws -> JSONValue {
         switch value.type {
         case .string: return .string(value.string ?? "")
         case .int: return .integer(Int64(value.int ?? 0))
@@ -516,7 +516,7 @@ struct TOMLReader {
         }
     }
 
-    private func strings(_ value: TOMLValueConvertible, _ path: [String]) throws -> [String] {
+    private func strings(_ value: TOMLValue, _ path: [String]) throws -> [String] {
         guard value.type == .array, let array = value.array else {
             throw fail(path, "must be an array of strings, not \(describe(value))")
         }
@@ -529,13 +529,13 @@ struct TOMLReader {
     }
 
     /// A byte count: a whole number, or a string like `"512KB"`, `"1MB"` (1024-based).
-    private func size(_ value: TOMLValueConvertible, _ path: [String]) throws -> Int {
+    private func size(_ value: TOMLValue, _ path: [String]) throws -> Int {
         if value.type == .int, let bytes = value.int { return bytes }
         let text = try string(value, path)
         let units: [(String, Int)] = [("KB", 1024), ("MB", 1024 * 1024), ("GB", 1024 * 1024 * 1024), ("B", 1)]
-        let trimmed = text.trimmingCharacters(in: .whitespaces).uppercased()
+        let trimmed = text.trimmingBlanks().uppercased()
         for (suffix, factor) in units where trimmed.hasSuffix(suffix) {
-            if let number = Int(trimmed.dropLast(suffix.count).trimmingCharacters(in: .whitespaces)), number >= 0,
+            if let number = Int(trimmed.dropLast(suffix.count).trimmingBlanks()), number >= 0,
                number <= Int.max / factor {
                 return number * factor
             }
@@ -543,7 +543,7 @@ struct TOMLReader {
         throw fail(path, "bad size '\(text)'; write bytes or a number and a unit: \"512KB\", \"1MB\"")
     }
 
-    private func duration(_ value: TOMLValueConvertible, _ path: [String]) throws -> Duration {
+    private func duration(_ value: TOMLValue, _ path: [String]) throws -> Duration {
         let text = try string(value, path)
         guard let duration = DurationParser.parse(text) else {
             throw fail(path, "bad duration '\(text)'; write a number and a unit: \"250ms\", \"30s\", \"5m\", \"1h\"")
@@ -551,7 +551,7 @@ struct TOMLReader {
         return duration
     }
 
-    private func describe(_ value: TOMLValueConvertible) -> String {
+    private func describe(_ value: TOMLValue) -> String {
         switch value.type {
         case .string: return "the string \"\(value.string ?? "")\""
         case .int: return "the integer \(value.int.map(String.init) ?? "")"

@@ -1,10 +1,8 @@
 import FoundationEssentials
 
-/// Finds the line where a key path is written in TOML text, so that errors found after parsing
-/// (the parser keeps no positions) can still point at a line.
-///
-/// It understands `[table]` headers, `key = value` lines and dotted or quoted keys, which covers
-/// what `queues.toml` uses; when it cannot tell, it answers `nil` and the error names only the key path.
+/// Finds the line where a key path is written in a TOML document, so that errors found after
+/// parsing (a value out of range, a queue no type routes to) point at a line. The parser keeps
+/// the line of every key, header and array-of-tables element, so every written path has one.
 struct TOMLLocator: Sendable {
     private struct Entry: Sendable {
         var line: Int
@@ -13,33 +11,14 @@ struct TOMLLocator: Sendable {
 
     private let entries: [Entry]
 
+    /// The lines of `root`'s keys.
+    init(_ root: TOMLTable) {
+        entries = root.lines().map { Entry(line: $0.line, path: $0.path) }
+    }
+
+    /// Parses `text` for its lines; text that is not TOML locates nothing.
     init(text: String) {
-        var entries: [Entry] = []
-        var header: [String] = []
-        for (index, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let line = rawLine.trimmingCharacters(in: .whitespaces)
-            let number = index + 1
-            if line.hasPrefix("[") {
-                let inner = line.drop(while: { $0 == "[" }).prefix(while: { $0 != "]" })
-                header = Self.splitKey(String(inner))
-                entries.append(Entry(line: number, path: header))
-            } else if let equals = line.firstIndex(of: "="), !line.hasPrefix("#") {
-                let key = Self.splitKey(String(line[..<equals]))
-                guard !key.isEmpty else { continue }
-                let path = header + key
-                entries.append(Entry(line: number, path: path))
-                // Inline tables: `priorities = { high = "a", low = "b" }` records the inner keys too.
-                let rest = line[line.index(after: equals)...]
-                if let open = rest.firstIndex(of: "{") {
-                    for part in rest[rest.index(after: open)...].split(separator: ",") {
-                        guard let innerEquals = part.firstIndex(of: "=") else { continue }
-                        let innerKey = Self.splitKey(String(part[..<innerEquals]))
-                        if !innerKey.isEmpty { entries.append(Entry(line: number, path: path + innerKey)) }
-                    }
-                }
-            }
-        }
-        self.entries = entries
+        self.init((try? TOMLTable(string: text)) ?? TOMLTable())
     }
 
     /// The line of `keyPath` (dotted, as ``ConfigurationError`` writes it), or of its nearest written parent.
@@ -71,13 +50,13 @@ struct TOMLLocator: Sendable {
             } else if character == "\"" || character == "'" {
                 quote = character
             } else if character == "." {
-                parts.append(current.trimmingCharacters(in: .whitespaces))
+                parts.append(current.trimmingBlanks())
                 current = ""
             } else {
                 current.append(character)
             }
         }
-        parts.append(current.trimmingCharacters(in: .whitespaces))
+        parts.append(current.trimmingBlanks())
         return parts.filter { !$0.isEmpty }
     }
 }

@@ -139,7 +139,7 @@ public struct LoggingJobEventRecorder: JobEventRecorder {
     }
 
     static func quote(_ text: String) -> String {
-        "\"" + LogEscaping.escape(text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")) + "\""
+        "\"" + LogEscaping.escape(text.replacingEvery("\\", with: "\\\\").replacingEvery("\"", with: "\\\"")) + "\""
     }
 
     /// `0.4ms`, `12ms`, `3.2s`, `5m3s`.

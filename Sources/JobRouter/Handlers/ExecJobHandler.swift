@@ -51,7 +51,7 @@ public struct ExecJobHandler: JobHandler {
         let how = termination.exitStatus.map { "exit status \($0)" } ?? "killed by signal \(termination.signal ?? 0)"
         let tail = termination.stderrTail
             .split(whereSeparator: \.isNewline).suffix(3).joined(separator: " | ")
-            .trimmingCharacters(in: .whitespaces)
+            .trimmingBlanks()
         throw JobFailure(tail.isEmpty ? "\(command[0]) failed: \(how)" : "\(command[0]) failed: \(how): \(tail)")
     }
 }

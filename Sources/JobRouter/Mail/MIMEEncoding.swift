@@ -42,8 +42,8 @@ public enum MIMEEncoding {
 
     /// `text` with every line break made CRLF.
     public static func crlf(_ text: String) -> String {
-        text.replacingOccurrences(of: "\r\n", with: "\n").replacingOccurrences(of: "\r", with: "\n")
-            .replacingOccurrences(of: "\n", with: "\r\n")
+        text.replacingEvery("\r\n", with: "\n").replacingEvery("\r", with: "\n")
+            .replacingEvery("\n", with: "\r\n")
     }
 
     /// RFC 5322 date: `Sun, 22 Nov 2026 10:00:00 +0000`.

@@ -11,9 +11,9 @@ public struct MailAddress: Sendable, Equatable, CustomStringConvertible {
     /// Reads `local@domain` or `Name <local@domain>`.
     public init(_ text: String) throws(MailError) {
         if Self.hasLineBreak(text) { throw MailError("address contains a line break") }
-        let trimmed = text.trimmingCharacters(in: .whitespaces)
+        let trimmed = text.trimmingBlanks()
         if let open = trimmed.lastIndex(of: "<"), trimmed.hasSuffix(">") {
-            var name = trimmed[..<open].trimmingCharacters(in: .whitespaces)
+            var name = trimmed[..<open].trimmingBlanks()
             if name.hasPrefix("\""), name.hasSuffix("\""), name.count >= 2 { name = String(name.dropFirst().dropLast()) }
             self.name = name.isEmpty ? nil : name
             self.address = String(trimmed[trimmed.index(after: open)..<trimmed.index(before: trimmed.endIndex)])
@@ -50,7 +50,7 @@ public struct MailAddress: Sendable, Equatable, CustomStringConvertible {
         if !name.allSatisfy({ $0.isASCII }) { return MIMEEncoding.encodedWords(name) + " <\(address)>" }
         let specials = Set("()<>[]:;@\\,.\"")
         if name.contains(where: { specials.contains($0) }) {
-            return "\"" + name.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\" <\(address)>"
+            return "\"" + name.replacingEvery("\\", with: "\\\\").replacingEvery("\"", with: "\\\"") + "\" <\(address)>"
         }
         return "\(name) <\(address)>"
     }

@@ -69,7 +69,7 @@ public struct RateLimit: Sendable, Equatable, CustomStringConvertible {
 
     /// Reads `"20/s"`, `"600/min"`, `"10000/h"` (also `sec`, `m`, `hour`, `d`, `day`).
     public init?(_ text: String) {
-        let parts = text.replacingOccurrences(of: " ", with: "").split(separator: "/")
+        let parts = text.replacingEvery(" ", with: "").split(separator: "/")
         guard parts.count == 2, let count = Int(parts[0]), count > 0 else { return nil }
         switch parts[1].lowercased() {
         case "s", "sec", "second": period = .seconds(1)

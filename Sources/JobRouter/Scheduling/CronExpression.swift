@@ -38,7 +38,7 @@ public struct CronExpression: Sendable, Equatable, CustomStringConvertible {
     /// Parses `text`; the error names the field and what is wrong with it.
     public init(parsing text: String) throws(CronError) {
         self.text = text
-        let trimmed = text.trimmingCharacters(in: .whitespaces)
+        let trimmed = text.trimmingBlanks()
         var source = trimmed
         if trimmed.hasPrefix("@") {
             guard let expanded = Self.macros[trimmed.lowercased()] else {
