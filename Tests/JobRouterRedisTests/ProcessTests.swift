@@ -122,7 +122,7 @@ struct ProcessTests {
     }
 
     /// `jobrouter work` runs a configuration the core alone runs in the lean executable (no
-    /// libcurl, libpq or SwiftNIO mapped), and hands one with mail, PostgreSQL or HTTP (or any
+    /// libcurl, libpq, SwiftNIO or full Foundation mapped), and hands one with mail, PostgreSQL or HTTP (or any
     /// option only the full CLI knows) to `jobrouter-cli`, in the same process. Either way the
     /// jobs run and SIGTERM stops it cleanly.
     // One case at a time: each starts an executable (three the full CLI), a burst the rest of the
@@ -130,6 +130,10 @@ struct ProcessTests {
     @Test(.serialized, arguments: [
         (extra: "", arguments: ["work"], environment: [:], lean: true),
         (extra: "", arguments: ["--log-level", "info", "work", "--group=main"], environment: [:], lean: true),
+        // A schedule in a named time zone: the lean worker resolves it itself (FoundationEssentials
+        // alone knows only fixed offsets; without FoundationInternationalization it would hand the
+        // configuration to the full CLI).
+        (extra: "[schedules.nightly]\ncron = \"0 3 * * *\"\ntimezone = \"Europe/Berlin\"\ntype = \"ping\"\n", arguments: ["work"], environment: [:], lean: true),
         (extra: "", arguments: ["work"], environment: ["JOBROUTER_LEAN_WORKER": "0"], lean: false),
         (extra: "", arguments: ["work", "--http", "127.0.0.1:0"], environment: [:], lean: false),
         (extra: "[types.mail]\nhandler = \"smtp\"\n[smtp]\nurl = \"smtp://127.0.0.1:1\"\nfrom = \"a@example.org\"\n", arguments: ["work"], environment: [:], lean: false),
@@ -162,6 +166,8 @@ struct ProcessTests {
         #expect(URL(fileURLWithPath: executable).lastPathComponent == (lean ? "jobrouter" : "jobrouter-cli"))
         #expect(maps.contains("libhiredis"))
         #expect(maps.contains("libcurl") == !lean && maps.contains("libpq") == !lean)
+        // Nor full Foundation: the core reads its TOML itself (FoundationEssentials is another file).
+        #expect(maps.contains("/libFoundation.so") == !lean)
         #expect(try await driver.command(["HLEN", "\(keys.namespace):inflight"]) == .integer(0))
     }
 
