@@ -181,6 +181,8 @@ struct TOMLParserTests {
         ("[a", 1, 3, "expected ']' to end the table header"),
         ("s = \"\\uD800\"", 1, 6, "is not a Unicode scalar value"),
         ("d = 1979-13-27", 1, 5, "is not a TOML value"),
+        ("s = \"\"\"a\rb\"\"\"", 1, 9, "a carriage return must be followed by a line feed"),
+        ("s = '''a\rb'''", 1, 9, "a carriage return must be followed by a line feed"),
     ] as [(String, Int, Int, String)])
     func refusedWithItsLineAndColumn(text: String, line: Int, column: Int, message: String) throws {
         let error = try #require(fault(text), "\(text) was read as TOML")

@@ -2,9 +2,10 @@
 /// TOML does not allow (a key or table defined twice, an inline table extended later, a bad
 /// escape or number) with the line and column of the fault.
 ///
-/// Written for `queues.toml`, with nothing left out: a worker reads its configuration without
-/// Foundation (the TOML library it replaced pulled Foundation and ICU into every worker).
-/// Dates and times are checked and kept as written (``TOMLValue/Storage/dateTime(_:)``).
+/// It reads the whole of TOML 1.0's syntax. It is the core's own so that a worker reads its
+/// configuration without Foundation (the TOML library it replaced
+/// imported Foundation into every worker). Dates and times are checked and kept as written
+/// (``TOMLValue/Storage/dateTime(_:)``): no `queues.toml` key takes one.
 struct TOMLParser {
     private let bytes: [UInt8]
     private var index = 0
@@ -512,21 +513,18 @@ struct TOMLParser {
                 if probe < bytes.count, bytes[probe] == UInt8(ascii: "\n") || (bytes[probe] == UInt8(ascii: "\r") && probe + 1 < bytes.count && bytes[probe + 1] == UInt8(ascii: "\n")) {
                     index = probe
                     while let next = peek, next == UInt8(ascii: " ") || next == UInt8(ascii: "\t") || next == UInt8(ascii: "\n") || next == UInt8(ascii: "\r") {
-                        if next == UInt8(ascii: "\r"), !(index + 1 < bytes.count && bytes[index + 1] == UInt8(ascii: "\n")) {
-                            throw fault("a carriage return must be followed by a line feed")
+                        if next == UInt8(ascii: "\r") || next == UInt8(ascii: "\n") {
+                            var dropped: [UInt8] = []
+                            try lineBreak(into: &dropped)
+                        } else {
+                            index += 1
                         }
-                        index += 1
                     }
                 } else {
                     try escape(into: &out)
                 }
-            case UInt8(ascii: "\r"):
-                guard index + 1 < bytes.count, bytes[index + 1] == UInt8(ascii: "\n") else { throw fault("a carriage return must be followed by a line feed") }
-                out.append(contentsOf: [UInt8(ascii: "\r"), UInt8(ascii: "\n")])
-                index += 2
-            case UInt8(ascii: "\n"):
-                out.append(byte)
-                index += 1
+            case UInt8(ascii: "\r"), UInt8(ascii: "\n"):
+                try lineBreak(into: &out)
             default:
                 try checkCharacter(byte)
                 out.append(byte)
@@ -565,14 +563,26 @@ struct TOMLParser {
                 }
                 throw fault("too many quotes at the end of the string")
             }
-            if byte == UInt8(ascii: "\r") {
-                guard index + 1 < bytes.count, bytes[index + 1] == UInt8(ascii: "\n") else { throw fault("a carriage return must be followed by a line feed") }
-            } else if byte != UInt8(ascii: "\n") {
-                try checkCharacter(byte)
+            if byte == UInt8(ascii: "\r") || byte == UInt8(ascii: "\n") {
+                try lineBreak(into: &out)
+                continue
             }
+            try checkCharacter(byte)
             out.append(byte)
             index += 1
         }
+    }
+
+    /// At a line break in a multi-line string: keeps it (LF or CRLF) and steps over it; a
+    /// carriage return without a line feed after it is refused.
+    private mutating func lineBreak(into out: inout [UInt8]) throws(TOMLSyntaxError) {
+        if take(UInt8(ascii: "\n")) {
+            out.append(UInt8(ascii: "\n"))
+            return
+        }
+        guard remainingStarts("\r\n") else { throw fault("a carriage return must be followed by a line feed") }
+        out.append(contentsOf: [UInt8(ascii: "\r"), UInt8(ascii: "\n")])
+        index += 2
     }
 
     /// At a run of `quote`s in a multi-line string: `true` when three of them end it (up to two
