@@ -191,6 +191,16 @@ struct TOMLParserTests {
         #expect(error.message.contains(message), "\(text): \(error.message)")
     }
 
+    @Test func nestingIsBounded() throws {
+        let deep = String(repeating: "[", count: 100) + String(repeating: "]", count: 100)
+        #expect(try parse("a = " + deep)["a"]?.array?.count == 1)
+        let deeper = String(repeating: "[", count: 5_000) + String(repeating: "]", count: 5_000)
+        #expect(fault("a = " + deeper)?.message.contains("nested more than 100 deep") == true)
+        #expect(fault("t = " + String(repeating: "{ a = ", count: 200) + "1" + String(repeating: " }", count: 200))?.message.contains("nested more than 100 deep") == true)
+        #expect(fault(Array(repeating: "k", count: 5_000).joined(separator: ".") + " = 1")?.message.contains("a key of more than 100 parts") == true)
+        #expect(try parse(Array(repeating: "k", count: 100).joined(separator: ".") + " = 1")["k"] != nil)
+    }
+
     @Test func configurationErrorsNameTheLineOfKeysInInlineTablesAndArraysOfLines() throws {
         let text = """
             default_queue = "default"

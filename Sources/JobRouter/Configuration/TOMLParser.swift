@@ -9,6 +9,11 @@
 struct TOMLParser {
     private let bytes: [UInt8]
     private var index = 0
+    /// How deep the arrays and inline tables being read are nested.
+    private var depth = 0
+    /// The deepest nesting read (arrays, inline tables, parts of a dotted key): past it the text
+    /// is refused rather than read by recursion without a bound.
+    static let maximumDepth = 100
     /// Where each line starts, for line and column numbers.
     private let lineStarts: [Int]
 
@@ -242,6 +247,7 @@ struct TOMLParser {
             }
             skipBlank()
             guard take(UInt8(ascii: ".")) else { return parts }
+            guard parts.count < Self.maximumDepth else { throw fault("a key of more than \(Self.maximumDepth) parts") }
         }
     }
 
@@ -276,6 +282,8 @@ struct TOMLParser {
     }
 
     private mutating func array() throws(TOMLSyntaxError) -> [TOMLValue] {
+        try enterNesting()
+        defer { depth -= 1 }
         index += 1
         var elements: [TOMLValue] = []
         while true {
@@ -293,6 +301,8 @@ struct TOMLParser {
 
     /// `{ a = 1, b.c = 2 }`: on one line, no trailing comma; nothing adds to it afterwards.
     private mutating func inlineTable() throws(TOMLSyntaxError) -> TOMLTable {
+        try enterNesting()
+        defer { depth -= 1 }
         index += 1
         let table = Table(origin: .header, line: lineNumber(index))
         skipBlank()
@@ -309,6 +319,11 @@ struct TOMLParser {
             skipBlank()
             if peek == UInt8(ascii: "}") { throw fault("an inline table takes no comma after its last value") }
         }
+    }
+
+    private mutating func enterNesting() throws(TOMLSyntaxError) {
+        guard depth < Self.maximumDepth else { throw fault("arrays and inline tables nested more than \(Self.maximumDepth) deep") }
+        depth += 1
     }
 
     /// A number, a boolean, a date or a time.
