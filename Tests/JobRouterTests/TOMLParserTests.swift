@@ -97,6 +97,10 @@ struct TOMLParserTests {
             trimmed in raw strings: \n stays.
             '''
             apostrophes = '''That's it.'''''
+            folded = """The quick \
+
+                 brown \   
+              fox."""
             crlf = "a"
             """#.replacingOccurrences(of: "crlf = \"a\"", with: "crlf = \"\"\"\r\nline\r\n\"\"\""))
         #expect(root["basic"]?.string == "Roses are red\nViolets are \"blue\"\tand wrapped")
@@ -104,6 +108,7 @@ struct TOMLParserTests {
         #expect(root["ending"]?.string == "She said \"yes\".\"")
         #expect(root["literal"]?.string == "The first newline is\ntrimmed in raw strings: \\n stays.\n")
         #expect(root["apostrophes"]?.string == "That's it.''")
+        #expect(root["folded"]?.string == "The quick brown fox.")
         #expect(root["crlf"]?.string == "line\r\n")
     }
 

@@ -522,22 +522,7 @@ struct TOMLParser {
                     throw fault("too many quotes at the end of the string")
                 }
             case UInt8(ascii: "\\"):
-                // A line-ending backslash: skip blanks, then every blank and line break up to the next text.
-                var probe = index + 1
-                while probe < bytes.count, bytes[probe] == UInt8(ascii: " ") || bytes[probe] == UInt8(ascii: "\t") { probe += 1 }
-                if probe < bytes.count, bytes[probe] == UInt8(ascii: "\n") || (bytes[probe] == UInt8(ascii: "\r") && probe + 1 < bytes.count && bytes[probe + 1] == UInt8(ascii: "\n")) {
-                    index = probe
-                    while let next = peek, next == UInt8(ascii: " ") || next == UInt8(ascii: "\t") || next == UInt8(ascii: "\n") || next == UInt8(ascii: "\r") {
-                        if next == UInt8(ascii: "\r") || next == UInt8(ascii: "\n") {
-                            var dropped: [UInt8] = []
-                            try lineBreak(into: &dropped)
-                        } else {
-                            index += 1
-                        }
-                    }
-                } else {
-                    try escape(into: &out)
-                }
+                if try !skipLineEndingBackslash() { try escape(into: &out) }
             case UInt8(ascii: "\r"), UInt8(ascii: "\n"):
                 try lineBreak(into: &out)
             default:
@@ -586,6 +571,27 @@ struct TOMLParser {
             out.append(byte)
             index += 1
         }
+    }
+
+    /// At a backslash in a multi-line basic string: when nothing but blanks follows it on its
+    /// line, steps over it, the line break and every blank and line break after them (the text
+    /// goes on at the next non-blank), and says so.
+    private mutating func skipLineEndingBackslash() throws(TOMLSyntaxError) -> Bool {
+        var probe = index + 1
+        while probe < bytes.count, bytes[probe] == UInt8(ascii: " ") || bytes[probe] == UInt8(ascii: "\t") { probe += 1 }
+        guard probe < bytes.count, bytes[probe] == UInt8(ascii: "\n") || bytes[probe] == UInt8(ascii: "\r") else { return false }
+        index = probe
+        var dropped: [UInt8] = []
+        while let next = peek {
+            if next == UInt8(ascii: " ") || next == UInt8(ascii: "\t") {
+                index += 1
+            } else if next == UInt8(ascii: "\n") || next == UInt8(ascii: "\r") {
+                try lineBreak(into: &dropped)
+            } else {
+                break
+            }
+        }
+        return true
     }
 
     /// At a line break in a multi-line string: keeps it (LF or CRLF) and steps over it; a
