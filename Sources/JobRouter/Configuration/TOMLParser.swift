@@ -185,7 +185,7 @@ struct TOMLParser {
             case .tables(_, let arrayLine)?:
                 throw fault("\(Self.join(path.prefix(depth + 1))) is an array of tables (line \(arrayLine)); dotted keys cannot add to it", at: start)
             case .value(let existing)?:
-                throw fault("\(Self.join(path.prefix(depth + 1))) is already \(Self.describe(existing)) (line \(existing.line))", at: start)
+                throw fault("\(Self.join(path.prefix(depth + 1))) is already \(Self.describe(existing)) (line \(existing.line)); nothing can be added to it", at: start)
             case nil:
                 let child = Table(origin: .dotted, line: line)
                 target.set(component, .table(child))
