@@ -56,7 +56,7 @@ public struct RedisEndpoint: Sendable, Equatable, CustomStringConvertible {
         if let end = rest.firstIndex(where: { $0 == "?" || $0 == "#" }) { rest = rest[..<end] }
         let authority = rest.prefix { $0 != "/" }
         let path = rest.dropFirst(authority.count).drop { $0 == "/" }
-        let (username, password, hostPort) = Self.credentials(authority)
+        let (username, password, hostPort) = try Self.credentials(authority, invalid: invalid)
         var host = hostPort
         var portText: Substring?
         if hostPort.hasPrefix("[") {
@@ -106,7 +106,7 @@ public struct RedisEndpoint: Sendable, Equatable, CustomStringConvertible {
 
     /// `redis+sentinel://[[user]:password@]h1:26379,h2:26379/MASTER[/db]`.
     private static func sentinelURL(_ url: String, invalid: (String) -> RedisError) throws(RedisError) -> RedisEndpoint {
-        let (username, password, rest) = credentials(Substring(url.dropFirst("redis+sentinel://".count)))
+        let (username, password, rest) = try credentials(Substring(url.dropFirst("redis+sentinel://".count)), invalid: invalid)
         let parts = rest.split(separator: "/", omittingEmptySubsequences: false)
         guard parts.count >= 2, !parts[1].isEmpty else { throw invalid("name the monitored master after the hosts: redis+sentinel://h1:26379,h2:26379/MASTER/0") }
         var sentinels: [SentinelTarget.Address] = []
@@ -126,7 +126,7 @@ public struct RedisEndpoint: Sendable, Equatable, CustomStringConvertible {
 
     /// `redis+cluster://[[user]:password@]h1:7000,h2:7001[/]`: the seed nodes of a cluster.
     private static func clusterURL(_ url: String, invalid: (String) -> RedisError) throws(RedisError) -> RedisEndpoint {
-        let (username, password, rest) = credentials(Substring(url.dropFirst("redis+cluster://".count)))
+        let (username, password, rest) = try credentials(Substring(url.dropFirst("redis+cluster://".count)), invalid: invalid)
         let parts = rest.split(separator: "/", omittingEmptySubsequences: false)
         if parts.count > 1, parts.dropFirst().contains(where: { !$0.isEmpty && $0 != "0" }) {
             throw invalid("a Redis Cluster has only database 0")
@@ -140,14 +140,22 @@ public struct RedisEndpoint: Sendable, Equatable, CustomStringConvertible {
         return RedisEndpoint(host: first.host, port: first.port, username: username, password: password, cluster: ClusterTarget(seeds: seeds))
     }
 
-    /// Splits `user:password@` (percent-decoded; empty parts are `nil`) off the front of `text`.
-    private static func credentials(_ text: Substring) -> (username: String?, password: String?, rest: Substring) {
+    /// Splits `user:password@` (percent-decoded; empty parts are `nil`) off the front of `text`;
+    /// a `%` not followed by two hexadecimal digits (or escapes that are not UTF-8) is an error,
+    /// not a user or password silently left out.
+    private static func credentials(_ text: Substring, invalid: (String) -> RedisError) throws(RedisError)
+        -> (username: String?, password: String?, rest: Substring) {
         guard let at = text.lastIndex(of: "@") else { return (nil, nil, text) }
         let credentials = text[..<at]
         let colon = credentials.firstIndex(of: ":") ?? credentials.endIndex
-        func decoded(_ part: Substring) -> String? { part.removingPercentEscapes().flatMap { $0.isEmpty ? nil : $0 } }
-        let password = colon < credentials.endIndex ? decoded(credentials[credentials.index(after: colon)...]) : nil
-        return (decoded(credentials[..<colon]), password, text[text.index(after: at)...])
+        func decoded(_ part: Substring, _ what: String) throws(RedisError) -> String? {
+            guard let text = part.removingPercentEscapes() else {
+                throw invalid("the \(what) has a bad %-escape (write %25 for a literal %, %40 for @)")
+            }
+            return text.isEmpty ? nil : text
+        }
+        let password = colon < credentials.endIndex ? try decoded(credentials[credentials.index(after: colon)...], "password") : nil
+        return (try decoded(credentials[..<colon], "user name"), password, text[text.index(after: at)...])
     }
 
     /// `url` with any credentials replaced by `***`, for messages about a URL that did not parse.

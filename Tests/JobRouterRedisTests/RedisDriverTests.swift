@@ -176,8 +176,11 @@ struct RedisDriverTests {
             #expect(endpoint.username == user && endpoint.password == password, "\(url)")
         }
         for (url, why) in [("http://h", "the scheme must be redis://"), ("redis://", "no host"), ("redis://h:0", "bad port"),
-                           ("redis://h:70000", "bad port"), ("redis://h/x", "database number"), ("rediss://h", "not supported")] {
-            #expect { _ = try RedisEndpoint(url: url) } throws: { "\($0)".contains(why) }
+                           ("redis://h:70000", "bad port"), ("redis://h/x", "database number"), ("rediss://h", "not supported"),
+                           ("redis://:s3cret%4@h", "the password has a bad %-escape"), ("redis://u%zz:pw@h", "the user name has a bad %-escape"),
+                           ("redis+sentinel://:s3cret%@h:26379/jobs", "the password has a bad %-escape")] {
+            // Named, and never shown: the URL in the message has its credentials replaced.
+            #expect { _ = try RedisEndpoint(url: url) } throws: { "\($0)".contains(why) && !"\($0)".contains("s3cret") }
         }
     }
 
