@@ -112,7 +112,10 @@ struct ProcessTests {
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()
-        #expect(try await eventually { try await driver.depths(of: [queue])[queue] ?? 0 < total - 1_000 })
+        // Signalled once well into the drain: the claims it holds (under four times the
+        // concurrency) go back to the queue at SIGTERM, so a signal right at 1,000 taken could
+        // leave more than `total - 1_000` (a fresh CI run saw 39,046 after crossing 39,000).
+        #expect(try await eventually { try await driver.depths(of: [queue])[queue] ?? 0 < total - 5_000 })
         process.terminate()
         #expect(await eventually(timeout: .seconds(10)) { !process.isRunning })
         #expect(process.terminationStatus == 0)
