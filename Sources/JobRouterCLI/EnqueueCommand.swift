@@ -290,10 +290,11 @@ struct BatchEnqueue {
                 lineNumber += 1
                 bytesRead += length
                 if lineNumber < startLine { continue }
-                let data = Data(bytes: buffer, count: length)
-                if data.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }) { continue }
+                // Read where getline put it: no copy of the line is made.
+                let line = UnsafeBufferPointer(start: UnsafeRawPointer(buffer).assumingMemoryBound(to: UInt8.self), count: length)
+                if line.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }) { continue }
                 do {
-                    let request = try JobRequest(ndjsonLine: data)
+                    let request = try JobRequest(ndjsonBytes: line)
                     try client.check(request)
                     pending.append(request)
                     pendingLines.append(lineNumber)

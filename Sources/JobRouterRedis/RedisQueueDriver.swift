@@ -185,7 +185,8 @@ public final class RedisQueueDriver: JobQueueDriver {
         let ttl = Array(String(Self.batchProgressTTL.inMilliseconds).utf8)
         var calls: [(keys: [String], arguments: [[UInt8]])] = []
         var offset = 0
-        for chunk in Self.chunks(zip(jobs, entries).map { ($0.queue, $1) }) {
+        // By index: zipping would copy each job (a retain per field) to read its queue.
+        for chunk in Self.chunks(jobs.indices.map { (jobs[$0].queue, entries[$0]) }) {
             offset += chunk.count
             let line = lines.count >= offset ? Array(String(lines[offset - 1]).utf8) : []
             var arguments = [ns, line, ttl, Array(String(chunk.queues.count).utf8)]

@@ -117,6 +117,10 @@ import Testing
         #expect(Timestamp.format(date) == "2025-11-22T08:26:40.500Z")
         #expect(Timestamp.parse("2025-11-22T08:26:40.500Z") == date)
         #expect(Timestamp.parse("2025-11-22T08:26:40Z") == Date(timeIntervalSince1970: 1_763_800_000))
+        // Milliseconds count up from the second, before 1970 too; leading zeros kept.
+        #expect(Timestamp.format(Date(timeIntervalSince1970: -0.5)) == "1969-12-31T23:59:59.500Z")
+        #expect(Timestamp.format(Date(timeIntervalSince1970: 1_763_800_000.007)) == "2025-11-22T08:26:40.007Z")
+        #expect(Timestamp.format(Date(timeIntervalSince1970: 1_763_800_001.04)) == "2025-11-22T08:26:41.040Z")
     }
 
     @Test func jobIDsAreUniqueAndOrdered() {
@@ -131,6 +135,27 @@ import Testing
         #expect(request == JobRequest(type: "email", priority: "high", payload: .object(["to": .string("a@x.org")])))
         #expect(throws: EnvelopeError.self) { try JobRequest(ndjsonLine: Data(#"{"type":"email","prio":"high"}"#.utf8)) }
         #expect(throws: EnvelopeError.self) { try JobRequest(ndjsonLine: Data("{".utf8)) }
+    }
+
+    /// A line's fields are read without a dictionary, with a dictionary's outcome: the last of a
+    /// repeated name wins, and the unknown field named is the first in sorted order.
+    @Test func batchLinesReadAsADictionaryWould() throws {
+        func line(_ text: String) throws(EnvelopeError) -> JobRequest { try JobRequest(ndjsonLine: Data(text.utf8)) }
+        func refusal(_ text: String) -> String {
+            do { _ = try line(text); return "accepted" } catch { return error.message }
+        }
+        #expect(try line(#"{"type":"a","payload":1,"type":"email","priority":null,"payload":{"n":2}}"#)
+                == JobRequest(type: "email", payload: .object(["n": .integer(2)])))
+        #expect(refusal(#"{"zeta":1,"type":"email","beta":2,"alpha":{"x":3}}"#)
+                == #"unknown field "alpha"; a line has "type", "priority", "payload" and "then""#)
+        #expect(refusal(#"[{"type":"email"}]"#) == "not a JSON object (found array)")
+        #expect(refusal(#"{"type":"email"} x"#) == "not valid JSON")
+        #expect(refusal(#"{"priority":"high"}"#) == #""type" must be a non-empty string"#)
+        #expect(refusal(#"{"type":"email","priority":3}"#) == #""priority" must be a string, not number"#)
+        #expect(refusal(#"{"type":"email","then":{"type":"b","extra":1,"another":2}}"#)
+                == #"unknown field "another"; a line has "type", "priority", "payload" and "then""#)
+        #expect(try line(#"{"type":"email","then":[{"type":"b","priority":"low"}]}"#)
+                == JobRequest(type: "email", then: [JobRequest(type: "b", priority: "low")]))
     }
 
     @Test func backoffIsCapped() {

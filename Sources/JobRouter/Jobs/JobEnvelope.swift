@@ -83,7 +83,7 @@ public struct JobEnvelope: Sendable, Equatable {
         raw(",\"attempt\":")
         out.append(contentsOf: String(attempt).utf8)
         raw(",\"enqueued_at\":\"")
-        out.append(contentsOf: Timestamp.format(enqueuedAt).utf8)
+        Timestamp.append(enqueuedAt, to: &out)
         raw("\"")
         if let lastError {
             raw(",\"last_error\":")
@@ -91,7 +91,7 @@ public struct JobEnvelope: Sendable, Equatable {
         }
         if let dueAt {
             raw(",\"due_at\":\"")
-            out.append(contentsOf: Timestamp.format(dueAt).utf8)
+            Timestamp.append(dueAt, to: &out)
             raw("\"")
         }
         if let unique {
@@ -272,20 +272,36 @@ public struct EnvelopeError: Error, CustomStringConvertible, Sendable, Equatable
 /// UTC timestamps as `2026-11-22T10:00:00.123Z`, written and read without a formatter object.
 public enum Timestamp {
     /// The last second formatted, since jobs enqueued together share it.
-    private static let lastSecond = Mutex<(seconds: Int64, text: String)>((-1, ""))
+    private static let lastSecond = Mutex<(seconds: Int64, text: [UInt8])>((-1, []))
 
     /// Formats `date` in UTC with milliseconds.
     public static func format(_ date: Date) -> String {
+        var out: [UInt8] = []
+        out.reserveCapacity(24)
+        append(date, to: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Appends ``format(_:)``'s text as UTF-8 (entries are built as bytes).
+    static func append(_ date: Date, to out: inout [UInt8]) {
         let millisTotal = Int64(saturating: (date.timeIntervalSince1970 * 1000).rounded(.down))
-        let wholeSeconds = millisTotal / 1000
+        // Floor division: a time before 1970 has its milliseconds counted up from its second too.
+        let wholeSeconds = millisTotal >= 0 ? millisTotal / 1000 : (millisTotal - 999) / 1000
         let millis = Int(millisTotal - wholeSeconds * 1000)
-        let millisText = millis < 10 ? "00\(millis)" : millis < 100 ? "0\(millis)" : String(millis)
+        let text: [UInt8]
         if let cached = lastSecond.withLock({ $0.seconds == wholeSeconds ? $0.text : nil }) {
-            return cached + "." + millisText + "Z"
+            text = cached
+        } else {
+            text = Array(formatSeconds(wholeSeconds).utf8)
+            lastSecond.withLock { $0 = (wholeSeconds, text) }
         }
-        let text = formatSeconds(wholeSeconds)
-        lastSecond.withLock { $0 = (wholeSeconds, text) }
-        return text + "." + millisText + "Z"
+        out.append(contentsOf: text)
+        func digit(_ value: Int) -> UInt8 { UInt8(ascii: "0") + UInt8(truncatingIfNeeded: value) }
+        out.append(UInt8(ascii: "."))
+        out.append(digit(millis / 100))
+        out.append(digit(millis / 10 % 10))
+        out.append(digit(millis % 10))
+        out.append(UInt8(ascii: "Z"))
     }
 
     /// `2026-11-22T10:00:00` for whole seconds since the epoch.

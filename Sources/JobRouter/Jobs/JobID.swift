@@ -34,25 +34,28 @@ public struct JobID: Sendable, Hashable, Comparable, CustomStringConvertible {
             }
             return state
         }
-        var chars = [UInt8](repeating: 0, count: 26)
-        var time = millis & 0xFFFF_FFFF_FFFF
-        for index in stride(from: 9, through: 0, by: -1) {
-            chars[index] = alphabet[Int(time & 31)]
-            time >>= 5
+        // Written straight into the string's storage: no array first.
+        let text = String(unsafeUninitializedCapacity: 26) { chars in
+            var time = millis & 0xFFFF_FFFF_FFFF
+            for index in stride(from: 9, through: 0, by: -1) {
+                chars[index] = alphabet[Int(time & 31)]
+                time >>= 5
+            }
+            // 80 random bits as 16 digits: 12 from the low 60 bits of `low`, one from its top 4 bits
+            // and the lowest bit of `high`, three from the rest of `high`.
+            var bits = low
+            for index in stride(from: 25, through: 14, by: -1) {
+                chars[index] = alphabet[Int(bits & 31)]
+                bits >>= 5
+            }
+            chars[13] = alphabet[Int((bits & 15) | (UInt64(high & 1) << 4))]
+            var rest = high >> 1
+            for index in stride(from: 12, through: 10, by: -1) {
+                chars[index] = alphabet[Int(rest & 31)]
+                rest >>= 5
+            }
+            return 26
         }
-        // 80 random bits as 16 digits: 12 from the low 60 bits of `low`, one from its top 4 bits
-        // and the lowest bit of `high`, three from the rest of `high`.
-        var bits = low
-        for index in stride(from: 25, through: 14, by: -1) {
-            chars[index] = alphabet[Int(bits & 31)]
-            bits >>= 5
-        }
-        chars[13] = alphabet[Int((bits & 15) | (UInt64(high & 1) << 4))]
-        var rest = high >> 1
-        for index in stride(from: 12, through: 10, by: -1) {
-            chars[index] = alphabet[Int(rest & 31)]
-            rest >>= 5
-        }
-        return JobID(rawValue: String(decoding: chars, as: UTF8.self))
+        return JobID(rawValue: text)
     }
 }

@@ -90,7 +90,8 @@ public struct JobRouterClient: Sendable {
         let jobs = try route(requests, batch: batch)
         var entries: [[UInt8]] = []
         entries.reserveCapacity(jobs.count)
-        for job in jobs where job.unique == nil { entries.append(job.jsonBytes) }
+        // By index: iterating would copy each job (a retain per field) to read it once.
+        for index in jobs.indices where jobs[index].unique == nil { entries.append(jobs[index].jsonBytes) }
         return PreparedJobs(jobs: jobs, entries: entries, batch: batch)
     }
 
@@ -132,7 +133,8 @@ public struct JobRouterClient: Sendable {
     /// each job made.
     private func store(_ jobs: [JobEnvelope], due: Date?, always: Bool = false, event: (JobEnvelope) -> JobEvent,
                        plain: ([JobEnvelope]) async throws -> Void) async throws -> [EnqueueResult] {
-        let others = jobs.filter { $0.unique == nil }
+        // The same array when no job is unique (the usual case): filtering copies every job.
+        let others = jobs.allSatisfy { $0.unique == nil } ? jobs : jobs.filter { $0.unique == nil }
         if !others.isEmpty || always { try await plain(others) }
         var results: [EnqueueResult] = []
         results.reserveCapacity(jobs.count)
@@ -309,35 +311,71 @@ extension JobRequest {
     /// Reads one line of an NDJSON batch: `{"type": "...", "priority": "...", "payload": ...}`
     /// (`priority` and `payload` may be left out).
     public init(ndjsonLine line: Data) throws(EnvelopeError) {
-        let value: JSONValue
+        let read = line.withUnsafeBytes { raw in
+            Result { () throws(EnvelopeError) in try JobRequest(ndjsonBytes: raw.bindMemory(to: UInt8.self)) }
+        }
+        self = try read.get()
+    }
+
+    /// ``init(ndjsonLine:)`` over bytes in place (batch enqueue reads its input buffer directly).
+    /// The line's fields are taken as they are read: no dictionary is built for the line itself.
+    package init(ndjsonBytes bytes: UnsafeBufferPointer<UInt8>) throws(EnvelopeError) {
+        var fields = LineFields()
+        let isObject: Bool
         do {
-            value = try JSONValue.parse(line)
+            isObject = try JSONParser.parseFields(bytes) { key, value in fields.take(key, value) }
         } catch {
             throw EnvelopeError(message: "not valid JSON")
         }
-        guard case .object(let fields) = value else {
+        guard isObject else {
+            guard let value = try? JSONParser.parse(bytes) else { throw EnvelopeError(message: "not valid JSON") }
             throw EnvelopeError(message: "not a JSON object (found \(value.typeName))")
         }
-        self = try Self(fields: fields)
+        self = try Self(fields)
+    }
+
+    /// The fields a line (or a step of its `then`) may have; a repeated name keeps its last value,
+    /// as a dictionary would.
+    private struct LineFields {
+        var type: JSONValue?
+        var priority: JSONValue?
+        var payload: JSONValue?
+        var then: JSONValue?
+        /// The first unknown field name in sorted order (the same message every time).
+        var unknown: String?
+
+        mutating func take(_ key: String, _ value: JSONValue) {
+            switch key {
+            case "type": type = value
+            case "priority": priority = value
+            case "payload": payload = value
+            case "then": then = value
+            default: if unknown.map({ key < $0 }) ?? true { unknown = key }
+            }
+        }
     }
 
     private init(fields: [String: JSONValue]) throws(EnvelopeError) {
-        // Sorted (for the same message every time) only when there is an unknown field.
-        func known(_ key: String) -> Bool { key == "type" || key == "priority" || key == "payload" || key == "then" }
-        if !fields.keys.allSatisfy(known), let key = fields.keys.sorted().first(where: { !known($0) }) {
+        var line = LineFields()
+        for (key, value) in fields { line.take(key, value) }
+        self = try Self(line)
+    }
+
+    private init(_ fields: LineFields) throws(EnvelopeError) {
+        if let key = fields.unknown {
             throw EnvelopeError(message: "unknown field \"\(key)\"; a line has \"type\", \"priority\", \"payload\" and \"then\"")
         }
-        guard let type = fields["type"]?.stringValue, !type.isEmpty else {
+        guard let type = fields.type?.stringValue, !type.isEmpty else {
             throw EnvelopeError(message: "\"type\" must be a non-empty string")
         }
         var priority: String?
-        switch fields["priority"] {
+        switch fields.priority {
         case nil, .null?: priority = nil
         case .string(let text)?: priority = text
         case let other?: throw EnvelopeError(message: "\"priority\" must be a string, not \(other.typeName)")
         }
         var then: [JobRequest] = []
-        switch fields["then"] {
+        switch fields.then {
         case nil, .null?: break
         case .array(let steps)?:
             then = try steps.map { step throws(EnvelopeError) in
@@ -347,6 +385,6 @@ extension JobRequest {
         case .object(let step)?: then = [try JobRequest(fields: step)]
         case let other?: throw EnvelopeError(message: "\"then\" must be a job or an array of jobs, not \(other.typeName)")
         }
-        self.init(type: type, priority: priority, payload: fields["payload"] ?? .null, then: then)
+        self.init(type: type, priority: priority, payload: fields.payload ?? .null, then: then)
     }
 }

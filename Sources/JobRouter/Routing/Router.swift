@@ -12,10 +12,19 @@ public struct Route: Sendable, Equatable {
 /// a `priorities` table or is `default_queue`.
 public struct Router: Sendable {
     private let configuration: RouterConfiguration
+    /// Each type's routing, taken out of its ``JobType`` once: routing a job then copies two
+    /// values, not the whole type (handler options, retry and limit settings).
+    private let routes: [String: TypeRoutes]
+
+    private struct TypeRoutes: Sendable {
+        var priorities: [String: String]
+        var defaultPriority: String?
+    }
 
     /// Makes a router for `configuration` (which ``RouterConfiguration/load(path:)`` has validated).
     public init(configuration: RouterConfiguration) {
         self.configuration = configuration
+        self.routes = configuration.types.mapValues { TypeRoutes(priorities: $0.priorities, defaultPriority: $0.defaultPriority) }
     }
 
     /// The names of every known type, sorted.
@@ -23,7 +32,7 @@ public struct Router: Sendable {
 
     /// The queue for a job of `type` at `priority` (or the type's default priority when `nil`).
     public func route(type: String, priority: String?) throws(RoutingError) -> Route {
-        guard let jobType = configuration.types[type] else {
+        guard let jobType = routes[type] else {
             throw RoutingError(type: type, priority: priority,
                                message: "unknown job type '\(type)'; known types: \(typeNames.joined(separator: ", "))")
         }
