@@ -27,6 +27,8 @@ struct HardeningUnitTests {
         #expect(Duration.seconds(Int64.max).inMilliseconds == .max)
         // Formatting a date far out of range does not trap either.
         _ = Timestamp.format(Date(timeIntervalSince1970: 1e300))
+        _ = Timestamp.format(Date(timeIntervalSince1970: -1e300))
+        _ = Timestamp.format(Date(timeIntervalSince1970: -9_223_372_036_854_775.5))
         _ = JobID.make(now: Date(timeIntervalSince1970: -1e300))
     }
 

@@ -285,9 +285,11 @@ public enum Timestamp {
     /// Appends ``format(_:)``'s text as UTF-8 (entries are built as bytes).
     static func append(_ date: Date, to out: inout [UInt8]) {
         let millisTotal = Int64(saturating: (date.timeIntervalSince1970 * 1000).rounded(.down))
-        // Floor division: a time before 1970 has its milliseconds counted up from its second too.
-        let wholeSeconds = millisTotal >= 0 ? millisTotal / 1000 : (millisTotal - 999) / 1000
-        let millis = Int(millisTotal - wholeSeconds * 1000)
+        // Floor division: a time before 1970 has its milliseconds counted up from its second too
+        // (no step here can overflow, even at the saturated extremes).
+        let (quotient, remainder) = millisTotal.quotientAndRemainder(dividingBy: 1000)
+        let wholeSeconds = remainder < 0 ? quotient - 1 : quotient
+        let millis = Int(remainder < 0 ? remainder + 1000 : remainder)
         let text: [UInt8]
         if let cached = lastSecond.withLock({ $0.seconds == wholeSeconds ? $0.text : nil }) {
             text = cached
