@@ -645,11 +645,17 @@ final class CompletionBatcher: Sendable {
         arguments[2] = lengths
         arguments[3] = records
         do throws(RedisError) {
-            let codes = try session.connection().evaluate(RedisScripts.complete, keys: [], arguments: arguments).array(for: "complete") ?? []
-            for (index, ack) in sent.enumerated() {
-                var result = SettleResult.alreadySettled
-                if index < codes.count, case .integer(let code) = codes[index] { result = RedisQueueDriver.settleResult(code) }
-                ack.settled(.success(result))
+            let reply = try session.connection().evaluate(RedisScripts.complete, keys: [], arguments: arguments)
+            // Every claim held (the usual call): their number, all finished. Otherwise a code each.
+            if case .integer(let finished) = reply, finished == sent.count {
+                for ack in sent { ack.settled(.success(.applied)) }
+            } else {
+                let codes = try reply.array(for: "complete") ?? []
+                for (index, ack) in sent.enumerated() {
+                    var result = SettleResult.alreadySettled
+                    if index < codes.count, case .integer(let code) = codes[index] { result = RedisQueueDriver.settleResult(code) }
+                    ack.settled(.success(result))
+                }
             }
         } catch {
             if error.closesConnection { session.drop() }

@@ -87,6 +87,32 @@ struct ReliabilityTests {
         #expect(try await driver.command(["HEXISTS", "\(keys.namespace):recoveries", c.jobID.rawValue]) == .integer(0))
     }
 
+    /// The usual settle call, every claim held and each named once, answers with their number and
+    /// finishes them all (leases, in-flight records and counts) with no answer per claim; the same
+    /// call again finds each settled already and answers each on its own.
+    @Test func aSettleCallOfHeldClaimsAnswersWithTheirNumber() async throws {
+        let keys = TestKeys()
+        let driver = try TestRedis.driver(namespace: keys.namespace)
+        defer { Task { await cleanUp(driver, keys) } }
+        let queues = [keys.queue("a"), keys.queue("b")]
+        try await driver.push((0..<3).map { envelope(queues[0], $0) } + (0..<2).map { envelope(queues[1], $0) })
+        let fetcher = driver.makeFetcher(queues: queues, label: "held", worker: "w1", terms: LeaseTerms(lease: .seconds(60), maxRecoveries: 3))
+        let claims = try await fetcher.fetch(max: 5, wait: .zero)
+        await fetcher.close()
+        #expect(claims.count == 5)
+        var arguments = [keys.namespace, "0", "", "", "1"]
+        for queue in queues {
+            let mine = claims.filter { $0.queue == queue }
+            arguments += [queue, String(mine.count)] + mine.map(\.token)
+        }
+        let settle = ["EVAL", RedisScripts.complete.source, "0"] + arguments
+        #expect(try await driver.command(settle) == .integer(5))
+        #expect(try await driver.command(["HLEN", "\(keys.namespace):inflight"]) == .integer(0))
+        #expect(try await driver.command(["ZCARD", "\(keys.namespace):leases"]) == .integer(1))  // the keeper alone
+        #expect(try await driver.command(["EXISTS", "\(keys.namespace):count:inflight"]) == .integer(0))
+        #expect(try await driver.command(settle) == .array(Array(repeating: .integer(2), count: 5)))
+    }
+
     /// A claim's tokens are the worker, the call's number and each job's place in the call, in
     /// decimal (written by the script without Lua's number formatting: checked past 9 and 99).
     @Test func aClaimNumbersItsJobsInDecimal() async throws {
