@@ -73,24 +73,47 @@ final class RedisJobFetcher: JobFetcher {
     private static func claim(_ connection: RedisConnection, queues: [String], arguments: [[UInt8]], state: FetchState,
                               all: [String]) throws(RedisError) -> [ClaimedEntry] {
         let flat = try connection.evaluate(RedisScripts.claim, keys: queues, arguments: arguments).array(for: "claim") ?? []
+        // The call's token prefix, then per queue its name, how many, and a pair per entry (see
+        // ``RedisScripts/claim``): the N-th pair is claim `prefix N`.
+        guard let first = flat.first else { return [] }
+        let prefix = try first.text(for: "claim")
+        let firstOrder = Self.order(of: prefix + "0")
         var entries: [ClaimedEntry] = []
-        entries.reserveCapacity(flat.count / 4)
-        var index = 0
+        entries.reserveCapacity(flat.count / 2)
+        var index = 1
+        var position = 0
         var sawBroken = false
-        while index + 3 < flat.count {
-            let token = try flat[index].text(for: "claim")
-            if token == "!" {
+        func cutShort() -> RedisError {
+            RedisError(code: .unexpectedReply, message: "a claim reply cut short at element \(index + 1) of \(flat.count)", command: "claim")
+        }
+        while index < flat.count {
+            guard index + 1 < flat.count else { throw cutShort() }
+            let queue = try flat[index].text(for: "claim")
+            let count = try flat[index + 1].text(for: "claim")
+            if count == "!" {
                 // A queue key that is not a list: the script skipped it; set it aside (below).
                 sawBroken = true
-                index += 4
+                index += 3
                 continue
             }
-            let fourth = Data(try flat[index + 3].bytes(for: "claim"))
-            entries.append(ClaimedEntry(
-                token: token, queue: try flat[index + 1].text(for: "claim"),
-                raw: token.isEmpty ? Data() : fourth, jobID: JobID(rawValue: try flat[index + 2].text(for: "claim")),
-                keptAside: token.isEmpty ? String(decoding: fourth, as: UTF8.self) : nil, order: Self.order(of: token)))
-            index += 4
+            guard let taken = Int(count), taken >= 0, index + 1 + 2 * taken < flat.count else { throw cutShort() }
+            index += 2
+            for _ in 0..<taken {
+                position += 1
+                let id = try flat[index].bytes(for: "claim")
+                let second = Data(try flat[index + 1].bytes(for: "claim"))
+                index += 2
+                if id.first == UInt8(ascii: "\n") {
+                    // Kept aside by the script (dead-lettered under this key): no claim.
+                    entries.append(ClaimedEntry(token: "", queue: queue, raw: Data(),
+                                                jobID: JobID(rawValue: String(decoding: id.dropFirst(), as: UTF8.self)),
+                                                keptAside: String(decoding: second, as: UTF8.self)))
+                } else {
+                    entries.append(ClaimedEntry(token: prefix + String(position), queue: queue, raw: second,
+                                                jobID: JobID(rawValue: String(decoding: id, as: UTF8.self)),
+                                                order: firstOrder > 0 && position < 1_000_000 ? firstOrder + Int64(position) : 0))
+                }
+            }
         }
         if sawBroken { try checkTypes(connection, queues: all, state: state) }
         return entries

@@ -312,8 +312,11 @@ enum RedisScripts {
     /// wake-up tokens cleared. An entry over max_payload is dead-lettered here, never sent to the
     /// worker. ARGV: ns, max, worker, max_recoveries, lease ms, max_payload, max_dead, ledger bound
     /// (0: none), ledger keeps payloads ('1'/'0'): an entry kept aside is a `malformed` attempt record.
-    /// Returns `token, queue, id, entry, …`; for an entry kept aside here, `'', queue, dead key, reason`;
-    /// for a queue key that is not a list, `'!', queue, '', error`.
+    /// Returns the call's token prefix (`WORKER/SEQ.`, '' when nothing was taken), then for each
+    /// queue that gave entries, `queue, how many` and a pair per entry: `id, entry`, or for one
+    /// kept aside here a line break and its dead-letter key, then the reason (no id holds a line
+    /// break); for a queue key that is not a list, `queue, '!', error`. The N-th pair of the call (from 1, kept-aside ones counted)
+    /// is claim `prefix .. N`: tokens are not sent, nor a queue per entry.
     static let claim = RedisScript(name: "claim", source: prelude + identify + """
         -- A claim's number within its call, written without Lua's number formatting (one sprintf
         -- per job otherwise: 3.5 % of Redis' CPU in a drain).
@@ -323,7 +326,7 @@ enum RedisScripts {
           if n < 100 then return char(48 + (n - n % 10) / 10, 48 + n % 10) end
           return tostring(n)
         end
-        local out = {}
+        local out = {''}
         local max = tonumber(ARGV[2])
         local max_payload = tonumber(ARGV[6])
         local now = now_ms()
@@ -341,20 +344,24 @@ enum RedisScripts {
           -- sit in flight with nobody to run it): it is reported, and the other queues go on.
           local popped, items = pcall(redis.call, 'LPOP', queue, max - taken)
           if not popped then
-            out[#out + 1] = '!'
             out[#out + 1] = queue
-            out[#out + 1] = ''
+            out[#out + 1] = '!'
             out[#out + 1] = tostring(items['err'] or items)
             items = nil
           end
           if items then
-            if not seq then seq = redis.call('INCR', ns .. ':seq') end
+            -- Per job only what differs: the token's prefix is built once per call.
+            if not seq then
+              seq = redis.call('INCR', ns .. ':seq')
+              out[1] = ARGV[3] .. '/' .. seq .. '.'
+            end
+            local prefix = out[1]
             local here = 0
             local records, leases = {}, {}
             local head = '\t' .. queue .. '\\n' .. ARGV[3] .. '\\n' .. ARGV[4] .. '\\n'
-            -- Per job only what differs: the token's prefix is built once per call.
-            local prefix = ARGV[3] .. '/' .. seq .. '.'
             local n = #out
+            out[n + 1], out[n + 2] = queue, tostring(#items)
+            n = n + 2
             for _, item in ipairs(items) do
               taken = taken + 1
               if #item > max_payload then
@@ -362,8 +369,8 @@ enum RedisScripts {
                 local reason = 'entry is ' .. #item .. ' bytes, over max_payload (' .. max_payload .. ' bytes); kept unread'
                 local record = cjson.encode({id = id, queue = queue, reason = reason})
                 local key = bury(id, queue, '', record, item, now, tonumber(ARGV[7]))
-                out[n + 1], out[n + 2], out[n + 3], out[n + 4] = '', queue, key, reason
-                n = n + 4
+                out[n + 1], out[n + 2] = '\\n' .. key, reason
+                n = n + 2
                 log_attempt(script_record(id, key, 'malformed', queue, ARGV[3], '', reason, now, false), tonumber(ARGV[8] or '0'))
               else
                 local token = prefix .. decimal(taken)
@@ -372,8 +379,8 @@ enum RedisScripts {
                 records[at + 1], records[at + 2] = token, head .. id .. '\\n' .. entry
                 leases[at + 1], leases[at + 2] = deadline, token
                 here = here + 1
-                out[n + 1], out[n + 2], out[n + 3], out[n + 4] = token, queue, id, entry
-                n = n + 4
+                out[n + 1], out[n + 2] = id, entry
+                n = n + 2
               end
             end
             if here > 0 then
