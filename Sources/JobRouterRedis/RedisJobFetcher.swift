@@ -96,7 +96,7 @@ final class RedisJobFetcher: JobFetcher {
                 index += 3
                 continue
             }
-            guard let taken = Int(count), taken >= 0, index + 1 + 2 * taken < flat.count else { throw cutShort() }
+            guard let taken = Int(count), taken >= 0, taken <= flat.count, index + 1 + 2 * taken < flat.count else { throw cutShort() }
             index += 2
             for _ in 0..<taken {
                 position += 1
