@@ -435,22 +435,25 @@ enum RedisScripts {
         -- answer is their number (ZMSCORE formats a double per claim: 5 % of Redis' CPU in a drain;
         -- with the per-claim bookkeeping below, this call took 1.5-2 times as long per job).
         local _, removed = many('ZREM', ns .. ':leases', all, 4000)
-        if removed == #all then
-          if #all > 0 then
-            -- Recovery counts are kept by job id, which the records hold: read only while some
-            -- recovered job is unfinished (the counts' hash exists; most drains never read one).
-            if redis.call('EXISTS', ns .. ':recoveries') == 1 then
-              local ids = {}
-              for k, record in ipairs(many('HMGET', ns .. ':inflight', all, 4000)) do
-                if record then
-                  local _, _, _, id = parse_record(record, all[k])
-                  ids[#ids + 1] = id
-                end
+        -- Deletes finished claims' in-flight records, and their jobs' recovery counts: kept by job
+        -- id, which the records hold, and read only while some recovered job is unfinished (the
+        -- counts' hash exists; most drains never read one).
+        local function finish(tokens)
+          if #tokens == 0 then return end
+          if redis.call('EXISTS', ns .. ':recoveries') == 1 then
+            local ids = {}
+            for k, record in ipairs(many('HMGET', ns .. ':inflight', tokens, 4000)) do
+              if record then
+                local _, _, _, id = parse_record(record, tokens[k])
+                ids[#ids + 1] = id
               end
-              if #ids > 0 then many('HDEL', ns .. ':recoveries', ids, 4000) end
             end
-            many('HDEL', ns .. ':inflight', all, 4000)
+            if #ids > 0 then many('HDEL', ns .. ':recoveries', ids, 4000) end
           end
+          many('HDEL', ns .. ':inflight', tokens, 4000)
+        end
+        if removed == #all then
+          finish(all)
           for g = 1, #groups, 2 do
             if groups[g + 1] > 0 then decrement(ns .. ':count:inflight', groups[g], groups[g + 1]) end
           end
@@ -508,21 +511,7 @@ enum RedisScripts {
             at = at + length
           end
         end
-        if #finished > 0 then
-          -- Recovery counts are kept by job id, which the records hold: read only while some
-          -- recovered job is unfinished (the counts' hash exists; most drains never read one).
-          if redis.call('EXISTS', ns .. ':recoveries') == 1 then
-            local ids = {}
-            for k, record in ipairs(many('HMGET', ns .. ':inflight', finished, 4000)) do
-              if record then
-                local _, _, _, id = parse_record(record, finished[k])
-                ids[#ids + 1] = id
-              end
-            end
-            if #ids > 0 then many('HDEL', ns .. ':recoveries', ids, 4000) end
-          end
-          many('HDEL', ns .. ':inflight', finished, 4000)
-        end
+        finish(finished)
         for queue, count in pairs(done) do decrement(ns .. ':count:inflight', queue, count) end
         flush_attempts(bound)
         return out
