@@ -1,9 +1,10 @@
 // Library-level figures for scripts/bench-library.sh: bulk enqueue through `JobRouterClient`
-// (one call for everything, and calls of 10,000), drains through `JobRouterWorker` with a
+// (one call for everything, first in the process; calls of 10,000; one call again, the process
+// warm: connection, scripts and heap), drains through `JobRouterWorker` with a
 // registered Swift handler (the path an app embedding JobRouter runs, timeout race included), and
 // pickup latency from idle.
 // Prints figures; not a test.
-//   jobrouter-bench REDIS_URL [N]
+//   jobrouter-bench REDIS_URL [N]      (BENCH_ENQUEUE_ONLY=1: the enqueue figures alone)
 import Foundation
 import JobRouter
 import JobRouterRedis
@@ -71,6 +72,11 @@ struct Bench {
             _ = try await client.enqueue(Array(requests[chunk..<min(chunk + 10_000, n)]))
         }
         print("library enqueue, calls of 10,000          \(rate(start))")
+        try await clear()
+        start = ContinuousClock.now
+        _ = try await client.enqueue(requests)
+        print("library enqueue, one call again (warm)    \(rate(start))")
+        if ProcessInfo.processInfo.environment["BENCH_ENQUEUE_ONLY"] != nil { return }
 
         for concurrency in [10, 64] {
             if try await depth() == 0 { _ = try await client.enqueue(requests) }

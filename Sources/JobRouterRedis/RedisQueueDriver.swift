@@ -170,7 +170,11 @@ public final class RedisQueueDriver: JobQueueDriver {
     }
 
     public func push(_ jobs: [JobEnvelope], entries: [[UInt8]], progress: BatchProgress?, batch: String?) async throws {
-        if let cluster { return try await clusterPush(cluster, jobs, progress: progress, batch: batch) }
+        try await push(jobs[...], entries: entries, progress: progress, batch: batch)
+    }
+
+    public func push(_ jobs: ArraySlice<JobEnvelope>, entries: [[UInt8]], progress: BatchProgress?, batch: String?) async throws {
+        if let cluster { return try await clusterPush(cluster, Array(jobs), progress: progress, batch: batch) }
         guard !jobs.isEmpty else { return }
         // Entries that are not one per job (a caller's mistake) are made again from the jobs.
         let entries = entries.count == jobs.count ? entries : jobs.map(\.jsonBytes)
@@ -186,7 +190,7 @@ public final class RedisQueueDriver: JobQueueDriver {
         var calls: [(keys: [String], arguments: [[UInt8]])] = []
         var offset = 0
         // By index: zipping would copy each job (a retain per field) to read its queue.
-        for chunk in Self.chunks(jobs.indices.map { (jobs[$0].queue, entries[$0]) }) {
+        for chunk in Self.chunks(zip(jobs.indices, entries.indices).map { (jobs[$0].queue, entries[$1]) }) {
             offset += chunk.count
             let line = lines.count >= offset ? Array(String(lines[offset - 1]).utf8) : []
             var arguments = [ns, line, ttl, Array(String(chunk.queues.count).utf8)]

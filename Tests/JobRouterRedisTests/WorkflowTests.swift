@@ -60,6 +60,29 @@ struct WorkflowTests {
         #expect(!other.isDuplicate)
     }
 
+    /// In one call, beside plain jobs: a duplicate of a unique job is answered with the job that
+    /// holds the lock (by `enqueue` as its id, by `submit` as `existing`), is not pushed, and is
+    /// not reported as enqueued; every other job is, once.
+    @Test func aDuplicateInACallIsAnsweredWithTheLockHolderAndNotReported() async throws {
+        let keys = TestKeys()
+        let driver = try TestRedis.driver(namespace: keys.namespace)
+        defer { Task { await cleanUp(driver, keys) } }
+        let events = EventLog()
+        let client = JobRouterClient(configuration: try configuration(keys), driver: driver, recorders: [events])
+        let sync = JobRequest(type: "sync", payload: .object(["user_id": .integer(3)]))
+        let step = JobRequest(type: "step", payload: .integer(1))
+        let first = try await client.enqueue([step, sync, step])
+        let second = try await client.enqueue([step, sync])
+        #expect(second[1].id == first[1].id)
+        #expect(second[0].id != first[0].id && second[0].id != first[2].id)
+        let third = try await client.submit([sync, step])
+        #expect(third[0].existing == first[1].id && !third[1].isDuplicate)
+        let enqueued = events.all.compactMap { if case .enqueued(let job) = $0 { return job.id } else { return nil } }
+        #expect(enqueued == [first[0].id, first[1].id, first[2].id, second[0].id, third[1].id])
+        #expect(try await listContents(driver, keys.queue("sync")).count == 1)
+        #expect(try await listContents(driver, keys.queue("low")).count == 4)
+    }
+
     @Test(arguments: [UniqueTerms.Until.done, .start])
     func theLockIsReleasedWhenTheJobSucceedsOrStarts(until: UniqueTerms.Until) async throws {
         let keys = TestKeys()

@@ -223,6 +223,10 @@ public protocol JobQueueDriver: Sendable {
     /// ``push(_:progress:batch:)`` with the jobs encoded already: `entries[i]` is `jobs[i].jsonBytes`.
     func push(_ jobs: [JobEnvelope], entries: [[UInt8]], progress: BatchProgress?, batch: String?) async throws
 
+    /// ``push(_:entries:progress:batch:)`` for part of a larger array, which is not copied (a
+    /// large enqueue pushes its jobs chunk by chunk): `entries[i]` is the `i`-th job's encoding.
+    func push(_ jobs: ArraySlice<JobEnvelope>, entries: [[UInt8]], progress: BatchProgress?, batch: String?) async throws
+
     /// The last input line of batch `id` known to be pushed, or `nil` when none is recorded.
     func batchProgress(_ id: String) async throws -> Int?
 
@@ -476,6 +480,10 @@ extension JobQueueDriver {
 
     public func push(_ jobs: [JobEnvelope], entries: [[UInt8]], progress: BatchProgress?, batch: String?) async throws {
         try await push(jobs, progress: progress, batch: batch)
+    }
+
+    public func push(_ jobs: ArraySlice<JobEnvelope>, entries: [[UInt8]], progress: BatchProgress?, batch: String?) async throws {
+        try await push(Array(jobs), entries: entries, progress: progress, batch: batch)
     }
 
     /// Appends each job to the tail of its queue, in order.

@@ -49,7 +49,7 @@ public struct JobRouterClient: Sendable {
     /// A job of a unique type whose lock is held is not made: its place in the result holds the
     /// job that holds the lock (see ``submit(_:progress:batch:)`` to tell the two apart).
     public func enqueue(_ requests: [JobRequest], progress: BatchProgress?) async throws -> [JobEnvelope] {
-        try await submit(requests, progress: progress).map(\.storedOrExisting)
+        try await store(requests, progress: progress, batch: nil).envelopes
     }
 
     /// Routes and pushes the requests, saying for each whether it was enqueued or, for a unique
@@ -57,8 +57,12 @@ public struct JobRouterClient: Sendable {
     /// the jobs count toward its callback. Jobs of unique types go one script call each; the rest
     /// in as few round trips as the driver can.
     public func submit(_ requests: [JobRequest], progress: BatchProgress? = nil, batch: String? = nil) async throws -> [EnqueueResult] {
+        try await store(requests, progress: progress, batch: batch).results
+    }
+
+    private func store(_ requests: [JobRequest], progress: BatchProgress?, batch: String?) async throws -> Stored {
         guard requests.count > Self.overlapChunk, progress == nil else {
-            return try await submit(prepare(requests, batch: batch), progress: progress)
+            return try await store(prepare(requests, batch: batch), progress: progress)
         }
         // A large call: every request is routed first (a routing error throws before anything is
         // pushed), then each chunk is encoded while the one before it is pushed.
@@ -67,8 +71,11 @@ public struct JobRouterClient: Sendable {
             try await withThrowingTaskGroup(of: Void.self) { pushes in
                 var pushing = false
                 for start in stride(from: 0, to: plain.count, by: Self.overlapChunk) {
-                    let chunk = Array(plain[start..<min(start + Self.overlapChunk, plain.count)])
-                    let entries = chunk.map(\.jsonBytes)
+                    // A slice: copying the chunk would retain every field of every job.
+                    let chunk = plain[start..<min(start + Self.overlapChunk, plain.count)]
+                    var entries: [[UInt8]] = []
+                    entries.reserveCapacity(chunk.count)
+                    for index in chunk.indices { entries.append(chunk[index].jsonBytes) }
                     // In order: a chunk is pushed once the one before it is in.
                     if pushing { try await pushes.next() }
                     pushes.addTask { try await driver.push(chunk, entries: entries, progress: nil, batch: batch) }
@@ -97,6 +104,10 @@ public struct JobRouterClient: Sendable {
 
     /// Pushes jobs made by ``prepare(_:batch:)``, as ``submit(_:progress:batch:)`` does.
     public func submit(_ prepared: PreparedJobs, progress: BatchProgress? = nil) async throws -> [EnqueueResult] {
+        try await store(prepared, progress: progress).results
+    }
+
+    private func store(_ prepared: PreparedJobs, progress: BatchProgress?) async throws -> Stored {
         // Progress is recorded even for a chunk with no plain job.
         try await store(prepared.jobs, due: nil, always: progress != nil, event: { .enqueued($0) }) { plain in
             try await driver.push(plain, entries: prepared.entries, progress: progress, batch: prepared.batch)
@@ -105,16 +116,20 @@ public struct JobRouterClient: Sendable {
 
     /// Routes the requests and holds them until `date` (a time in the past means now).
     public func enqueue(_ requests: [JobRequest], at date: Date) async throws -> [JobEnvelope] {
-        try await submit(requests, at: date).map(\.storedOrExisting)
+        try await store(requests, at: date).envelopes
     }
 
     /// Routes the requests and holds them for `delay`, measured on the queue server's clock.
     public func enqueue(_ requests: [JobRequest], after delay: Duration) async throws -> [JobEnvelope] {
-        try await submit(requests, after: delay).map(\.storedOrExisting)
+        try await store(requests, after: delay).envelopes
     }
 
     /// ``enqueue(_:at:)``, saying for each request whether it was a duplicate of a unique job.
     public func submit(_ requests: [JobRequest], at date: Date) async throws -> [EnqueueResult] {
+        try await store(requests, at: date).results
+    }
+
+    private func store(_ requests: [JobRequest], at date: Date) async throws -> Stored {
         var jobs = try route(requests)
         for index in jobs.indices { jobs[index].dueAt = max(date, jobs[index].enqueuedAt) }
         return try await store(jobs, due: date, event: { .scheduled($0, at: date) }) { try await driver.schedule($0, at: date) }
@@ -122,28 +137,56 @@ public struct JobRouterClient: Sendable {
 
     /// ``enqueue(_:after:)``, saying for each request whether it was a duplicate of a unique job.
     public func submit(_ requests: [JobRequest], after delay: Duration) async throws -> [EnqueueResult] {
+        try await store(requests, after: delay).results
+    }
+
+    private func store(_ requests: [JobRequest], after delay: Duration) async throws -> Stored {
         var jobs = try route(requests)
         let due = Date().addingTimeInterval(delay.inSeconds)
         for index in jobs.indices { jobs[index].dueAt = due }
         return try await store(jobs, due: due, event: { .scheduled($0, at: due) }) { try await driver.schedule($0, after: delay) }
     }
 
+    /// Routed jobs once stored, and which were duplicates of a unique job (by index).
+    private struct Stored {
+        var jobs: [JobEnvelope]
+        var existing: [Int: JobID] = [:]
+
+        /// One result per job.
+        var results: [EnqueueResult] {
+            jobs.indices.map { EnqueueResult(job: jobs[$0], existing: existing[$0]) }
+        }
+
+        /// The jobs, a duplicate's with the existing job's id: the routed array itself when there
+        /// is none (a large call's jobs are not copied again, a retain per field each).
+        var envelopes: [JobEnvelope] {
+            var envelopes = jobs
+            for (index, id) in existing { envelopes[index].id = id }
+            return envelopes
+        }
+    }
+
     /// Stores routed jobs: the plain ones through `plain` (one call, or none when there are none
     /// and not `always`), each unique one through its lock (now, or at `due`). Reports `event` for
     /// each job made.
     private func store(_ jobs: [JobEnvelope], due: Date?, always: Bool = false, event: (JobEnvelope) -> JobEvent,
-                       plain: ([JobEnvelope]) async throws -> Void) async throws -> [EnqueueResult] {
+                       plain: ([JobEnvelope]) async throws -> Void) async throws -> Stored {
         // The same array when no job is unique (the usual case): filtering copies every job.
-        let others = jobs.allSatisfy { $0.unique == nil } ? jobs : jobs.filter { $0.unique == nil }
+        let unique = jobs.contains { $0.unique != nil }
+        let others = unique ? jobs.filter { $0.unique == nil } : jobs
         if !others.isEmpty || always { try await plain(others) }
-        var results: [EnqueueResult] = []
-        results.reserveCapacity(jobs.count)
-        for job in jobs {
-            let existing = job.unique == nil ? nil : try await driver.pushUnique(job, due: due)
-            if existing == nil { for recorder in recorders { recorder.record(event(job)) } }
-            results.append(EnqueueResult(job: job, existing: existing))
+        var stored = Stored(jobs: jobs)
+        // By index: iterating would copy each job (a retain per field) to read it once.
+        guard unique || !recorders.isEmpty else { return stored }
+        for index in jobs.indices {
+            let existing = jobs[index].unique == nil ? nil : try await driver.pushUnique(jobs[index], due: due)
+            if let existing {
+                stored.existing[index] = existing
+            } else {
+                for recorder in recorders { recorder.record(event(jobs[index])) }
+            }
         }
-        return results
+        return stored
     }
 
     /// Opens a batch whose `callback` job is enqueued once, when every job submitted with this
@@ -259,13 +302,6 @@ public struct EnqueueResult: Sendable, Equatable {
     public var isDuplicate: Bool { existing != nil }
     /// The id to give the caller: the new job's, or the existing one's.
     public var id: JobID { existing ?? job.id }
-
-    /// The job, with the existing job's id for a duplicate.
-    var storedOrExisting: JobEnvelope {
-        var stored = job
-        if let existing { stored.id = existing }
-        return stored
-    }
 
     /// Makes one.
     public init(job: JobEnvelope, existing: JobID?) {
