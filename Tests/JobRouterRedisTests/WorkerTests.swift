@@ -66,6 +66,30 @@ struct WorkerTests {
     /// A group's claim loops run on their fetch connections' threads (a `noop` job, finished
     /// where it is claimed, is reported from there); a job's run (its start reported, its handler,
     /// its settle) never does: it would hold up the group's claims.
+    /// A Swift handler's logger names its job (id and type) beside the worker logger's own metadata.
+    @Test func aHandlersLoggerNamesItsJob() async throws {
+        let keys = TestKeys()
+        let driver = try TestRedis.driver(namespace: keys.namespace)
+        defer { Task { await cleanUp(driver, keys) } }
+        let configuration = try configuration(keys, concurrency: 2)
+        let job = try await JobRouterClient(configuration: configuration, driver: driver).enqueue(type: "job")
+        let seen = Observations<String>()
+        var handlers = HandlerRegistry()
+        handlers.register(type: "job") { _, context in
+            seen.append(["job", "type", "worker"].map { key in
+                "\(key)=" + (context.logger[metadataKey: key].map { "\($0)" } ?? "-")
+            }.joined(separator: " "))
+        }
+        handlers.register(type: "plain") { _, _ in }
+        var logger = testLogger
+        logger[metadataKey: "worker"] = "w1"
+        let worker = try JobRouterWorker(configuration: configuration, driver: driver, handlers: handlers, logger: logger, recorders: [])
+        try await withWorker(worker) {
+            #expect(await eventually { seen.count == 1 })
+        }
+        #expect(seen.all == ["job=\(job.id.rawValue) type=job worker=w1"])
+    }
+
     @Test func jobsRunOffTheClaimLoopsThreads() async throws {
         /// The kernel's name of the calling thread.
         @Sendable func threadName() -> String {

@@ -516,9 +516,13 @@ final class WorkerGroupRunner: Sendable {
     /// Runs the handler, racing it against the type's timeout (see ``HandlerRun``).
     private func run(_ job: JobEnvelope, handler: any JobHandler, timeout: Duration) async -> Outcome {
         if handler is NoopJobHandler { return .completed }
+        // Both keys in one assignment: a handler may redo work on each change (swift-log's
+        // StreamLogHandler formats all its metadata again), and this runs for every job.
         var jobLogger = logger
-        jobLogger[metadataKey: "job"] = "\(job.id)"
-        jobLogger[metadataKey: "type"] = "\(job.type)"
+        var metadata = jobLogger.handler.metadata
+        metadata["job"] = .string(job.id.rawValue)
+        metadata["type"] = .string(job.type)
+        jobLogger.handler.metadata = metadata
         let context = JobContext(logger: jobLogger, group: group.name, timeout: timeout, services: services)
         let outcome = await HandlerRun.run(timeout: timeout, grace: Self.cancelGrace, stuck: stuck, deadlines: deadlines) {
             try await handler.handle(job, context: context)
