@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Library-level figures beside the same run's ceiling (`redis-benchmark -t lpop -c 10`): bulk
-# enqueue through JobRouterClient (one call for N jobs, pipelined 16 script calls deep, and calls
-# of 10,000), drains through JobRouterWorker with a registered Swift handler at concurrency 10 and
-# 64, pickup latency from idle (enqueued_at -> handler start, 300 jobs 20 ms apart), and a drain
-# of EXEC_N jobs with an `exec` handler (`true`) through the CLI. Prints figures.
+# enqueue through JobRouterClient (one call for N jobs, first in the process, pipelined 16 script
+# calls deep; calls of 10,000; one call again, the process warm), drains through JobRouterWorker
+# with a registered Swift handler at concurrency 10 and 64, pickup latency from idle (enqueued_at
+# -> handler start, 300 jobs 20 ms apart), and a drain of EXEC_N jobs with an `exec` handler
+# (`true`) through the CLI. Prints figures.
 #   scripts/bench-library.sh [N] [EXEC_N]     (default 100000 20000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
