@@ -136,14 +136,20 @@ public final class MetricsExporter: Sendable {
     public func render() async -> [UInt8] {
         await refreshIfStale()
         for group in load.withLock({ $0 })() {
-            registry.makeGauge(name: "jobrouter_jobs_inflight", labels: [("group", group.group)]).set(Double(group.busy))
-            registry.makeGauge(name: "jobrouter_group_concurrency", labels: [("group", group.group)]).set(Double(group.concurrency))
+            gauge("jobrouter_jobs_inflight", [("group", group.group)]).set(Double(group.busy))
+            gauge("jobrouter_group_concurrency", [("group", group.group)]).set(Double(group.concurrency))
         }
         var buffer: [UInt8] = []
         buffer.reserveCapacity(16 * 1024)
         registry.emit(into: &buffer)
         buffer.append(contentsOf: Array(processMetrics().utf8))
         return buffer
+    }
+
+    /// The registry's gauge `name` with `labels`, by its full name and without a `# HELP` line (as
+    /// the metrics that come through swift-metrics).
+    private func gauge(_ name: String, _ labels: [(String, String)] = []) -> Prometheus.Gauge {
+        registry.makeGauge(descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: ""), labels: labels)
     }
 
     private func refreshIfStale() async {
@@ -157,22 +163,22 @@ public final class MetricsExporter: Sendable {
         defer { cache.withLock { $0?.refreshing = false } }
         guard let figures = try? await cluster() else { return }
         for queue in figures.queues {
-            registry.makeGauge(name: "jobrouter_queue_depth", labels: [("queue", queue.name)]).set(Double(queue.depth))
-            registry.makeGauge(name: "jobrouter_queue_oldest_job_age_seconds", labels: [("queue", queue.name)])
+            gauge("jobrouter_queue_depth", [("queue", queue.name)]).set(Double(queue.depth))
+            gauge("jobrouter_queue_oldest_job_age_seconds", [("queue", queue.name)])
                 .set(queue.oldestAge.inSeconds)
         }
         for limiter in figures.limiters {
-            registry.makeGauge(name: "jobrouter_limiter_rate", labels: [("limiter", limiter.name)]).set(limiter.rate)
-            registry.makeGauge(name: "jobrouter_limiter_deferred_jobs", labels: [("limiter", limiter.name)]).set(Double(limiter.deferred))
-            registry.makeGauge(name: "jobrouter_limiter_keys_active", labels: [("limiter", limiter.name)]).set(Double(limiter.keysActive))
+            gauge("jobrouter_limiter_rate", [("limiter", limiter.name)]).set(limiter.rate)
+            gauge("jobrouter_limiter_deferred_jobs", [("limiter", limiter.name)]).set(Double(limiter.deferred))
+            gauge("jobrouter_limiter_keys_active", [("limiter", limiter.name)]).set(Double(limiter.keysActive))
         }
         for (queue, bound) in figures.maxWait {
-            registry.makeGauge(name: "jobrouter_queue_max_wait_seconds", labels: [("queue", queue)]).set(bound.inSeconds)
+            gauge("jobrouter_queue_max_wait_seconds", [("queue", queue)]).set(bound.inSeconds)
         }
-        registry.makeGauge(name: "jobrouter_scheduled_jobs").set(Double(figures.scheduled))
-        registry.makeGauge(name: "jobrouter_dead_jobs").set(Double(figures.dead))
+        gauge("jobrouter_scheduled_jobs").set(Double(figures.scheduled))
+        gauge("jobrouter_dead_jobs").set(Double(figures.dead))
         if let backlog = figures.ledgerBacklog {
-            registry.makeGauge(name: "jobrouter_ledger_backlog").set(Double(backlog))
+            gauge("jobrouter_ledger_backlog").set(Double(backlog))
         }
     }
 
