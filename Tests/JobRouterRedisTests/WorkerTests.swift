@@ -63,9 +63,6 @@ struct WorkerTests {
         #expect(Array(order.suffix(window)) == Array(repeating: "low", count: window))
     }
 
-    /// A group's claim loops run on their fetch connections' threads (a `noop` job, finished
-    /// where it is claimed, is reported from there); a job's run (its start reported, its handler,
-    /// its settle) never does: it would hold up the group's claims.
     /// A Swift handler's logger names its job (id and type) beside the worker logger's own metadata.
     @Test func aHandlersLoggerNamesItsJob() async throws {
         let keys = TestKeys()
@@ -90,6 +87,9 @@ struct WorkerTests {
         #expect(seen.all == ["job=\(job.id.rawValue) type=job worker=w1"])
     }
 
+    /// A group's claim loops run on their fetch connections' threads (a `noop` job, finished
+    /// where it is claimed, is reported from there); a job's run (its start reported, its handler,
+    /// its settle) never does: it would hold up the group's claims.
     @Test func jobsRunOffTheClaimLoopsThreads() async throws {
         /// The kernel's name of the calling thread.
         @Sendable func threadName() -> String {
