@@ -274,6 +274,37 @@ struct WorkerTests {
         #expect(try JobEnvelope.decode(Data(remaining[0].utf8), queue: keys.queue("low")).id == job.id)
     }
 
+    /// Cancelling the task running the worker stops it as a second signal does: running jobs (in
+    /// tasks of their own, which the cancellation does not reach by itself) are stopped and put back.
+    @Test func cancellingTheWorkersTaskPutsRunningJobsBack() async throws {
+        let keys = TestKeys()
+        let driver = try TestRedis.driver(namespace: keys.namespace)
+        defer { Task { await cleanUp(driver, keys) } }
+        let configuration = try configuration(keys, concurrency: 1, shutdownTimeout: .seconds(60))
+        let client = JobRouterClient(configuration: configuration, driver: driver)
+        let started = Observations<JobID>()
+        var handlers = HandlerRegistry()
+        handlers.register(type: "job") { job, _ in
+            started.append(job.id)
+            try await Task.sleep(for: .seconds(60))
+        }
+        handlers.register(type: "plain") { _, _ in }
+        let job = try await client.enqueue(type: "job")
+        let worker = try JobRouterWorker(configuration: configuration, driver: driver, handlers: handlers,
+                                         groups: ["main"], logger: testLogger, recorders: [])
+        let clock = ContinuousClock()
+        let running = Task { await worker.run() }
+        #expect(await eventually { started.count == 1 })
+        let stopStarted = clock.now
+        running.cancel()
+        await running.value
+        // Far below the 60 s of the handler and of the shutdown timeout.
+        #expect(stopStarted.duration(to: clock.now) < .seconds(15))
+        let remaining = try await listContents(driver, keys.queue("low"))
+        #expect(remaining.count == 1)
+        #expect(try remaining.first.map { try JobEnvelope.decode(Data($0.utf8), queue: keys.queue("low")).id } == job.id)
+    }
+
     @Test func foreignAndMalformedEntriesNeverStopTheWorker() async throws {
         let keys = TestKeys()
         let driver = try TestRedis.driver(namespace: keys.namespace)

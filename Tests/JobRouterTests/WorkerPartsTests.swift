@@ -103,23 +103,116 @@ import Synchronization
         #expect(await done.counts == [1] && settles.count == 0)
     }
 
+    /// What a run through ``HandlerRun`` gave.
+    final class RunResult: Sendable {
+        /// Whether `HandlerRun.run` returned, what it returned (`nil`: abandoned), and what
+        /// `onAbandon` was handed.
+        let value = Mutex<(returned: Bool, outcome: HandlerRun.Outcome?, abandoned: HandlerRun.Outcome?)>((false, nil, nil))
+    }
+
+    /// Runs `body` through ``HandlerRun`` in a task of `tasks`, as a group runs a handler, until
+    /// the group would stop waiting for it; returns its outcome (`nil`: abandoned) and what
+    /// `onAbandon` was handed.
+    private func runHandler(timeout: Duration, grace: Duration = .seconds(5), stuck: StuckHandlers = StuckHandlers(),
+                            deadlines: HandlerDeadlines, tasks: JobTasks = JobTasks(), result: RunResult = RunResult(),
+                            _ body: @escaping @Sendable () async throws -> Void) async -> (HandlerRun.Outcome?, HandlerRun.Outcome?) {
+        tasks.start { task in
+            let outcome = await HandlerRun.run(timeout: timeout, grace: grace, stuck: stuck, deadlines: deadlines,
+                                               cancelTask: { tasks.cancel(task) },
+                                               onAbandon: { reason in tasks.replace(task) { result.value.withLock { $0.abandoned = reason } } }) {
+                try await body()
+            }
+            result.value.withLock { $0.returned = true; $0.outcome = outcome }
+        }
+        await tasks.waitUntilNone()
+        return result.value.withLock { ($0.outcome, $0.abandoned) }
+    }
+
     @Test func aHandlerPastItsTimeoutIsStoppedByTheGroupsWatcher() async {
         let deadlines = HandlerDeadlines()
         let stuck = StuckHandlers()
         let clock = ContinuousClock()
         let start = clock.now
-        let outcome = await HandlerRun.run(timeout: .milliseconds(200), grace: .seconds(5), stuck: stuck, deadlines: deadlines) {
+        let (outcome, abandoned) = await runHandler(timeout: .milliseconds(200), stuck: stuck, deadlines: deadlines) {
             try await Task.sleep(for: .seconds(30))
         }
         let took = start.duration(to: clock.now)
-        guard case .timedOut = outcome else {
-            Issue.record("expected a timeout, got \(outcome)")
+        guard case .timedOut? = outcome else {
+            Issue.record("expected a timeout, got \(String(describing: outcome))")
             return
         }
         // Stopped at its deadline, not at the handler's 30 s end (a loaded machine wakes the
         // watcher late: the bound is loose; timing is not what is tested here).
         #expect(took >= .milliseconds(200) && took < .seconds(10), "took \(took)")
+        #expect(abandoned == nil && stuck.current == 0)
+    }
+
+    /// The handler runs in its job's task; one that blocks its thread and never suspends still
+    /// has its outcome decided after timeout and grace, by a task taking its place, which is all
+    /// the group then waits for.
+    @Test(.timeLimit(.minutes(1))) func aHandlerBlockingItsThreadIsAbandonedAfterTheGrace() async {
+        let deadlines = HandlerDeadlines()
+        let stuck = StuckHandlers()
+        let tasks = JobTasks()
+        let started = Mutex(false)
+        let release = Mutex(false)
+        let result = RunResult()
+        let clock = ContinuousClock()
+        let start = clock.now
+        let finished = Task {
+            await runHandler(timeout: .milliseconds(100), grace: .milliseconds(300), stuck: stuck, deadlines: deadlines, tasks: tasks,
+                             result: result) {
+                started.withLock { $0 = true }
+                // Blocks its thread until told: no suspension point, cancellation never seen.
+                while !release.withLock({ $0 }) { usleep(10_000) }
+            }
+        }
+        while !started.withLock({ $0 }) { try? await Task.sleep(for: .milliseconds(5)) }
+        // The group would stop waiting once the replacement wrote the outcome, the handler still
+        // running (looked at for up to 20 s, so a wait that never ends fails rather than hangs).
+        while tasks.count > 0 || result.value.withLock({ $0.abandoned == nil }), start.duration(to: clock.now) < .seconds(20) {
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+        let waited = start.duration(to: clock.now)
+        #expect(tasks.count == 0, "the group still waits for the abandoned handler's task")
+        #expect(stuck.current == 1)
+        #expect(waited >= .milliseconds(400) && waited < .seconds(20), "waited \(waited)")
+        let abandoned = result.value.withLock { $0.abandoned }
+        guard case .timedOut? = abandoned else {
+            release.withLock { $0 = true }
+            Issue.record("expected the abandoned run's outcome to be a timeout, got \(String(describing: abandoned))")
+            return
+        }
+        #expect(!result.value.withLock { $0.returned }, "the handler was waited for")
+        // Once the handler does return, its run gives no second outcome and is no longer stuck.
+        release.withLock { $0 = true }
+        while !result.value.withLock({ $0.returned }) { try? await Task.sleep(for: .milliseconds(5)) }
+        let outcome = result.value.withLock { $0.outcome }
+        #expect(outcome == nil, "the run returned an outcome although it was abandoned: \(String(describing: outcome))")
         #expect(stuck.current == 0)
+        #expect(deadlines.watched == 0)
+        _ = await finished.value
+    }
+
+    /// A run stopped by cancelling its task (shutdown) is interrupted, even when the handler
+    /// throws its cancellation error.
+    @Test func aCancelledRunIsInterrupted() async {
+        let tasks = JobTasks()
+        let started = Mutex(false)
+        let ended = Task {
+            await runHandler(timeout: .seconds(30), deadlines: HandlerDeadlines(), tasks: tasks) {
+                started.withLock { $0 = true }
+                try await Task.sleep(for: .seconds(30))
+            }
+        }
+        while !started.withLock({ $0 }) { try? await Task.sleep(for: .milliseconds(5)) }
+        tasks.cancelAll()
+        let (outcome, abandoned) = await ended.value
+        guard case .interrupted? = outcome else {
+            Issue.record("expected an interruption, got \(String(describing: outcome))")
+            return
+        }
+        #expect(abandoned == nil)
     }
 
     @Test func aHandlerThatReturnsIsNoLongerWatched() async {
@@ -127,8 +220,8 @@ import Synchronization
         let outcomes = await withTaskGroup(of: Bool.self) { group in
             for _ in 0..<50 {
                 group.addTask {
-                    let outcome = await HandlerRun.run(timeout: .seconds(30), grace: .seconds(5), stuck: StuckHandlers(), deadlines: deadlines) {}
-                    if case .completed = outcome { return true }
+                    let (outcome, _) = await runHandler(timeout: .seconds(30), deadlines: deadlines) {}
+                    if case .completed? = outcome { return true }
                     return false
                 }
             }
@@ -136,6 +229,19 @@ import Synchronization
         }
         #expect(outcomes.allSatisfy { $0 })
         #expect(deadlines.watched == 0)
+    }
+
+    /// Tasks started after ``JobTasks/cancelAll()`` start cancelled; the wait ends with the last.
+    @Test func jobTasksStartedAfterCancelAllAreCancelled() async {
+        let tasks = JobTasks()
+        let seen = Mutex<[Bool]>([])
+        tasks.start { _ in seen.withLock { $0.append(Task.isCancelled) } }
+        await tasks.waitUntilNone()
+        tasks.cancelAll()
+        tasks.start { _ in seen.withLock { $0.append(Task.isCancelled) } }
+        await tasks.waitUntilNone()
+        #expect(seen.withLock { $0 } == [false, true])
+        #expect(tasks.count == 0)
     }
 }
 

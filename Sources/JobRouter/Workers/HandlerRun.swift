@@ -1,14 +1,19 @@
 import Synchronization
 
-/// Runs one handler call in a task of its own, raced against the type's timeout (watched by the
+/// Runs one handler call in its job's task, raced against the type's timeout (watched by the
 /// group's ``HandlerDeadlines``), so that a handler which ignores cancellation cannot hold its
 /// worker slot forever.
 ///
-/// On timeout (or when the worker must stop at once) the handler's task is cancelled and given
-/// `grace` to end. One that is still running then is *abandoned*: the job's outcome is decided
-/// without it (timed out, or interrupted), the slot is given back so the group keeps its
-/// capacity, and the handler is counted in ``StuckHandlers`` until it does return (Swift cannot
-/// stop a task that does not check for cancellation).
+/// On timeout (or when the worker must stop at once) the job's task is cancelled and the handler
+/// given `grace` to end. One that is still running then is *abandoned*: the job's outcome is
+/// decided without it (timed out, or interrupted) and handed to `onAbandon`, which writes it from
+/// another task (see ``JobTasks/replace(_:with:)``), so the slot is given back and the group
+/// keeps its capacity even when the handler blocks its thread without ever suspending. It is
+/// counted in ``StuckHandlers`` until it does return (Swift cannot stop a task that does not check
+/// for cancellation).
+///
+/// The handler runs inline, not in a task of its own: a handler that finishes at once then costs
+/// no thread hop and no task.
 final class HandlerRun: Sendable {
     /// How a call ended.
     enum Outcome: Sendable {
@@ -19,60 +24,47 @@ final class HandlerRun: Sendable {
     }
 
     private struct State {
-        var continuation: CheckedContinuation<Outcome, Never>?
-        var handler: Task<Void, Never>?
         /// Why the handler was cancelled, once it was.
         var stopReason: Outcome?
         var decided = false
-        var abandoned = false
     }
 
     private let state = Mutex(State())
     private let grace: Duration
     private let stuck: StuckHandlers
-    private let deadlines: HandlerDeadlines
+    private let cancelTask: @Sendable () -> Void
+    private let onAbandon: @Sendable (Outcome) -> Void
 
-    private init(grace: Duration, stuck: StuckHandlers, deadlines: HandlerDeadlines) {
+    private init(grace: Duration, stuck: StuckHandlers, cancelTask: @escaping @Sendable () -> Void,
+                 onAbandon: @escaping @Sendable (Outcome) -> Void) {
         self.grace = grace
         self.stuck = stuck
-        self.deadlines = deadlines
+        self.cancelTask = cancelTask
+        self.onAbandon = onAbandon
     }
 
-    /// Runs `body` until it returns, `timeout` passes (as `deadlines` watches it), or the calling
-    /// task is cancelled.
+    /// Runs `body` in the calling task until it returns, `timeout` passes (as `deadlines` watches
+    /// it), or the calling task is cancelled. `cancelTask` cancels the calling task (a timeout
+    /// does). Returns how it ended, or `nil` when it was abandoned: `onAbandon` had the outcome
+    /// then (called once, under this run's lock: it must only hand the outcome on), and this
+    /// returns only when `body` finally does.
     static func run(timeout: Duration, grace: Duration, stuck: StuckHandlers, deadlines: HandlerDeadlines,
-                    _ body: @escaping @Sendable () async throws -> Void) async -> Outcome {
-        let run = HandlerRun(grace: grace, stuck: stuck, deadlines: deadlines)
-        return await withTaskCancellationHandler {
-            await withCheckedContinuation { continuation in
-                run.start(continuation, timeout: timeout, body)
+                    cancelTask: @escaping @Sendable () -> Void, onAbandon: @escaping @Sendable (Outcome) -> Void,
+                    _ body: () async throws -> Void) async -> Outcome? {
+        let run = HandlerRun(grace: grace, stuck: stuck, cancelTask: cancelTask, onAbandon: onAbandon)
+        deadlines.add(run, deadline: .now + timeout)
+        let result: Outcome = await withTaskCancellationHandler {
+            do {
+                try await body()
+                return .completed
+            } catch {
+                return .failed(error)
             }
         } onCancel: {
             run.stop(.interrupted)
         }
-    }
-
-    private func start(_ continuation: CheckedContinuation<Outcome, Never>, timeout: Duration,
-                       _ body: @escaping @Sendable () async throws -> Void) {
-        // The continuation first: the handler may finish before the tasks below are stored.
-        state.withLock { $0.continuation = continuation }
-        let handler = Task {
-            let result: Outcome
-            do {
-                try await body()
-                result = .completed
-            } catch {
-                result = .failed(error)
-            }
-            self.finish(result)
-        }
-        deadlines.add(self, deadline: .now + timeout)
-        let (stopEarly, finished) = state.withLock { state -> (Bool, Bool) in
-            state.handler = handler
-            return (state.stopReason != nil, state.decided)
-        }
-        if finished { deadlines.remove(self) }
-        if stopEarly { handler.cancel() }
+        deadlines.remove(run)
+        return run.finish(result)
     }
 
     /// The handler ran past its timeout.
@@ -82,13 +74,14 @@ final class HandlerRun: Sendable {
 
     /// Cancels the handler for `reason` and gives it `grace` to end.
     private func stop(_ reason: Outcome) {
-        let handler = state.withLock { state -> Task<Void, Never>?? in
-            guard !state.decided, state.stopReason == nil else { return nil }
+        let first = state.withLock { state -> Bool in
+            guard !state.decided, state.stopReason == nil else { return false }
             state.stopReason = reason
-            return .some(state.handler)
+            return true
         }
-        guard let handler else { return }
-        handler?.cancel()
+        guard first else { return }
+        // Outside the lock: cancelling runs the task's cancellation handler, which calls stop again.
+        cancelTask()
         let grace = self.grace
         Task {
             try? await Task.sleep(for: grace)
@@ -97,32 +90,26 @@ final class HandlerRun: Sendable {
     }
 
     private func abandon() {
-        let decision = state.withLock { state -> (CheckedContinuation<Outcome, Never>, Outcome)? in
-            guard !state.decided, let continuation = state.continuation, let reason = state.stopReason else { return nil }
+        state.withLock { state in
+            guard !state.decided, let reason = state.stopReason else { return }
             state.decided = true
-            state.abandoned = true
-            state.continuation = nil
-            return (continuation, reason)
+            stuck.add()
+            // Inside the lock: `finish` (the handler returning now) must find the outcome handed on.
+            onAbandon(reason)
         }
-        guard let (continuation, reason) = decision else { return }
-        stuck.add()
-        continuation.resume(returning: reason)
     }
 
-    private func finish(_ result: Outcome) {
-        let decision = state.withLock { state -> (CheckedContinuation<Outcome, Never>?, Outcome, Bool) in
-            if state.decided { return (nil, result, state.abandoned) }
+    /// The outcome of a handler that returned with `result`, or `nil` when it had been abandoned.
+    private func finish(_ result: Outcome) -> Outcome? {
+        let outcome = state.withLock { state -> Outcome? in
+            if state.decided { return nil }
             state.decided = true
-            let continuation = state.continuation
-            state.continuation = nil
             // A handler that ends by throwing after it was cancelled ended because of the cancel.
-            if let reason = state.stopReason, case .failed = result { return (continuation, reason, false) }
-            return (continuation, result, false)
+            if let reason = state.stopReason, case .failed = result { return reason }
+            return result
         }
-        let (continuation, outcome, wasAbandoned) = decision
-        deadlines.remove(self)
-        if wasAbandoned { stuck.remove() }
-        continuation?.resume(returning: outcome)
+        if outcome == nil { stuck.remove() }
+        return outcome
     }
 }
 

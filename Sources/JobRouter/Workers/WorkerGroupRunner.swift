@@ -46,6 +46,8 @@ final class WorkerGroupRunner: Sendable {
     let slots: SlotPool
     /// Acks sent without a task waiting for them; shutdown waits for them.
     let settles = PendingSettles()
+    /// The tasks running jobs; shutdown waits for them.
+    let jobTasks = JobTasks()
     /// Numbers the jobs claimed, so jobs stopped by shutdown go back in the order they came.
     private let sequence = Atomic<Int>(0)
 
@@ -156,7 +158,14 @@ final class WorkerGroupRunner: Sendable {
                 logger.notice("group \(group.name): stopping \(slots.inUse) running job(s) and putting them back")
                 tasks.cancelAll()
             }
+            // Jobs run in tasks of their own (``JobTasks``), which cancelling this group's tasks
+            // does not reach: stopped here, also when the worker's task was cancelled (the wait
+            // above then ends at once, as finished).
+            if !finished || shutdown.phase == .aborting { jobTasks.cancelAll() }
         }
+        // Every job's task has written its outcome (an abandoned handler's by the task that took
+        // its place), or put it in `putBack`.
+        await jobTasks.waitUntilNone()
 
         // Every finished job's outcome is written before the group says it stopped.
         await settles.waitUntilNone()
@@ -175,147 +184,144 @@ final class WorkerGroupRunner: Sendable {
         logger.info("group \(group.name) stopped")
     }
 
-    /// Claims and starts jobs while slots are free, until shutdown starts; returns once the jobs
-    /// it started have ended. `primary`: the loop that also takes overdue jobs (starvation bounds)
-    /// and reports unreadable queues.
+    /// Claims and starts jobs (in ``jobTasks``) while slots are free, until shutdown starts.
+    /// `primary`: the loop that also takes overdue jobs (starvation bounds) and reports
+    /// unreadable queues.
     private func claimLoop(_ fetcher: any JobFetcher, primary: Bool, putBack: InterruptedJobs) async {
         // Whether any type this configuration declares has a rate limit (most have none: then no
         // job pays even the lookup).
         let rateLimited = configuration.types.values.contains { $0.rateLimit != nil }
         let aging = primary ? self.aging : nil
         let slots = self.slots
-        await withDiscardingTaskGroup { tasks in
-            var broken: [String: String] = [:]
-            while shutdown.phase == .running, !Task.isCancelled {
-                // Slots are free before their jobs' acks are written: while the server refuses
-                // the acks (a failover), claims would pile up. Claim again only once the claims
-                // held (running, or waiting to be settled) are under four times the concurrency
-                // (in a steady drain the acks on the wire add at most about one concurrency, but
-                // a connection thread kept off the cores for a few milliseconds adds more): woken
-                // by the settle that brings them under, looking at shutdown every 20 ms.
-                while claims.count >= heldClaimsCap, shutdown.phase == .running {
-                    await claims.waitUntilFewer(than: heldClaimsCap, atMost: .milliseconds(20))
-                }
-                var free = await slots.acquireAll()
-                guard free > 0 else { break }
-                if gates.isEmpty, free < (slots.capacity + 1) / 2 {
-                    // Slots come back one job at a time (each as its handler returns): let what
-                    // is queued where this loop runs go first (on the global executor, handlers'
-                    // tasks; on its connection's thread, little), so one claim call takes the
-                    // slots they free. Only while most slots are busy: an idle group claims at once.
-                    await Task.yield()
-                    free += slots.takeFree()
-                }
-                if !gates.isEmpty {
-                    // Paced: one permit of each rate, then one claim, so the job sent next is the
-                    // best one waiting now.
-                    slots.release(free - 1)
-                    free = 1
-                    // Waits sleep on the shutdown controller, so a signal ends them at once.
-                    var admitted = false
-                    do {
-                        admitted = try await takePermits()
-                    } catch {
-                        slots.release(1)
-                        await shutdown.sleep(for: health.failed(error))
-                        continue
-                    }
-                    guard admitted else {
-                        slots.release(1)
-                        break
-                    }
-                }
-                var entries: [ClaimedEntry]
-                // Starvation bounds: an overdue job of a bounded queue goes first, on its own, in
-                // at most `aging_slots` slots at once.
-                var agedTokens: Set<String> = []
+        var broken: [String: String] = [:]
+        while shutdown.phase == .running, !Task.isCancelled {
+            // Slots are free before their jobs' acks are written: while the server refuses
+            // the acks (a failover), claims would pile up. Claim again only once the claims
+            // held (running, or waiting to be settled) are under four times the concurrency
+            // (in a steady drain the acks on the wire add at most about one concurrency, but
+            // a connection thread kept off the cores for a few milliseconds adds more): woken
+            // by the settle that brings them under, looking at shutdown every 20 ms.
+            while claims.count >= heldClaimsCap, shutdown.phase == .running {
+                await claims.waitUntilFewer(than: heldClaimsCap, atMost: .milliseconds(20))
+            }
+            var free = await slots.acquireAll()
+            guard free > 0 else { break }
+            if gates.isEmpty, free < (slots.capacity + 1) / 2 {
+                // Slots come back one job at a time (each as its handler returns): let what
+                // is queued where this loop runs go first (on the global executor, handlers'
+                // tasks; on its connection's thread, little), so one claim call takes the
+                // slots they free. Only while most slots are busy: an idle group claims at once.
+                await Task.yield()
+                free += slots.takeFree()
+            }
+            if !gates.isEmpty {
+                // Paced: one permit of each rate, then one claim, so the job sent next is the
+                // best one waiting now.
+                slots.release(free - 1)
+                free = 1
+                // Waits sleep on the shutdown controller, so a signal ends them at once.
+                var admitted = false
                 do {
-                    if let aging, let queue = aging.takeOverdue() {
-                        defer { aging.claimed() }
-                        do {
-                            entries = try await fetcher.claim(max: 1, from: [queue])
-                        } catch {
-                            aging.end()
-                            throw error
-                        }
-                        if entries.isEmpty { aging.end() } else { agedTokens = Set(entries.map(\.token)) }
-                    } else {
-                        entries = []
-                    }
-                    if entries.isEmpty { entries = try await fetcher.fetch(max: free, wait: Self.fetchWait) }
-                    health.succeeded()
-                } catch let error where ConnectionHealth.isPermanent(error) {
-                    // Retrying cannot help (bad credentials, missing rights): stop the worker, saying why.
-                    slots.release(free)
-                    health.fatal(error, group: group.name)
-                    shutdown.advance(to: .draining)
-                    break
+                    admitted = try await takePermits()
                 } catch {
-                    slots.release(free)
-                    await refundPermits()
+                    slots.release(1)
                     await shutdown.sleep(for: health.failed(error))
                     continue
                 }
-                if primary { reportBroken(fetcher.brokenQueues, known: &broken) }
-                // Entries the claim kept aside itself (too big to fetch) are dead letters already.
-                let keptAside = entries.filter { $0.keptAside != nil }
-                if !keptAside.isEmpty {
-                    entries.removeAll { $0.keptAside != nil }
-                    for entry in keptAside {
-                        if agedTokens.contains(entry.token) { aging?.end() }
-                        events.record(.deadLettered(DeadLetter(id: entry.jobID, queue: entry.queue, type: nil, attempt: nil,
-                                                               reason: entry.keptAside ?? "", raw: Data()), group: group.name))
-                    }
-                }
-                if entries.isEmpty { await refundPermits() }
-                slots.release(free - entries.count)
-                let claimedAt = Date()
-                for entry in entries { claims.add(entry.token, at: claimedAt) }
-                if shutdown.phase != .running {
-                    // Claimed after the signal: back to the head, untouched.
-                    await requeue(entries, as: entries.map(\.raw))
-                    slots.release(entries.count)
+                guard admitted else {
+                    slots.release(1)
                     break
                 }
-                for entry in entries {
-                    let jobSequence = sequence.add(1, ordering: .relaxed).newValue
-                    guard let (job, handler) = await admit(entry) else {
-                        slots.release(1)
-                        if agedTokens.contains(entry.token) { aging?.end() }
-                        continue
+            }
+            var entries: [ClaimedEntry]
+            // Starvation bounds: an overdue job of a bounded queue goes first, on its own, in
+            // at most `aging_slots` slots at once.
+            var agedTokens: Set<String> = []
+            do {
+                if let aging, let queue = aging.takeOverdue() {
+                    defer { aging.claimed() }
+                    do {
+                        entries = try await fetcher.claim(max: 1, from: [queue])
+                    } catch {
+                        aging.end()
+                        throw error
                     }
-                    let aged = !agedTokens.isEmpty && agedTokens.contains(entry.token)
-                    if finishesInline(job, handler: handler, rateLimited: rateLimited) {
-                        events.record(.started(job, group: group.name))
+                    if entries.isEmpty { aging.end() } else { agedTokens = Set(entries.map(\.token)) }
+                } else {
+                    entries = []
+                }
+                if entries.isEmpty { entries = try await fetcher.fetch(max: free, wait: Self.fetchWait) }
+                health.succeeded()
+            } catch let error where ConnectionHealth.isPermanent(error) {
+                // Retrying cannot help (bad credentials, missing rights): stop the worker, saying why.
+                slots.release(free)
+                health.fatal(error, group: group.name)
+                shutdown.advance(to: .draining)
+                break
+            } catch {
+                slots.release(free)
+                await refundPermits()
+                await shutdown.sleep(for: health.failed(error))
+                continue
+            }
+            if primary { reportBroken(fetcher.brokenQueues, known: &broken) }
+            // Entries the claim kept aside itself (too big to fetch) are dead letters already.
+            let keptAside = entries.filter { $0.keptAside != nil }
+            if !keptAside.isEmpty {
+                entries.removeAll { $0.keptAside != nil }
+                for entry in keptAside {
+                    if agedTokens.contains(entry.token) { aging?.end() }
+                    events.record(.deadLettered(DeadLetter(id: entry.jobID, queue: entry.queue, type: nil, attempt: nil,
+                                                           reason: entry.keptAside ?? "", raw: Data()), group: group.name))
+                }
+            }
+            if entries.isEmpty { await refundPermits() }
+            slots.release(free - entries.count)
+            let claimedAt = Date()
+            for entry in entries { claims.add(entry.token, at: claimedAt) }
+            if shutdown.phase != .running {
+                // Claimed after the signal: back to the head, untouched.
+                await requeue(entries, as: entries.map(\.raw))
+                slots.release(entries.count)
+                break
+            }
+            for entry in entries {
+                let jobSequence = sequence.add(1, ordering: .relaxed).newValue
+                guard let (job, handler) = await admit(entry) else {
+                    slots.release(1)
+                    if agedTokens.contains(entry.token) { aging?.end() }
+                    continue
+                }
+                let aged = !agedTokens.isEmpty && agedTokens.contains(entry.token)
+                if finishesInline(job, handler: handler, rateLimited: rateLimited) {
+                    events.record(.started(job, group: group.name))
+                    if aged { aging?.end() }
+                    slots.release(1)
+                    // Started and finished microseconds after the claim: its time serves (a
+                    // clock read costs ~0.1 µs here, a noticeable share of such a job).
+                    let wait = Duration.saturating(seconds: max(0, claimedAt.timeIntervalSince(job.waitingSince)))
+                    acknowledge(job, claim: entry, startedAt: claimedAt, wait: wait, run: .zero)
+                    continue
+                }
+                let interrupted: @Sendable (Date) -> Void = { startedAt in
+                    putBack.add(job, claim: entry, sequence: jobSequence, startedAt: startedAt)
+                }
+                jobTasks.start { [self] task in
+                    // A job over its type's rate limit is deferred, holding no slot.
+                    if rateLimited, await !admitUnderRateLimit(job, claim: entry) {
                         if aged { aging?.end() }
                         slots.release(1)
-                        // Started and finished microseconds after the claim: its time serves (a
-                        // clock read costs ~0.1 µs here, a noticeable share of such a job).
-                        let wait = Duration.saturating(seconds: max(0, claimedAt.timeIntervalSince(job.waitingSince)))
-                        acknowledge(job, claim: entry, startedAt: claimedAt, wait: wait, run: .zero)
-                        continue
+                        return
                     }
-                    // A job's run (its handler, its settle) is on the global executor, never on
-                    // the claim loop's thread, where it would hold up the next claim.
-                    tasks.addTask(executorPreference: globalConcurrentExecutor) { [self] in
-                        // A job over its type's rate limit is deferred, holding no slot.
-                        if rateLimited, await !admitUnderRateLimit(job, claim: entry) {
-                            if aged { aging?.end() }
-                            slots.release(1)
-                            return
-                        }
-                        // The slot is free once the handler returned: the job's ack (or retry, or
-                        // dead letter) is written behind it, and the claim is held (its lease kept
-                        // alive) until that is done, so at-least-once is unchanged.
-                        let handlerReturned = { [aging] in
-                            if aged { aging?.end() }
-                            slots.release(1)
-                        }
-                        if let startedAt = await execute(job, claim: entry, handler: handler, handlerReturned: handlerReturned) {
-                            putBack.add(job, claim: entry, sequence: jobSequence, startedAt: startedAt)
-                            handlerReturned()
-                        }
+                    // The slot is free once the handler returned: the job's ack (or retry, or
+                    // dead letter) is written behind it, and the claim is held (its lease kept
+                    // alive) until that is done, so at-least-once is unchanged.
+                    let handlerReturned: @Sendable () -> Void = { [aging] in
+                        if aged { aging?.end() }
+                        slots.release(1)
                     }
+                    await execute(job, claim: entry, handler: handler, task: task, handlerReturned: handlerReturned,
+                                  interrupted: interrupted)
                 }
             }
         }
@@ -405,11 +411,12 @@ final class WorkerGroupRunner: Sendable {
         return (job, handler)
     }
 
-    /// Runs one job to its end and settles it. `handlerReturned` is called once the handler has returned (or
-    /// timed out) and before the outcome is written; not for a run interrupted by shutdown, which
-    /// returns its start time (the caller puts the job back).
-    private func execute(_ job: JobEnvelope, claim: ClaimedEntry, handler: any JobHandler,
-                         handlerReturned: () -> Void) async -> Date? {
+    /// Runs one job to its end and settles it, in its task `task` of ``jobTasks``. `handlerReturned`
+    /// is called once the handler has returned (or was abandoned) and before the outcome is
+    /// written; a run interrupted by shutdown goes to `interrupted` with its start time instead
+    /// (the group puts it back), then gives its slot back too.
+    private func execute(_ job: JobEnvelope, claim: ClaimedEntry, handler: any JobHandler, task: JobTasks.ID,
+                         handlerReturned: @escaping @Sendable () -> Void, interrupted: @escaping @Sendable (Date) -> Void) async {
         events.record(.started(job, group: group.name))
         let startedAt = Date()
         if let unique = job.unique, unique.until != .done {
@@ -422,15 +429,29 @@ final class WorkerGroupRunner: Sendable {
             }
         }
         let wait = Duration.saturating(seconds: max(0, Date().timeIntervalSince(job.waitingSince)))
+        let timeout = configuration.types[job.type]?.timeout ?? .seconds(300)
+        let start = ContinuousClock.now
+        let conclude: @Sendable (Outcome) async -> Void = { [self] outcome in
+            await settle(job, claim: claim, outcome: outcome, startedAt: startedAt, wait: wait, run: start.duration(to: .now),
+                         handlerReturned: handlerReturned, interrupted: interrupted)
+        }
+        // Abandoned (its handler ignored cancellation past the grace): the outcome is written by
+        // a task taking this one's place, while this one waits for the handler.
+        let outcome = await run(job, handler: handler, timeout: timeout, task: task) { [self] outcome in
+            jobTasks.replace(task) { await conclude(self.outcome(outcome, timeout: timeout)) }
+        }
+        if let outcome { await conclude(outcome) }
+    }
+
+    /// Writes how a run ended: acked, retried or dead-lettered (after `handlerReturned`), or, when
+    /// interrupted by shutdown, handed to `interrupted` to be put back.
+    private func settle(_ job: JobEnvelope, claim: ClaimedEntry, outcome: Outcome, startedAt: Date, wait: Duration, run: Duration,
+                        handlerReturned: @Sendable () -> Void, interrupted: @Sendable (Date) -> Void) async {
         let type = configuration.types[job.type]
-        let timeout = type?.timeout ?? .seconds(300)
-        let clock = ContinuousClock()
-        let start = clock.now
-        let outcome = await run(job, handler: handler, timeout: timeout)
-        let run = start.duration(to: clock.now)
         switch outcome {
         case .interrupted:
-            return startedAt
+            interrupted(startedAt)
+            handlerReturned()
         case .completed:
             handlerReturned()
             if job.hasCompletionEffects {
@@ -469,7 +490,6 @@ final class WorkerGroupRunner: Sendable {
                 }
             }
         }
-        return nil
     }
 
     /// Acks a job that succeeded, without waiting: acks are written in batches, and the outcome is
@@ -513,8 +533,10 @@ final class WorkerGroupRunner: Sendable {
         }
     }
 
-    /// Runs the handler, racing it against the type's timeout (see ``HandlerRun``).
-    private func run(_ job: JobEnvelope, handler: any JobHandler, timeout: Duration) async -> Outcome {
+    /// Runs the handler in this task (``HandlerRun``); `nil` when it was abandoned, its outcome
+    /// handed to `abandoned` (which must only pass it on: it is called under the run's lock).
+    private func run(_ job: JobEnvelope, handler: any JobHandler, timeout: Duration, task: JobTasks.ID,
+                     abandoned: @escaping @Sendable (HandlerRun.Outcome) -> Void) async -> Outcome? {
         if handler is NoopJobHandler { return .completed }
         // Both keys in one assignment: a handler may redo work on each change (swift-log's
         // StreamLogHandler formats all its metadata again), and this runs for every job.
@@ -524,15 +546,20 @@ final class WorkerGroupRunner: Sendable {
         metadata["type"] = .string(job.type)
         jobLogger.handler.metadata = metadata
         let context = JobContext(logger: jobLogger, group: group.name, timeout: timeout, services: services)
-        let outcome = await HandlerRun.run(timeout: timeout, grace: Self.cancelGrace, stuck: stuck, deadlines: deadlines) {
+        let outcome = await HandlerRun.run(timeout: timeout, grace: Self.cancelGrace, stuck: stuck, deadlines: deadlines,
+                                           cancelTask: { [jobTasks] in jobTasks.cancel(task) },
+                                           onAbandon: abandoned) {
             try await handler.handle(job, context: context)
         }
+        return outcome.map { self.outcome($0, timeout: timeout) }
+    }
+
+    /// A handler run's end, as the group settles it.
+    private func outcome(_ outcome: HandlerRun.Outcome, timeout: Duration) -> Outcome {
         switch outcome {
         case .completed:
             return .completed
         case .interrupted:
-            return .interrupted
-        case .failed where Task.isCancelled:
             return .interrupted
         case .failed(let error as JobFailure):
             return .failed(error.message, permanent: error.permanent)
