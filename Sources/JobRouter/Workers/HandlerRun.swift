@@ -94,7 +94,8 @@ final class HandlerRun: Sendable {
             guard !state.decided, let reason = state.stopReason else { return }
             state.decided = true
             stuck.add()
-            // Inside the lock: `finish` (the handler returning now) must find the outcome handed on.
+            // Inside the lock: the task that writes the outcome is counted (``JobTasks/replace(_:with:)``)
+            // before `finish` can return and this run's own task end, and stop being counted.
             onAbandon(reason)
         }
     }
