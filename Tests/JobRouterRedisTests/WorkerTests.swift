@@ -241,42 +241,23 @@ struct WorkerTests {
     }
 
     @Test func secondSignalSkipsTheWait() async throws {
-        let keys = TestKeys()
-        let driver = try TestRedis.driver(namespace: keys.namespace)
-        defer { Task { await cleanUp(driver, keys) } }
-        let configuration = try configuration(keys, concurrency: 1, shutdownTimeout: .seconds(60))
-        let client = JobRouterClient(configuration: configuration, driver: driver)
-        let started = Observations<JobID>()
-        var handlers = HandlerRegistry()
-        handlers.register(type: "job") { job, _ in
-            started.append(job.id)
-            try await Task.sleep(for: .seconds(60))
-        }
-        handlers.register(type: "plain") { _, _ in }
-        let job = try await client.enqueue(type: "job")
-        let worker = try JobRouterWorker(configuration: configuration, driver: driver, handlers: handlers,
-                                         groups: ["main"], logger: testLogger, recorders: [])
-        let clock = ContinuousClock()
-        var stopStarted = clock.now
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { await worker.run() }
-            #expect(await eventually { started.count == 1 })
-            stopStarted = clock.now
+        try await expectRunningJobPutBackAtOnce { worker, _ in
             worker.shutdown()
             try await Task.sleep(for: .milliseconds(100))
             worker.shutdown(immediately: true)
-            try await group.waitForAll()
         }
-        // Far below the 60 s the handler and the shutdown timeout would take (a loaded run took 3.7 s).
-        #expect(stopStarted.duration(to: clock.now) < .seconds(15))
-        let remaining = try await listContents(driver, keys.queue("low"))
-        #expect(remaining.count == 1)
-        #expect(try JobEnvelope.decode(Data(remaining[0].utf8), queue: keys.queue("low")).id == job.id)
     }
 
     /// Cancelling the task running the worker stops it as a second signal does: running jobs (in
     /// tasks of their own, which the cancellation does not reach by itself) are stopped and put back.
     @Test func cancellingTheWorkersTaskPutsRunningJobsBack() async throws {
+        try await expectRunningJobPutBackAtOnce { _, running in running.cancel() }
+    }
+
+    /// Runs a worker of concurrency 1 (shutdown timeout 60 s) on one job whose handler sleeps 60 s,
+    /// calls `stop` once the job runs, and checks the worker stopped at once with the job back in
+    /// its queue.
+    private func expectRunningJobPutBackAtOnce(_ stop: (JobRouterWorker, Task<Void, Never>) async throws -> Void) async throws {
         let keys = TestKeys()
         let driver = try TestRedis.driver(namespace: keys.namespace)
         defer { Task { await cleanUp(driver, keys) } }
@@ -296,9 +277,9 @@ struct WorkerTests {
         let running = Task { await worker.run() }
         #expect(await eventually { started.count == 1 })
         let stopStarted = clock.now
-        running.cancel()
+        try await stop(worker, running)
         await running.value
-        // Far below the 60 s of the handler and of the shutdown timeout.
+        // Far below the 60 s the handler and the shutdown timeout would take (a loaded run took 3.7 s).
         #expect(stopStarted.duration(to: clock.now) < .seconds(15))
         let remaining = try await listContents(driver, keys.queue("low"))
         #expect(remaining.count == 1)
