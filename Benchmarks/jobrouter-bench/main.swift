@@ -5,6 +5,7 @@
 // pickup latency from idle.
 // Prints figures; not a test.
 //   jobrouter-bench REDIS_URL [N]      (BENCH_ENQUEUE_ONLY=1: the enqueue figures alone)
+//   jobrouter-bench records            (no server: the time to build one ledger record's JSON)
 import Foundation
 import JobRouter
 import JobRouterRedis
@@ -15,6 +16,7 @@ import Synchronization
 struct Bench {
     static func main() async throws {
         let arguments = CommandLine.arguments
+        if arguments.count == 2, arguments[1] == "records" { return records() }
         guard arguments.count >= 2 else {
             FileHandle.standardError.write(Data("usage: jobrouter-bench REDIS_URL [N]\n".utf8))
             exit(2)
@@ -119,6 +121,22 @@ struct Bench {
 
         // This run's keys only (the namespace is its own).
         _ = try await driver.command(["EVAL", "for _, key in ipairs(redis.call('KEYS', ARGV[1] .. '*')) do redis.call('DEL', key) end", "0", prefix])
+    }
+
+    /// The worker builds one ledger record per job when a ledger is on: five rounds of a million.
+    static func records() {
+        let entry = Data(#"{"id":"01JEXAMPLE0000000000000000","type":"ping","priority":"normal","enqueued_at":1733200000.123,"attempt":1,"payload":{"n":12345}}"#.utf8)
+        let record = AttemptRecord(jobID: JobID(rawValue: "01JEXAMPLE0000000000000000"), claim: "host-1:12345:abcdef/123456.17",
+                                   type: "ping", priority: "normal", queue: "bench:default", group: "bench", attempt: 1,
+                                   outcome: .succeeded, error: nil, worker: "host-1:12345:abcdef",
+                                   enqueuedAt: Date(), startedAt: Date(), finishedAt: Date(), entry: entry)
+        var bytes = 0
+        for round in 1...5 {
+            let start = ContinuousClock.now
+            for _ in 0..<1_000_000 { bytes &+= record.jsonBytes.count }
+            let seconds = (ContinuousClock.now - start) / .seconds(1)
+            print("ledger record JSON, round \(round): \(String(format: "%.0f", seconds * 1000)) ns per record (\(bytes / round / 1_000_000) bytes)")
+        }
     }
 }
 

@@ -177,20 +177,24 @@ public final class RedisAttemptLog: AttemptLog {
         return out
     }
 
-    /// Records sent back to back, cut at `lengths` (decimal, comma-separated). Lengths that do
-    /// not add up give the whole as one record, which the ledger then keeps as malformed rather
-    /// than lose.
+    /// Records sent back to back, cut at `lengths` (decimal, comma-separated): slices of one
+    /// copy of `joined` (no allocation per record). Lengths that do not add up give the whole as
+    /// one record, which the ledger then keeps as malformed rather than lose.
     static func split(_ joined: [UInt8], lengths: [UInt8]) -> [Data] {
+        let whole = Data(joined)
         var records: [Data] = []
         var start = 0
         for length in lengths.split(separator: UInt8(ascii: ",")) {
-            guard let count = Int(String(decoding: length, as: UTF8.self)), count > 0, start + count <= joined.count else {
-                return [Data(joined)]
+            var count = 0
+            for byte in length {
+                guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9"), count < Int32.max else { return [whole] }
+                count = count * 10 + Int(byte - UInt8(ascii: "0"))
             }
-            records.append(Data(joined[start..<(start + count)]))
+            guard count > 0, start + count <= joined.count else { return [whole] }
+            records.append(whole[start..<(start + count)])
             start += count
         }
-        guard start == joined.count else { return [Data(joined)] }
+        guard start == joined.count else { return [whole] }
         return records
     }
 }

@@ -637,7 +637,8 @@ final class CompletionBatcher: Sendable {
             for ack in acks {
                 arguments.append(Array(ack.token.utf8))
                 guard withLengths else { continue }
-                let length = Array(String(ack.record.count).utf8)
+                var length: [UInt8] = []
+                AttemptRecord.appendDigits(UInt64(ack.record.count), to: &length)
                 arguments.append(length)
                 if !ack.record.isEmpty {
                     if !lengths.isEmpty { lengths.append(UInt8(ascii: ",")) }

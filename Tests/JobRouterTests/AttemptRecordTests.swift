@@ -18,4 +18,34 @@ import Testing
         let text = String(decoding: record.jsonBytes, as: UTF8.self)
         #expect(text.contains("\"enqueued_at\":\(expected),") && text.contains("\"finished_at\":\(expected),"), "\(text)")
     }
+
+    /// Every string is escaped exactly as ``JSONValue`` writes strings, up to the worst case the
+    /// record's buffer is sized for (every byte of every string escaped as `\u00XX`), and the
+    /// widest numbers fit.
+    @Test func stringsAreEscapedAsJSONValueWritesThemEvenWhenEveryByteIs() throws {
+        let mixed = "a\u{01}\u{1F}\"\\\n\r\t é 😀/\u{7F}"
+        let worst = String(repeating: "\u{02}", count: 700)
+        for text in [mixed, worst] {
+            let record = AttemptRecord(jobID: JobID(rawValue: text), claim: text, type: text, priority: text, queue: text, group: text,
+                                       attempt: -12, outcome: .malformed, error: text, worker: text,
+                                       enqueuedAt: Date(timeIntervalSince1970: -9e12), startedAt: Date(timeIntervalSince1970: 9e12),
+                                       finishedAt: Date(timeIntervalSince1970: 1e9), entry: nil)
+            var escaped: [UInt8] = []
+            JSONValue.writeString(text, to: &escaped)
+            let written = String(decoding: record.jsonBytes, as: UTF8.self)
+            #expect(written.components(separatedBy: String(decoding: escaped, as: UTF8.self)).count == 9, "\(written.prefix(200))")
+            guard case .object(let fields) = try JSONValue.parse(Data(record.jsonBytes)) else { Issue.record("not an object"); return }
+            for key in ["id", "claim", "type", "priority", "queue", "group", "error", "worker"] {
+                #expect(fields[key] == .string(text), "\(key)")
+            }
+            #expect(fields["attempt"] == .integer(-12) && fields["outcome"] == .string("malformed") && fields["entry"] == nil)
+        }
+        let widest = AttemptRecord(jobID: JobID(rawValue: ""), claim: "", type: nil, priority: nil, queue: "", group: nil,
+                                   attempt: Int.min, outcome: .succeeded, error: nil, worker: "",
+                                   enqueuedAt: Date(timeIntervalSince1970: -1e300), startedAt: Date(timeIntervalSince1970: 1e300),
+                                   finishedAt: Date(timeIntervalSince1970: -1e300), entry: Data())
+        let text = String(decoding: widest.jsonBytes, as: UTF8.self)
+        #expect(text.contains("\"attempt\":-9223372036854775808,") && text.contains("\"started_at\":9223372036854.775807,"), "\(text)")
+        #expect(text.hasSuffix("\"finished_at\":-9223372036854.775808}"), "\(text)")
+    }
 }

@@ -77,13 +77,16 @@ public struct AttemptRecord: Sendable, Equatable {
         String(decoding: jsonBytes, as: UTF8.self)
     }
 
-    /// ``jsonText`` as UTF-8 bytes, built as bytes: one per job goes with its ack when a ledger
-    /// is on.
+    /// ``jsonText`` as UTF-8 bytes, built as bytes in one buffer sized for the usual record (no
+    /// growth unless a string needs escapes): one per job goes with its ack when a ledger is on.
     public var jsonBytes: [UInt8] {
         var out: [UInt8] = []
-        out.reserveCapacity(256 + (entry?.count ?? 0))
+        var strings = jobID.rawValue.utf8.count + claim.utf8.count + queue.utf8.count + worker.utf8.count
+        strings += (type?.utf8.count ?? 0) + (priority?.utf8.count ?? 0) + (group?.utf8.count ?? 0) + (error?.utf8.count ?? 0)
+        // Keys, quotes, punctuation and numbers take under 330 bytes.
+        out.reserveCapacity(330 + strings + (entry?.count ?? 0))
         func append(_ text: StaticString) {
-            text.withUTF8Buffer { out.append(contentsOf: $0) }
+            out.append(contentsOf: UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
         }
         append("{\"id\":")
         JSONValue.writeString(jobID.rawValue, to: &out)
@@ -134,7 +137,7 @@ public struct AttemptRecord: Sendable, Equatable {
     }
 
     /// Appends `value` in decimal, without making a string.
-    static func appendDigits(_ value: UInt64, to out: inout [UInt8]) {
+    package static func appendDigits(_ value: UInt64, to out: inout [UInt8]) {
         var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // room for 20 digits
         var count = 0
         var rest = value
