@@ -19,9 +19,9 @@ import Testing
         #expect(text.contains("\"enqueued_at\":\(expected),") && text.contains("\"finished_at\":\(expected),"), "\(text)")
     }
 
-    /// Every string is escaped exactly as ``JSONValue`` writes strings, up to the worst case the
-    /// record's buffer is sized for (every byte of every string escaped as `\u00XX`), and the
-    /// widest numbers fit.
+    /// Every string is escaped exactly as ``JSONValue`` writes strings, also when every byte of
+    /// every string needs a `\u00XX` escape (the record then outgrows the buffer reserved for
+    /// it), and the widest numbers are written whole.
     @Test func stringsAreEscapedAsJSONValueWritesThemEvenWhenEveryByteIs() throws {
         let mixed = "a\u{01}\u{1F}\"\\\n\r\t é 😀/\u{7F}"
         let worst = String(repeating: "\u{02}", count: 700)
