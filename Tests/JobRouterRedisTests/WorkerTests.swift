@@ -1,6 +1,7 @@
 import Foundation
 import JobRouter
 import JobRouterRedis
+import Logging
 import Testing
 
 /// Worker groups against a real Redis: priority, concurrency, shutdown, foreign and malformed entries.
@@ -252,6 +253,30 @@ struct WorkerTests {
     /// tasks of their own, which the cancellation does not reach by itself) are stopped and put back.
     @Test func cancellingTheWorkersTaskPutsRunningJobsBack() async throws {
         try await expectRunningJobPutBackAtOnce { _, running in running.cancel() }
+    }
+
+    /// Two signals at once on an idle worker (what `timeout` sends: one to the process, one to
+    /// its group) name no running jobs: the slots its claims hold while they wait are not jobs.
+    @Test func aSecondSignalWhileIdleNamesNoRunningJobs() async throws {
+        let keys = TestKeys()
+        let driver = try TestRedis.driver(namespace: keys.namespace)
+        defer { Task { await cleanUp(driver, keys) } }
+        let configuration = try configuration(keys, concurrency: 4, shutdownTimeout: .seconds(60))
+        var handlers = HandlerRegistry()
+        handlers.register(type: "job") { _, _ in }
+        handlers.register(type: "plain") { _, _ in }
+        let lines = Observations<String>()
+        let logger = Logger(label: "test") { _ in CapturingLogHandler(lines: lines) }
+        let worker = try JobRouterWorker(configuration: configuration, driver: driver, handlers: handlers,
+                                         groups: ["main"], logger: logger, recorders: [])
+        let running = Task { await worker.run() }
+        #expect(await eventually { lines.all.contains { $0.contains("reading") } })
+        try await Task.sleep(for: .milliseconds(300))  // the claims are waiting for work
+        worker.shutdown()
+        worker.shutdown(immediately: true)
+        await running.value
+        #expect(lines.all.contains { $0.contains("group main stopped") }, "\(lines.all)")
+        #expect(!lines.all.contains { $0.contains("running job(s)") }, "\(lines.all)")
     }
 
     /// Runs a worker of concurrency 1 (shutdown timeout 60 s) on one job whose handler sleeps 60 s,

@@ -155,7 +155,10 @@ final class WorkerGroupRunner: Sendable {
                 return first
             }
             if !finished {
-                logger.notice("group \(group.name): stopping \(slots.inUse) running job(s) and putting them back")
+                // Running jobs are the job tasks (a `noop` job ends where it was claimed): the
+                // slots in use also count those a claim holds while it waits for work.
+                let running = jobTasks.count
+                if running > 0 { logger.notice("group \(group.name): stopping \(running) running job(s) and putting them back") }
                 tasks.cancelAll()
             }
             // Jobs run in tasks of their own (``JobTasks``), which cancelling this group's tasks
