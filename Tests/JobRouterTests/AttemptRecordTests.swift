@@ -48,4 +48,23 @@ import Testing
         #expect(text.contains("\"attempt\":-9223372036854775808,") && text.contains("\"started_at\":9223372036854.775807,"), "\(text)")
         #expect(text.hasSuffix("\"finished_at\":-9223372036854.775808}"), "\(text)")
     }
+
+    /// A record carries of its job's entry only the payload, as the entry wrote it (a number too
+    /// wide for a double stays whole); an entry without one gives `{}`, and one whose member names
+    /// the scan cannot read without decoding goes whole, as before.
+    @Test(arguments: [
+        (#"{"id":"j","type":"t","queue":"q","payload":{"to":"a@example.com","n":12345678901234567890},"attempt":2}"#,
+         #"{"payload":{"to":"a@example.com","n":12345678901234567890}}"#),
+        (#"{"type":"t","payload":"x","payload":[1.50]}"#, #"{"payload":[1.50]}"#),
+        (#"{"type":"t"}"#, "{}"),
+        (#"{"type":"t","pay\u006coad":1}"#, #"{"type":"t","pay\u006coad":1}"#),
+    ])
+    func carriesOnlyThePayloadOfTheEntry(entry: String, carried: String) throws {
+        let record = AttemptRecord(jobID: JobID(rawValue: "j"), claim: "w/1.1", type: "t", priority: nil, queue: "q", group: nil,
+                                   attempt: 1, outcome: .succeeded, error: nil, worker: "w", enqueuedAt: nil, startedAt: nil,
+                                   finishedAt: Date(timeIntervalSince1970: 1), entry: Data(entry.utf8))
+        let text = String(decoding: record.jsonBytes, as: UTF8.self)
+        #expect(text.hasSuffix(#","entry":"# + carried + "}"), "\(text)")
+        #expect(throws: Never.self) { try JSONValue.parse(Data(record.jsonBytes)) }
+    }
 }

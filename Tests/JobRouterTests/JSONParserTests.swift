@@ -43,4 +43,35 @@ import Testing
         #expect(try JSONValue.parse(value.jsonText) == value)
         #expect(value.jsonBytes == Array(value.jsonText.utf8))
     }
+
+    /// Finding a top-level member's value without decoding: the bytes of the last member of that
+    /// name, nested values and strings (holding braces, quotes, the name itself) stepped over whole.
+    @Test(arguments: [
+        (#"{"id":"j","payload":{"n":1},"attempt":1}"#, #"{"n":1}"#),
+        (#" { "payload" : [1, {"payload":"x"}, "]}\"{"] , "b":2 } "#, #"[1, {"payload":"x"}, "]}\"{"]"#),
+        (#"{"s":"payload","payload":12345678901234567890}"#, "12345678901234567890"),
+        (#"{"payload":1,"payload":"last"}"#, #""last""#),
+        (#"{"payload":null}"#, "null"),
+        (#"{"a":{"payload":1},"payload":-2.5e3}"#, "-2.5e3"),
+    ])
+    func findsTheLastMemberOfAName(text: String, expected: String) {
+        let bytes = Array(text.utf8)
+        let lookup = bytes.withUnsafeBufferPointer { JSONParser.lastMember("payload", in: $0) }
+        guard case .found(let range) = lookup else { Issue.record("\(lookup) for \(text)"); return }
+        #expect(String(decoding: bytes[range], as: UTF8.self) == expected)
+    }
+
+    /// An object without the member says so; what the scan cannot read without decoding (a member
+    /// name with an escape, which may spell the name) or is not an object it can follow is left
+    /// undecided, never guessed.
+    @Test(arguments: [
+        (#"{}"#, JSONParser.MemberLookup.absent), (#"{"a":{"payload":1}}"#, .absent), (#"{"pay":"payload"}"#, .absent),
+        (#"{"pay\u006coad":1}"#, .undecided), (#"[{"payload":1}]"#, .undecided), (#""payload""#, .undecided),
+        (#"{"payload":{"n":1}"#, .undecided), (#"{"payload":"open}"#, .undecided), (#"{"payload":}"#, .undecided),
+        (#"{"payload" 1}"#, .undecided), ("", .undecided),
+    ])
+    func saysWhenAMemberIsAbsentOrCannotBeFound(text: String, expected: JSONParser.MemberLookup) {
+        let lookup = Array(text.utf8).withUnsafeBufferPointer { JSONParser.lastMember("payload", in: $0) }
+        #expect(lookup == expected, "\(text)")
+    }
 }

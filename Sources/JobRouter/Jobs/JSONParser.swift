@@ -42,6 +42,115 @@ package struct JSONParser {
         return true
     }
 
+    /// What ``lastMember(_:in:)`` found.
+    package enum MemberLookup: Equatable {
+        /// The value's bytes, of the last member of that name (the one a dictionary keeps).
+        case found(Range<Int>)
+        /// The object has no member of that name.
+        case absent
+        /// Not an object this scan can read without decoding (a name with an escape, or text
+        /// that is not JSON): the caller must not conclude anything.
+        case undecided
+    }
+
+    /// Finds where the value of the top-level member `name` of a JSON object stands, without
+    /// making any value: strings and nested values are only stepped over. Meant for documents
+    /// known to be JSON (an entry a worker decoded); anything unexpected gives `.undecided`.
+    package static func lastMember(_ name: StaticString, in bytes: UnsafeBufferPointer<UInt8>) -> MemberLookup {
+        let wanted = UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount)
+        var scanner = JSONParser(bytes: bytes)
+        scanner.skipWhitespace()
+        guard scanner.at(UInt8(ascii: "{")) else { return .undecided }
+        scanner.index += 1
+        scanner.skipWhitespace()
+        if scanner.at(UInt8(ascii: "}")) { return .absent }
+        var found: Range<Int>?
+        while true {
+            scanner.skipWhitespace()
+            guard scanner.at(UInt8(ascii: "\"")) else { return .undecided }
+            let keyStart = scanner.index + 1
+            guard let escaped = scanner.stepOverString(), !escaped else { return .undecided }
+            let key = UnsafeBufferPointer(rebasing: bytes[keyStart..<(scanner.index - 1)])
+            scanner.skipWhitespace()
+            guard scanner.at(UInt8(ascii: ":")) else { return .undecided }
+            scanner.index += 1
+            scanner.skipWhitespace()
+            let start = scanner.index
+            guard scanner.stepOverValue() else { return .undecided }
+            if key.elementsEqual(wanted) { found = start..<scanner.index }
+            scanner.skipWhitespace()
+            if scanner.at(UInt8(ascii: ",")) {
+                scanner.index += 1
+            } else if scanner.at(UInt8(ascii: "}")) {
+                return found.map { .found($0) } ?? .absent
+            } else {
+                return .undecided
+            }
+        }
+    }
+
+    private func at(_ byte: UInt8) -> Bool { index < bytes.count && bytes[index] == byte }
+
+    /// Steps over the string starting at `index` (its opening quote); `nil` when it does not
+    /// end, else whether it held an escape.
+    private mutating func stepOverString() -> Bool? {
+        index += 1
+        var escaped = false
+        while index < bytes.count {
+            switch bytes[index] {
+            case UInt8(ascii: "\""):
+                index += 1
+                return escaped
+            case UInt8(ascii: "\\"):
+                escaped = true
+                index += 2
+            default:
+                index += 1
+            }
+        }
+        return nil
+    }
+
+    /// Steps over one value starting at `index`: a string, an object or array (to its matching
+    /// end, strings in it stepped over whole), or a scalar (to the next delimiter).
+    private mutating func stepOverValue() -> Bool {
+        guard index < bytes.count else { return false }
+        switch bytes[index] {
+        case UInt8(ascii: "\""):
+            return stepOverString() != nil
+        case UInt8(ascii: "{"), UInt8(ascii: "["):
+            var depth = 0
+            while index < bytes.count {
+                switch bytes[index] {
+                case UInt8(ascii: "\""):
+                    guard stepOverString() != nil else { return false }
+                    continue
+                case UInt8(ascii: "{"), UInt8(ascii: "["):
+                    depth += 1
+                case UInt8(ascii: "}"), UInt8(ascii: "]"):
+                    depth -= 1
+                    if depth == 0 {
+                        index += 1
+                        return true
+                    }
+                default:
+                    break
+                }
+                index += 1
+            }
+            return false
+        default:
+            let start = index
+            while index < bytes.count {
+                switch bytes[index] {
+                case UInt8(ascii: ","), UInt8(ascii: "}"), UInt8(ascii: "]"), 0x20, 0x0A, 0x0D, 0x09: return index > start
+                default: index += 1
+                }
+            }
+            return false
+        }
+    }
+
     private mutating func skipWhitespace() {
         while index < bytes.count {
             switch bytes[index] {
