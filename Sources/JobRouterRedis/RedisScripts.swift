@@ -108,8 +108,9 @@ enum RedisScripts {
           local count = attempt_count
           if count == 0 then return end
           local events = ns .. ':events'
-          local held = tonumber(redis.call('GET', events .. ':records') or '0')
-          while held + count > bound do
+          -- Counted first (one call, not a read and then a write): what the stream will hold.
+          local held = redis.call('INCRBY', events .. ':records', count)
+          while held > bound do
             local oldest = redis.call('XRANGE', events, '-', '+', 'COUNT', 1)[1]
             if not oldest then break end
             local n = entry_records(oldest[2])
@@ -119,7 +120,6 @@ enum RedisScripts {
             redis.call('INCRBY', events .. ':dropped', n)
           end
           redis.call('XADD', events, '*', 'n', count, unpack(attempts))
-          redis.call('INCRBY', events .. ':records', count)
           attempts, attempt_count = {}, 0
         end
 
