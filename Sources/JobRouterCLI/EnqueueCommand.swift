@@ -284,6 +284,7 @@ struct BatchEnqueue {
             var buffer: UnsafeMutablePointer<CChar>?
             var capacity = 0
             defer { free(buffer) }
+            do {
             while true {
                 let length = getline(&buffer, &capacity, file)
                 guard length >= 0, let buffer else { break }
@@ -308,6 +309,20 @@ struct BatchEnqueue {
             if ferror(file) != 0 { throw CommandFailure("reading \(origin) failed: \(String(cString: strerror(errno)))") }
             try await flush()
             while let pushed = try await pushes.next() { account(pushed) }
+            } catch {
+                // A chunk's failure can arrive before the result of the chunk whose turn it
+                // followed (that task ends its turn, then returns): every push that did finish
+                // is counted before saying which lines are confirmed, or a re-run from the first
+                // line not confirmed would enqueue those again.
+                while !pushes.isEmpty {
+                    do {
+                        if let pushed = try await pushes.next() { account(pushed) }
+                    } catch {
+                        continue
+                    }
+                }
+                throw error
+            }
         }
         } catch let error as CommandFailure {
             throw error
