@@ -32,9 +32,11 @@
 /// - `NS:relayed` sorted set outbox row key → when the relay pushed it (ms): rows pushed whose
 ///   deletion in PostgreSQL is not confirmed yet, so a relay that died in between pushes none twice
 /// - `NS:batch:ID` the last input line of batch `ID` known to be enqueued (`enqueue --batch-id`)
-/// - `NS:events` stream of attempt records (JSON), one entry per script call: field `n` the
-///   number of records, then a field `r` per record, or `L` (their lengths, comma-separated) and
-///   `R` (the records back to back) for the records a worker sent together; written only when
+/// - `NS:events` stream of attempt records (JSON objects: the attempt's fields, and `entry`, for
+///   a record a worker made `{"payload": …}` only, for one a script made the job's whole entry),
+///   one entry per script call: field `n` the number of records, then a field `r` per record, or
+///   `L` (their lengths, comma-separated) and `R` (the records back to back) for the records a
+///   worker sent together; written only when
 ///   a ledger consumes them, by the same script call that made each outcome durable; read by
 ///   the ledger shipper's consumer group `ledger`, which deletes what it has stored.
 ///   `NS:events:records` counts the records held; past the bound the oldest entries are dropped
