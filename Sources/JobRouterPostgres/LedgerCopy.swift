@@ -293,16 +293,16 @@ enum LedgerCopy {
         }
 
         /// The entry object: keeps the raw text of its `payload` member (the statement's
-        /// `entry->'payload'`); gives up when it is named twice.
+        /// `entry->'payload'`); gives up when it is named twice, or when a member name holds an
+        /// escape (it may spell `payload`: the statement decodes it).
         private mutating func payload(_ value: inout Range<Int>?) -> Bool {
             guard take(UInt8(ascii: "{")) else { return false }
             skipSpace()
             if take(UInt8(ascii: "}")) { return true }
             repeat {
                 skipSpace()
-                let keyStart = index
-                guard skipString() else { return false }
-                let isPayload = equal(keyStart..<index, "\"payload\"")
+                guard let key = plainKey() else { return false }
+                let isPayload = equal(key, "payload")
                 skipSpace()
                 guard take(UInt8(ascii: ":")) else { return false }
                 skipSpace()

@@ -81,6 +81,8 @@ struct LedgerCopyTests {
             #"{"id":"j","claim":"c","outcome":"succeeded","queue":"q","worker":"w","entry":{"payload":}}"#,
             // Named twice: which one the INSERT takes is its business.
             #"{"id":"j","claim":"c","outcome":"succeeded","queue":"q","worker":"w","entry":{"payload":1,"payload":2}}"#,
+            // A name with an escape may spell `payload`: the INSERT decodes it.
+            #"{"id":"j","claim":"c","outcome":"succeeded","queue":"q","worker":"w","entry":{"pay\u006coad":1}}"#,
             #"{"id":"j","claim":"c","outcome":"succeeded","queue":"q","worker":"w","queue":"r"}"#,
             "{\"id\":\"j\nk\",\"claim\":\"c\",\"outcome\":\"succeeded\",\"queue\":\"q\",\"worker\":\"w\"}",
             "not json at all",
@@ -134,6 +136,40 @@ struct LedgerCopyTests {
         let rows = try await setup.rows(pool, "SELECT job_id, payload::text FROM {schema}.attempts ORDER BY job_id")
         #expect(rows == [["j1", #"{"n": 1}"#], ["j2", #"{"n": 2}"#], ["j3", #"{"n": 3}"#], ["j4", #"{"n": 4}"#]])
         #expect(try await RedisAttemptLog(driver: driver).backlog() == AttemptLogBacklog(waiting: 0, dropped: 0))
+        await setup.drop(pool)
+        await LedgerTests().cleanUp(driver, prefix: setup.prefix)
+    }
+
+    /// What a worker's records keep of their entries reaches PostgreSQL as the payload the handler
+    /// saw: the payload's text as written (a wide number whole), none for an entry without one, and
+    /// for an entry whose member names hold escapes (sent whole, left to the INSERT) the decoded one.
+    @Test func aWorkersRecordsStoreThePayloadTheHandlerSaw() async throws {
+        let setup = try LedgerTests.Setup()
+        let pool = try await setup.migrated()
+        let configuration = try setup.configuration("[types.ok]\nhandler = \"noop\"")
+        let driver = try RedisQueueDriver(configuration: configuration, environment: [:])
+        let key = "\(setup.prefix)-jr:events"
+        let entries = [
+            #"{"id":"j1","type":"ok","payload":{"s":"}{\"payload\":0","n":12345678901234567890},"attempt":1}"#,
+            #"{"id":"j2","type":"ok"}"#,
+            #"{"id":"j3","type":"ok","pay\u006coad":{"k":"é"}}"#,
+        ]
+        for (n, entry) in entries.enumerated() {
+            let record = AttemptRecord(jobID: JobID(rawValue: "j\(n + 1)"), claim: "w/1.\(n + 1)", type: "ok", priority: nil, queue: "q",
+                                       group: "g", attempt: 1, outcome: .succeeded, error: nil, worker: "w", enqueuedAt: nil,
+                                       startedAt: nil, finishedAt: Date(timeIntervalSince1970: 1_796_261_140), entry: Data(entry.utf8))
+            _ = try await driver.command(bytes: [Array("XADD".utf8), Array(key.utf8), Array("*".utf8), Array("n".utf8), Array("1".utf8),
+                                                 Array("r".utf8), record.jsonBytes])
+        }
+        _ = try await driver.command(["INCRBY", key + ":records", String(entries.count)])
+        let shipper = LedgerShipper(log: RedisAttemptLog(driver: driver), pool: pool, settings: try #require(configuration.postgres),
+                                    consumer: "c1", logger: LedgerTests.quietLogger)
+        let shipping = Task { await shipper.run() }
+        #expect(try await LedgerTests.eventually { try await RedisAttemptLog(driver: driver).backlog().waiting == 0 })
+        shipper.finish()
+        await shipping.value
+        let rows = try await setup.rows(pool, "SELECT job_id, coalesce(payload::text, '-') FROM {schema}.attempts ORDER BY job_id")
+        #expect(rows == [["j1", #"{"n": 12345678901234567890, "s": "}{\"payload\":0"}"#], ["j2", "-"], ["j3", #"{"k": "é"}"#]])
         await setup.drop(pool)
         await LedgerTests().cleanUp(driver, prefix: setup.prefix)
     }

@@ -124,7 +124,8 @@ public struct AttemptRecord: Sendable, Equatable {
     /// entry (`{"payload":…}`, or `{}` for an entry without one), the one member the ledger
     /// keeps; the rest of a job's entry is in the record's own fields already and was, before,
     /// nearly half of each record's bytes in Redis. An entry this scan cannot read without
-    /// decoding (a member name with an escape) is decoded first.
+    /// decoding (a member name with an escape, rare) goes whole, as it did before: the ledger
+    /// decodes it.
     static func appendPayloadMember(of entry: Data, to out: inout [UInt8]) {
         entry.withUnsafeBytes { raw in
             let bytes = raw.bindMemory(to: UInt8.self)
@@ -136,19 +137,7 @@ public struct AttemptRecord: Sendable, Equatable {
             case .absent:
                 out.append(contentsOf: "{}".utf8)
             case .undecided:
-                // A member name with an escape (`"pay\u006coad"`, rare): decoded, as the job was,
-                // so the payload kept is the one its handler saw. Not JSON at all: whole, as before.
-                guard case .object(let members)? = try? JSONValue.parse(Data(bytes)) else {
-                    out.append(contentsOf: bytes)
-                    return
-                }
-                guard let payload = members["payload"] else {
-                    out.append(contentsOf: "{}".utf8)
-                    return
-                }
-                out.append(contentsOf: #"{"payload":"#.utf8)
-                payload.write(to: &out)
-                out.append(UInt8(ascii: "}"))
+                out.append(contentsOf: bytes)
             }
         }
     }
