@@ -121,14 +121,8 @@ struct LedgerCopyTests {
             #"{"id":"j\#(n)","claim":"w/1.\#(n)","outcome":"succeeded","queue":"q","worker":"w","finished_at":1796261140,"entry":{"payload":{"n":\#(n)}}}"#
         }
         func ship(_ numbers: [Int]) async throws {
-            for n in numbers { _ = try await driver.command(["XADD", key, "*", "n", "1", "r", record(n)]) }
-            _ = try await driver.command(["INCRBY", key + ":records", String(numbers.count)])
-            let shipper = LedgerShipper(log: RedisAttemptLog(driver: driver), pool: pool, settings: try #require(configuration.postgres),
-                                        consumer: "c1", logger: LedgerTests.quietLogger)
-            let shipping = Task { await shipper.run() }
-            #expect(try await LedgerTests.eventually { try await RedisAttemptLog(driver: driver).backlog().waiting == 0 })
-            shipper.finish()
-            await shipping.value
+            let shipper = try await Self.ship(numbers.map { Array(record($0).utf8) }, to: key, driver: driver, pool: pool,
+                                              configuration: configuration)
             #expect(shipper.state.postgresReachable && shipper.state.stored == numbers.count)
         }
         try await ship([1, 2])
@@ -154,23 +148,32 @@ struct LedgerCopyTests {
             #"{"id":"j2","type":"ok"}"#,
             #"{"id":"j3","type":"ok","pay\u006coad":{"k":"é"}}"#,
         ]
-        for (n, entry) in entries.enumerated() {
-            let record = AttemptRecord(jobID: JobID(rawValue: "j\(n + 1)"), claim: "w/1.\(n + 1)", type: "ok", priority: nil, queue: "q",
-                                       group: "g", attempt: 1, outcome: .succeeded, error: nil, worker: "w", enqueuedAt: nil,
-                                       startedAt: nil, finishedAt: Date(timeIntervalSince1970: 1_796_261_140), entry: Data(entry.utf8))
-            _ = try await driver.command(bytes: [Array("XADD".utf8), Array(key.utf8), Array("*".utf8), Array("n".utf8), Array("1".utf8),
-                                                 Array("r".utf8), record.jsonBytes])
+        let records = entries.enumerated().map { n, entry in
+            AttemptRecord(jobID: JobID(rawValue: "j\(n + 1)"), claim: "w/1.\(n + 1)", type: "ok", priority: nil, queue: "q",
+                          group: "g", attempt: 1, outcome: .succeeded, error: nil, worker: "w", enqueuedAt: nil,
+                          startedAt: nil, finishedAt: Date(timeIntervalSince1970: 1_796_261_140), entry: Data(entry.utf8)).jsonBytes
         }
-        _ = try await driver.command(["INCRBY", key + ":records", String(entries.count)])
+        _ = try await Self.ship(records, to: key, driver: driver, pool: pool, configuration: configuration)
+        let rows = try await setup.rows(pool, "SELECT job_id, coalesce(payload::text, '-') FROM {schema}.attempts ORDER BY job_id")
+        #expect(rows == [["j1", #"{"n": 12345678901234567890, "s": "}{\"payload\":0"}"#], ["j2", "-"], ["j3", #"{"k": "é"}"#]])
+        await setup.drop(pool)
+        await LedgerTests().cleanUp(driver, prefix: setup.prefix)
+    }
+
+    /// Appends `records` to the stream `key` (an entry each, counted as the scripts count them)
+    /// and runs a shipper until it has stored them all; returns it, finished.
+    static func ship(_ records: [[UInt8]], to key: String, driver: RedisQueueDriver, pool: PostgresPool,
+                     configuration: RouterConfiguration) async throws -> LedgerShipper {
+        for record in records {
+            _ = try await driver.command(bytes: ["XADD", key, "*", "n", "1", "r"].map { Array($0.utf8) } + [record])
+        }
+        _ = try await driver.command(["INCRBY", key + ":records", String(records.count)])
         let shipper = LedgerShipper(log: RedisAttemptLog(driver: driver), pool: pool, settings: try #require(configuration.postgres),
                                     consumer: "c1", logger: LedgerTests.quietLogger)
         let shipping = Task { await shipper.run() }
         #expect(try await LedgerTests.eventually { try await RedisAttemptLog(driver: driver).backlog().waiting == 0 })
         shipper.finish()
         await shipping.value
-        let rows = try await setup.rows(pool, "SELECT job_id, coalesce(payload::text, '-') FROM {schema}.attempts ORDER BY job_id")
-        #expect(rows == [["j1", #"{"n": 12345678901234567890, "s": "}{\"payload\":0"}"#], ["j2", "-"], ["j3", #"{"k": "é"}"#]])
-        await setup.drop(pool)
-        await LedgerTests().cleanUp(driver, prefix: setup.prefix)
+        return shipper
     }
 }
