@@ -59,12 +59,13 @@ struct SchedulesCommand: AsyncParsableCommand {
         }
     }
 
-    /// `2026-12-03 03:00 CET`, in the schedule's zone.
+    /// `2026-12-03 03:00:00 CET`, in the schedule's zone (`UTC` for UTC, which Foundation on Linux
+    /// abbreviates `GMT`).
     static func local(_ date: Date, _ zone: TimeZone) -> String {
         let offset = zone.secondsFromGMT(for: date)
         let wall = Int64(date.timeIntervalSince1970.rounded(.down)) + Int64(offset)
         let text = Timestamp.format(Date(timeIntervalSince1970: Double(wall)))
-        let abbreviation = zone.abbreviation(for: date) ?? ""
+        let abbreviation = zone == CronSchedule.utc ? "UTC" : zone.abbreviation(for: date) ?? ""
         // `YYYY-MM-DDTHH:MM:SS.mmmZ` → `YYYY-MM-DD HH:MM:SS`
         return text.prefix(10) + " " + text.dropFirst(11).prefix(8) + (abbreviation.isEmpty ? "" : " " + abbreviation)
     }

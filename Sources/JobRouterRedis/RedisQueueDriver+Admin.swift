@@ -370,17 +370,14 @@ extension RedisQueueDriver {
             let now = Date(timeIntervalSince1970: Double(try reply[2].integer(for: "stats")) / 1000)
             var result = QueueStatistics(queues: [], workers: [], trimmedDead: Int(try reply[3].integer(for: "stats")))
             for row in try reply[0].array(for: "stats") ?? [] {
-                guard let fields = try row.array(for: "stats"), fields.count == 6 else { continue }
+                guard let fields = try row.array(for: "stats"), fields.count == 7 else { continue }
                 let depth = Int(try fields[1].integer(for: "stats"))
                 var age: Duration?
                 var broken: String?
-                if case .string(let head) = fields[2] {
-                    let text = String(decoding: head, as: UTF8.self)
-                    if depth < 0 {
-                        broken = "the key holds a \(text), not a list"
-                    } else if let enqueued = Timestamp.parse(text) ?? Double(text).map(Date.init(timeIntervalSince1970:)) {
-                        age = Duration.saturating(seconds: max(0, now.timeIntervalSince(enqueued)))
-                    }
+                if case .string(let head) = fields[2], depth < 0 {
+                    broken = "the key holds a \(String(decoding: head, as: UTF8.self)), not a list"
+                } else if let since = Self.waitingSince(due: fields[6], enqueued: fields[2]) {
+                    age = Duration.saturating(seconds: max(0, now.timeIntervalSince(since)))
                 }
                 result.queues.append(QueueStatistics.Queue(
                     name: try fields[0].text(for: "stats"), depth: max(depth, 0), oldestAge: age,
@@ -404,6 +401,19 @@ extension RedisQueueDriver {
             }
             return result
         }
+    }
+
+    /// Since when a queue's head has waited, from its members as the stats script found them: its
+    /// `due_at` (a delayed job, a retry, a cron tick), else its `enqueued_at`, as
+    /// ``JobEnvelope/waitingSince`` reads them; `nil` when it says neither.
+    static func waitingSince(due: RedisReply, enqueued: RedisReply) -> Date? {
+        if case .string(let text) = due, let date = Timestamp.parse(String(decoding: text, as: UTF8.self)),
+           JobEnvelope.enqueuedAtRange.contains(date.timeIntervalSince1970) {
+            return date
+        }
+        guard case .string(let bytes) = enqueued else { return nil }
+        let text = String(decoding: bytes, as: UTF8.self)
+        return Timestamp.parse(text) ?? Double(text).map(Date.init(timeIntervalSince1970:))
     }
 }
 

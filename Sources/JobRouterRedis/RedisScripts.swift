@@ -836,24 +836,30 @@ enum RedisScripts {
 
     /// Figures per queue (KEYS), from the counters the other scripts keep: O(queues + workers),
     /// whatever the number of jobs. A key that is not a list is reported by its type, untouched.
-    /// Returns {{queue, depth or -1, head's enqueued_at or type or false, inflight, scheduled, dead}…},
-    /// {{worker, heartbeat ms, description or false}…}, now ms, trimmed, {type, dead, type, dead…}.
+    /// Returns {{queue, depth or -1, head's enqueued_at or type or false, inflight, scheduled, dead,
+    /// head's due_at or false}…}, {{worker, heartbeat ms, description or false}…}, now ms, trimmed,
+    /// {type, dead, type, dead…}. The head's times are its own members, read by decoding it (its
+    /// payload may have members of the same names): one entry per queue, at most `max_payload`.
     static let stats = script("stats", """
         local function count(hash, field) return tonumber(redis.call('HGET', ns .. hash, field) or '0') end
         local queues = {}
         for _, queue in ipairs(KEYS) do
           local kind = redis.call('TYPE', queue)['ok']
-          local depth, head = -1, kind
+          local depth, head, due = -1, kind, false
           if kind == 'list' or kind == 'none' then
             depth = redis.call('LLEN', queue)
             head = false
             local first = redis.call('LINDEX', queue, 0)
-            if first then
-              head = string.match(first, '"enqueued_at":%s*"([^"]*)"') or string.match(first, '"enqueued_at":%s*([%d.eE+-]+)') or false
+            local ok, job = false, nil
+            if first then ok, job = pcall(cjson.decode, first) end
+            if ok and type(job) == 'table' then
+              local at = job.enqueued_at
+              if type(at) == 'string' then head = at elseif type(at) == 'number' then head = string.format('%.3f', at) end
+              if type(job.due_at) == 'string' then due = job.due_at end
             end
           end
           queues[#queues + 1] = {queue, depth, head, count(':count:inflight', queue), count(':count:scheduled', queue),
-                                 count(':count:dead', queue)}
+                                 count(':count:dead', queue), due}
         end
         local workers = {}
         local listed = redis.call('ZRANGE', ns .. ':workers', 0, -1, 'WITHSCORES')

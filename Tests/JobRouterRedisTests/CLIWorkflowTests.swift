@@ -70,6 +70,8 @@ struct CLIWorkflowTests {
         #expect(schedules.status == 0)
         #expect(schedules.out.contains("every_second  * * * * * *  UTC"), "\(schedules.out)")
         #expect(schedules.out.contains("  next: "))
+        // Fire times in the schedule's zone, named as configured (Foundation calls UTC `GMT`).
+        #expect(schedules.out.contains(" UTC, ") && !schedules.out.contains("GMT"), "\(schedules.out)")
         let lastID = try await listContents(driver, keys.queue("ticks")).last.map { try JobEnvelope.decode(Data($0.utf8), queue: "").id.rawValue }
         #expect(schedules.out.contains("last: job \(lastID ?? "?")"), "\(schedules.out)")
     }

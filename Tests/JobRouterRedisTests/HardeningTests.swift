@@ -186,6 +186,33 @@ struct HardeningTests {
         #expect(statistics.queues.map(\.dead) == [0, 0] && statistics.deadByType.isEmpty)
     }
 
+    /// A queue's oldest age (`status`, `/metrics`, the dashboard) counts from when its head became
+    /// due, as the autoscaler and `max_wait` do, and from the entry's own members, not from members
+    /// of the same names in its payload.
+    @Test func aQueuesOldestAgeCountsFromWhenItsHeadBecameDue() async throws {
+        let keys = TestKeys()
+        let driver = try TestRedis.driver(namespace: keys.namespace)
+        defer { Task { await cleanUp(driver, keys) } }
+        let (retried, shadowed, foreign) = (keys.queue("retried"), keys.queue("shadowed"), keys.queue("foreign"))
+        let now = Date()
+        func iso(_ secondsAgo: Double) -> String { Timestamp.format(now.addingTimeInterval(-secondsAgo)) }
+        // A retry (or a delayed job) enqueued an hour ago that became due 5 s ago.
+        _ = try await driver.command(["RPUSH", retried, """
+            {"id":"a","type":"t","queue":"\(retried)","payload":{},"attempt":2,"enqueued_at":"\(iso(3600))","due_at":"\(iso(5))"}
+            """])
+        // A payload with members named like the entry's, ahead of the entry's own.
+        _ = try await driver.command(["RPUSH", shadowed, """
+            {"id":"b","type":"t","payload":{"enqueued_at":"2020-01-01T00:00:00Z","due_at":"2021-01-01T00:00:00Z"},"enqueued_at":"\(iso(10))"}
+            """])
+        _ = try await driver.command(["RPUSH", foreign, #"{"type":"t","payload":{"enqueued_at":"2020-01-01T00:00:00Z"}}"#])
+        let ages = try await driver.statistics(queues: [retried, shadowed, foreign]).queues.map(\.oldestAge)
+        let retriedAge = try #require(ages[0])
+        #expect(retriedAge >= .seconds(5) && retriedAge < .seconds(60), "\(retriedAge)")
+        let shadowedAge = try #require(ages[1])
+        #expect(shadowedAge >= .seconds(10) && shadowedAge < .seconds(60), "\(shadowedAge)")
+        #expect(ages[2] == nil)
+    }
+
     @Test func aClaimTakenByRecoveryReportsALostLeaseNotSuccess() async throws {
         let keys = TestKeys()
         let driver = try TestRedis.driver(namespace: keys.namespace)
