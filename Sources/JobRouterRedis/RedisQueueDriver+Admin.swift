@@ -165,7 +165,8 @@ extension RedisQueueDriver {
         }
     }
 
-    /// The job a dead record goes back as: routed again, its attempts reset.
+    /// The job a dead record goes back as: routed again, its attempts reset, due now (its wait counts
+    /// from being sent back; `enqueued_at` stays the job's own).
     func resurrection(of dead: StoredDeadLetter, router: Router) throws -> JobEnvelope {
         guard let raw = dead.rawBytes else {
             throw DeadLetterRetryError(key: dead.id, message: "the record keeps no entry to retry")
@@ -188,6 +189,7 @@ extension RedisQueueDriver {
         next.attempt = 1
         next.lastError = nil
         next.ratePermit = false
+        next.dueAt = Date()
         return next
     }
 

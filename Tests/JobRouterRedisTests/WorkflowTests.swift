@@ -141,7 +141,12 @@ struct WorkflowTests {
         }
         // Retried from the dead letters, it holds its lock again.
         let dead = try #require(try await driver.deadLetters(limit: 1).first)
+        let beforeRetry = Date()
         #expect(try await driver.retryDeadLetter(dead, router: Router(configuration: configuration)))
+        // Sent back, it waits from then on (status, metrics, its wait); it was enqueued before.
+        let entry = try #require(try await listContents(driver, keys.queue("sync")).first)
+        let back = try JobEnvelope.decode(Data(entry.utf8), queue: keys.queue("sync"))
+        #expect(back.waitingSince >= beforeRetry.addingTimeInterval(-0.002) && back.enqueuedAt < beforeRetry, "\(entry)")
         let retried = try await client.submit([request])[0]
         #expect(retried.existing?.rawValue == dead.jobID, "the retried job holds the lock")
         _ = try await driver.command(["DEL", keys.queue("sync"), "\(keys.namespace):unique:sync:[2]"])
