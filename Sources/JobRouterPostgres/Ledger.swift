@@ -23,8 +23,15 @@ public struct Ledger: JobHistory {
         """
         job_id, type, priority, queue, worker_group, attempt, outcome, error, worker,
         \(Self.iso("enqueued_at")), \(Self.iso("started_at")), \(Self.iso("finished_at")),
-        extract(epoch FROM started_at - enqueued_at), extract(epoch FROM finished_at - started_at)
+        extract(epoch FROM started_at - \(Self.waitingSince)), extract(epoch FROM finished_at - started_at), \(Self.iso("due_at"))
         """
+    }
+
+    /// Since when an attempt waited to start: when it became due (a delay, a retry's backoff, a
+    /// cron tick, a dead job sent back), else when its job was enqueued; as the worker's log line
+    /// and the wait histogram count it.
+    private static var waitingSince: String {
+        "coalesce(due_at, enqueued_at)"
     }
 
     private static func iso(_ column: String) -> String {
@@ -67,7 +74,7 @@ public struct Ledger: JobHistory {
                    count(*) FILTER (WHERE outcome = 'succeeded'),
                    count(*) FILTER (WHERE outcome = 'failed'),
                    count(*) FILTER (WHERE outcome IN ('dead', 'malformed')),
-                   percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY extract(epoch FROM started_at - enqueued_at)),
+                   percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY extract(epoch FROM started_at - \(Self.waitingSince))),
                    percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - started_at))
             FROM \(schema).attempts
             WHERE finished_at >= now() - make_interval(secs => $1::double precision)
@@ -89,10 +96,10 @@ public struct Ledger: JobHistory {
     }
 
     private static func attempt(_ row: [String?]) -> Attempt? {
-        guard row.count >= 14, let id = row[0], let queue = row[3], let outcome = row[6], let worker = row[8],
+        guard row.count >= 15, let id = row[0], let queue = row[3], let outcome = row[6], let worker = row[8],
               let finished = row[11] else { return nil }
         return Attempt(id: id, type: row[1], priority: row[2], queue: queue, group: row[4], attempt: row[5].flatMap { Int($0) },
-                       outcome: outcome, error: row[7], worker: worker, enqueuedAt: row[9], startedAt: row[10],
+                       outcome: outcome, error: row[7], worker: worker, enqueuedAt: row[9], dueAt: row[14], startedAt: row[10],
                        finishedAt: finished, wait: row[12].flatMap { Double($0) }, run: row[13].flatMap { Double($0) })
     }
 }

@@ -16,7 +16,7 @@ enum LedgerCopy {
     static func statement(schema: String) -> String {
         """
         COPY \(schema).attempts (job_id, claim, type, priority, queue, worker_group, attempt, outcome, error, worker,
-                                 enqueued_at, started_at, finished_at, payload) FROM STDIN (FORMAT binary)
+                                 enqueued_at, due_at, started_at, finished_at, payload) FROM STDIN (FORMAT binary)
         """
     }
 
@@ -81,6 +81,7 @@ enum LedgerCopy {
         var error: Text?
         var worker: Text?
         var enqueuedAt: Int64?
+        var dueAt: Int64?
         var startedAt: Int64?
         var finishedAt: Int64?
         /// Where the payload's JSON text stands in the entry.
@@ -89,7 +90,7 @@ enum LedgerCopy {
         /// Appends the row as one tuple of the copy stream; `bytes` is the record it was read from.
         func append(to out: inout [UInt8], from bytes: UnsafeBufferPointer<UInt8>, now: Int64) {
             out.append(0)
-            out.append(14)
+            out.append(15)
             text(id); text(claim); text(type); text(priority); text(queue); text(group)
             if let attempt {
                 LedgerCopy.appendInt32(4, to: &out)
@@ -98,7 +99,7 @@ enum LedgerCopy {
                 LedgerCopy.appendInt32(-1, to: &out)
             }
             text(outcome); text(error); text(worker)
-            time(enqueuedAt); time(startedAt); time(finishedAt ?? now)
+            time(enqueuedAt); time(dueAt); time(startedAt); time(finishedAt ?? now)
             if let payload {
                 LedgerCopy.appendInt32(Int32(payload.count + 1), to: &out)
                 out.append(1)  // jsonb's binary form: version 1, then the JSON text
@@ -199,6 +200,7 @@ enum LedgerCopy {
             case 5 where equal(key, "error"): return read(1 << 8, text(&row.error))
             case 6 where equal(key, "worker"): return read(1 << 9, text(&row.worker))
             case 11 where equal(key, "enqueued_at"): return read(1 << 10, time(&row.enqueuedAt))
+            case 6 where equal(key, "due_at"): return read(1 << 14, time(&row.dueAt))
             case 10 where equal(key, "started_at"): return read(1 << 11, time(&row.startedAt))
             case 11 where equal(key, "finished_at"): return read(1 << 12, time(&row.finishedAt))
             case 5 where equal(key, "entry"):

@@ -14,13 +14,13 @@ enum LedgerSQL {
     static func insert(schema: String) -> String {
         """
         INSERT INTO \(schema).attempts (job_id, claim, type, priority, queue, worker_group, attempt, outcome, error, worker,
-                                      enqueued_at, started_at, finished_at, payload)
+                                      enqueued_at, due_at, started_at, finished_at, payload)
         SELECT r.id, r.claim, r.type, r.priority, r.queue, r."group", r.attempt, r.outcome, r.error, r.worker,
-               \(time("enqueued_at", schema)), \(time("started_at", schema)), coalesce(\(time("finished_at", schema)), now()),
+               \(time("enqueued_at", schema)), \(time("due_at", schema)), \(time("started_at", schema)), coalesce(\(time("finished_at", schema)), now()),
                (r.entry->'payload')::jsonb
         FROM json_to_recordset($1::json) AS r(id text, claim text, type text, priority text, queue text, "group" text,
                                               attempt integer, outcome text, error text, worker text,
-                                              enqueued_at json, started_at json, finished_at json, entry json)
+                                              enqueued_at json, due_at json, started_at json, finished_at json, entry json)
         ON CONFLICT (job_id, claim) DO NOTHING
         """
     }

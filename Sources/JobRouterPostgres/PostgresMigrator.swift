@@ -123,6 +123,10 @@ public struct PostgresMigrator: Sendable {
             END $$
             """,
         ]),
+        // A nullable column without a default: no rewrite of the table, whatever its size.
+        Migration(version: 4, name: "the ledger: when each attempt became due (its wait counts from then)", statements: [
+            "ALTER TABLE {schema}.attempts ADD COLUMN due_at timestamptz",
+        ]),
     ]
 
     /// The newest version: what `work` needs with the ledger on.

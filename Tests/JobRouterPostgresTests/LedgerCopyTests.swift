@@ -24,6 +24,8 @@ struct LedgerCopyTests {
         // Times PostgreSQL reads through a double: before 1970, after 2038, long fractions, exponents.
         #"{"id":"j09","claim":"w/1.9","outcome":"succeeded","queue":"q","worker":"w","enqueued_at":-1.5,"started_at":4102444799.999999,"finished_at":1796261132.412100553512573242}"#,
         #"{"id":"j10","claim":"w/1.10","outcome":"succeeded","queue":"q","worker":"w","enqueued_at":17962611324121005E-7,"started_at":1.7962611324121005e+9,"finished_at":0.0000005}"#,
+        // A retry: when it became due.
+        #"{"id":"j11","claim":"w/1.11","outcome":"succeeded","queue":"q","worker":"w","attempt":2,"enqueued_at":1796261131.912,"due_at":1796261140.25,"started_at":1796261140.5,"finished_at":1796261141}"#,
     ]
 
     @Test func theCopyStoresEveryRecordExactlyAsTheInsertDoes() async throws {
@@ -34,7 +36,7 @@ struct LedgerCopyTests {
         let stream = try #require(LedgerCopy.encode(records), "the copy takes every one of these records")
         let columns = """
             SELECT job_id, claim, type, priority, queue, worker_group, attempt, outcome, error, worker,
-                   enqueued_at, started_at, finished_at, payload::text
+                   enqueued_at, started_at, finished_at, payload::text, due_at
             """
         let (viaCopy, viaInsert) = try await pool.withConnection { connection in
             let stored = try connection.copy(LedgerCopy.statement(schema: copied), data: stream)
@@ -54,6 +56,7 @@ struct LedgerCopyTests {
         #expect(viaCopy[2][2] == nil && viaCopy[2][6] == nil && viaCopy[2][13] == "null")
         #expect(viaCopy[3][13] == nil && viaCopy[4][13] == nil && viaCopy[5][13] == nil)
         #expect(viaCopy[6][13] == #"{"deep": [[[{"k": "v"}]]]}"#)
+        #expect(viaCopy[10][14] != nil && viaCopy.prefix(10).allSatisfy { $0[14] == nil })
         let times = try await pool.withConnection { connection in
             try connection.query("SELECT extract(epoch FROM finished_at)::text, extract(epoch FROM started_at)::text FROM \(copied).attempts WHERE job_id IN ('j01', 'j03') ORDER BY job_id").rows
         }

@@ -165,6 +165,74 @@ struct LedgerTests {
         await cleanUp(driver, prefix: setup.prefix)
     }
 
+    /// An attempt's wait, in `history` and `stats`, counts from when it became due (a delay, a
+    /// retry's backoff), as the worker's log line and the wait histogram do, not from the job's
+    /// first enqueue; the ledger keeps both times.
+    @Test func anAttemptsWaitCountsFromWhenItBecameDue() async throws {
+        let setup = try Setup()
+        let pool = try await setup.migrated()
+        let configuration = try setup.configuration("""
+            [types.later]
+            handler = "swift"
+            [types.flaky]
+            handler = "swift"
+            backoff = { base = "1500ms", max = "1500ms" }
+            """)
+        let driver = try RedisQueueDriver(configuration: configuration, environment: [:])
+        let runs = Mutex(0)
+        var registry = HandlerRegistry()
+        registry.register(type: "later") { _, _ in }
+        registry.register(type: "flaky") { _, _ in
+            if runs.withLock({ $0 += 1; return $0 }) == 1 { throw JobFailure("first run fails") }
+        }
+        let client = JobRouterClient(configuration: configuration, driver: driver)
+        let later = try #require(try await client.enqueue([JobRequest(type: "later")], after: .milliseconds(1500)).first)
+        let flaky = try await client.enqueue(type: "flaky")
+        let worker = try JobRouterWorker(configuration: configuration, driver: driver, handlers: registry, logger: Self.quietLogger)
+        let shipper = LedgerShipper(log: RedisAttemptLog(driver: driver), pool: pool, settings: try #require(configuration.postgres),
+                                    consumer: worker.workerID, logger: Self.quietLogger)
+        let running = Task { await worker.run() }
+        let shipping = Task { await shipper.run() }
+        #expect(try await Self.eventually {
+            try await setup.rows(pool, "SELECT count(*) FROM {schema}.attempts").first?.first == "3"
+        })
+        worker.shutdown(immediately: true)
+        await running.value
+        shipper.finish()
+        await shipping.value
+
+        let ledger = Ledger(pool: pool, schema: setup.schema)
+        // Each attempt's own spans, as stored: due - enqueued, started - due.
+        func spans(_ id: JobID) async throws -> [(delay: Double?, sinceDue: Double?)] {
+            try await setup.rows(pool, """
+                SELECT extract(epoch FROM due_at - enqueued_at), extract(epoch FROM started_at - due_at)
+                FROM {schema}.attempts WHERE job_id = '\(id.rawValue)' ORDER BY finished_at
+                """).map { row in (row[0].flatMap { Double($0) }, row[1].flatMap { Double($0) }) }
+        }
+        // Enqueued 1.5 s before it was due: its wait is what came after.
+        let delayed = try #require(try await ledger.attempts(of: later.id.rawValue).first)
+        let delayedSpans = try #require(try await spans(later.id).first)
+        #expect(delayed.dueAt != nil && delayed.enqueuedAt != nil)
+        #expect((delayedSpans.delay ?? 0) >= 1.4, "\(delayedSpans)")
+        let delayedWait = try #require(delayed.wait)
+        let sinceDue = try #require(delayedSpans.sinceDue)
+        #expect(abs(delayedWait - sinceDue) < 0.001, "wait \(delayedWait) s, started \(sinceDue) s after it was due")
+        // The retry: the first attempt had no due time; the second waited from its backoff's end.
+        let retried = try await ledger.attempts(of: flaky.id.rawValue)
+        let retriedSpans = try await spans(flaky.id)
+        #expect(retried.map(\.outcome) == ["failed", "succeeded"])
+        #expect(retried.first?.dueAt == nil && retried.last?.dueAt != nil)
+        let retryWait = try #require(retried.last?.wait)
+        let retrySinceDue = try #require(retriedSpans.last?.sinceDue)
+        #expect(abs(retryWait - retrySinceDue) < 0.001, "wait \(retryWait) s, started \(retrySinceDue) s after its backoff")
+        // stats counts the same wait (one attempt of `later`: its median is that attempt's).
+        let stats = try await ledger.stats(since: .seconds(600))
+        let laterMedian = try #require(stats.first { $0.type == "later" }?.wait.first ?? nil)
+        #expect(abs(laterMedian - delayedWait) < 0.001, "\(stats)")
+        await setup.drop(pool)
+        await cleanUp(driver, prefix: setup.prefix)
+    }
+
     @Test func aRecordDeliveredTwiceIsStoredOnceAndOnePostgresRefusesIsKeptWithoutItsPayload() async throws {
         let setup = try Setup()
         let pool = try await setup.migrated()

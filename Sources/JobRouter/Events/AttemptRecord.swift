@@ -44,6 +44,9 @@ public struct AttemptRecord: Sendable, Equatable {
     public var worker: String
     /// When the job was first enqueued.
     public var enqueuedAt: Date?
+    /// When this attempt became due, for a job that waited for a time: a delay, a retry's
+    /// backoff, a cron tick, a dead job sent back. Its wait counts from then.
+    public var dueAt: Date?
     /// When this attempt started.
     public var startedAt: Date?
     /// When it ended.
@@ -55,7 +58,7 @@ public struct AttemptRecord: Sendable, Equatable {
     /// Makes a record.
     public init(jobID: JobID, claim: String, type: String?, priority: String?, queue: String, group: String?,
                 attempt: Int?, outcome: AttemptOutcome, error: String?, worker: String, enqueuedAt: Date?,
-                startedAt: Date?, finishedAt: Date = Date(), entry: Data?) {
+                dueAt: Date? = nil, startedAt: Date?, finishedAt: Date = Date(), entry: Data?) {
         self.jobID = jobID
         self.claim = claim
         self.type = type
@@ -67,6 +70,7 @@ public struct AttemptRecord: Sendable, Equatable {
         self.error = error
         self.worker = worker
         self.enqueuedAt = enqueuedAt
+        self.dueAt = dueAt
         self.startedAt = startedAt
         self.finishedAt = finishedAt
         self.entry = entry
@@ -109,6 +113,7 @@ public struct AttemptRecord: Sendable, Equatable {
         }
         if let error { append(",\"error\":"); JSONValue.writeString(error, to: &out) }
         if let enqueuedAt { append(",\"enqueued_at\":"); Self.appendSeconds(enqueuedAt, to: &out) }
+        if let dueAt { append(",\"due_at\":"); Self.appendSeconds(dueAt, to: &out) }
         if let startedAt { append(",\"started_at\":"); Self.appendSeconds(startedAt, to: &out) }
         append(",\"finished_at\":")
         Self.appendSeconds(finishedAt, to: &out)
@@ -188,7 +193,7 @@ struct AttemptRecorder: Sendable {
                 startedAt: Date?, entry: Data? = nil) -> AttemptRecord {
         AttemptRecord(jobID: job.id, claim: claim.token, type: job.type, priority: job.priority, queue: claim.queue,
                       group: group, attempt: job.attempt, outcome: outcome, error: error, worker: worker,
-                      enqueuedAt: job.enqueuedAt, startedAt: startedAt, finishedAt: Date(),
+                      enqueuedAt: job.enqueuedAt, dueAt: job.dueAt, startedAt: startedAt, finishedAt: Date(),
                       entry: storePayload ? (entry ?? claim.raw) : nil)
     }
 

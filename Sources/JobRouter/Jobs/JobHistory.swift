@@ -24,15 +24,18 @@ public struct JobAttempt: Sendable, Equatable {
     public var worker: String
     /// Times as ISO 8601 UTC text with milliseconds.
     public var enqueuedAt: String?
+    /// When the attempt became due, for a job that waited for a time (see ``AttemptRecord/dueAt``).
+    public var dueAt: String?
     public var startedAt: String?
     public var finishedAt: String
-    /// Seconds from enqueue to start, and from start to end, when both ends are known.
+    /// Seconds from enqueue (or from ``dueAt``, when set) to start, and from start to end, when both
+    /// ends are known.
     public var wait: Double?
     public var run: Double?
 
     /// Makes one.
     public init(id: String, type: String? = nil, priority: String? = nil, queue: String, group: String? = nil, attempt: Int? = nil,
-                outcome: String, error: String? = nil, worker: String, enqueuedAt: String? = nil, startedAt: String? = nil,
+                outcome: String, error: String? = nil, worker: String, enqueuedAt: String? = nil, dueAt: String? = nil, startedAt: String? = nil,
                 finishedAt: String, wait: Double? = nil, run: Double? = nil) {
         self.id = id
         self.type = type
@@ -44,6 +47,7 @@ public struct JobAttempt: Sendable, Equatable {
         self.error = error
         self.worker = worker
         self.enqueuedAt = enqueuedAt
+        self.dueAt = dueAt
         self.startedAt = startedAt
         self.finishedAt = finishedAt
         self.wait = wait
@@ -57,7 +61,7 @@ public struct JobAttempt: Sendable, Equatable {
             "id": .string(id), "type": text(type), "priority": text(priority), "queue": .string(queue),
             "group": text(group), "attempt": attempt.map { .integer(Int64($0)) } ?? .null, "outcome": .string(outcome),
             "error": text(error), "worker": .string(worker), "enqueued_at": text(enqueuedAt),
-            "started_at": text(startedAt), "finished_at": .string(finishedAt),
+            "due_at": text(dueAt), "started_at": text(startedAt), "finished_at": .string(finishedAt),
         ])
     }
 }
