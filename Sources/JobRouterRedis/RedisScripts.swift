@@ -839,7 +839,7 @@ enum RedisScripts {
     /// Returns {{queue, depth or -1, head's enqueued_at or type or false, inflight, scheduled, dead,
     /// head's due_at or false}…}, {{worker, heartbeat ms, description or false}…}, now ms, trimmed,
     /// {type, dead, type, dead…}. The head's times are its own members, read by decoding it (its
-    /// payload may have members of the same names): one entry per queue, at most `max_payload`.
+    /// payload may have members of the same names): one entry per queue.
     static let stats = script("stats", """
         local function count(hash, field) return tonumber(redis.call('HGET', ns .. hash, field) or '0') end
         local queues = {}
