@@ -232,6 +232,10 @@ struct TOMLReader {
         if let value = table["timeout"] { type.timeout = try duration(value, path + ["timeout"]) }
         if let value = table["max_attempts"] { type.maxAttempts = try integer(value, path + ["max_attempts"]) }
         if let value = table["backoff"] {
+            // A lone duration is the usual first try: say what the table looks like.
+            if value.type == .string, let text = value.string {
+                throw fail(path + ["backoff"], "must be a table: backoff = { base = \"\(text)\", max = \"1h\" } (exponential with full jitter from base up to max), not \(describe(value))")
+            }
             let backoff = try self.table(value, path + ["backoff"])
             try checkKeys(backoff, path: path + ["backoff"], allowed: ["base", "max"])
             if let base = backoff["base"] { type.backoff.base = try duration(base, path + ["backoff", "base"]) }

@@ -62,7 +62,12 @@ public struct ExecHandlerProvider: HandlerProvider {
     public var optionKeys: Set<String> { ["command", "env"] }
 
     public func validate(_ type: JobTypeConfiguration, in configuration: RouterConfiguration) -> HandlerOptionProblem? {
-        if type.options["command"].map({ $0.stringsValue == nil }) == true {
+        if let command = type.options["command"], command.stringsValue == nil {
+            // A command line in one string is the usual first try: no shell splits it.
+            if let line = command.stringValue {
+                let words = line.split(separator: " ").map { "\"\($0)\"" }.joined(separator: ", ")
+                return HandlerOptionProblem(key: "command", "must be an array of strings, the program and its arguments (no shell runs it): command = [\(words)]")
+            }
             return HandlerOptionProblem(key: "command", "must be an array of strings")
         }
         if type.command.isEmpty || type.command[0].isEmpty {
