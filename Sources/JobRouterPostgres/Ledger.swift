@@ -41,7 +41,7 @@ public struct Ledger: JobHistory {
     /// Every attempt of job `id`, oldest first (empty when the ledger never saw it).
     public func attempts(of id: String) async throws -> [Attempt] {
         let sql = "SELECT \(columns) FROM \(schema).attempts WHERE job_id = $1 ORDER BY finished_at, claim"
-        let rows = try await pool.withConnection { try $0.query(sql, [id]).rows }
+        let rows = try await reading { try $0.query(sql, [id]).rows }
         return rows.compactMap(Self.attempt)
     }
 
@@ -63,7 +63,7 @@ public struct Ledger: JobHistory {
         }
         let condition = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
         let sql = "SELECT \(columns) FROM \(schema).attempts \(condition) ORDER BY finished_at DESC, claim DESC LIMIT \(max(1, filter.limit))"
-        let rows = try await pool.withConnection { [parameters] in try $0.query(sql, parameters).rows }
+        let rows = try await reading { [parameters] in try $0.query(sql, parameters).rows }
         return rows.compactMap(Self.attempt)
     }
 
@@ -80,11 +80,24 @@ public struct Ledger: JobHistory {
             WHERE finished_at >= now() - make_interval(secs => $1::double precision)
             GROUP BY 1 ORDER BY 1
             """
-        let rows = try await pool.withConnection { try $0.query(sql, [String(since.inMilliseconds / 1000)]).rows }
+        let rows = try await reading { try $0.query(sql, [String(since.inMilliseconds / 1000)]).rows }
         return rows.map { row in
             func int(_ index: Int) -> Int { row[index].flatMap { Int($0) } ?? 0 }
             return TypeStats(type: row[0] ?? "", attempts: int(1), succeeded: int(2), retried: int(3), dead: int(4),
                              wait: Self.doubles(row[5]), run: Self.doubles(row[6]))
+        }
+    }
+
+    /// Runs a read. One PostgreSQL refuses for a column or table it does not have is reported as
+    /// the schema being behind this JobRouter, when it is (a reader needs no `migrate` to start).
+    private func reading<Result: Sendable>(_ body: @escaping @Sendable (PostgresConnection) throws -> Result) async throws -> Result {
+        do {
+            return try await pool.withConnection(body)
+        } catch let error as PostgresError where error.sqlState == "42703" || error.sqlState == "42P01" {
+            let sql = LedgerSQL.versionCheck(schema: schema)
+            guard let version = try? await pool.withConnection({ try $0.query(sql).int("version") }),
+                  version < PostgresMigrator.latestVersion else { throw error }
+            throw LedgerError(message: "postgres \(pool.server): the schema \(schema) is at version \(version), this JobRouter needs \(PostgresMigrator.latestVersion): run `jobrouter migrate`")
         }
     }
 

@@ -73,7 +73,7 @@ struct CLILedgerTests {
         let json = try await runCLI(["history", "--config", config, "--type", "ping", "--json"])
         guard case .array(let rows) = try JSONValue.parse(Data(json.out.utf8)) else { Issue.record("not an array: \(json.out)"); return }
         #expect(rows.count == 1)
-        let fields = ["id", "type", "priority", "queue", "group", "attempt", "outcome", "error", "worker", "enqueued_at", "started_at", "finished_at"]
+        let fields = ["id", "type", "priority", "queue", "group", "attempt", "outcome", "error", "worker", "enqueued_at", "due_at", "started_at", "finished_at"]
         #expect(rows.first.map { row in fields.allSatisfy { row[$0] != nil } } == true)
         #expect(rows.first?["id"]?.stringValue == id && rows.first?["outcome"]?.stringValue == "succeeded")
         let stats = try await runCLI(["stats", "--config", config, "--since", "1h", "--json"])
@@ -87,6 +87,16 @@ struct CLILedgerTests {
         for command in ["history", "stats"] {
             let result = try await runCLI([command, "--config", plain])
             #expect(result.status == 1 && result.err.contains("needs a [postgres] table") && result.err.split(separator: "\n").count == 1)
+        }
+        // A schema a version behind (an older JobRouter migrated it): the readers say what to run.
+        _ = try await pool.withConnection { connection in
+            try connection.query("ALTER TABLE \(schema).attempts DROP COLUMN due_at")
+            try connection.query("DELETE FROM \(schema).schema_migrations WHERE version = 4")
+        }
+        for command in [["history", id], ["history"], ["stats"]] {
+            let result = try await runCLI(command + ["--config", config])
+            #expect(result.status == 1 && result.err.contains("schema \(schema) is at version 3, this JobRouter needs")
+                    && result.err.contains("run `jobrouter migrate`") && result.err.split(separator: "\n").count == 1, "\(result.err)")
         }
         _ = try await pool.withConnection { try $0.query("DROP SCHEMA \(schema) CASCADE") }
     }
