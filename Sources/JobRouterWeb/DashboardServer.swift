@@ -65,7 +65,7 @@ public struct DashboardServer: Service {
     /// The routes, without a server.
     public func makeRouter() -> Hummingbird.Router<BasicRequestContext> {
         let router = Hummingbird.Router()
-        router.add(middleware: WebMiddleware(access: access))
+        router.add(middleware: WebMiddleware(access: access, logger: logger))
         let (configuration, driver, access, history) = (self.configuration, self.driver, self.access, self.history)
         let pages = DashboardPages(configuration: configuration, csrf: access.csrfToken, withHistory: history != nil)
         let queues = configuration.declaredQueues.sorted()
@@ -312,9 +312,23 @@ public struct DashboardServer: Service {
 /// response.
 struct WebMiddleware<Context: RequestContext>: RouterMiddleware {
     let access: WebAccess
+    let logger: Logger
 
     static var policy: String {
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    }
+
+    /// 503 with the failure in one line (errors carry no secrets): a page, or text for `/api/`.
+    static func unavailable(_ error: any Error, api: Bool) -> Response {
+        let line = "\(error)".replacingOccurrences(of: "\n", with: " ")
+        let body = api ? line + "\n" : """
+            <!doctype html><html lang="en"><head><meta charset="utf-8"><title>Unavailable · JobRouter</title>\
+            <link rel="stylesheet" href="/assets/app.css"></head><body><main><h1>Unavailable</h1>\
+            <p class="error">\(HTML.escape(line))</p><p><a href="/">Overview</a></p></main></body></html>
+            """
+        return Response(status: .serviceUnavailable,
+                        headers: [.contentType: api ? "text/plain; charset=utf-8" : "text/html; charset=utf-8", .cacheControl: "no-store"],
+                        body: ResponseBody(byteBuffer: ByteBuffer(string: body)))
     }
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
@@ -333,6 +347,10 @@ struct WebMiddleware<Context: RequestContext>: RouterMiddleware {
             } catch let error as HTTPError {
                 response = Response(status: error.status, headers: [.contentType: "text/plain; charset=utf-8"],
                                     body: ResponseBody(byteBuffer: ByteBuffer(string: (error.body ?? "\(error.status)") + "\n")))
+            } catch {
+                // Redis or PostgreSQL away, or a ledger schema behind: say which, rather than an empty 500.
+                logger.warning("web: \(request.method) \(LogEscaping.escape(path)): \(error)")
+                response = Self.unavailable(error, api: path.hasPrefix("/api/"))
             }
         }
         response.headers[.contentSecurityPolicy] = Self.policy
