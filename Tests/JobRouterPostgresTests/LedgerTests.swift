@@ -64,6 +64,24 @@ struct LedgerTests {
         return logger
     }
 
+    /// Runs `body` while a worker and a ledger shipper run, then stops both as `work` does: the
+    /// worker at once (running jobs put back), then the shipper, once it stored what is left.
+    static func withWorkerAndShipper(_ configuration: RouterConfiguration, driver: RedisQueueDriver, handlers: HandlerRegistry,
+                                     pool: PostgresPool, _ body: () async throws -> Void) async throws {
+        let worker = try JobRouterWorker(configuration: configuration, driver: driver, handlers: handlers, logger: quietLogger)
+        let shipper = LedgerShipper(log: RedisAttemptLog(driver: driver), pool: pool, settings: try #require(configuration.postgres),
+                                    consumer: worker.workerID, logger: quietLogger)
+        let running = Task { await worker.run() }
+        let shipping = Task { await shipper.run() }
+        var failure: (any Error)?
+        do { try await body() } catch { failure = error }
+        worker.shutdown(immediately: true)
+        await running.value
+        shipper.finish()
+        await shipping.value
+        if let failure { throw failure }
+    }
+
     static func eventually(timeout: Duration = .seconds(20), _ condition: () async throws -> Bool) async rethrows -> Bool {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
@@ -118,23 +136,19 @@ struct LedgerTests {
         #expect(ghostClaim.map(\.jobID) == [orphan.id])
         await ghost.close()
 
-        let worker = try JobRouterWorker(configuration: configuration, driver: driver, handlers: registry, logger: Self.quietLogger)
-        let shipper = LedgerShipper(log: RedisAttemptLog(driver: driver), pool: pool, settings: try #require(configuration.postgres),
-                                    consumer: worker.workerID, logger: Self.quietLogger)
-        let running = Task { await worker.run() }
-        let shipping = Task { await shipper.run() }
-        #expect(try await Self.eventually {
-            try await setup.rows(pool, "SELECT count(*) FROM {schema}.attempts WHERE outcome <> 'requeued'").first?.first == "8"
-        })
-        // One still running at shutdown: put back, recorded as requeued.
-        let slow = try await client.enqueue(type: "slow", priority: "high")
-        // Its handler must have started: a job claimed but not yet started when the signal comes is
-        // put back untouched, and no attempt is recorded for it (none ran).
-        #expect(await Self.eventually { slowStarted.withLock { $0 } })
-        worker.shutdown(immediately: true)
-        await running.value
-        shipper.finish()
-        await shipping.value
+        var slowID: JobID?
+        try await Self.withWorkerAndShipper(configuration, driver: driver, handlers: registry, pool: pool) {
+            let stored = try await Self.eventually {
+                try await setup.rows(pool, "SELECT count(*) FROM {schema}.attempts WHERE outcome <> 'requeued'").first?.first == "8"
+            }
+            #expect(stored)
+            // One still running at shutdown: put back, recorded as requeued.
+            slowID = try await client.enqueue(type: "slow", priority: "high").id
+            // Its handler must have started: a job claimed but not yet started when the signal comes is
+            // put back untouched, and no attempt is recorded for it (none ran).
+            #expect(await Self.eventually { slowStarted.withLock { $0 } })
+        }
+        let slow = try #require(slowID)
 
         let table = try await setup.rows(pool, """
             SELECT job_id, outcome, coalesce(attempt::text, '-'), coalesce(error, ''), coalesce(type, '-'),
@@ -156,8 +170,8 @@ struct LedgerTests {
         #expect(outcomes(orphan.id.rawValue) == ["recovered", "succeeded"])
         let recovered = try #require(table.first { $0[0] == orphan.id.rawValue && $0[1] == "recovered" })
         #expect(recovered[7] == "ghost-worker" && recovered[6] == "-" && recovered[4] == "ok")
-        #expect(outcomes(slow.id.rawValue) == ["requeued"])
-        #expect(table.first { $0[0] == slow.id.rawValue }?[9] == "high")
+        #expect(outcomes(slow.rawValue) == ["requeued"])
+        #expect(table.first { $0[0] == slow.rawValue }?[9] == "high")
         #expect(table.filter { $0[1] != "recovered" && $0[1] != "malformed" && $0[1] != "dead" }.allSatisfy { $0[6] == "g" && $0[8] == "t" })
         // Everything shipped was deleted from the stream.
         #expect(try await RedisAttemptLog(driver: driver).backlog() == AttemptLogBacklog(waiting: 0, dropped: 0))
@@ -188,18 +202,12 @@ struct LedgerTests {
         let client = JobRouterClient(configuration: configuration, driver: driver)
         let later = try #require(try await client.enqueue([JobRequest(type: "later")], after: .milliseconds(1500)).first)
         let flaky = try await client.enqueue(type: "flaky")
-        let worker = try JobRouterWorker(configuration: configuration, driver: driver, handlers: registry, logger: Self.quietLogger)
-        let shipper = LedgerShipper(log: RedisAttemptLog(driver: driver), pool: pool, settings: try #require(configuration.postgres),
-                                    consumer: worker.workerID, logger: Self.quietLogger)
-        let running = Task { await worker.run() }
-        let shipping = Task { await shipper.run() }
-        #expect(try await Self.eventually {
-            try await setup.rows(pool, "SELECT count(*) FROM {schema}.attempts").first?.first == "3"
-        })
-        worker.shutdown(immediately: true)
-        await running.value
-        shipper.finish()
-        await shipping.value
+        try await Self.withWorkerAndShipper(configuration, driver: driver, handlers: registry, pool: pool) {
+            let stored = try await Self.eventually {
+                try await setup.rows(pool, "SELECT count(*) FROM {schema}.attempts").first?.first == "3"
+            }
+            #expect(stored)
+        }
 
         let ledger = Ledger(pool: pool, schema: setup.schema)
         // Each attempt's own spans, as stored: due - enqueued, started - due.
