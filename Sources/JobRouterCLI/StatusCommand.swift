@@ -313,16 +313,16 @@ struct StatusReport {
         var lines = ["redis \(server)", ""]
         let queueRows = statistics.queues.map { queue -> [String] in
             let rate = rate(queue.name)
-            let done: String = rate.map { String($0.processed) } ?? "-"
+            let processed: String = rate.map { String($0.processed) } ?? "-"
             let failed: String = rate.map { String($0.failed) } ?? "-"
             var depth: String = queue.broken == nil ? String(queue.depth) : "BROKEN"
             if paused.contains(queue.name) { depth += " PAUSED" }
             let oldest: String = queue.oldestAge.map(Self.age) ?? "-"
             let readBy: String = readers(of: queue.name).joined(separator: ", ").nonEmpty ?? "(no group)"
             return [LogEscaping.escape(queue.name), depth, oldest, String(queue.inFlight), String(queue.scheduled), String(queue.dead),
-                    done, failed, readBy]
+                    processed, failed, readBy]
         }
-        lines += Self.table(header: ["QUEUE", "DEPTH", "OLDEST", "IN FLIGHT", "SCHEDULED", "DEAD", "DONE/MIN", "FAILED/MIN", "READ BY"],
+        lines += Self.table(header: ["QUEUE", "DEPTH", "OLDEST", "IN FLIGHT", "SCHEDULED", "DEAD", "PROCESSED/MIN", "FAILED/MIN", "READ BY"],
                             rows: queueRows, rightAligned: [1, 3, 4, 5, 6, 7])
         for queue in statistics.queues {
             if let broken = queue.broken { lines.append("queue \(LogEscaping.escape(queue.name)) is broken: \(broken); no worker can read it") }

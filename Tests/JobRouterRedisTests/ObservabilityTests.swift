@@ -209,7 +209,7 @@ struct ObservabilityTests {
         #expect(minutes.compactMap { $0["processed"]?.intValue }.reduce(0, +) == 24)
         #expect(minutes.compactMap { $0["failed"]?.intValue }.reduce(0, +) == 4)
         let table = try await runCLI(["status", "--config", config])
-        #expect(table.out.contains("DONE/MIN"))
+        #expect(table.out.contains("PROCESSED/MIN"))
         try? FileManager.default.removeItem(at: directory)
     }
 
