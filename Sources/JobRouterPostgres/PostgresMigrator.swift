@@ -1,3 +1,5 @@
+import JobRouter
+
 /// JobRouter's schema in PostgreSQL, versioned: `jobrouter migrate` applies what is pending, each
 /// version in its own transaction, under an advisory lock so two processes migrating at once
 /// apply each version exactly once. Running it again changes nothing.
@@ -26,6 +28,10 @@ public struct PostgresMigrator: Sendable {
 
     /// The schema name (a plain identifier, checked by the configuration).
     public var schema: String
+    /// How long one version waits for a lock on a table (an `ALTER TABLE` on the ledger while a
+    /// long query reads it): past it the version is rolled back and `migrate` fails, saying so,
+    /// rather than queueing every worker's writes behind the waiting lock.
+    public var lockTimeout: Duration
 
     /// Every version this JobRouter knows, oldest first.
     public static let migrations: [Migration] = [
@@ -133,8 +139,9 @@ public struct PostgresMigrator: Sendable {
     public static var latestVersion: Int { migrations.map(\.version).max() ?? 0 }
 
     /// A migrator for `schema`.
-    public init(schema: String = "jobrouter") {
+    public init(schema: String = "jobrouter", lockTimeout: Duration = .seconds(10)) {
         self.schema = schema
+        self.lockTimeout = lockTimeout
     }
 
     /// The advisory lock every migrating process takes (a fixed key, per schema).
@@ -144,6 +151,9 @@ public struct PostgresMigrator: Sendable {
     public func migrate(_ pool: PostgresPool) async throws -> [Migration] {
         let schema = self.schema
         let lockKey = self.lockKey
+        let lockTimeout = "\(max(lockTimeout.inMilliseconds, 1))ms"
+        let waited = DurationParser.format(self.lockTimeout)
+        let server = pool.server
         return try await pool.withConnection { connection in
             try connection.query("SELECT pg_advisory_lock(hashtext($1))", [lockKey])
             defer { _ = try? connection.query("SELECT pg_advisory_unlock(hashtext($1))", [lockKey]) }
@@ -155,12 +165,20 @@ public struct PostgresMigrator: Sendable {
             let done = Set(try connection.query("SELECT version FROM \(schema).schema_migrations").rows.compactMap { $0[0].flatMap(Int.init) })
             var applied: [Migration] = []
             for migration in Self.migrations where !done.contains(migration.version) {
-                try connection.transaction { connection in
-                    for statement in migration.statements {
-                        try connection.query(statement.replacingOccurrences(of: "{schema}", with: schema))
+                do {
+                    try connection.transaction { connection in
+                        try connection.query("SET LOCAL lock_timeout = '\(lockTimeout)'")
+                        for statement in migration.statements {
+                            try connection.query(statement.replacingOccurrences(of: "{schema}", with: schema))
+                        }
+                        try connection.query("INSERT INTO \(schema).schema_migrations (version, name) VALUES ($1, $2)",
+                                             [String(migration.version), migration.name])
                     }
-                    try connection.query("INSERT INTO \(schema).schema_migrations (version, name) VALUES ($1, $2)",
-                                         [String(migration.version), migration.name])
+                } catch let error as PostgresError where error.sqlState == "55P03" {
+                    throw PostgresError(code: .query, sqlState: "55P03", message: """
+                        version \(migration.version) (\(migration.name)) waited \(waited) for a lock on a table another \
+                        session holds (a long query?) and was rolled back; run `jobrouter migrate` again
+                        """, server: server)
                 }
                 applied.append(migration)
             }

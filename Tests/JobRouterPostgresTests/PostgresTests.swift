@@ -141,6 +141,42 @@ struct PostgresTests {
         _ = try await pool.withConnection { try $0.query("DROP SCHEMA \(schema) CASCADE") }
     }
 
+    /// A version that cannot get its table's lock (a long query holds it) gives up after the lock
+    /// timeout, rolled back and saying what to do, rather than queueing every writer behind it.
+    @Test func aMigrationWaitingForALockGivesUpAndSaysSo() async throws {
+        let schema = TestPostgres.schema()
+        let pool = PostgresPool(url: try TestPostgres.url, size: 1)
+        let holder = PostgresPool(url: try TestPostgres.url, size: 1)
+        let migrator = PostgresMigrator(schema: schema, lockTimeout: .milliseconds(300))
+        _ = try await migrator.migrate(pool)
+        // Back to version 3, then a reader holds the ledger's table.
+        _ = try await pool.withConnection { connection in
+            try connection.query("ALTER TABLE \(schema).attempts DROP COLUMN due_at")
+            try connection.query("DELETE FROM \(schema).schema_migrations WHERE version = 4")
+        }
+        _ = try await holder.withConnection { connection in
+            try connection.query("BEGIN")
+            try connection.query("LOCK TABLE \(schema).attempts IN ACCESS SHARE MODE")
+        }
+        // Released after 3 s whatever happens, so a migration that waits does not wait forever.
+        let release = Task {
+            try? await Task.sleep(for: .seconds(3))
+            _ = try? await holder.withConnection { try $0.query("ROLLBACK") }
+        }
+        let started = ContinuousClock.now
+        do {
+            _ = try await migrator.migrate(pool)
+            Issue.record("the migration went through while the table was locked")
+        } catch let error as PostgresError {
+            #expect(error.sqlState == "55P03" && error.message.contains("version 4") && error.message.contains("run `jobrouter migrate` again"), "\(error)")
+            #expect(ContinuousClock.now - started < .seconds(2))
+        }
+        #expect(try await migrator.status(pool).pending.map(\.version) == [4])
+        await release.value
+        #expect(try await migrator.migrate(pool).map(\.version) == [4])
+        _ = try await pool.withConnection { try $0.query("DROP SCHEMA \(schema) CASCADE") }
+    }
+
     @Test func postgresSettingsParseAndRefuseAPasswordInTheFile() throws {
         let base = "[types.a]\nhandler = \"noop\"\n[groups.g]\nqueues = [\"default\"]\n"
         let configuration = try RouterConfiguration.parse(toml: base + "[postgres]\nurl = \"postgres://jr@127.0.0.1:5432/app\"\npool = 3\nretain = \"7d\"\n")
