@@ -95,8 +95,15 @@ public struct Ledger: JobHistory {
             return try await pool.withConnection(body)
         } catch let error as PostgresError where error.sqlState == "42703" || error.sqlState == "42P01" {
             let sql = LedgerSQL.versionCheck(schema: schema)
-            guard let version = try? await pool.withConnection({ try $0.query(sql).int("version") }),
-                  version < PostgresMigrator.latestVersion else { throw error }
+            let version: Int?
+            do {
+                version = try await pool.withConnection { try $0.query(sql).int("version") }
+            } catch let failure as PostgresError where failure.sqlState == "42P01" {
+                version = 0  // never migrated: no bookkeeping table either
+            } catch {
+                version = nil
+            }
+            guard let version, version < PostgresMigrator.latestVersion else { throw error }
             throw LedgerError(message: "postgres \(pool.server): the schema \(schema) is at version \(version), this JobRouter needs \(PostgresMigrator.latestVersion): run `jobrouter migrate`")
         }
     }

@@ -88,7 +88,8 @@ struct CLILedgerTests {
             let result = try await runCLI([command, "--config", plain])
             #expect(result.status == 1 && result.err.contains("needs a [postgres] table") && result.err.split(separator: "\n").count == 1)
         }
-        // A schema a version behind (an older JobRouter migrated it): the readers say what to run.
+        // A schema a version behind (an older JobRouter migrated it), then one never migrated: the
+        // readers say what to run.
         _ = try await pool.withConnection { connection in
             try connection.query("ALTER TABLE \(schema).attempts DROP COLUMN due_at")
             try connection.query("DELETE FROM \(schema).schema_migrations WHERE version = 4")
@@ -98,6 +99,9 @@ struct CLILedgerTests {
             #expect(result.status == 1 && result.err.contains("schema \(schema) is at version 3, this JobRouter needs")
                     && result.err.contains("run `jobrouter migrate`") && result.err.split(separator: "\n").count == 1, "\(result.err)")
         }
+        let fresh = try writeConfig(keys, schema: Self.schema(), body: body)
+        let never = try await runCLI(["history", "--config", fresh])
+        #expect(never.status == 1 && never.err.contains("is at version 0") && never.err.contains("run `jobrouter migrate`"), "\(never.err)")
         _ = try await pool.withConnection { try $0.query("DROP SCHEMA \(schema) CASCADE") }
     }
 
