@@ -409,10 +409,7 @@ extension RedisQueueDriver {
     /// `due_at` (a delayed job, a retry, a cron tick), else its `enqueued_at`, as
     /// ``JobEnvelope/waitingSince`` reads them; `nil` when it says neither.
     static func waitingSince(due: RedisReply, enqueued: RedisReply) -> Date? {
-        if case .string(let text) = due, let date = Timestamp.parse(String(decoding: text, as: UTF8.self)),
-           JobEnvelope.enqueuedAtRange.contains(date.timeIntervalSince1970) {
-            return date
-        }
+        if case .string(let text) = due, let date = JobEnvelope.dueTime(String(decoding: text, as: UTF8.self)) { return date }
         guard case .string(let bytes) = enqueued else { return nil }
         let text = String(decoding: bytes, as: UTF8.self)
         return Timestamp.parse(text) ?? Double(text).map(Date.init(timeIntervalSince1970:))

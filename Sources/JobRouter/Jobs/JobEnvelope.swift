@@ -162,10 +162,7 @@ public struct JobEnvelope: Sendable, Equatable {
             envelope.attempt = attempt
         }
         if case .string(let lastError)? = fields.lastError { envelope.lastError = lastError }
-        // Only for measuring waits: a value that is not a time in range is left out, not an error.
-        if case .string(let text)? = fields.dueAt, let due = Timestamp.parse(text), enqueuedAtRange.contains(due.timeIntervalSince1970) {
-            envelope.dueAt = due
-        }
+        if case .string(let text)? = fields.dueAt { envelope.dueAt = dueTime(text) }
         if let value = fields.unique, value != .null {
             envelope.unique = try UniqueMark(json: value)
         }
@@ -230,6 +227,13 @@ public struct JobEnvelope: Sendable, Equatable {
 
     /// The times an entry may claim to have been enqueued at: 1970 to 2100 (seconds since the epoch).
     public static let enqueuedAtRange: ClosedRange<Double> = 0...4_102_444_800
+
+    /// An entry's `due_at` text as a time. Only for measuring waits: a value that is not a time
+    /// in range is left out (`nil`), not an error.
+    package static func dueTime(_ text: String) -> Date? {
+        guard let due = Timestamp.parse(text), enqueuedAtRange.contains(due.timeIntervalSince1970) else { return nil }
+        return due
+    }
 
     private static func checkedTime(_ seconds: Double) throws(EnvelopeError) -> Date {
         guard seconds.isFinite, enqueuedAtRange.contains(seconds) else {
