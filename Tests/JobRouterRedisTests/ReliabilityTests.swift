@@ -290,6 +290,39 @@ struct ReliabilityTests {
         #expect(try await driver.deadLetterCount() == 0)
     }
 
+    /// A retry runs when it falls due, not at the scheduler's next look (every 250 ms): the process
+    /// that scheduled it wakes its scheduler for it.
+    @Test func aRetryStartsWhenItFallsDue() async throws {
+        let keys = TestKeys()
+        let driver = try TestRedis.driver(namespace: keys.namespace)
+        defer { Task { await cleanUp(driver, keys) } }
+        let failures = 10
+        let configuration = try configuration(keys, handler: .swift, maxAttempts: failures + 1,
+                                              backoff: RetryBackoff(base: .milliseconds(20), max: .milliseconds(20)))
+        // How late each retry started after its due time.
+        let lateness = Observations<Duration>()
+        struct NotYet: Error {}
+        var handlers = HandlerRegistry()
+        handlers.register(type: "job") { job, _ in
+            if let due = job.dueAt { lateness.append(.saturating(seconds: Date().timeIntervalSince(due))) }
+            if job.attempt <= failures { throw NotYet() }
+        }
+        let events = EventLog()
+        let worker = try JobRouterWorker(configuration: configuration, driver: driver, handlers: handlers,
+                                         logger: testLogger, recorders: [events])
+        let client = JobRouterClient(configuration: configuration, driver: driver)
+        _ = try await client.enqueue(type: "job")
+        try await withWorker(worker) {
+            #expect(await eventually(timeout: .seconds(30)) { events.succeeded.count == 1 })
+        }
+        let late = lateness.all
+        #expect(late.count == failures)
+        // Looked for every 250 ms, the ten would start ~1.2 s late in all (0-250 ms each); woken
+        // for, a few ms each (more on a loaded machine).
+        let total = late.reduce(Duration.zero, +)
+        #expect(total < .milliseconds(600), "retries started \(late) after they fell due")
+    }
+
     @Test func lastAttemptGoesToTheDeadStoreAndCanBeRetriedFromTheCLI() async throws {
         let keys = TestKeys()
         let driver = try TestRedis.driver(namespace: keys.namespace)

@@ -57,6 +57,7 @@ public struct JobRouterWorker: Service {
         let throughput = ThroughputRecorder(configuration: configuration)
         let events = JobEventFanout(recorders: (recorders ?? [LoggingJobEventRecorder(logger: logger)]) + [throughput])
         let workerID = WorkerDescription.makeID()
+        let scheduled = ScheduleAlarm()
         self.controller = controller
         self.runners = try selected.map { group in
             // A group with its own rate_limit, and a group that receives mail ([smtp] rate_limit),
@@ -77,11 +78,12 @@ public struct JobRouterWorker: Service {
             return WorkerGroupRunner(
                 group: group, configuration: configuration, handlers: handlers, services: registry.services, unavailable: unavailable,
                 driver: driver.shard(forQueues: group.queues), workerID: workerID, shutdown: controller, health: health, events: events, logger: logger,
-                gates: gates, aging: group.maxWait.isEmpty ? nil : AgingSlots(group: group), attempts: configuration.ledgerTerms.map { AttemptRecorder(worker: workerID, storePayload: $0.storePayload) })
+                gates: gates, aging: group.maxWait.isEmpty ? nil : AgingSlots(group: group), attempts: configuration.ledgerTerms.map { AttemptRecorder(worker: workerID, storePayload: $0.storePayload) },
+                scheduled: scheduled)
         }
         self.maintenance = WorkerMaintenance(
             workerID: workerID, runners: runners, configuration: configuration, driver: driver,
-            shutdown: controller, events: events, throughput: throughput, logger: logger)
+            shutdown: controller, events: events, throughput: throughput, logger: logger, scheduled: scheduled)
     }
 
     /// This process's id in heartbeats and claim tokens.

@@ -34,6 +34,8 @@ final class WorkerGroupRunner: Sendable {
     let aging: AgingSlots?
     /// Makes the attempt records settles carry when the ledger is on; `nil` when it is off.
     let attempts: AttemptRecorder?
+    /// Told of every job this group puts on the schedule, so the scheduler moves it when due.
+    let scheduled: ScheduleAlarm
     /// Claims this group holds now, for lease renewal.
     let claims = ClaimRegistry()
     /// Handlers abandoned after their timeout that still run.
@@ -54,7 +56,7 @@ final class WorkerGroupRunner: Sendable {
     init(group: WorkerGroupConfiguration, configuration: RouterConfiguration, handlers: [String: any JobHandler], services: HandlerServices,
          unavailable: [String: String], driver: any JobQueueDriver, workerID: String, shutdown: ShutdownController,
          health: ConnectionHealth, events: JobEventFanout, logger: Logger, gates: [RateGate], aging: AgingSlots?,
-         attempts: AttemptRecorder?) {
+         attempts: AttemptRecorder?, scheduled: ScheduleAlarm) {
         self.group = group
         self.configuration = configuration
         self.handlers = handlers
@@ -69,6 +71,7 @@ final class WorkerGroupRunner: Sendable {
         self.gates = gates
         self.aging = aging
         self.attempts = attempts
+        self.scheduled = scheduled
         self.slots = SlotPool(capacity: group.initialConcurrency)
     }
     /// `jobrouter_rate_limit_wait_seconds_total{group}`: time this group's claim loop waited for a permit.
@@ -360,6 +363,7 @@ final class WorkerGroupRunner: Sendable {
             return true
         case .deferred(let delay)?:
             claims.remove(claim.token)
+            scheduled.due(in: delay)
             events.record(.deferred(job, group: group.name, by: delay, limiter: limiter.name))
         case .lost?:
             claims.remove(claim.token)
@@ -488,6 +492,7 @@ final class WorkerGroupRunner: Sendable {
                     try await driver.retry(claim, as: next, after: delay, attempt: attempt)
                 }
                 claims.remove(claim.token)
+                if case .applied? = result { scheduled.due(in: delay) }
                 settled(result, job: job, run: run) {
                     events.record(.failed(job, group: group.name, wait: wait, run: run, error: message, retryIn: delay))
                 }

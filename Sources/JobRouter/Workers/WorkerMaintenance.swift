@@ -17,6 +17,8 @@ struct WorkerMaintenance: Sendable {
     let events: JobEventFanout
     let throughput: ThroughputRecorder
     let logger: Logger
+    /// Wakes the scheduler for jobs this process put on the schedule (see ``ScheduleAlarm``).
+    let scheduled: ScheduleAlarm
     let startedAt = Date()
 
     /// How often this process adds its throughput counts to the cluster's.
@@ -87,7 +89,7 @@ struct WorkerMaintenance: Sendable {
             } catch {
                 wait = .seconds(1)
             }
-            if wait > .zero { await done.sleep(for: wait, unless: .aborting) }
+            if wait > .zero { await scheduled.wait(until: .now + wait, unless: done, reaches: .aborting) }
         }
     }
 
