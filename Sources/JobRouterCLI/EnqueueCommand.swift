@@ -96,10 +96,11 @@ struct EnqueueCommand: AsyncParsableCommand {
                 if let onComplete {
                     var payload = JSONValue.null
                     if let onCompletePayload {
-                        guard let parsed = try? JSONValue.parse(Data(onCompletePayload.utf8)) else {
-                            throw CommandFailure("--on-complete-payload: not valid JSON")
+                        do {
+                            payload = try JSONValue.parse(Data(onCompletePayload.utf8))
+                        } catch {
+                            throw CommandFailure("--on-complete-payload: not valid JSON: \(error)")
                         }
-                        payload = parsed
                     }
                     // With --batch-id the batch keeps that name, so a re-run continues the same one.
                     callbackBatch = try await client.openBatch(batchID, onComplete: JobRequest(type: onComplete, priority: onCompletePriority, payload: payload))
@@ -154,7 +155,7 @@ struct EnqueueCommand: AsyncParsableCommand {
         do {
             return try JSONValue.parse(data)
         } catch {
-            throw CommandFailure("\(origin): the payload is not valid JSON")
+            throw CommandFailure("\(origin): the payload is not valid JSON: \(error)")
         }
     }
 }

@@ -265,7 +265,9 @@ struct ProcessTests {
         #expect(unknownType.err == "jobrouter: unknown job type 'nope'; known types: sleep\n")
         let badPayload = try await runCLI(["enqueue", "sleep", "--config", path, "--payload", "{oops"])
         #expect(badPayload.status == 1)
-        #expect(badPayload.err == "jobrouter: --payload: the payload is not valid JSON\n")
+        #expect(badPayload.err == "jobrouter: --payload: the payload is not valid JSON: expected a field name at byte 2\n")
+        let cutShort = try await runCLI(["enqueue", "sleep", "--config", path, "--payload", #"{"a":"#])
+        #expect(cutShort.err == "jobrouter: --payload: the payload is not valid JSON: unexpected end after 5 bytes\n")
     }
 
     @Test func batchEnqueueKeepsGoodLinesAndNamesBadOnes() async throws {
@@ -285,7 +287,7 @@ struct ProcessTests {
         #expect(result.status == 1)
         let lines = result.err.split(separator: "\n").map(String.init)
         #expect(lines.contains("jobrouter: stdin:2: unknown job type 'nope'; known types: sleep"))
-        #expect(lines.contains("jobrouter: stdin:4: not valid JSON"))
+        #expect(lines.contains("jobrouter: stdin:4: not valid JSON: unexpected character at byte 1"))
         #expect(lines.contains { $0.hasPrefix("jobrouter: stdin:5: type 'sleep' has no priorities") })
         #expect(lines.last?.hasPrefix("enqueued 2 job(s)") == true)
         #expect(lines.last?.hasSuffix("; 3 line(s) rejected") == true)

@@ -90,7 +90,8 @@ import Testing
         ("not json", "not valid JSON"), ("[1,2]", "not a JSON object (found array)"), ("{}", "no \"type\" field"),
         (#"{"type":7}"#, "\"type\" must be a non-empty string"), (#"{"type":"x","attempt":0}"#, "\"attempt\" must be"),
         (#"{"type":"x","enqueued_at":"yesterday"}"#, "not an ISO 8601 time"), ("", "not valid JSON"),
-        (#"{"type":"x"} {}"#, "not valid JSON"), (#"{"type":"x","a":[1,}"#, "not valid JSON"), (#""text""#, "not a JSON object (found string)"),
+        (#"{"type":"x"} {}"#, "not valid JSON: unexpected text after the value at byte 14"),
+        (#"{"type":"x","a":[1,}"#, "not valid JSON: unexpected character at byte 20"), (#""text""#, "not a JSON object (found string)"),
         (#"{"type":"x","type":""}"#, "\"type\" must be a non-empty string"),
     ])
     func malformedEntriesAreRejectedWithAReason(raw: String, reason: String) {
@@ -149,7 +150,7 @@ import Testing
         #expect(refusal(#"{"zeta":1,"type":"email","beta":2,"alpha":{"x":3}}"#)
                 == #"unknown field "alpha"; a line has "type", "priority", "payload" and "then""#)
         #expect(refusal(#"[{"type":"email"}]"#) == "not a JSON object (found array)")
-        #expect(refusal(#"{"type":"email"} x"#) == "not valid JSON")
+        #expect(refusal(#"{"type":"email"} x"#) == "not valid JSON: unexpected text after the value at byte 18")
         #expect(refusal(#"{"priority":"high"}"#) == #""type" must be a non-empty string"#)
         #expect(refusal(#"{"type":"email","priority":3}"#) == #""priority" must be a string, not number"#)
         #expect(refusal(#"{"type":"email","then":{"type":"b","extra":1,"another":2}}"#)

@@ -6,7 +6,11 @@ package struct JSONParser {
     struct Error: Swift.Error, CustomStringConvertible {
         var offset: Int
         var reason: String
-        var description: String { "\(reason) at byte \(offset)" }
+        /// The reason and where, counting bytes from 1: "unexpected character at byte 7", or
+        /// "unexpected end after 12 bytes".
+        var description: String {
+            reason == "unexpected end" ? "\(reason) after \(offset) bytes" : "\(reason) at byte \(offset + 1)"
+        }
     }
 
     static let maximumDepth = 512

@@ -128,10 +128,11 @@ public struct JobEnvelope: Sendable, Equatable {
                 try JSONParser.parseFields(buffer.bindMemory(to: UInt8.self)) { key, value in fields.take(key, value) }
             }
         } catch {
-            throw EnvelopeError(message: "not valid JSON")
+            throw EnvelopeError(message: "not valid JSON: \(error)")
         }
         guard isObject else {
-            guard let value = try? JSONValue.parse(raw) else { throw EnvelopeError(message: "not valid JSON") }
+            let value: JSONValue
+            do { value = try JSONValue.parse(raw) } catch { throw EnvelopeError(message: "not valid JSON: \(error)") }
             throw EnvelopeError(message: "not a JSON object (found \(value.typeName))")
         }
         guard let typeValue = fields.type else { throw EnvelopeError(message: "no \"type\" field") }

@@ -361,10 +361,11 @@ extension JobRequest {
         do {
             isObject = try JSONParser.parseFields(bytes) { key, value in fields.take(key, value) }
         } catch {
-            throw EnvelopeError(message: "not valid JSON")
+            throw EnvelopeError(message: "not valid JSON: \(error)")
         }
         guard isObject else {
-            guard let value = try? JSONParser.parse(bytes) else { throw EnvelopeError(message: "not valid JSON") }
+            let value: JSONValue
+            do { value = try JSONParser.parse(bytes) } catch { throw EnvelopeError(message: "not valid JSON: \(error)") }
             throw EnvelopeError(message: "not a JSON object (found \(value.typeName))")
         }
         self = try Self(fields)
