@@ -290,15 +290,17 @@ struct ReliabilityTests {
         #expect(try await driver.deadLetterCount() == 0)
     }
 
-    /// A retry runs when it falls due, not at the scheduler's next look (every 250 ms): the process
-    /// that scheduled it wakes its scheduler for it.
+    /// A retry runs when it falls due, not at the scheduler's next look: the process that scheduled
+    /// it wakes its scheduler for it. Looks a minute apart make the difference plain on a loaded
+    /// machine (the first retry would wait for the next look, up to a minute).
     @Test func aRetryStartsWhenItFallsDue() async throws {
         let keys = TestKeys()
         let driver = try TestRedis.driver(namespace: keys.namespace)
         defer { Task { await cleanUp(driver, keys) } }
         let failures = 10
-        let configuration = try configuration(keys, handler: .swift, maxAttempts: failures + 1,
+        var configuration = try configuration(keys, handler: .swift, maxAttempts: failures + 1,
                                               backoff: RetryBackoff(base: .milliseconds(20), max: .milliseconds(20)))
+        configuration.schedulePoll = .seconds(60)
         // How late each retry started after its due time.
         let lateness = Observations<Duration>()
         struct NotYet: Error {}
@@ -317,10 +319,8 @@ struct ReliabilityTests {
         }
         let late = lateness.all
         #expect(late.count == failures)
-        // Looked for every 250 ms, the ten would start ~1.2 s late in all (0-250 ms each); woken
-        // for, a few ms each (more on a loaded machine).
-        let total = late.reduce(Duration.zero, +)
-        #expect(total < .milliseconds(600), "retries started \(late) after they fell due")
+        // Woken for, a few ms each here (a whole suite on two cores has made it ~350 ms).
+        #expect(late.allSatisfy { $0 < .seconds(5) }, "retries started \(late) after they fell due")
     }
 
     @Test func lastAttemptGoesToTheDeadStoreAndCanBeRetriedFromTheCLI() async throws {

@@ -91,7 +91,8 @@ func parseError(_ toml: String) -> ConfigurationError? {
         ("handler = \"noop\"", "handler = \"magic\"", "types.report.handler", "unknown handler kind 'magic'"),
         ("default_priority = \"low\"", "default_priority = \"urgent\"", "types.email.default_priority", "'urgent' is not one of"),
         ("timeout = \"30s\"", "timeout = \"30 parsecs\"", "types.email.timeout", "bad duration"),
-        ("timeout = \"30s\"", "timeout = 30", "types.email.timeout", "must be a string"),
+        ("timeout = \"30s\"", "timeout = 30", "types.email.timeout",
+         #"must be a duration string with a unit ("250ms", "30s", "5m", "1h"), not the integer 30"#),
         ("shutdown_timeout = \"25s\"", "shutdown_timeout = \"soon\"", "groups.mail.shutdown_timeout", "bad duration"),
         ("command = [\"./send.sh\"]", "command = []", "types.email.command", "needs a command"),
         ("command = [\"./send.sh\"]", "command = \"./send.sh --fast\"", "types.email.command",
@@ -106,6 +107,9 @@ func parseError(_ toml: String) -> ConfigurationError? {
         ("shutdown_timeout = \"25s\"", "shutdown_timeout = \"25s\"\nlease = \"500ms\"", "groups.mail.lease", "at least 1s"),
         ("shutdown_timeout = \"25s\"", "shutdown_timeout = \"25s\"\nmax_recoveries = -1", "groups.mail.max_recoveries", "cannot be negative"),
         ("default_queue = \"default\"", "default_queue = \"default\"\nmax_dead = 0", "max_dead", "at least 1"),
+        ("default_queue = \"default\"", "default_queue = \"default\"\nschedule_poll = \"5ms\"", "schedule_poll", "from 10ms to 1m, not 5ms"),
+        ("default_queue = \"default\"", "default_queue = \"default\"\nschedule_poll = 2", "schedule_poll",
+         #"must be a duration string with a unit ("250ms", "30s", "5m", "1h"), not the integer 2"#),
     ])
     func validationErrorsNameTheKeyPath(original: String, replacement: String, keyPath: String, message: String) throws {
         #expect(sampleTOML.contains(original))
@@ -115,6 +119,12 @@ func parseError(_ toml: String) -> ConfigurationError? {
         #expect(error.file == "queues.toml")
         #expect(error.line != nil, "\(error)")
         #expect(!error.description.contains("\n"))
+    }
+
+    @Test func schedulePollIsReadAndDefaultsToAQuarterSecond() throws {
+        #expect(try RouterConfiguration.parse(toml: sampleTOML).schedulePoll == .milliseconds(250))
+        let toml = sampleTOML.replacingOccurrences(of: "default_queue = \"default\"", with: "default_queue = \"default\"\nschedule_poll = \"2s\"")
+        #expect(try RouterConfiguration.parse(toml: toml).schedulePoll == .seconds(2))
     }
 
     @Test func missingHandler() throws {

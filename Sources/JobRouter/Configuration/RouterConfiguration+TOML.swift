@@ -11,6 +11,7 @@ import FoundationInternationalization
 /// | `default_queue` | string | `"default"` |
 /// | `max_dead` | integer ≥ 1 | `10000` |
 /// | `max_payload` | size string (`"512KB"`, `"1MB"`) or bytes | `"1MB"`: bigger jobs are refused at enqueue, bigger foreign entries dead-lettered unread |
+/// | `schedule_poll` | duration string, 10ms to 1m | `"250ms"`: how often each worker process looks for due delayed jobs and retries |
 /// | `redis.url` | string | `"redis://127.0.0.1:6379/0"`; `JOBROUTER_REDIS_URL` overrides |
 /// | `redis.namespace` | string | `"jobrouter"` |
 /// | `redis.sentinels`, `redis.master` | `["host:port", …]` and the monitored name: find the primary through Sentinel | none |
@@ -117,11 +118,12 @@ struct TOMLReader {
     }
 
     func configuration(from root: TOMLTable) throws -> RouterConfiguration {
-        try checkKeys(root, path: [], allowed: ["default_queue", "max_dead", "max_payload", "redis", "postgres", "http", "web", "types", "groups", "smtp", "templates", "schedules"])
+        try checkKeys(root, path: [], allowed: ["default_queue", "max_dead", "max_payload", "schedule_poll", "redis", "postgres", "http", "web", "types", "groups", "smtp", "templates", "schedules"])
         var configuration = RouterConfiguration()
         if let value = root["default_queue"] { configuration.defaultQueue = try string(value, ["default_queue"]) }
         if let value = root["max_dead"] { configuration.maxDead = try integer(value, ["max_dead"]) }
         if let value = root["max_payload"] { configuration.maxPayload = try size(value, ["max_payload"]) }
+        if let value = root["schedule_poll"] { configuration.schedulePoll = try duration(value, ["schedule_poll"]) }
         if let value = root["redis"] {
             let table = try self.table(value, ["redis"])
             try checkKeys(table, path: ["redis"], allowed: ["url", "namespace", "sentinels", "master", "sentinel_password_env", "db", "cluster",
@@ -548,7 +550,10 @@ struct TOMLReader {
     }
 
     private func duration(_ value: TOMLValue, _ path: [String]) throws -> Duration {
-        let text = try string(value, path)
+        // `timeout = 30` is a likely slip: say which unit-bearing string is meant.
+        guard value.type == .string, let text = value.string else {
+            throw fail(path, "must be a duration string with a unit (\"250ms\", \"30s\", \"5m\", \"1h\"), not \(describe(value))")
+        }
         guard let duration = DurationParser.parse(text) else {
             throw fail(path, "bad duration '\(text)'; write a number and a unit: \"250ms\", \"30s\", \"5m\", \"1h\"")
         }

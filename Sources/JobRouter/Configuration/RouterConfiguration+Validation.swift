@@ -66,6 +66,9 @@ extension RouterConfiguration {
         if redis.waitReplicas < 0 { throw fail(["redis", "wait_replicas"], "cannot be negative") }
         if redis.waitTimeout <= .zero { throw fail(["redis", "wait_timeout"], "must be longer than zero") }
         if maxDead < 1 { throw fail(["max_dead"], "must be at least 1, not \(maxDead)") }
+        if schedulePoll < .milliseconds(10) || schedulePoll > .seconds(60) {
+            throw fail(["schedule_poll"], "must be from 10ms to 1m, not \(DurationParser.format(schedulePoll))")
+        }
         if maxPayload < 256 { throw fail(["max_payload"], "must be at least 256 bytes, not \(maxPayload)") }
         if types.isEmpty { throw fail(["types"], "no job types declared; add a [types.NAME] table") }
 

@@ -82,7 +82,7 @@ struct WorkerMaintenance: Sendable {
 
     private func scheduler(until done: ShutdownController) async {
         while done.phase < .aborting, shutdown.phase == .running {
-            var wait: Duration = .milliseconds(250)
+            var wait = configuration.schedulePoll
             do {
                 let (moved, nextDue) = try await driver.moveDueJobs(limit: 1000)
                 if moved >= 1000 { wait = .zero } else if let nextDue { wait = min(max(nextDue, .milliseconds(10)), wait) }
