@@ -41,6 +41,20 @@ public final class LedgerShipper: Service, Sendable {
     /// Set once the schema was found up to date; cleared by any failure, so it is checked again.
     private let schemaChecked = Mutex(false)
 
+    /// About the most records one insert takes: how many log entries are read at once is sized
+    /// from the records per entry of the last read (a busy worker's settle calls carry dozens each),
+    /// so a batch and its copies (the reply, the records, the `COPY` stream, libpq's buffer) stay
+    /// a few MB; at 200 entries of ~60 records they held ~15 MB more of the process's memory.
+    public static let recordsPerBatch = 4000
+
+    /// How many log entries to read next, after a read of `records` records in `entries` entries:
+    /// about ``recordsPerBatch`` records, at least one entry, at most `limit`.
+    static func entriesToRead(afterReading records: Int, in entries: Int, limit: Int) -> Int {
+        guard entries > 0, records > 0 else { return limit }
+        let perEntry = max(1, records / entries)
+        return min(limit, max(1, recordsPerBatch / perEntry))
+    }
+
     /// How long the shipper lets records gather after a batch smaller than its limit: fewer,
     /// larger inserts cost PostgreSQL (on the same cores as the workers) far less per record.
     public static let gatherWindow: Duration = .milliseconds(250)
@@ -51,7 +65,8 @@ public final class LedgerShipper: Service, Sendable {
     public static let finishGrace: Duration = .seconds(10)
 
     /// A shipper reading `log` as `consumer` (the worker's id) and writing through `pool`, up to
-    /// `batchSize` log entries (each the records of one settle call) per insert.
+    /// `batchSize` log entries (each the records of one settle call) and about
+    /// ``recordsPerBatch`` records per insert.
     public init(log: any AttemptLog, pool: PostgresPool, settings: PostgresSettings, consumer: String, logger: Logger,
                 batchSize: Int = 200, reclaimIdle: Duration = .seconds(60)) {
         self.log = log
@@ -92,16 +107,17 @@ public final class LedgerShipper: Service, Sendable {
         var lastReclaim = clock.now - .seconds(3600)
         var nextPrune = clock.now + .seconds(5)
         var redisFailing = false
+        var entriesToRead = batchSize
         while true {
             if let deadline = finishDeadline, clock.now >= deadline { return }
             var batch: [LoggedAttempt] = []
             do {
                 if clock.now - lastReclaim >= reclaimIdle / 2 {
                     lastReclaim = clock.now
-                    batch = try await log.reclaim(consumer: consumer, idle: reclaimIdle, max: batchSize)
+                    batch = try await log.reclaim(consumer: consumer, idle: reclaimIdle, max: entriesToRead)
                 }
                 if batch.isEmpty {
-                    batch = try await log.read(consumer: consumer, max: batchSize,
+                    batch = try await log.read(consumer: consumer, max: entriesToRead,
                                                wait: finishDeadline == nil ? .seconds(1) : .milliseconds(50))
                 }
                 if redisFailing { logger.notice("ledger: reading attempt records from redis again") }
@@ -122,7 +138,10 @@ public final class LedgerShipper: Service, Sendable {
             }
             guard await storeWithRetry(batch) else { return }
             await acknowledge(batch)
-            if Set(batch.map(\.id)).count < batchSize, finishDeadline == nil {
+            let entries = Set(batch.map(\.id)).count
+            let full = entries >= entriesToRead
+            entriesToRead = Self.entriesToRead(afterReading: batch.count, in: entries, limit: batchSize)
+            if !full, finishDeadline == nil {
                 try? await Task.sleep(for: Self.gatherWindow)
             }
         }

@@ -66,6 +66,17 @@ struct LedgerCopyTests {
         }
     }
 
+    /// The shipper reads about `recordsPerBatch` records at once: fewer entries when a busy
+    /// worker's entries carry dozens of records each, never more than its entry limit, at least one.
+    @Test func theShipperReadsAboutABatchOfRecords() {
+        let limit = 200
+        #expect(LedgerShipper.recordsPerBatch == 4000)
+        #expect(LedgerShipper.entriesToRead(afterReading: 12_000, in: 200, limit: limit) == 66)   // 60 per entry
+        #expect(LedgerShipper.entriesToRead(afterReading: 1000, in: 200, limit: limit) == 200)    // 5 per entry
+        #expect(LedgerShipper.entriesToRead(afterReading: 9000, in: 1, limit: limit) == 1)        // one huge entry
+        #expect(LedgerShipper.entriesToRead(afterReading: 0, in: 0, limit: limit) == 200)         // nothing read yet
+    }
+
     @Test func recordsTheCopyDoesNotReadAreLeftToTheInsert() {
         let good = #"{"id":"j","claim":"c","outcome":"succeeded","queue":"q","worker":"w","finished_at":1}"#
         #expect(LedgerCopy.encode([Data(good.utf8)]) != nil)
