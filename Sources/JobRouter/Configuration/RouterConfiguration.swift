@@ -40,10 +40,11 @@ public struct RouterConfiguration: Sendable {
     /// 1 MiB.
     public static let defaultMaxPayload = 1024 * 1024
     /// How often each worker process looks at the schedule for delayed jobs and retries that fell
-    /// due (TOML `schedule_poll`, default 250 ms). A process moves the retries it scheduled itself
-    /// (and jobs deferred by a rate limit) when they fall due, whatever this is; delayed jobs and
-    /// other processes' retries are found by the next look. Every process looks, so N processes
-    /// make about N / `schedule_poll` cheap calls per second to Redis.
+    /// due (TOML `schedule_poll`, default 250 ms); sooner when the earliest job it saw falls due
+    /// sooner. A process moves the retries it scheduled itself (and jobs deferred by a rate limit)
+    /// when they fall due, whatever this is; only a job due sooner than the next look, scheduled by
+    /// another process, waits for that look. Every process looks, so N processes make about
+    /// N / `schedule_poll` cheap calls per second to Redis.
     public var schedulePoll: Duration = .milliseconds(250)
     /// The file this configuration was read from, for messages.
     public var file: String?
