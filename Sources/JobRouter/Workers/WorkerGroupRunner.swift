@@ -492,7 +492,7 @@ final class WorkerGroupRunner: Sendable {
                     try await driver.retry(claim, as: next, after: delay, attempt: attempt)
                 }
                 claims.remove(claim.token)
-                if case .applied? = result { scheduled.due(in: delay) }
+                if result == .applied || result == .alreadySettled { scheduled.due(in: delay) }
                 settled(result, job: job, run: run) {
                     events.record(.failed(job, group: group.name, wait: wait, run: run, error: message, retryIn: delay))
                 }
