@@ -108,9 +108,12 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // glibc's <malloc.h> (mallopt): the full CLI sets how its large buffers are allocated.
+        .systemLibrary(name: "CMalloc"),
         .executableTarget(
             name: "JobRouterCLI",
             dependencies: [
+                "CMalloc",
                 "JobRouter",
                 "JobRouterRedis",
                 "JobRouterSMTP",
