@@ -1,6 +1,4 @@
 import ArgumentParser
-import CMalloc
-import Glibc
 
 /// `jobrouter`: routes jobs by type and priority into Redis lists and runs worker groups over them.
 @main
@@ -15,12 +13,6 @@ struct JobRouterCommand: AsyncParsableCommand {
     )
 
     static func main() async {
-        // Buffers of 128 KiB and more (a ledger batch's reply, records and COPY stream) get pages
-        // of their own, returned when freed. glibc's default raises that bound to the largest
-        // buffer freed so far, after which such buffers come from the heap, whose pages the
-        // process keeps: a ledger worker's RSS after a 1M-job drain was 56 MB, 44-45 with this, and
-        // the drains did not move (docs/benchmarks.md). MALLOC_MMAP_THRESHOLD_, if set, still wins.
-        if getenv("MALLOC_MMAP_THRESHOLD_") == nil { _ = mallopt(M_MMAP_THRESHOLD, 128 * 1024) }
         await main(Self.movingSharedFlags(Array(CommandLine.arguments.dropFirst())))
     }
 
