@@ -108,7 +108,7 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
-        // glibc's <malloc.h> (mallopt): the full CLI sets how its large buffers are allocated.
+        // glibc's <malloc.h> (mallopt): `work` in the full CLI sets how its large buffers are allocated.
         .systemLibrary(name: "CMalloc"),
         .executableTarget(
             name: "JobRouterCLI",
