@@ -243,6 +243,46 @@ import Synchronization
         #expect(seen.withLock { $0 } == [false, true])
         #expect(tasks.count == 0)
     }
+
+    /// The scheduler's wait ends when a job this process scheduled falls due, not at its next look;
+    /// a later due time does not cut it short, and shutdown ends it.
+    @Test(.timeLimit(.minutes(1))) func theSchedulersWaitEndsWhenAJobItWasToldOfFallsDue() async {
+        let alarm = ScheduleAlarm()
+        let done = ShutdownController()
+        let clock = ContinuousClock()
+
+        // Told while waiting: the wait ends at that due time, not after its 30 s.
+        var start = clock.now
+        async let waited: Void = alarm.wait(until: start + .seconds(30), unless: done, reaches: .aborting)
+        try? await Task.sleep(for: .milliseconds(100))
+        alarm.due(in: .milliseconds(200))
+        await waited
+        var elapsed = start.duration(to: clock.now)
+        #expect(elapsed >= .milliseconds(300) && elapsed < .seconds(10), "waited \(elapsed)")
+
+        // Told before the wait began (while the scheduler looked at Redis): the wait ends then too.
+        start = clock.now
+        alarm.due(in: .milliseconds(100))
+        await alarm.wait(until: start + .seconds(30), unless: done, reaches: .aborting)
+        elapsed = start.duration(to: clock.now)
+        #expect(elapsed >= .milliseconds(100) && elapsed < .seconds(10), "waited \(elapsed)")
+
+        // A due time after the wait's end changes nothing.
+        start = clock.now
+        alarm.due(in: .seconds(30))
+        await alarm.wait(until: start + .milliseconds(200), unless: done, reaches: .aborting)
+        elapsed = start.duration(to: clock.now)
+        #expect(elapsed >= .milliseconds(200) && elapsed < .seconds(10), "waited \(elapsed)")
+
+        // Shutdown ends a wait at once.
+        start = clock.now
+        async let stopped: Void = alarm.wait(until: start + .seconds(30), unless: done, reaches: .aborting)
+        try? await Task.sleep(for: .milliseconds(50))
+        done.advance(to: .aborting)
+        await stopped
+        elapsed = start.duration(to: clock.now)
+        #expect(elapsed < .seconds(10), "waited \(elapsed)")
+    }
 }
 
 /// What the loops of a test took, in order.
@@ -286,45 +326,5 @@ private actor Taken {
         turns.end(1, failure: Refused())
         #expect(await waiting.value as? Refused == Refused())
         await #expect(throws: Refused.self) { try await turns.begin(3) }
-    }
-
-    /// The scheduler's wait ends when a job this process scheduled falls due, not at its next look;
-    /// a later due time does not cut it short, and shutdown ends it.
-    @Test(.timeLimit(.minutes(1))) func theSchedulersWaitEndsWhenAJobItWasToldOfFallsDue() async {
-        let alarm = ScheduleAlarm()
-        let done = ShutdownController()
-        let clock = ContinuousClock()
-
-        // Told while waiting: the wait ends at that due time, not after its 30 s.
-        var start = clock.now
-        async let waited: Void = alarm.wait(until: start + .seconds(30), unless: done, reaches: .aborting)
-        try? await Task.sleep(for: .milliseconds(100))
-        alarm.due(in: .milliseconds(200))
-        await waited
-        var elapsed = start.duration(to: clock.now)
-        #expect(elapsed >= .milliseconds(300) && elapsed < .seconds(10), "waited \(elapsed)")
-
-        // Told before the wait began (while the scheduler looked at Redis): the wait ends then too.
-        start = clock.now
-        alarm.due(in: .milliseconds(100))
-        await alarm.wait(until: start + .seconds(30), unless: done, reaches: .aborting)
-        elapsed = start.duration(to: clock.now)
-        #expect(elapsed >= .milliseconds(100) && elapsed < .seconds(10), "waited \(elapsed)")
-
-        // A due time after the wait's end changes nothing.
-        start = clock.now
-        alarm.due(in: .seconds(30))
-        await alarm.wait(until: start + .milliseconds(200), unless: done, reaches: .aborting)
-        elapsed = start.duration(to: clock.now)
-        #expect(elapsed >= .milliseconds(200) && elapsed < .seconds(10), "waited \(elapsed)")
-
-        // Shutdown ends a wait at once.
-        start = clock.now
-        async let stopped: Void = alarm.wait(until: start + .seconds(30), unless: done, reaches: .aborting)
-        try? await Task.sleep(for: .milliseconds(50))
-        done.advance(to: .aborting)
-        await stopped
-        elapsed = start.duration(to: clock.now)
-        #expect(elapsed < .seconds(10), "waited \(elapsed)")
     }
 }
