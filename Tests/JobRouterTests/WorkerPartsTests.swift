@@ -253,7 +253,7 @@ import Synchronization
 
         // Told while waiting: the wait ends at that due time, not after its 30 s.
         var start = clock.now
-        async let waited: Void = alarm.wait(until: start + .seconds(30), unless: done, reaches: .aborting)
+        async let waited: Void = alarm.wait(until: start + .seconds(30), notBefore: start, unless: done, reaches: .aborting)
         try? await Task.sleep(for: .milliseconds(100))
         alarm.due(in: .milliseconds(200))
         await waited
@@ -263,20 +263,29 @@ import Synchronization
         // Told before the wait began (while the scheduler looked at Redis): the wait ends then too.
         start = clock.now
         alarm.due(in: .milliseconds(100))
-        await alarm.wait(until: start + .seconds(30), unless: done, reaches: .aborting)
+        await alarm.wait(until: start + .seconds(30), notBefore: start, unless: done, reaches: .aborting)
         elapsed = start.duration(to: clock.now)
         #expect(elapsed >= .milliseconds(100) && elapsed < .seconds(10), "waited \(elapsed)")
 
         // A due time after the wait's end changes nothing.
         start = clock.now
         alarm.due(in: .seconds(30))
-        await alarm.wait(until: start + .milliseconds(200), unless: done, reaches: .aborting)
+        await alarm.wait(until: start + .milliseconds(200), notBefore: start, unless: done, reaches: .aborting)
         elapsed = start.duration(to: clock.now)
         #expect(elapsed >= .milliseconds(200) && elapsed < .seconds(10), "waited \(elapsed)")
 
+        // Nor does one before `notBefore`: the wait ends there, not sooner.
+        start = clock.now
+        async let spaced: Void = alarm.wait(until: start + .seconds(30), notBefore: start + .milliseconds(300), unless: done, reaches: .aborting)
+        try? await Task.sleep(for: .milliseconds(50))
+        alarm.due(in: .zero)
+        await spaced
+        elapsed = start.duration(to: clock.now)
+        #expect(elapsed >= .milliseconds(300) && elapsed < .seconds(10), "waited \(elapsed)")
+
         // Shutdown ends a wait at once.
         start = clock.now
-        async let stopped: Void = alarm.wait(until: start + .seconds(30), unless: done, reaches: .aborting)
+        async let stopped: Void = alarm.wait(until: start + .seconds(30), notBefore: start, unless: done, reaches: .aborting)
         try? await Task.sleep(for: .milliseconds(50))
         done.advance(to: .aborting)
         await stopped

@@ -27,26 +27,33 @@ final class ScheduleAlarm: Sendable {
     }
 
     /// Waits until `deadline`, or until the earliest due time said before then (by ``due(in:)``,
-    /// also while this was not waiting), or until `done` reaches `phase`, whichever is first.
-    func wait(until deadline: ContinuousClock.Instant, unless done: ShutdownController, reaches phase: ShutdownController.Phase) async {
+    /// also while this was not waiting) but not before `notBefore`, or until `done` reaches
+    /// `phase`, whichever is first. `notBefore` spaces the scheduler's looks: retries falling due
+    /// one after another in a burst of failures are moved a few at a time, not one call each.
+    func wait(until deadline: ContinuousClock.Instant, notBefore: ContinuousClock.Instant,
+              unless done: ShutdownController, reaches phase: ShutdownController.Phase) async {
         var deadline = deadline
         while done.phase < phase {
             let announced = state.withLock { state -> ContinuousClock.Instant? in
                 defer { state.announced = nil }
                 return state.announced
             }
-            if let announced, announced < deadline { deadline = announced }
+            if let announced, announced < deadline { deadline = max(announced, notBefore) }
             guard deadline > .now else { return }
             // Either the time comes, or an earlier due time wakes the waiter (it then waits for
-            // that, said through `announced`), or shutdown does.
+            // that, said through `announced`), or shutdown does. A wait already at `notBefore`
+            // cannot end sooner: nothing wakes it.
+            let wakeable = deadline > notBefore
             let alarmed = await withTaskGroup(of: Bool.self) { group in
                 group.addTask { [deadline] in
                     try? await Task.sleep(until: deadline, clock: .continuous)
                     return false
                 }
-                group.addTask { [deadline] in
-                    await self.alarm(before: deadline)
-                    return !Task.isCancelled
+                if wakeable {
+                    group.addTask { [deadline] in
+                        await self.alarm(before: deadline)
+                        return !Task.isCancelled
+                    }
                 }
                 group.addTask {
                     await done.wait(for: phase)

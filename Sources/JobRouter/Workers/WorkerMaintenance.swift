@@ -80,16 +80,26 @@ struct WorkerMaintenance: Sendable {
         if report.recovered + report.poisoned > 0 { events.record(.recovered(report)) }
     }
 
+    /// The least time from one look at the schedule to the next (unless a look found more due
+    /// jobs than it moves at once): jobs falling due one after another are moved a few at a time.
+    static let scheduleLookGap: Duration = .milliseconds(10)
+
     private func scheduler(until done: ShutdownController) async {
         while done.phase < .aborting, shutdown.phase == .running {
+            let looked = ContinuousClock.now
             var wait = configuration.schedulePoll
+            var gap = Self.scheduleLookGap
             do {
                 let (moved, nextDue) = try await driver.moveDueJobs(limit: 1000)
-                if moved >= 1000 { wait = .zero } else if let nextDue { wait = min(max(nextDue, .milliseconds(10)), wait) }
+                if moved >= 1000 { wait = .zero } else if let nextDue { wait = min(max(nextDue, gap), wait) }
             } catch {
+                // Redis away: look again in a second, whatever falls due meanwhile.
                 wait = .seconds(1)
+                gap = wait
             }
-            if wait > .zero { await scheduled.wait(until: .now + wait, unless: done, reaches: .aborting) }
+            if wait > .zero {
+                await scheduled.wait(until: .now + wait, notBefore: looked + gap, unless: done, reaches: .aborting)
+            }
         }
     }
 
