@@ -40,24 +40,22 @@ final class ScheduleAlarm: Sendable {
             }
             if let announced, announced < deadline { deadline = max(announced, notBefore) }
             guard deadline > .now else { return }
-            // Either the time comes, or an earlier due time wakes the waiter (it then waits for
-            // that, said through `announced`), or shutdown does. A wait already at `notBefore`
-            // cannot end sooner: nothing wakes it.
-            let wakeable = deadline > notBefore
+            // The time coming, or shutdown, ends the wait (the shutdown controller's own sleep);
+            // so does an earlier due time, which wakes the waiter to wait for it (said through
+            // `announced`). A wait already at `notBefore` cannot end sooner: nothing wakes it.
+            let time = ContinuousClock.now.duration(to: deadline)
+            guard deadline > notBefore else {
+                await done.sleep(for: time, unless: phase)
+                return
+            }
             let alarmed = await withTaskGroup(of: Bool.self) { group in
-                group.addTask { [deadline] in
-                    try? await Task.sleep(until: deadline, clock: .continuous)
-                    return false
-                }
-                if wakeable {
-                    group.addTask { [deadline] in
-                        await self.alarm(before: deadline)
-                        return !Task.isCancelled
-                    }
-                }
                 group.addTask {
-                    await done.wait(for: phase)
+                    await done.sleep(for: time, unless: phase)
                     return false
+                }
+                group.addTask { [deadline] in
+                    await self.alarm(before: deadline)
+                    return !Task.isCancelled
                 }
                 let first = await group.next() ?? false
                 group.cancelAll()
