@@ -17,13 +17,22 @@ final class RedisJobFetcher: JobFetcher {
     private let control: RedisConnectionThread
     private let state = FetchState()
 
+    /// Numbers this process's fetchers: each is a lease owner of its own (`worker#n`).
+    private static let fetchers = Atomic<Int>(0)
+
+    /// The lease its claims are held under (see ``RedisScripts/claim``): one per fetcher, extended
+    /// by the heartbeats of its group, which name its claims.
+    let owner: String
+
     init(queues: [String], namespace: String, worker: String, terms: LeaseTerms, endpoint: RedisEndpoint,
          timeout: Duration, label: String, control: RedisConnectionThread, ledgerBuffer: Int) {
         self.queues = queues
         self.namespace = namespace
+        self.owner = "\(worker)#\(Self.fetchers.wrappingAdd(1, ordering: .relaxed).newValue)"
         self.arguments = [Array(namespace.utf8), [], Array(worker.utf8), Array(String(terms.maxRecoveries).utf8),
                           Array(String(terms.lease.inMilliseconds).utf8), Array(String(terms.maxPayload).utf8),
-                          Array(String(terms.maxDead).utf8), Array(String(terms.ledger == nil ? 0 : ledgerBuffer).utf8)]
+                          Array(String(terms.maxDead).utf8), Array(String(terms.ledger == nil ? 0 : ledgerBuffer).utf8),
+                          Array(owner.utf8)]
         self.control = control
         // The socket timeout must outlast the longest BLPOP wait, or hiredis drops the connection.
         self.thread = RedisConnectionThread(endpoint: endpoint, timeout: timeout + .seconds(5), name: "jobrouter-fetch-\(label)")

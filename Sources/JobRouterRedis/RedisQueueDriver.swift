@@ -387,8 +387,10 @@ public final class RedisQueueDriver: JobQueueDriver {
             for shard in cluster.all { try await shard.workerStopped(id) }
             return
         }
-        let commands = [["ZREM", "\(namespace):workers", id], ["DEL", "\(namespace):worker:\(id)"]].map { $0.map { Array($0.utf8) } }
-        _ = try await control.run { connection throws(RedisError) in try connection.pipeline(commands) }
+        let arguments = [ns, Array(id.utf8)]
+        _ = try await control.run { connection throws(RedisError) in
+            try connection.evaluate(RedisScripts.workerStopped, keys: [], arguments: arguments)
+        }
     }
 
     public func recoverExpiredLeases(limit: Int, maxDead: Int, ledger: LedgerTerms?) async throws -> RecoveryReport {
@@ -585,10 +587,14 @@ final class CompletionBatcher: Sendable {
         if startFlush { scheduleFlush() }
     }
 
-    /// Queues one ack and waits for its outcome.
+    /// Settles one claim in a call of its own, and waits for its outcome. This is how a settle is
+    /// tried again after an error (its first try may have been applied, its reply lost): never
+    /// sent with other claims, it is answered exactly (see ``RedisScripts/complete``).
     func complete(token: String, queue: String, record: [UInt8]) async throws -> SettleResult {
-        try await withCheckedThrowingContinuation { continuation in
-            complete(token: token, queue: queue, record: record) { continuation.resume(with: $0) }
+        let (sent, arguments) = call(for: [Ack(token: token, queue: queue, record: record, settled: { _ in })])
+        return try await thread.run { connection throws(RedisError) in
+            let reply = try connection.evaluate(RedisScripts.complete, keys: [], arguments: arguments)
+            return try Self.results(reply, count: sent.count)[0]
         }
     }
 
@@ -614,12 +620,30 @@ final class CompletionBatcher: Sendable {
             return batch
         }
         if batch.isEmpty { return }
-        // The claims go grouped by queue, each as its token alone (and its record's length when
-        // any has a record): every argument is a string Redis and the script make and free. The
-        // records go as one argument (and their lengths as another), not one each.
+        let (sent, arguments) = call(for: batch)
+        do throws(RedisError) {
+            let reply = try session.connection().evaluate(RedisScripts.complete, keys: [], arguments: arguments)
+            for (ack, result) in zip(sent, try Self.results(reply, count: sent.count)) { ack.settled(.success(result)) }
+        } catch {
+            if error.closesConnection { session.drop() }
+            for ack in batch { ack.settled(.failure(error)) }
+        }
+        // More arrived meanwhile: go again, after the calls queued behind this one.
+        let more = state.withLock { state -> Bool in
+            if state.pending.isEmpty { state.flushing = false }
+            return state.flushing
+        }
+        if more { scheduleFlush() }
+    }
+
+    /// One `complete` call for `acks`: the claims grouped by queue (in that order, as returned),
+    /// each as its token alone (and its record's length when any has a record): every argument is
+    /// a string Redis and the script make and free. The records go as one argument (and their
+    /// lengths as another), not one each.
+    private func call(for acks: [Ack]) -> (sent: [Ack], arguments: [[UInt8]]) {
         var groups: [String: [Ack]] = [:]
         var order: [String] = []
-        for ack in batch {
+        for ack in acks {
             if groups[ack.queue] == nil { order.append(ack.queue) }
             groups[ack.queue, default: []].append(ack)
         }
@@ -649,28 +673,17 @@ final class CompletionBatcher: Sendable {
         }
         arguments[2] = lengths
         arguments[3] = records
-        do throws(RedisError) {
-            let reply = try session.connection().evaluate(RedisScripts.complete, keys: [], arguments: arguments)
-            // Every claim held (the usual call): their number, all finished. Otherwise a code each.
-            if case .integer(let finished) = reply, finished == sent.count {
-                for ack in sent { ack.settled(.success(.applied)) }
-            } else {
-                let codes = try reply.array(for: "complete") ?? []
-                for (index, ack) in sent.enumerated() {
-                    var result = SettleResult.alreadySettled
-                    if index < codes.count, case .integer(let code) = codes[index] { result = RedisQueueDriver.settleResult(code) }
-                    ack.settled(.success(result))
-                }
-            }
-        } catch {
-            if error.closesConnection { session.drop() }
-            for ack in batch { ack.settled(.failure(error)) }
+        return (sent, arguments)
+    }
+
+    /// The script's answer for `count` claims: their number when every one was held (the usual
+    /// call: all finished), otherwise a code each.
+    private static func results(_ reply: RedisReply, count: Int) throws(RedisError) -> [SettleResult] {
+        if case .integer(let finished) = reply, finished == count { return Array(repeating: .applied, count: count) }
+        let codes = try reply.array(for: "complete") ?? []
+        return (0..<count).map { index in
+            guard index < codes.count, case .integer(let code) = codes[index] else { return .alreadySettled }
+            return RedisQueueDriver.settleResult(code)
         }
-        // More arrived meanwhile: go again, after the calls queued behind this one.
-        let more = state.withLock { state -> Bool in
-            if state.pending.isEmpty { state.flushing = false }
-            return state.flushing
-        }
-        if more { scheduleFlush() }
     }
 }

@@ -10,11 +10,16 @@
 /// Keys under the namespace `NS`:
 /// - `NS:inflight` hash token → `\t queue \n worker \n max_recoveries \n job id \n entry` (the tab
 ///   marks the layout; records from before it, without the id, are still read)
-/// - `NS:leases` sorted set token → lease deadline (ms), plus one member that is no claim
-///   (``leasesKeeper``, score +inf, never expires): longer than `zset-max-listpack-value`, it keeps
-///   the set a skiplist, where adding a claim's lease costs O(log n); in the compact listpack form a
-///   set of up to 128 leases takes, every add scans the whole set (3.8 µs of Redis' 11 µs per job
-///   at concurrency 64)
+/// - `NS:owners` sorted set owner → lease deadline (ms). An owner is one claim loop of one worker
+///   process (`worker#n`); every claim token starts with its owner and a slash (`OWNER/SEQ.N`).
+///   A claim sets its owner's deadline, heartbeats extend it, and when it passes, recovery takes
+///   back every in-flight record of that owner. One lease per claim loop rather than one per
+///   claim: a claim and its settle each cost Redis one sorted-set change fewer per job
+///   (~1 µs of its ~7 per job at concurrency 64)
+/// - `NS:owners:scan` hash owner → `deadline cursor`: how far recovery's pass over an expired
+///   owner's records got (a look scans a bounded part of `NS:inflight`), for that lease deadline
+/// - `NS:leases` sorted set token → lease deadline (ms): the leases of claims made by JobRouter
+///   before owner leases, still recovered when they expire; nothing writes it now
 /// - `NS:lost` sorted set token → when recovery took it from its worker (ms; kept an hour), so a
 ///   late settle can tell "taken away" from "already settled by an earlier try of the same call"
 /// - `NS:recoveries` hash job id → times recovered from a dead worker
@@ -45,10 +50,6 @@
 ///   processed or failed in that minute per queue and per type, added by every worker every few
 ///   seconds; expires 25 hours after its minute
 enum RedisScripts {
-    /// The member of `NS:leases` that is no claim (see the key list above): over 64 bytes, so the
-    /// sorted set stays a skiplist. Recovery reads leases up to now, never +inf.
-    static let leasesKeeper = "~ not a claim: keeps this sorted set a skiplist (O(log n) adds); score +inf, never expires ~"
-
     /// What the settle scripts need (``complete``): the namespace, counters, one command over many
     /// arguments, "gone", and the ledger's attempt records. Every `local function` costs the
     /// script a closure each time it runs, so the script run most often after claim carries
@@ -157,9 +158,9 @@ enum RedisScripts {
           local t = redis.call('TIME')
           return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
         end
+        -- The claim's lease is its owner's (`NS:owners`), which stays while the owner holds others.
         local function release(token, queue)
           if redis.call('HDEL', ns .. ':inflight', token) == 0 then return false end
-          redis.call('ZREM', ns .. ':leases', token)
           decrement(ns .. ':count:inflight', queue, 1)
           return true
         end
@@ -310,11 +311,12 @@ enum RedisScripts {
         """)
 
     /// Takes up to ARGV[2] entries from KEYS (queues in priority order: all it can from the first,
-    /// then the next) and records each as in flight with a lease. A queue found empty has its
-    /// wake-up tokens cleared. An entry over max_payload is dead-lettered here, never sent to the
-    /// worker. ARGV: ns, max, worker, max_recoveries, lease ms, max_payload, max_dead, ledger bound
-    /// (0: none), ledger keeps payloads ('1'/'0'): an entry kept aside is a `malformed` attempt record.
-    /// Returns the call's token prefix (`WORKER/SEQ.`, '' when nothing was taken), then for each
+    /// then the next) and records each as in flight, under its owner's lease (set to run `lease
+    /// ms` from now). A queue found empty has its wake-up tokens cleared. An entry over max_payload
+    /// is dead-lettered here, never sent to the worker. ARGV: ns, max, worker, max_recoveries, lease
+    /// ms, max_payload, max_dead, ledger bound (0: none; with one, an entry kept aside is a
+    /// `malformed` attempt record), owner (the claim loop: `worker#n`; the worker when absent).
+    /// Returns the call's token prefix (`OWNER/SEQ.`, '' when nothing was taken), then for each
     /// queue that gave entries, `queue, how many` and a pair per entry: `id, entry`, or for one
     /// kept aside here a line break and its dead-letter key, then the reason (no id holds a line
     /// break); for a queue key that is not a list, `queue, '!', error`. The N-th pair of the call
@@ -337,6 +339,8 @@ enum RedisScripts {
         local deadline = tostring(now + tonumber(ARGV[5]))
         local taken = 0
         local seq = nil
+        local owner = ARGV[9] or ARGV[3]
+        local held = false
         -- Paused queues (`jobrouter pause`) are skipped, their wake-up tokens dropped.
         local paused = redis.call('EXISTS', ns .. ':paused') == 1
         for _, queue in ipairs(KEYS) do
@@ -353,14 +357,15 @@ enum RedisScripts {
             items = nil
           end
           if items then
-            -- Per job only what differs: the token's prefix is built once per call.
+            -- Per job only what differs: the token's prefix (its owner's, the call's number) is
+            -- built once per call.
             if not seq then
               seq = redis.call('INCR', ns .. ':seq')
-              out[1] = ARGV[3] .. '/' .. seq .. '.'
+              out[1] = owner .. '/' .. seq .. '.'
             end
             local prefix = out[1]
             local here = 0
-            local records, leases = {}, {}
+            local records = {}
             local head = '\t' .. queue .. '\\n' .. ARGV[3] .. '\\n' .. ARGV[4] .. '\\n'
             local n = #out
             out[n + 1], out[n + 2] = queue, tostring(#items)
@@ -380,7 +385,6 @@ enum RedisScripts {
                 local id, entry = identify(item, now, seq, taken)
                 local at = here * 2
                 records[at + 1], records[at + 2] = token, head .. id .. '\\n' .. entry
-                leases[at + 1], leases[at + 2] = deadline, token
                 here = here + 1
                 out[n + 1], out[n + 2] = id, entry
                 n = n + 2
@@ -388,15 +392,15 @@ enum RedisScripts {
             end
             if here > 0 then
               many('HSET', ns .. ':inflight', records, 4000)
-              -- The keeper goes with the leases, in the same ZADD (re-adding it changes nothing).
-              leases[here * 2 + 1], leases[here * 2 + 2] = '+inf', '\(leasesKeeper)'
-              many('ZADD', ns .. ':leases', leases, 4000)
               redis.call('HINCRBY', ns .. ':count:inflight', queue, here)
+              held = true
             end
           end
           if taken < max then redis.call('DEL', ns .. ':wake:' .. queue) end
           end
         end
+        -- The owner's lease runs from now: one per call, however many it took.
+        if held then redis.call('ZADD', ns .. ':owners', deadline, owner) end
         flush_attempts(tonumber(ARGV[8] or '0'))
         return out
         """)
@@ -413,15 +417,16 @@ enum RedisScripts {
     static let complete = RedisScript(name: "complete", source: settlePrelude + recordParser + """
         local bound = tonumber(ARGV[2])
         local stride = tonumber(ARGV[5])
-        -- First only the tokens, how many per queue, and how many carry a record: nothing per claim
-        -- that the usual call does not need.
+        local inflight = ns .. ':inflight'
+        -- First only the tokens, where each queue's start among them and how many, and how many
+        -- carry a record: nothing per claim that the usual call does not need.
         local all, groups, recorded = {}, {}, 0
         do
           local i, n = 6, 0
           while i <= #ARGV do
             local queue, count = ARGV[i], tonumber(ARGV[i + 1])
             i = i + 2
-            groups[#groups + 1], groups[#groups + 2] = queue, count
+            groups[#groups + 1], groups[#groups + 2], groups[#groups + 3] = queue, n + 1, count
             for _ = 1, count do
               n = n + 1
               all[n] = ARGV[i]
@@ -430,74 +435,69 @@ enum RedisScripts {
             end
           end
         end
-        -- A claim holds its lease as long as its in-flight record (claim, heartbeat, recovery and
-        -- every settle add and remove the two together). The leases go in one ZREM per call: when
-        -- it removes one per token (nearly always), every claim was held and none is named twice
-        -- (a repeated token is removed once), so all are finished with no check per claim, and the
-        -- answer is their number (ZMSCORE formats a double per claim: 5 % of Redis' CPU in a drain;
-        -- with the per-claim bookkeeping below, this call took 1.5-2 times as long per job).
-        local _, removed = many('ZREM', ns .. ':leases', all, 4000)
-        -- Deletes finished claims' in-flight records, and their jobs' recovery counts: kept by job
-        -- id, which the records hold, and read only while some recovered job is unfinished (the
+        -- Recovered jobs' recovery counts are kept by job id, which only the in-flight records
+        -- hold: read before the records go, and only while some recovered job is unfinished (the
         -- counts' hash exists; most drains never read one).
-        local function finish(tokens)
-          if #tokens == 0 then return end
-          if redis.call('EXISTS', ns .. ':recoveries') == 1 then
-            local ids = {}
-            for k, record in ipairs(many('HMGET', ns .. ':inflight', tokens, 4000)) do
-              if record then
-                local _, _, _, id = parse_record(record, tokens[k])
-                ids[#ids + 1] = id
-              end
+        if redis.call('EXISTS', ns .. ':recoveries') == 1 then
+          local ids = {}
+          for k, record in ipairs(many('HMGET', inflight, all, 4000)) do
+            if record then
+              local _, _, _, id = parse_record(record, all[k])
+              ids[#ids + 1] = id
             end
-            if #ids > 0 then many('HDEL', ns .. ':recoveries', ids, 4000) end
           end
-          many('HDEL', ns .. ':inflight', tokens, 4000)
+          if #ids > 0 then many('HDEL', ns .. ':recoveries', ids, 4000) end
         end
-        if removed == #all then
-          finish(all)
-          for g = 1, #groups, 2 do
-            if groups[g + 1] > 0 then decrement(ns .. ':count:inflight', groups[g], groups[g + 1]) end
+        -- A claim is held while its in-flight record is (its lease is its owner's). The records go
+        -- in one HDEL per queue: when every one removes all of its queue's claims (nearly always),
+        -- each claim was held and none is named twice (a repeated token is removed once), so all
+        -- are finished with no check per claim, and the answer is their number.
+        local removed, total = {}, 0
+        for g = 1, #groups, 3 do
+          local first, last = groups[g + 1], groups[g + 1] + groups[g + 2] - 1
+          local count = 0
+          for i = first, last, 4000 do
+            count = count + redis.call('HDEL', inflight, unpack(all, i, math.min(i + 3999, last)))
           end
+          if count > 0 then decrement(ns .. ':count:inflight', groups[g], count) end
+          removed[g], total = count, total + count
+        end
+        if total == #all then
           log_attempts(ARGV[3], ARGV[4], recorded, bound)
           flush_attempts(bound)
           return #all
         end
-        -- Otherwise each claim is answered on its own; the records, not deleted yet, say which
-        -- were held.
-        local out = {}
-        local done = {}
-        local tokens, queues, lengths, distinct, listed = all, {}, {}, {}, {}
+        -- Otherwise each claim is answered on its own, from what is known once the records are
+        -- gone: one taken by recovery (`NS:lost`) 0; one named before in this call 2; any other by
+        -- its queue's HDEL, 2 when it removed none (an earlier try of this call settled them all),
+        -- else 1. When it removed some of them, which is not known: that is a settle retried after
+        -- a lost reply, sent with new ones, and its claim is answered 1 too, its record sent again
+        -- (the ledger keeps one per job and claim).
+        local out, lengths, seen, queue_of = {}, {}, {}, {}
         do
           local i, j = 6, 0
-          for g = 1, #groups, 2 do
+          for g = 1, #groups, 3 do
             i = i + 2
-            for _ = 1, groups[g + 1] do
+            for _ = 1, groups[g + 2] do
               j = j + 1
-              queues[j] = groups[g]
+              local token = all[j]
               if stride == 2 then lengths[j] = ARGV[i + 1] end
-              if not listed[all[j]] then listed[all[j]] = true; distinct[#distinct + 1] = all[j] end
+              if seen[token] then
+                out[j] = 2
+              elseif redis.call('ZSCORE', ns .. ':lost', token) then
+                out[j] = 0
+              else
+                seen[token] = true
+                queue_of[j] = g
+              end
               i = i + stride
             end
           end
         end
-        local held = {}
-        for _, token in ipairs(distinct) do held[token] = redis.call('HEXISTS', ns .. ':inflight', token) == 1 end
-        local finished, seen = {}, {}
-        -- Records: ARGV[4] holds them all, back to back; ARGV[3] their lengths (comma-separated);
-        -- each claim's own length comes with it. All logged as sent unless a claim was gone.
         local recorded, all_settled = 0, true
-        for j, token in ipairs(tokens) do
-          if seen[token] then
-            out[j] = 2
-          elseif held[token] then
-            seen[token] = true
-            finished[#finished + 1] = token
-            done[queues[j]] = (done[queues[j]] or 0) + 1
-            out[j] = 1
-          else
-            out[j] = gone(token)
-          end
+        for j = 1, #all do
+          local g = queue_of[j]
+          if g then out[j] = removed[g] == 0 and 2 or 1 end
           local length = lengths[j]
           if length and length ~= '0' and (tonumber(length) or 0) > 0 then
             if out[j] == 1 then recorded = recorded + 1 else all_settled = false end
@@ -507,14 +507,12 @@ enum RedisScripts {
           log_attempts(ARGV[3], ARGV[4], recorded, bound)
         else
           local at = 1
-          for j = 1, #tokens do
+          for j = 1, #all do
             local length = tonumber(lengths[j] or '0') or 0
             if length > 0 and out[j] == 1 then log_attempt(string.sub(ARGV[4], at, at + length - 1), bound) end
             at = at + length
           end
         end
-        finish(finished)
-        for queue, count in pairs(done) do decrement(ns .. ':count:inflight', queue, count) end
         flush_attempts(bound)
         return out
         """)
@@ -664,47 +662,94 @@ enum RedisScripts {
     /// Puts jobs whose lease expired (their worker stopped heartbeating) back at the head of their
     /// queue, or dead-letters them as poison once recovered more than their group's max_recoveries.
     /// Every entry has an id from its claim, so entries that came without one are counted too.
-    /// ARGV: ns, limit, max_dead, ledger bound (0: none), ledger keeps payloads ('1'/'0'): each job
-    /// taken back is a `recovered` (or poison: `dead`) attempt record of the worker that lost it.
-    /// Returns {{id, queue, …} recovered, {id, queue, …} poisoned}.
+    /// Takes at most `limit` jobs: those of expired claims made before owner leases (`NS:leases`),
+    /// then every in-flight record of each owner whose lease expired (found by their token's
+    /// prefix; the owner's lease goes once none is left). ARGV: ns, limit, max_dead, ledger bound
+    /// (0: none), ledger keeps payloads ('1'/'0'): each job taken back is a `recovered` (or
+    /// poison: `dead`) attempt record of the worker that lost it; pages of the in-flight table to
+    /// scan at most (1,000 records each; default 5). Returns {{id, queue, …} recovered, {id,
+    /// queue, …} poisoned}.
     static let recover = script("recover", identify + batchPrelude + """
         local now = now_ms()
-        local expired = redis.call('ZRANGEBYSCORE', ns .. ':leases', '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
+        local limit = tonumber(ARGV[2])
         local recovered, poisoned = {}, {}
         local bound, keep = tonumber(ARGV[4] or '0'), ARGV[5] == '1'
-        for _, token in ipairs(expired) do
-          local record = redis.call('HGET', ns .. ':inflight', token)
-          if record then
-            local queue, worker, max_recoveries, id, entry = parse_record(record, token)
-            release(token, queue)
-            redis.call('ZADD', ns .. ':lost', now, token)
-            local count = redis.call('HINCRBY', ns .. ':recoveries', id, 1)
-            if count > max_recoveries then
-              local reason = 'poison: its worker stopped while running it ' .. count .. ' times (max_recoveries ' .. max_recoveries .. ')'
-              local dead = {id = id, queue = queue, reason = reason}
-              local kind = ''
-              local ok, job = pcall(cjson.decode, entry)
-              if ok and type(job) == 'table' then
-                if type(job.type) == 'string' then kind = job.type; dead.type = job.type end
-                if type(job.attempt) == 'number' then dead.attempt = job.attempt end
-              end
-              bury(id, queue, kind, cjson.encode(dead), entry, now, tonumber(ARGV[3]))
-              entry_dies(entry, id, now)
-              if bound > 0 then log_attempt(script_record(id, token, 'dead', queue, worker, entry, reason, now, keep), bound) end
-              poisoned[#poisoned + 1] = id
-              poisoned[#poisoned + 1] = queue
-            else
-              redis.call('LPUSH', queue, entry)
-              redis.call('RPUSH', ns .. ':wake:' .. queue, '1')
-              if bound > 0 then
-                log_attempt(script_record(id, token, 'recovered', queue, worker, entry,
-                  'its worker stopped heartbeating (lease expired); put back at the head of its queue', now, keep), bound)
-              end
-              recovered[#recovered + 1] = id
-              recovered[#recovered + 1] = queue
+        local taken = 0
+        local function take(token, record)
+          taken = taken + 1
+          local queue, worker, max_recoveries, id, entry = parse_record(record, token)
+          release(token, queue)
+          redis.call('ZADD', ns .. ':lost', now, token)
+          local count = redis.call('HINCRBY', ns .. ':recoveries', id, 1)
+          if count > max_recoveries then
+            local reason = 'poison: its worker stopped while running it ' .. count .. ' times (max_recoveries ' .. max_recoveries .. ')'
+            local dead = {id = id, queue = queue, reason = reason}
+            local kind = ''
+            local ok, job = pcall(cjson.decode, entry)
+            if ok and type(job) == 'table' then
+              if type(job.type) == 'string' then kind = job.type; dead.type = job.type end
+              if type(job.attempt) == 'number' then dead.attempt = job.attempt end
             end
+            bury(id, queue, kind, cjson.encode(dead), entry, now, tonumber(ARGV[3]))
+            entry_dies(entry, id, now)
+            if bound > 0 then log_attempt(script_record(id, token, 'dead', queue, worker, entry, reason, now, keep), bound) end
+            poisoned[#poisoned + 1] = id
+            poisoned[#poisoned + 1] = queue
           else
-            redis.call('ZREM', ns .. ':leases', token)
+            redis.call('LPUSH', queue, entry)
+            redis.call('RPUSH', ns .. ':wake:' .. queue, '1')
+            if bound > 0 then
+              log_attempt(script_record(id, token, 'recovered', queue, worker, entry,
+                'its worker stopped heartbeating (lease expired); put back at the head of its queue', now, keep), bound)
+            end
+            recovered[#recovered + 1] = id
+            recovered[#recovered + 1] = queue
+          end
+        end
+        for _, token in ipairs(redis.call('ZRANGEBYSCORE', ns .. ':leases', '-inf', now, 'LIMIT', 0, limit)) do
+          local record = redis.call('HGET', ns .. ':inflight', token)
+          if record then take(token, record) end
+          redis.call('ZREM', ns .. ':leases', token)
+        end
+        -- An owner's claims are the in-flight records under its prefix: scanned once per owner
+        -- that stopped (rare), not kept in a list per owner that every claim and settle would
+        -- write. A look scans at most `pages` pages of the in-flight table (~0.7 µs per record
+        -- there), so the server never stalls long however many jobs are in flight; the scan goes
+        -- on at the next look from where it stopped (`NS:owners:scan` owner → `deadline cursor`),
+        -- unless the owner's lease changed meanwhile (it claimed again: records may have been
+        -- added behind the cursor), and then starts over. A full pass finds every record the owner
+        -- held (none is added while its lease stays expired), and then its lease goes.
+        local pages = tonumber(ARGV[6] or '5')
+        local expired = redis.call('ZRANGEBYSCORE', ns .. ':owners', '-inf', now, 'WITHSCORES', 'LIMIT', 0, limit)
+        for o = 1, #expired, 2 do
+          if taken >= limit or pages <= 0 then break end
+          local owner, deadline = expired[o], expired[o + 1]
+          local pattern = string.gsub(owner, '[%*%?%[%]\\\\]', '\\\\%0') .. '/*'
+          local cursor = '0'
+          local saved = redis.call('HGET', ns .. ':owners:scan', owner)
+          if saved then
+            local cut = string.find(saved, ' ', 1, true)
+            if cut and string.sub(saved, 1, cut - 1) == deadline then cursor = string.sub(saved, cut + 1) end
+          end
+          local left = false
+          repeat
+            local from = cursor
+            local page = redis.call('HSCAN', ns .. ':inflight', cursor, 'MATCH', pattern, 'COUNT', 1000)
+            pages = pages - 1
+            cursor = page[1]
+            local found = page[2]
+            for i = 1, #found, 2 do
+              -- Stopped mid-page: the next look reads this page again (what was taken is gone).
+              if taken >= limit then left = true; cursor = from; break end
+              -- A page may name a field twice (the hash resized mid-scan): taken once.
+              if redis.call('HEXISTS', ns .. ':inflight', found[i]) == 1 then take(found[i], found[i + 1]) end
+            end
+          until cursor == '0' or left or pages <= 0
+          if cursor == '0' and not left then
+            redis.call('ZREM', ns .. ':owners', owner)
+            redis.call('HDEL', ns .. ':owners:scan', owner)
+          else
+            redis.call('HSET', ns .. ':owners:scan', owner, deadline .. ' ' .. cursor)
           end
         end
         redis.call('ZREMRANGEBYSCORE', ns .. ':lost', '-inf', now - 3600000)
@@ -712,19 +757,40 @@ enum RedisScripts {
         return {recovered, poisoned}
         """)
 
-    /// Records a worker process as alive and extends the leases of the jobs it runs.
-    /// ARGV: ns, worker id, description JSON, description ttl ms, lease ms, token, token, …
+    /// Records a worker process as alive and extends the leases of its claim loops that hold
+    /// claims (each token names its owner). ARGV: ns, worker id, description JSON, description
+    /// ttl ms, lease ms, token, token, … Returns how many owners' leases were extended.
     static let heartbeat = script("heartbeat", """
         local now = now_ms()
         redis.call('ZADD', ns .. ':workers', now, ARGV[2])
         redis.call('SET', ns .. ':worker:' .. ARGV[2], ARGV[3], 'PX', tonumber(ARGV[4]))
         redis.call('ZREMRANGEBYSCORE', ns .. ':workers', '-inf', now - 86400000)
         local deadline = now + tonumber(ARGV[5])
-        local renewed = 0
+        local renewed, owners = 0, {}
         for i = 6, #ARGV do
-          if redis.call('ZADD', ns .. ':leases', 'XX', 'CH', deadline, ARGV[i]) == 1 then renewed = renewed + 1 end
+          local owner = string.match(ARGV[i], '^(.*)/')
+          if owner and not owners[owner] then
+            owners[owner] = true
+            -- Only a lease that is still there: one recovery took has nothing left to extend.
+            renewed = renewed + redis.call('ZADD', ns .. ':owners', 'XX', 'CH', deadline, owner)
+          end
         end
         return renewed
+        """)
+
+    /// A worker process that stopped cleanly: no longer listed as live, and its claim loops' leases
+    /// end now, so a claim it could not put back (the server away at its stop) is recovered at the
+    /// next look rather than when the lease would have run out; an owner with none left is removed
+    /// by that look. ARGV: ns, worker id.
+    static let workerStopped = RedisScript(name: "worker-stopped", source: """
+        local ns, id = ARGV[1], ARGV[2]
+        redis.call('ZREM', ns .. ':workers', id)
+        redis.call('DEL', ns .. ':worker:' .. id)
+        local mine = id .. '#'
+        for _, owner in ipairs(redis.call('ZRANGE', ns .. ':owners', 0, -1)) do
+          if string.sub(owner, 1, #mine) == mine then redis.call('ZADD', ns .. ':owners', 'XX', 0, owner) end
+        end
+        return 1
         """)
 
     /// Sends a dead job to a queue. ARGV: ns, key, queue, entry. Returns 0 when there is no such record.

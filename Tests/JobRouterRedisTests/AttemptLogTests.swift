@@ -19,18 +19,21 @@ struct AttemptLogTests {
         }
     }
 
-    /// One `complete` call for three claims, one of them settled already: the records of the two
-    /// it finished are logged, the third's is not (the script cuts them out of the joined string);
-    /// with every claim finished, the joined string is logged as it came.
+    /// One `complete` call for three claims, one of them taken back by recovery: the records of
+    /// the two it finished are logged, the third's is not (the script cuts them out of the joined
+    /// string); with every claim finished, the joined string is logged as it came.
     @Test func aSettleCallLogsTheRecordsOfTheClaimsItFinishedOnly() async throws {
         let keys = TestKeys()
         let queue = keys.queue("default")
         let driver = RedisQueueDriver(endpoint: try RedisEndpoint(url: try TestRedis.url), namespace: keys.namespace, ledgerBuffer: 100)
         for n in 0..<6 { _ = try await driver.command(["RPUSH", queue, #"{"id":"j\#(n)","type":"ok"}"#]) }
         let fetcher = driver.makeFetcher(queues: [queue], label: "t", worker: "w", terms: LeaseTerms(lease: .seconds(30), maxRecoveries: 1))
-        let claims = try await fetcher.fetch(max: 6, wait: .milliseconds(200))
+        var claims = try await fetcher.fetch(max: 5, wait: .milliseconds(200))
+        let short = driver.makeFetcher(queues: [queue], label: "short", worker: "w2", terms: LeaseTerms(lease: .milliseconds(200), maxRecoveries: 3))
+        claims.insert(contentsOf: try await short.fetch(max: 1, wait: .milliseconds(200)), at: 1)
+        await short.close()
         #expect(claims.count == 6)
-        #expect(try await driver.complete(claims[1], attempt: nil) == .applied)
+        #expect(await eventually { (try? await driver.recoverExpiredLeases(limit: 10, maxDead: 100).recovered) == 1 })
         let log = RedisAttemptLog(driver: driver)
         // Drains what the log holds now (nothing is logged without a record).
         #expect(try await log.read(consumer: "c", max: 100, wait: .milliseconds(10)).isEmpty)
@@ -44,13 +47,13 @@ struct AttemptLogTests {
             }
             return try await driver.command(["EVAL", RedisScripts.complete.source, "0"] + arguments)
         }
-        // Claim 1 is settled already: each claim answered on its own. Then every claim held: their number.
-        #expect(try await call(claims[0..<3]) == .array([.integer(1), .integer(2), .integer(1)]))
+        // Claim 1 was taken back: each claim answered on its own. Then every claim held: their number.
+        #expect(try await call(claims[0..<3]) == .array([.integer(1), .integer(0), .integer(1)]))
         #expect(try await call(claims[3..<6]) == .integer(3))
 
         let read = try await log.read(consumer: "c", max: 100, wait: .milliseconds(100))
         #expect(read.map { String(decoding: $0.record, as: UTF8.self) } == [0, 2, 3, 4, 5].map {
-            #"{"id":"j\#($0)","claim":"\#(claims[$0].token)"}"#
+            #"{"id":"\#(claims[$0].jobID.rawValue)","claim":"\#(claims[$0].token)"}"#
         })
         // Two entries: the first with a field per record (cut out), the second with the string as sent.
         #expect(Set(read.map(\.id)).count == 2)

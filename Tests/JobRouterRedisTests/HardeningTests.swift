@@ -225,7 +225,7 @@ struct HardeningTests {
             // is recorded as lost, since the worker's heartbeat may renew the lease in between
             // (its first beat can come just as the job starts).
             for _ in 0..<50 {
-                _ = try await driver.command(["EVAL", "for _, t in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do redis.call('ZADD', KEYS[1], 0, t) end", "1", "\(namespace):leases"])
+                _ = try await driver.command(["EVAL", "for _, t in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do redis.call('ZADD', KEYS[1], 0, t) end", "1", "\(namespace):owners"])
                 _ = try await driver.recoverExpiredLeases(limit: 10, maxDead: 100)
                 if case .integer(let lost) = try await driver.command(["ZCARD", "\(namespace):lost"]), lost > 0 { return }
             }

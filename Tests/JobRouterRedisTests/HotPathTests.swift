@@ -1,10 +1,10 @@
 import Foundation
 import JobRouter
-import JobRouterRedis
+@testable import JobRouterRedis
 import Testing
 
 /// The drain's fast path against a real Redis: noop jobs acked from the claim loops, acks written
-/// without a task waiting for them, and the leases set kept in its indexed form.
+/// without a task waiting for them, and one lease per claim loop rather than one per claim.
 @Suite(.timeLimit(.minutes(2)))
 struct HotPathTests {
     func configuration(_ keys: TestKeys) throws -> RouterConfiguration {
@@ -40,30 +40,136 @@ struct HotPathTests {
         let done = Set(events.succeeded.map(\.id))
         let left = try await driver.depths(of: [queue])[queue] ?? -1
         #expect(try await driver.command(["HLEN", "\(keys.namespace):inflight"]) == .integer(0))
-        #expect(try await driver.command(["ZCOUNT", "\(keys.namespace):leases", "-inf", "(+inf"]) == .integer(0))
+        // Its claim loops' leases end with it (the next look at them removes them).
+        let owners = try (await driver.command(["ZRANGE", "\(keys.namespace):owners", "0", "-1", "WITHSCORES"]).array(for: "ZRANGE") ?? [])
+            .map { try $0.text(for: "ZRANGE") }
+        #expect(owners.count == 4 && owners[1] == "0" && owners[3] == "0", "\(owners)")
+        #expect(try await driver.recoverExpiredLeases(limit: 10, maxDead: 100).recovered == 0)
+        #expect(try await driver.command(["EXISTS", "\(keys.namespace):owners"]) == .integer(0))
         #expect(done.count == events.succeeded.count, "a job reported done twice")
         #expect(done.count > 0 && done.count < total, "the stop came mid-drain: \(done.count) done")
         #expect(done.count + left == total, "done \(done.count) + queued \(left) != \(total)")
     }
 
-    /// The leases set keeps its keeper, so Redis holds it as a skiplist from the first claim.
-    @Test func theLeasesSetIsASkiplistFromTheFirstClaim() async throws {
+    /// A claim call holds its claims under one lease, its claim loop's (`NS:owners`), which runs
+    /// `lease` from the call; settling them writes no lease at all. When the lease runs out, every
+    /// claim still held under it is recovered, and the lease goes with the last of them.
+    @Test func aClaimCallHoldsItsClaimsUnderItsClaimLoopsLease() async throws {
         let keys = TestKeys()
         let driver = try TestRedis.driver(namespace: keys.namespace)
         defer { Task { await cleanUp(driver, keys) } }
         let configuration = try configuration(keys)
         let client = JobRouterClient(configuration: configuration, driver: driver)
-        _ = try await client.enqueue(type: "ping")
+        _ = try await client.enqueue((0..<20).map { _ in JobRequest(type: "ping") })
         let fetcher = driver.makeFetcher(queues: [keys.queue("default")], label: "test", worker: "w",
                                          terms: LeaseTerms(lease: .seconds(30), maxRecoveries: 3, maxPayload: 1 << 20, maxDead: 100, ledger: nil))
-        let claimed = try await fetcher.fetch(max: 1, wait: .milliseconds(100))
+        let before = try await serverMilliseconds(driver)
+        let claimed = try await fetcher.fetch(max: 20, wait: .milliseconds(100))
         await fetcher.close()
-        #expect(claimed.count == 1)
-        #expect(try await driver.command(["OBJECT", "ENCODING", "\(keys.namespace):leases"]) == .string(Array("skiplist".utf8)))
-        // One claim's lease, and the keeper no recovery ever reads (its score is +inf).
-        #expect(try await driver.command(["ZCOUNT", "\(keys.namespace):leases", "-inf", "(+inf"]) == .integer(1))
-        let settled = try #require(claimed.first)
-        #expect(try await driver.complete(settled) == .applied)
-        #expect(try await driver.command(["ZCOUNT", "\(keys.namespace):leases", "-inf", "(+inf"]) == .integer(0))
+        #expect(claimed.count == 20)
+        let owner = try #require(claimed.first?.token.split(separator: "/").first.map(String.init))
+        #expect(owner.hasPrefix("w#") && claimed.allSatisfy { $0.token.hasPrefix(owner + "/") })
+        let lease = try await driver.command(["ZRANGE", "\(keys.namespace):owners", "0", "-1", "WITHSCORES"]).array(for: "ZRANGE") ?? []
+        #expect(lease.count == 2)
+        #expect(try lease.first?.text(for: "ZRANGE") == owner)
+        let deadline = try #require(Int64(try lease[1].text(for: "ZRANGE")))
+        #expect(deadline >= before + 30_000 && deadline <= before + 40_000, "deadline \(deadline), claimed after \(before)")
+        #expect(try await driver.command(["EXISTS", "\(keys.namespace):leases"]) == .integer(0))
+        for claim in claimed.prefix(15) { #expect(try await driver.complete(claim) == .applied) }
+        // Five still held when the lease runs out: those five come back, and the lease goes.
+        _ = try await driver.command(["ZADD", "\(keys.namespace):owners", "0", owner])
+        let report = try await driver.recoverExpiredLeases(limit: 10, maxDead: 100)
+        #expect(Set(report.recoveredJobs.map(\.id)) == Set(claimed.suffix(5).map(\.jobID)))
+        #expect(try await driver.command(["EXISTS", "\(keys.namespace):owners"]) == .integer(0))
+        #expect(try await driver.depths(of: [keys.queue("default")])[keys.queue("default")] == 5)
+    }
+
+    /// Recovery takes an expired owner's claims by their tokens' prefix: an owner whose name holds
+    /// glob characters takes only its own, not those of an owner its name would match as a pattern.
+    @Test func recoveryTakesOnlyTheExpiredOwnersClaims() async throws {
+        let keys = TestKeys()
+        let driver = try TestRedis.driver(namespace: keys.namespace)
+        defer { Task { await cleanUp(driver, keys) } }
+        let queue = keys.queue("default")
+        let ns = keys.namespace
+        func record(_ id: String) -> String { "\t\(queue)\nw\n3\n\(id)\n{\"id\":\"\(id)\",\"type\":\"ping\"}" }
+        // "h*[1]#1" expired; "hx1#1" (which "h*[1]#1/*" matches as a pattern) and "h*[1]#10" alive.
+        for (token, id) in [("h*[1]#1/5.1", "dead-1"), ("h*[1]#1/5.2", "dead-2"), ("hx1#1/6.1", "alive-1"), ("h*[1]#10/7.1", "alive-2")] {
+            _ = try await driver.command(["HSET", "\(ns):inflight", token, record(id)])
+        }
+        _ = try await driver.command(["HSET", "\(ns):count:inflight", queue, "4"])
+        _ = try await driver.command(["ZADD", "\(ns):owners", "0", "h*[1]#1", "99999999999999", "hx1#1", "99999999999999", "h*[1]#10"])
+        let report = try await driver.recoverExpiredLeases(limit: 10, maxDead: 100)
+        #expect(Set(report.recoveredJobs.map(\.id.rawValue)) == ["dead-1", "dead-2"])
+        let left = try (await driver.command(["HKEYS", "\(ns):inflight"]).array(for: "HKEYS") ?? []).map { try $0.text(for: "HKEYS") }
+        #expect(Set(left) == ["hx1#1/6.1", "h*[1]#10/7.1"])
+        #expect(try await driver.command(["ZSCORE", "\(ns):owners", "h*[1]#1"]) == .null)
+        #expect(try await driver.command(["HGET", "\(ns):count:inflight", queue]) == .string(Array("2".utf8)))
+    }
+
+    /// An owner with more claims than one look takes: the rest come at the next look, and the
+    /// lease stays until then.
+    @Test func anOwnersClaimsComeBackOverSeveralLooksWhenManyAreHeld() async throws {
+        let keys = TestKeys()
+        let driver = try TestRedis.driver(namespace: keys.namespace)
+        defer { Task { await cleanUp(driver, keys) } }
+        let configuration = try configuration(keys)
+        let client = JobRouterClient(configuration: configuration, driver: driver)
+        _ = try await client.enqueue((0..<25).map { _ in JobRequest(type: "ping") })
+        let fetcher = driver.makeFetcher(queues: [keys.queue("default")], label: "test", worker: "w",
+                                         terms: LeaseTerms(lease: .seconds(30), maxRecoveries: 3, maxPayload: 1 << 20, maxDead: 100, ledger: nil))
+        let claimed = try await fetcher.fetch(max: 25, wait: .milliseconds(100))
+        await fetcher.close()
+        #expect(claimed.count == 25)
+        let owner = try #require(claimed.first?.token.split(separator: "/").first.map(String.init))
+        _ = try await driver.command(["ZADD", "\(keys.namespace):owners", "0", owner])
+        #expect(try await driver.recoverExpiredLeases(limit: 10, maxDead: 100).recovered == 10)
+        #expect(try await driver.command(["ZSCORE", "\(keys.namespace):owners", owner]) == .string(Array("0".utf8)))
+        #expect(try await driver.recoverExpiredLeases(limit: 10, maxDead: 100).recovered == 10)
+        #expect(try await driver.recoverExpiredLeases(limit: 10, maxDead: 100).recovered == 5)
+        #expect(try await driver.command(["EXISTS", "\(keys.namespace):owners"]) == .integer(0))
+        #expect(try await driver.command(["HLEN", "\(keys.namespace):inflight"]) == .integer(0))
+    }
+
+    /// A look scans a bounded part of the in-flight table (here one page of ~1,000 records): with
+    /// thousands of other jobs in flight, a stopped owner's claims come back over several looks,
+    /// each taken once, and its lease goes after the pass that found the last of them.
+    @Test func aLookScansABoundedPartOfTheInFlightTable() async throws {
+        let keys = TestKeys()
+        let driver = try TestRedis.driver(namespace: keys.namespace)
+        defer { Task { await cleanUp(driver, keys) } }
+        let queue = keys.queue("default")
+        let ns = keys.namespace
+        func record(_ id: String) -> String { "\t\(queue)\nw\n3\n\(id)\n{\"id\":\"\(id)\",\"type\":\"ping\"}" }
+        // 6,000 claims of a live owner, 5 of a stopped one, written in one script call.
+        let fill = """
+            for i = 1, 6000 do redis.call('HSET', KEYS[1], 'alive#1/1.' .. i, ARGV[1]) end
+            for i = 1, 5 do redis.call('HSET', KEYS[1], 'gone#1/2.' .. i, ARGV[2] .. i .. ARGV[3]) end
+            """
+        let parts = record("gone-X").components(separatedBy: "X")
+        _ = try await driver.command(["EVAL", fill, "1", "\(ns):inflight", record("alive"), parts[0], parts[1]])
+        _ = try await driver.command(["ZADD", "\(ns):owners", "0", "gone#1", "99999999999999", "alive#1"])
+        var looks = 0
+        var recovered: [String] = []
+        while try await driver.command(["ZSCORE", "\(ns):owners", "gone#1"]) != .null, looks < 50 {
+            looks += 1
+            let reply = try await driver.command(["EVAL", RedisScripts.recover.source, "0", ns, "200", "100", "0", "0", "1"])
+            let lists = try reply.array(for: "recover") ?? []
+            let ids = try (lists.first?.array(for: "recover") ?? []).map { try $0.text(for: "recover") }
+            recovered += stride(from: 0, to: ids.count, by: 2).map { ids[$0] }
+        }
+        #expect(looks > 2, "one page per look over ~6,000 records: \(looks) looks")
+        #expect(recovered.sorted() == (1...5).map { "gone-\($0)" })
+        #expect(try await driver.command(["HLEN", "\(ns):inflight"]) == .integer(6000))
+        #expect(try await driver.command(["EXISTS", "\(ns):owners:scan"]) == .integer(0))
+    }
+
+    /// The server's clock, in milliseconds since the epoch (what leases are measured against).
+    func serverMilliseconds(_ driver: RedisQueueDriver) async throws -> Int64 {
+        let time = try await driver.command(["TIME"]).array(for: "TIME") ?? []
+        let first = try #require(time.first)
+        let seconds = try #require(Int64(try first.text(for: "TIME")))
+        let micros = try #require(Int64(try time[1].text(for: "TIME")))
+        return seconds * 1000 + micros / 1000
     }
 }
