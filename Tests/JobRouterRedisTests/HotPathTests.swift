@@ -58,16 +58,8 @@ struct HotPathTests {
         let keys = TestKeys()
         let driver = try TestRedis.driver(namespace: keys.namespace)
         defer { Task { await cleanUp(driver, keys) } }
-        let configuration = try configuration(keys)
-        let client = JobRouterClient(configuration: configuration, driver: driver)
-        _ = try await client.enqueue((0..<20).map { _ in JobRequest(type: "ping") })
-        let fetcher = driver.makeFetcher(queues: [keys.queue("default")], label: "test", worker: "w",
-                                         terms: LeaseTerms(lease: .seconds(30), maxRecoveries: 3, maxPayload: 1 << 20, maxDead: 100, ledger: nil))
         let before = try await serverMilliseconds(driver)
-        let claimed = try await fetcher.fetch(max: 20, wait: .milliseconds(100))
-        await fetcher.close()
-        #expect(claimed.count == 20)
-        let owner = try #require(claimed.first?.token.split(separator: "/").first.map(String.init))
+        let (claimed, owner) = try await claimPings(20, driver, keys)
         #expect(owner.hasPrefix("w#") && claimed.allSatisfy { $0.token.hasPrefix(owner + "/") })
         let lease = try await driver.command(["ZRANGE", "\(keys.namespace):owners", "0", "-1", "WITHSCORES"]).array(for: "ZRANGE") ?? []
         #expect(lease.count == 2)
@@ -113,15 +105,7 @@ struct HotPathTests {
         let keys = TestKeys()
         let driver = try TestRedis.driver(namespace: keys.namespace)
         defer { Task { await cleanUp(driver, keys) } }
-        let configuration = try configuration(keys)
-        let client = JobRouterClient(configuration: configuration, driver: driver)
-        _ = try await client.enqueue((0..<25).map { _ in JobRequest(type: "ping") })
-        let fetcher = driver.makeFetcher(queues: [keys.queue("default")], label: "test", worker: "w",
-                                         terms: LeaseTerms(lease: .seconds(30), maxRecoveries: 3, maxPayload: 1 << 20, maxDead: 100, ledger: nil))
-        let claimed = try await fetcher.fetch(max: 25, wait: .milliseconds(100))
-        await fetcher.close()
-        #expect(claimed.count == 25)
-        let owner = try #require(claimed.first?.token.split(separator: "/").first.map(String.init))
+        let (_, owner) = try await claimPings(25, driver, keys)
         _ = try await driver.command(["ZADD", "\(keys.namespace):owners", "0", owner])
         #expect(try await driver.recoverExpiredLeases(limit: 10, maxDead: 100).recovered == 10)
         #expect(try await driver.command(["ZSCORE", "\(keys.namespace):owners", owner]) == .string(Array("0".utf8)))
@@ -162,6 +146,20 @@ struct HotPathTests {
         #expect(recovered.sorted() == (1...5).map { "gone-\($0)" })
         #expect(try await driver.command(["HLEN", "\(ns):inflight"]) == .integer(6000))
         #expect(try await driver.command(["EXISTS", "\(ns):owners:scan"]) == .integer(0))
+    }
+
+    /// Enqueues `count` pings and claims them all in one call of a fetcher of worker `w` (30 s
+    /// lease): the claims, and their owner (what starts each token, before its slash).
+    func claimPings(_ count: Int, _ driver: RedisQueueDriver, _ keys: TestKeys) async throws -> (claims: [ClaimedEntry], owner: String) {
+        let client = JobRouterClient(configuration: try configuration(keys), driver: driver)
+        _ = try await client.enqueue((0..<count).map { _ in JobRequest(type: "ping") })
+        let fetcher = driver.makeFetcher(queues: [keys.queue("default")], label: "test", worker: "w",
+                                         terms: LeaseTerms(lease: .seconds(30), maxRecoveries: 3, maxPayload: 1 << 20, maxDead: 100, ledger: nil))
+        let claimed = try await fetcher.fetch(max: count, wait: .milliseconds(100))
+        await fetcher.close()
+        #expect(claimed.count == count)
+        let owner = try #require(claimed.first?.token.split(separator: "/").first.map(String.init))
+        return (claimed, owner)
     }
 
     /// The server's clock, in milliseconds since the epoch (what leases are measured against).

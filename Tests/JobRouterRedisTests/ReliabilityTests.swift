@@ -1,6 +1,7 @@
 import Foundation
 import JobRouter
 @testable import JobRouterRedis
+import Synchronization
 import Testing
 
 /// Claims, leases, recovery, retries and schedules against a real Redis, including under concurrency.
@@ -96,6 +97,37 @@ struct ReliabilityTests {
         #expect(try await driver.command(["HGET", "\(keys.namespace):recoveries", c.jobID.rawValue]) == .string(Array("1".utf8)))
         #expect(try await driver.complete(c) == .applied)
         #expect(try await driver.command(["HEXISTS", "\(keys.namespace):recoveries", c.jobID.rawValue]) == .integer(0))
+    }
+
+    /// A settle tried again (its first try applied, its reply lost) goes in a call of its own, so
+    /// it is told "already applied" even while other claims' settles are being sent together.
+    @Test func aSettleTriedAgainIsToldItWasAppliedAmidOtherSettles() async throws {
+        let keys = TestKeys()
+        let driver = try TestRedis.driver(namespace: keys.namespace)
+        defer { Task { await cleanUp(driver, keys) } }
+        let queue = keys.queue("q")
+        try await driver.push((0..<200).map { envelope(queue, $0) })
+        let fetcher = driver.makeFetcher(queues: [queue], label: "again", worker: "w1", terms: LeaseTerms(lease: .seconds(60), maxRecoveries: 3))
+        let claims = try await fetcher.fetch(max: 200, wait: .zero)
+        await fetcher.close()
+        #expect(claims.count == 200)
+        #expect(try await driver.complete(claims[0]) == .applied)
+        // The other 199 queue up in the batcher, and the retried one is asked while they go.
+        let results = Mutex<[SettleResult]>([])
+        let done = AsyncStream<Void>.makeStream()
+        for claim in claims.dropFirst() {
+            driver.complete(claim, attempt: nil) { result in
+                let count = results.withLock { all -> Int in
+                    if case .success(let settled) = result { all.append(settled) }
+                    return all.count
+                }
+                if count == 199 { done.continuation.finish() }
+            }
+        }
+        #expect(try await driver.complete(claims[0]) == .alreadySettled)
+        for await _ in done.stream {}
+        #expect(results.withLock { $0 } == Array(repeating: .applied, count: 199))
+        #expect(try await driver.command(["HLEN", "\(keys.namespace):inflight"]) == .integer(0))
     }
 
     /// The usual settle call, every claim held and each named once, answers with their number and
