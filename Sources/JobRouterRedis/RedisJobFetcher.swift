@@ -22,7 +22,7 @@ final class RedisJobFetcher: JobFetcher {
 
     /// The lease its claims are held under (see ``RedisScripts/claim``): one per fetcher, extended
     /// by the heartbeats of its group, which name its claims.
-    let owner: String
+    private let owner: String
 
     init(queues: [String], namespace: String, worker: String, terms: LeaseTerms, endpoint: RedisEndpoint,
          timeout: Duration, label: String, control: RedisConnectionThread, ledgerBuffer: Int) {
