@@ -1,6 +1,7 @@
 import Foundation
 import JobRouter
 @testable import JobRouterRedis
+import Synchronization
 import Testing
 
 /// The attempt log's layout: a settle call's records travel as one string with their lengths,
@@ -69,6 +70,58 @@ struct AttemptLogTests {
         #expect(try await log.backlog() == AttemptLogBacklog(waiting: 0, dropped: 0))
         #expect(try await driver.command(["XLEN", keys.namespace + ":events"]) == .integer(0))
         await fetcher.close()
+        await cleanUp(driver, keys)
+    }
+
+    /// Settles waiting in the batcher carry their records: with more waiting than one call takes
+    /// (1,000), over two queues whose claims each call sends grouped by queue, every record
+    /// reaches the log once, with its own claim.
+    @Test func recordsWaitingInTheBatcherGoWithTheirOwnClaims() async throws {
+        let keys = TestKeys()
+        let queues = [keys.queue("a"), keys.queue("b")]
+        let driver = RedisQueueDriver(endpoint: try RedisEndpoint(url: try TestRedis.url), namespace: keys.namespace, ledgerBuffer: 10_000)
+        for n in 0..<2500 { _ = try await driver.command(["RPUSH", queues[n % 3 == 0 ? 0 : 1], #"{"id":"j\#(n)","type":"ok"}"#]) }
+        let fetcher = driver.makeFetcher(queues: queues, label: "t", worker: "w", terms: LeaseTerms(lease: .seconds(60), maxRecoveries: 1))
+        var claims: [ClaimedEntry] = []
+        while claims.count < 2500 { claims += try await fetcher.fetch(max: 1000, wait: .milliseconds(100)) }
+        await fetcher.close()
+        let log = RedisAttemptLog(driver: driver)
+        _ = try await log.read(consumer: "c", max: 1, wait: .milliseconds(10))  // makes the consumer group
+        let results = Mutex<[SettleResult]>([])
+        let done = AsyncStream<Void>.makeStream()
+        // The driver's connection held by a 300 ms BLPOP meanwhile (the server free for others),
+        // so the first flush finds all 2,500 waiting (more than one call takes); interleaved queues.
+        let busy = Task { try await driver.command(["BLPOP", "\(keys.namespace):nothing", "0.3"]) }
+        try await Task.sleep(for: .milliseconds(50))
+        for claim in claims.shuffled() {
+            let record = AttemptRecord(jobID: claim.jobID, claim: claim.token, type: "ok", priority: nil, queue: claim.queue, group: "g",
+                                       attempt: 1, outcome: .succeeded, error: nil, worker: "w", enqueuedAt: nil, startedAt: nil, entry: nil)
+            driver.complete(claim, attempt: record) { result in
+                let count = results.withLock { all -> Int in
+                    if case .success(let settled) = result { all.append(settled) }
+                    return all.count
+                }
+                if count == 2500 { done.continuation.finish() }
+            }
+        }
+        for await _ in done.stream {}
+        _ = try await busy.value
+        #expect(results.withLock { $0 } == Array(repeating: .applied, count: 2500))
+        var logged: [String: String] = [:]
+        while true {
+            let read = try await log.read(consumer: "c", max: 1000, wait: .milliseconds(50))
+            if read.isEmpty { break }
+            for attempt in read {
+                guard case .object(let fields)? = try? JSONValue.parse(attempt.record),
+                      let id = fields["id"]?.stringValue, let claim = fields["claim"]?.stringValue else {
+                    Issue.record("not a record: \(String(decoding: attempt.record, as: UTF8.self))")
+                    continue
+                }
+                #expect(logged[id] == nil, "\(id) logged twice")
+                logged[id] = claim
+            }
+        }
+        #expect(logged == Dictionary(uniqueKeysWithValues: claims.map { ($0.jobID.rawValue, $0.token) }))
         await cleanUp(driver, keys)
     }
 }
