@@ -84,7 +84,7 @@ struct HotPathTests {
         defer { Task { await cleanUp(driver, keys) } }
         let queue = keys.queue("default")
         let ns = keys.namespace
-        func record(_ id: String) -> String { "\t\(queue)\nw\n3\n\(id)\n{\"id\":\"\(id)\",\"type\":\"ping\"}" }
+        func record(_ id: String) -> String { inflightRecord(id, queue: queue) }
         // "h*[1]#1" expired; "hx1#1" (which "h*[1]#1/*" matches as a pattern) and "h*[1]#10" alive.
         for (token, id) in [("h*[1]#1/5.1", "dead-1"), ("h*[1]#1/5.2", "dead-2"), ("hx1#1/6.1", "alive-1"), ("h*[1]#10/7.1", "alive-2")] {
             _ = try await driver.command(["HSET", "\(ns):inflight", token, record(id)])
@@ -124,7 +124,7 @@ struct HotPathTests {
         defer { Task { await cleanUp(driver, keys) } }
         let queue = keys.queue("default")
         let ns = keys.namespace
-        func record(_ id: String) -> String { "\t\(queue)\nw\n3\n\(id)\n{\"id\":\"\(id)\",\"type\":\"ping\"}" }
+        func record(_ id: String) -> String { inflightRecord(id, queue: queue) }
         // 6,000 claims of a live owner, 5 of a stopped one, written in one script call.
         let fill = """
             for i = 1, 6000 do redis.call('HSET', KEYS[1], 'alive#1/1.' .. i, ARGV[1]) end
@@ -160,6 +160,12 @@ struct HotPathTests {
         #expect(claimed.count == count)
         let owner = try #require(claimed.first?.token.split(separator: "/").first.map(String.init))
         return (claimed, owner)
+    }
+
+    /// An in-flight record as the claim script writes it (queue, worker `w`, max_recoveries 3, id,
+    /// entry) for a `ping` job `id`.
+    func inflightRecord(_ id: String, queue: String) -> String {
+        "\t\(queue)\nw\n3\n\(id)\n{\"id\":\"\(id)\",\"type\":\"ping\"}"
     }
 
     /// The server's clock, in milliseconds since the epoch (what leases are measured against).
