@@ -484,7 +484,7 @@ enum RedisScripts {
               if stride == 2 then lengths[j] = ARGV[i + 1] end
               if seen[token] then
                 out[j] = 2
-              elseif redis.call('ZSCORE', ns .. ':lost', token) then
+              elseif gone(token) == 0 then
                 out[j] = 0
               else
                 seen[token] = true
