@@ -125,18 +125,20 @@ struct ProcessTests {
     }
 
     /// `jobrouter work` runs a configuration the core alone runs in the lean executable (no
-    /// libcurl, libpq, SwiftNIO or full Foundation mapped), and hands one with mail, PostgreSQL or HTTP (or any
-    /// option only the full CLI knows) to `jobrouter-cli`, in the same process. Either way the
-    /// jobs run and SIGTERM stops it cleanly.
+    /// libcurl, libpq, SwiftNIO, full Foundation or ICU mapped), and hands one with mail,
+    /// PostgreSQL or HTTP (or any option only the full CLI knows) to `jobrouter-cli`, in the same
+    /// process. Either way the jobs run and SIGTERM stops it cleanly.
     // One case at a time: each starts an executable (three the full CLI), a burst the rest of the
     // suite's timing-sensitive tests should not share.
     @Test(.serialized, arguments: [
         (extra: "", arguments: ["work"], environment: [:], lean: true),
         (extra: "", arguments: ["--log-level", "info", "work", "--group=main"], environment: [:], lean: true),
-        // A schedule in a named time zone: the lean worker resolves it itself (FoundationEssentials
-        // alone knows only fixed offsets; without FoundationInternationalization it would hand the
-        // configuration to the full CLI).
+        // A schedule in a named time zone: the lean worker resolves it itself, loading
+        // FoundationInternationalization (ICU) then, and only then (FoundationEssentials alone
+        // knows only GMT; a configuration that does not load goes to the full CLI).
         (extra: "[schedules.nightly]\ncron = \"0 3 * * *\"\ntimezone = \"Europe/Berlin\"\ntype = \"ping\"\n", arguments: ["work"], environment: [:], lean: true),
+        // UTC by name needs no ICU.
+        (extra: "[schedules.nightly]\ncron = \"0 3 * * *\"\ntimezone = \"Etc/UTC\"\ntype = \"ping\"\n", arguments: ["work"], environment: [:], lean: true),
         (extra: "", arguments: ["work"], environment: ["JOBROUTER_LEAN_WORKER": "0"], lean: false),
         (extra: "", arguments: ["work", "--http", "127.0.0.1:0"], environment: [:], lean: false),
         (extra: "[types.mail]\nhandler = \"smtp\"\n[smtp]\nurl = \"smtp://127.0.0.1:1\"\nfrom = \"a@example.org\"\n", arguments: ["work"], environment: [:], lean: false),
@@ -171,6 +173,10 @@ struct ProcessTests {
         #expect(maps.contains("libcurl") == !lean && maps.contains("libpq") == !lean)
         // Nor full Foundation: the core reads its TOML itself (FoundationEssentials is another file).
         #expect(maps.contains("/libFoundation.so") == !lean)
+        // Nor ICU, unless a schedule names a time zone other than UTC (the full CLI has it through
+        // Foundation).
+        #expect(maps.contains("/libFoundationInternationalization.so") == (!lean || extra.contains("Europe/Berlin")))
+        #expect(maps.contains("/lib_FoundationICU.so") == (!lean || extra.contains("Europe/Berlin")))
         #expect(try await driver.command(["HLEN", "\(keys.namespace):inflight"]) == .integer(0))
     }
 

@@ -122,6 +122,14 @@ struct WorkflowConfigurationTests {
         #expect(group.concurrency == 64)
     }
 
+    /// UTC by any of its names is the default zone, and says so as `UTC`.
+    @Test(arguments: ["UTC", "Etc/UTC", "GMT"]) func utcByNameIsTheDefaultZone(name: String) throws {
+        let configuration = try RouterConfiguration.parse(toml: base + "[schedules.x]\ncron = \"@daily\"\ntype = \"report\"\ntimezone = \"\(name)\"\n")
+        let schedule = try #require(configuration.schedules["x"])
+        #expect(schedule.timeZone == CronSchedule.utc)
+        #expect(schedule.zoneName == "UTC")
+    }
+
     @Test func mistakesNameTheLineAndKeyPath() {
         func failure(_ extra: String) -> String { parseError(base + extra)?.description ?? "parsed" }
         #expect(failure("[schedules.x]\ncron = \"0 25 * * *\"\ntype = \"report\"\n") == "queues.toml:13: schedules.x.cron: hour: 25 is out of range 0-23")

@@ -1,6 +1,4 @@
 import FoundationEssentials
-// Time zones by IANA name (`Europe/Berlin`): FoundationEssentials alone knows only fixed offsets.
-import FoundationInternationalization
 
 /// Reads `queues.toml`.
 ///
@@ -312,7 +310,13 @@ struct TOMLReader {
         var schedule = CronSchedule(name: name, cron: cron, type: try string(typeValue, path + ["type"]))
         if let value = table["timezone"] {
             let zone = try string(value, path + ["timezone"])
-            guard let timeZone = TimeZone(identifier: zone) else {
+            let named: TimeZone?
+            do {
+                named = try NamedTimeZone.named(zone)
+            } catch {
+                throw fail(path + ["timezone"], "'\(zone)': named time zones need FoundationInternationalization, which could not be loaded: \(error)")
+            }
+            guard let timeZone = named else {
                 throw fail(path + ["timezone"], "unknown time zone '\(zone)'; write an IANA name like \"Europe/Berlin\" or \"UTC\"")
             }
             schedule.timeZone = timeZone

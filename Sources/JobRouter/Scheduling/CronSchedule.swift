@@ -1,6 +1,4 @@
 import FoundationEssentials
-// Time zones by IANA name (`Europe/Berlin`): FoundationEssentials alone knows only fixed offsets.
-import FoundationInternationalization
 
 /// A `[schedules.NAME]` table: a job enqueued at every tick of a cron expression.
 ///
