@@ -20,19 +20,30 @@ final class RedisJobFetcher: JobFetcher {
     /// Numbers this process's fetchers: each is a lease owner of its own (`worker#n`).
     private static let fetchers = Atomic<Int>(0)
 
-    /// The lease its claims are held under (see ``RedisScripts/claim``): one per fetcher, extended
-    /// by the heartbeats of its group, which name its claims.
-    private let owner: String
+    /// The lease its claims are held under (see ``RedisScripts/claim``): extended by each claim
+    /// call that takes something, and by the heartbeats of its group, which name the claims it
+    /// holds. A claim the worker never learned of (a call's answer lost with its connection; after
+    /// a failover, a settle the promoted replica never saw) is held by no one, yet would stay in
+    /// flight for as long as its owner goes on claiming. So the fetcher claims under a new owner
+    /// (`worker#n.1`, `.2`, …) after any call that failed, and once its owner is ``ownerLifetime``
+    /// old: the owner it left runs out once the claims it still holds are settled, and recovery
+    /// takes whatever is left under it.
+    private let owner: LeaseOwner
+
+    /// How long a fetcher claims under one owner at most: ten leases (5 minutes by default). Each
+    /// owner left costs recovery one pass over the in-flight table once its lease ran out.
+    static func ownerLifetime(lease: Duration) -> Duration { lease * 10 }
 
     init(queues: [String], namespace: String, worker: String, terms: LeaseTerms, endpoint: RedisEndpoint,
-         timeout: Duration, label: String, control: RedisConnectionThread, ledgerBuffer: Int) {
+         timeout: Duration, label: String, control: RedisConnectionThread, ledgerBuffer: Int, ownerLifetime: Duration? = nil) {
         self.queues = queues
         self.namespace = namespace
-        self.owner = "\(worker)#\(Self.fetchers.wrappingAdd(1, ordering: .relaxed).newValue)"
+        self.owner = LeaseOwner(base: "\(worker)#\(Self.fetchers.wrappingAdd(1, ordering: .relaxed).newValue)",
+                                lifetime: ownerLifetime ?? Self.ownerLifetime(lease: terms.lease))
         self.arguments = [Array(namespace.utf8), [], Array(worker.utf8), Array(String(terms.maxRecoveries).utf8),
                           Array(String(terms.lease.inMilliseconds).utf8), Array(String(terms.maxPayload).utf8),
                           Array(String(terms.maxDead).utf8), Array(String(terms.ledger == nil ? 0 : ledgerBuffer).utf8),
-                          Array(owner.utf8)]
+                          []]
         self.control = control
         // The socket timeout must outlast the longest BLPOP wait, or hiredis drops the connection.
         self.thread = RedisConnectionThread(endpoint: endpoint, timeout: timeout + .seconds(5), name: "jobrouter-fetch-\(label)")
@@ -43,28 +54,37 @@ final class RedisJobFetcher: JobFetcher {
 
     var brokenQueues: [String: String] { state.broken }
 
+    /// The connection's client id while it waits in BLPOP for jobs.
+    var waitingClient: Int64? { state.waitingClient }
+
     var taskExecutor: (any TaskExecutor)? { thread.taskExecutor }
 
     func fetch(max: Int, wait: Duration) async throws -> [ClaimedEntry] {
         let (queues, namespace, state) = (self.queues, self.namespace, self.state)
         var arguments = self.arguments
         arguments[1] = Array(String(max).utf8)
+        arguments[8] = owner.current()
         // Seconds with milliseconds for BLPOP, by integer arithmetic: `String(format:)` per fetch
         // costs more, and goes through Foundation's formatting.
         let waitMilliseconds = Swift.max(wait.inMilliseconds, 0)
         let fraction = String(waitMilliseconds % 1000)
         let waitSeconds = "\(waitMilliseconds / 1000)." + String(repeating: "0", count: 3 - fraction.count) + fraction
-        return try await thread.run { [arguments] connection throws(RedisError) in
-            if state.brokenDue(now: .now) { try Self.checkTypes(connection, queues: queues, state: state) }
-            let readable = queues.filter { state.broken[$0] == nil }
-            guard !readable.isEmpty else { return [] }
-            let claimed = try Self.claim(connection, queues: readable, arguments: arguments, state: state, all: queues)
-            if !claimed.isEmpty { return claimed }
-            let id = try connection.clientID()
-            guard state.beginWait(client: id) else { return [] }
-            defer { state.endWait() }
-            _ = try connection.command(["BLPOP"] + readable.map { "\(namespace):wake:\($0)" } + [waitSeconds])
-            return try Self.claim(connection, queues: readable, arguments: arguments, state: state, all: queues)
+        do {
+            return try await thread.run { [arguments] connection throws(RedisError) in
+                if state.brokenDue(now: .now) { try Self.checkTypes(connection, queues: queues, state: state) }
+                let readable = queues.filter { state.broken[$0] == nil }
+                guard !readable.isEmpty else { return [] }
+                let claimed = try Self.claim(connection, queues: readable, arguments: arguments, state: state, all: queues)
+                if !claimed.isEmpty { return claimed }
+                let id = try connection.clientID()
+                guard state.beginWait(client: id) else { return [] }
+                defer { state.endWait() }
+                _ = try connection.command(["BLPOP"] + readable.map { "\(namespace):wake:\($0)" } + [waitSeconds])
+                return try Self.claim(connection, queues: readable, arguments: arguments, state: state, all: queues)
+            }
+        } catch {
+            owner.advance()
+            throw error
         }
     }
 
@@ -72,10 +92,16 @@ final class RedisJobFetcher: JobFetcher {
         let state = self.state
         var arguments = self.arguments
         arguments[1] = Array(String(max).utf8)
-        return try await thread.run { [arguments] connection throws(RedisError) in
-            let readable = queues.filter { state.broken[$0] == nil }
-            guard !readable.isEmpty else { return [] }
-            return try Self.claim(connection, queues: readable, arguments: arguments, state: state, all: self.queues)
+        arguments[8] = owner.current()
+        do {
+            return try await thread.run { [arguments] connection throws(RedisError) in
+                let readable = queues.filter { state.broken[$0] == nil }
+                guard !readable.isEmpty else { return [] }
+                return try Self.claim(connection, queues: readable, arguments: arguments, state: state, all: self.queues)
+            }
+        } catch {
+            owner.advance()
+            throw error
         }
     }
 
@@ -168,6 +194,40 @@ final class RedisJobFetcher: JobFetcher {
     }
 }
 
+/// A fetcher's lease owner: `BASE`, then `BASE.1`, `BASE.2`, … (see ``RedisJobFetcher``).
+private final class LeaseOwner: Sendable {
+    private let base: String
+    private let lifetime: Duration
+    private let state: Mutex<(generation: Int, since: ContinuousClock.Instant, name: [UInt8])>
+
+    init(base: String, lifetime: Duration) {
+        self.base = base
+        self.lifetime = lifetime
+        state = Mutex((0, .now, Array(base.utf8)))
+    }
+
+    /// The owner to claim under: a new one once this one is `lifetime` old.
+    func current() -> [UInt8] {
+        let now = ContinuousClock.now
+        return state.withLock { state in
+            if now - state.since >= lifetime { advance(&state, now: now) }
+            return state.name
+        }
+    }
+
+    /// Claims go under a new owner from now on (a call failed: what it took, if anything, is unseen).
+    func advance() {
+        let now = ContinuousClock.now
+        state.withLock { advance(&$0, now: now) }
+    }
+
+    private func advance(_ state: inout (generation: Int, since: ContinuousClock.Instant, name: [UInt8]), now: ContinuousClock.Instant) {
+        state.generation += 1
+        state.since = now
+        state.name = Array("\(base).\(state.generation)".utf8)
+    }
+}
+
 /// Whether a fetcher waits in BLPOP (and as which client), whether it was told to stop waiting,
 /// and which of its queues are set aside as broken.
 private final class FetchState: Sendable {
@@ -200,6 +260,9 @@ private final class FetchState: Sendable {
     func endWait() {
         state.withLock { $0.blockedClient = nil }
     }
+
+    /// The client waiting in BLPOP now, if any.
+    var waitingClient: Int64? { state.withLock { $0.blockedClient } }
 
     /// Marks the fetcher interrupted; returns the client to unblock if it is waiting now.
     func interrupt() -> Int64? {

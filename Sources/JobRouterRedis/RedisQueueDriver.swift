@@ -288,11 +288,18 @@ public final class RedisQueueDriver: JobQueueDriver {
     }
 
     public func makeFetcher(queues: [String], label: String, worker: String, terms: LeaseTerms) -> any JobFetcher {
+        makeFetcher(queues: queues, label: label, worker: worker, terms: terms, ownerLifetime: nil)
+    }
+
+    /// A fetcher whose lease owners last `ownerLifetime` (``RedisJobFetcher/ownerLifetime(lease:)``
+    /// when `nil`).
+    func makeFetcher(queues: [String], label: String, worker: String, terms: LeaseTerms, ownerLifetime: Duration?) -> RedisJobFetcher {
         if cluster != nil, let first = queues.first, let shard = try? shard(forQueue: first), shard !== self {
-            return shard.makeFetcher(queues: queues, label: label, worker: worker, terms: terms)
+            return shard.makeFetcher(queues: queues, label: label, worker: worker, terms: terms, ownerLifetime: ownerLifetime)
         }
         return RedisJobFetcher(queues: queues, namespace: namespace, worker: worker, terms: terms, endpoint: endpoint,
-                               timeout: timeout, label: label, control: control, ledgerBuffer: ledgerBuffer)
+                               timeout: timeout, label: label, control: control, ledgerBuffer: ledgerBuffer,
+                               ownerLifetime: ownerLifetime)
     }
 
     public func complete(_ claim: ClaimedEntry, attempt: AttemptRecord?) async throws -> SettleResult {

@@ -148,6 +148,76 @@ struct HotPathTests {
         #expect(try await driver.command(["EXISTS", "\(ns):owners:scan"]) == .integer(0))
     }
 
+    /// A claim the worker never learned of (its call's answer lost with the connection) is held by
+    /// no one. After a failed call the fetcher claims under a new owner, so the old owner's lease
+    /// runs out while the fetcher goes on claiming, and recovery takes the stray.
+    @Test func aFailedCallMovesTheFetcherToANewOwnerSoItsStrayClaimsComeBack() async throws {
+        let keys = TestKeys()
+        let driver = try TestRedis.driver(namespace: keys.namespace)
+        defer { Task { await cleanUp(driver, keys) } }
+        let queue = keys.queue("default")
+        let client = JobRouterClient(configuration: try configuration(keys), driver: driver)
+        let fetcher = driver.makeFetcher(queues: [queue], label: "test", worker: "w", terms: LeaseTerms(lease: .seconds(1), maxRecoveries: 3),
+                                         ownerLifetime: nil)
+        func owner(_ claim: ClaimedEntry) -> String { claim.token.split(separator: "/").first.map(String.init) ?? "" }
+        _ = try await client.enqueue([JobRequest(type: "ping")])
+        let first = try #require(try await fetcher.fetch(max: 1, wait: .milliseconds(100)).first)
+        let old = owner(first)
+        // A stray under that owner, as a claim call whose answer was lost leaves one.
+        _ = try await driver.command(["HSET", "\(keys.namespace):inflight", "\(old)/999999.1", inflightRecord("stray", queue: queue)])
+        _ = try await driver.command(["HINCRBY", "\(keys.namespace):count:inflight", queue, "1"])
+        #expect(try await driver.complete(first) == .applied)
+        // The fetcher's connection fails while it waits for jobs.
+        let waiting = Task { try await fetcher.fetch(max: 1, wait: .seconds(5)) }
+        #expect(await eventually { fetcher.waitingClient != nil })
+        _ = try await driver.command(["CLIENT", "KILL", "ID", String(try #require(fetcher.waitingClient))])
+        #expect(await (try? waiting.value) == nil, "the wait failed")
+        // It goes on claiming, for longer than the old owner's lease, under a new owner.
+        var owners: Set<String> = []
+        let until = ContinuousClock.now + .milliseconds(1_500)
+        while ContinuousClock.now < until {
+            _ = try await client.enqueue([JobRequest(type: "ping")])
+            for claim in try await fetcher.fetch(max: 1, wait: .milliseconds(100)) {
+                owners.insert(owner(claim))
+                #expect(try await driver.complete(claim) == .applied)
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        await fetcher.close()
+        #expect(owners == [old + ".1"])
+        let report = try await driver.recoverExpiredLeases(limit: 10, maxDead: 100)
+        #expect(report.recoveredJobs.map(\.id.rawValue) == ["stray"])
+        #expect(try await driver.command(["HLEN", "\(keys.namespace):inflight"]) == .integer(0))
+    }
+
+    /// A fetcher moves to a new owner once its owner is `ownerLifetime` old, failure or not: a
+    /// stray no failed call revealed comes back then too.
+    @Test func aFetcherMovesToANewOwnerOnceItsOwnerIsOld() async throws {
+        let keys = TestKeys()
+        let driver = try TestRedis.driver(namespace: keys.namespace)
+        defer { Task { await cleanUp(driver, keys) } }
+        let client = JobRouterClient(configuration: try configuration(keys), driver: driver)
+        _ = try await client.enqueue((0..<3).map { _ in JobRequest(type: "ping") })
+        let lifetime = Duration.milliseconds(500)
+        let start = ContinuousClock.now
+        let fetcher = driver.makeFetcher(queues: [keys.queue("default")], label: "test", worker: "w",
+                                         terms: LeaseTerms(lease: .seconds(30), maxRecoveries: 3), ownerLifetime: lifetime)
+        func owner() async throws -> String {
+            let token = try #require(try await fetcher.fetch(max: 1, wait: .milliseconds(100)).first?.token)
+            return token.split(separator: "/").first.map(String.init) ?? ""
+        }
+        let first = try await owner()
+        let second = try await owner()
+        // Only when this machine was quick enough to claim twice within the lifetime.
+        let quick = ContinuousClock.now - start < lifetime
+        try await Task.sleep(for: lifetime + .milliseconds(100))
+        let third = try await owner()
+        await fetcher.close()
+        #expect(!quick || second == first, "\(first), \(second)")
+        #expect(third != second && third.hasPrefix(first.split(separator: ".").first.map { $0 + "." } ?? "?"), "\(first), \(second), \(third)")
+        #expect(RedisJobFetcher.ownerLifetime(lease: .seconds(30)) == .seconds(300))
+    }
+
     /// Enqueues `count` pings and claims them all in one call of a fetcher of worker `w` (30 s
     /// lease): the claims, and their owner (what starts each token, before its slash).
     func claimPings(_ count: Int, _ driver: RedisQueueDriver, _ keys: TestKeys) async throws -> (claims: [ClaimedEntry], owner: String) {

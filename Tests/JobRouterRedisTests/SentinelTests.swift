@@ -183,12 +183,33 @@ struct SentinelTests {
             // status works after the failover, through the same endpoint. The promoted replica may
             // have lagged the old primary: jobs that ran there are queued again and run a second
             // time (at-least-once) until the queue is empty.
-            #expect(await eventually(timeout: .seconds(60)) {
+            let drained = await eventually(timeout: .seconds(60)) {
                 (try? await driver.statistics(queues: [keys.queue("default")]))?.queues.first.map { $0.depth == 0 && $0.inFlight == 0 } ?? false
-            }, "the queue drains on the new primary")
+            }
+            let left = drained ? "" : await leftovers(driver, keys)
+            #expect(drained, "the queue drains on the new primary; \(left)")
         }
         let missing = Set(jobs.map(\.id.rawValue)).subtracting(ran.all)
         #expect(missing.isEmpty, "\(missing.count) jobs never ran")
+    }
+
+    /// What is left in flight, for a failure's message: the owners' leases against the server's
+    /// clock, the in-flight tokens (the first 20), the counts and the queue's depth.
+    private func leftovers(_ driver: RedisQueueDriver, _ keys: TestKeys) async -> String {
+        let script = """
+            local ns = ARGV[1]
+            local tokens = redis.call('HKEYS', ns .. ':inflight')
+            return cjson.encode({now = redis.call('TIME')[1], owners = redis.call('ZRANGE', ns .. ':owners', 0, -1, 'WITHSCORES'),
+              inflight = {unpack(tokens, 1, math.min(#tokens, 20))}, held = #tokens, counts = redis.call('HGETALL', ns .. ':count:inflight'),
+              depth = redis.call('LLEN', KEYS[1])})
+            """
+        do {
+            let reply = try await driver.command(["EVAL", script, "1", keys.queue("default"), keys.namespace])
+            guard case .string(let bytes) = reply else { return "\(reply)" }
+            return String(decoding: bytes, as: UTF8.self)
+        } catch {
+            return "(could not read what is left: \(error))"
+        }
     }
 
     /// An enqueue loop with wait_replicas = 1 across a failover: every enqueue that returned
