@@ -128,9 +128,12 @@ struct FairnessTests {
         try await withWorker(worker) {
             #expect(await eventually(timeout: .seconds(10)) { at.count == 40 })
         }
+        // From the second start: the first one lags its permit by the worker's start-up (185 ms
+        // once in a loaded full suite). The second to the fortieth permits are 1.9 s apart.
         let times = at.all.sorted()
-        let span = try #require(times.first).duration(to: try #require(times.last))
-        #expect(span >= .seconds(1.8), "40 claims at 20/s took \(span)")
+        #expect(times.count == 40)
+        let span = times.count == 40 ? times[1].duration(to: times[39]) : .zero
+        #expect(span >= .seconds(1.7), "38 permits at 20/s after the second start took \(span)")
     }
 
     /// A group saturated by high jobs: with max_wait on low, low jobs start within the bound (plus
