@@ -16,8 +16,9 @@
 ///   back every in-flight record of that owner. One lease per claim loop rather than one per
 ///   claim: a claim and its settle each cost Redis one sorted-set change fewer per job
 ///   (~1 µs of its ~7 per job at concurrency 64)
-/// - `NS:owners:scan` hash owner → `deadline cursor`: how far recovery's pass over an expired
-///   owner's records got (a look scans a bounded part of `NS:inflight`), for that lease deadline
+/// - `NS:owners:scan` hash owner → `deadline@run_id cursor`: how far recovery's pass over an
+///   expired owner's records got (a look scans a bounded part of `NS:inflight`), for that lease
+///   deadline, on that server (a cursor means nothing on another)
 /// - `NS:leases` sorted set token → lease deadline (ms): the leases of claims made by JobRouter
 ///   before owner leases, still recovered when they expire; nothing writes it now
 /// - `NS:lost` sorted set token → when recovery took it from its worker (ms; kept an hour), so a
@@ -715,21 +716,26 @@ enum RedisScripts {
         -- that stopped (rare), not kept in a list per owner that every claim and settle would
         -- write. A look scans at most `pages` pages of the in-flight table (~0.7 µs per record
         -- there), so the server never stalls long however many jobs are in flight; the scan goes
-        -- on at the next look from where it stopped (`NS:owners:scan` owner → `deadline cursor`),
+        -- on at the next look from where it stopped (`NS:owners:scan` owner → its place),
         -- unless the owner's lease changed meanwhile (it claimed again: records may have been
-        -- added behind the cursor), and then starts over. A full pass finds every record the owner
-        -- held (none is added while its lease stays expired), and then its lease goes.
+        -- added behind the cursor), and then starts over. It starts over too on another server
+        -- (`deadline@run_id cursor`): a cursor is a place in one server's hash table, whose layout
+        -- a restart or a failover changes (its hash seed is random), so a pass carried on there
+        -- would skip records. (A reaper from before reads no deadline in that, and starts over.) A full pass finds every record the owner held (none is added while
+        -- its lease stays expired), and then its lease goes.
         local pages = tonumber(ARGV[6] or '5')
         local expired = redis.call('ZRANGEBYSCORE', ns .. ':owners', '-inf', now, 'WITHSCORES', 'LIMIT', 0, limit)
+        local server = nil
         for o = 1, #expired, 2 do
           if taken >= limit or pages <= 0 then break end
           local owner, deadline = expired[o], expired[o + 1]
           local pattern = string.gsub(owner, '[%*%?%[%]\\\\]', '\\\\%0') .. '/*'
+          server = server or string.match(redis.call('INFO', 'server'), 'run_id:(%x+)') or '?'
           local cursor = '0'
           local saved = redis.call('HGET', ns .. ':owners:scan', owner)
           if saved then
-            local cut = string.find(saved, ' ', 1, true)
-            if cut and string.sub(saved, 1, cut - 1) == deadline then cursor = string.sub(saved, cut + 1) end
+            local at, on, from = string.match(saved, '^([^@ ]+)@(%S+) (%d+)$')
+            if at == deadline and on == server then cursor = from end
           end
           local left = false
           repeat
@@ -749,7 +755,7 @@ enum RedisScripts {
             redis.call('ZREM', ns .. ':owners', owner)
             redis.call('HDEL', ns .. ':owners:scan', owner)
           else
-            redis.call('HSET', ns .. ':owners:scan', owner, deadline .. ' ' .. cursor)
+            redis.call('HSET', ns .. ':owners:scan', owner, deadline .. '@' .. server .. ' ' .. cursor)
           end
         end
         redis.call('ZREMRANGEBYSCORE', ns .. ':lost', '-inf', now - 3600000)
