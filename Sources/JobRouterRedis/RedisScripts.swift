@@ -721,8 +721,9 @@ enum RedisScripts {
         -- added behind the cursor), and then starts over. It starts over too on another server
         -- (`deadline@run_id cursor`): a cursor is a place in one server's hash table, whose layout
         -- a restart or a failover changes (its hash seed is random), so a pass carried on there
-        -- would skip records. (A reaper from before reads no deadline in that, and starts over.) A full pass finds every record the owner held (none is added while
-        -- its lease stays expired), and then its lease goes.
+        -- would skip records (a reaper from before reads no deadline in that, and starts over). A
+        -- full pass finds every record the owner held (none is added while its lease stays
+        -- expired), and then its lease goes.
         local pages = tonumber(ARGV[6] or '5')
         local expired = redis.call('ZRANGEBYSCORE', ns .. ':owners', '-inf', now, 'WITHSCORES', 'LIMIT', 0, limit)
         local server = nil
