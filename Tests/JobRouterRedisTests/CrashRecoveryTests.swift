@@ -24,12 +24,12 @@ final class WorkerProcess: @unchecked Sendable {
 
     func kill9() {
         kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
+        waitForExit(process)
     }
 
     func terminate() {
         process.terminate()
-        process.waitUntilExit()
+        waitForExit(process)
     }
 
     /// Sends `signal` and waits for the process to end on a thread of its own, not on the
@@ -39,7 +39,7 @@ final class WorkerProcess: @unchecked Sendable {
         kill(process.processIdentifier, signal)
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             Thread {
-                process.waitUntilExit()
+                waitForExit(process)
                 continuation.resume()
             }.start()
         }

@@ -328,7 +328,7 @@ struct ObservabilityTests {
         prometheus.standardOutput = FileHandle.nullDevice
         prometheus.standardError = FileHandle.nullDevice
         try prometheus.run()
-        defer { prometheus.terminate(); prometheus.waitUntilExit() }
+        defer { prometheus.terminate(); waitForExit(prometheus) }
 
         func query(_ expression: String) async -> JSONValue? {
             let encoded = expression.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? ""

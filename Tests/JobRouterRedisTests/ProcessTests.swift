@@ -231,7 +231,7 @@ struct ProcessTests {
         try await Task.sleep(for: .milliseconds(300))
         process.terminate()
         let lines = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).split(separator: "\n")
-        process.waitUntilExit()
+        #expect(waitForExit(process) == 0)
         let stamp = #/^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z) (trace|debug|info|notice|warning|error|critical) \S/#
         var times: [Date] = []
         for line in lines {

@@ -178,6 +178,29 @@ private func runBlocking(_ binary: String, _ arguments: [String], stdin: String?
     try input.fileHandleForWriting.close()
     let outData = out.fileHandleForReading.readDataToEndOfFile()
     let errData = err.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return (process.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errData, as: UTF8.self))
+    let status = waitForExit(process) ?? -1
+    return (status, String(decoding: outData, as: UTF8.self), String(decoding: errData, as: UTF8.self))
+}
+
+/// How a child process ended: its exit status, or 128 + the signal that ended it; `nil` when it
+/// had not ended within `limit`. Foundation's own wait (`waitUntilExit`) can miss a child's end:
+/// once in some thirty chaos runs a SIGKILLed worker stayed a zombie that nothing reaped, and the
+/// wait spun a core for good, past the suite's time limit (a wait that never suspends cannot be
+/// cancelled). This one reaps the child itself when Foundation has not, and gives up at `limit`.
+@discardableResult
+func waitForExit(_ process: Process, limit: Duration = .seconds(60)) -> Int32? {
+    let pid = process.processIdentifier
+    let deadline = ContinuousClock.now + limit
+    while ContinuousClock.now < deadline {
+        if !process.isRunning {
+            return process.terminationReason == .uncaughtSignal ? 128 + process.terminationStatus : process.terminationStatus
+        }
+        var status: Int32 = 0
+        if waitpid(pid, &status, WNOHANG) == pid {
+            let signal = status & 0x7f
+            return signal == 0 ? (status >> 8) & 0xff : 128 + signal
+        }
+        usleep(5_000)
+    }
+    return nil
 }
