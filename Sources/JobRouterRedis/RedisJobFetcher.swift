@@ -61,44 +61,49 @@ final class RedisJobFetcher: JobFetcher {
 
     func fetch(max: Int, wait: Duration) async throws -> [ClaimedEntry] {
         let (queues, namespace, state) = (self.queues, self.namespace, self.state)
-        var arguments = self.arguments
-        arguments[1] = Array(String(max).utf8)
-        arguments[8] = owner.current()
+        let arguments = claimArguments(max: max)
         // Seconds with milliseconds for BLPOP, by integer arithmetic: `String(format:)` per fetch
         // costs more, and goes through Foundation's formatting.
         let waitMilliseconds = Swift.max(wait.inMilliseconds, 0)
         let fraction = String(waitMilliseconds % 1000)
         let waitSeconds = "\(waitMilliseconds / 1000)." + String(repeating: "0", count: 3 - fraction.count) + fraction
-        do {
-            return try await thread.run { [arguments] connection throws(RedisError) in
-                if state.brokenDue(now: .now) { try Self.checkTypes(connection, queues: queues, state: state) }
-                let readable = queues.filter { state.broken[$0] == nil }
-                guard !readable.isEmpty else { return [] }
-                let claimed = try Self.claim(connection, queues: readable, arguments: arguments, state: state, all: queues)
-                if !claimed.isEmpty { return claimed }
-                let id = try connection.clientID()
-                guard state.beginWait(client: id) else { return [] }
-                defer { state.endWait() }
-                _ = try connection.command(["BLPOP"] + readable.map { "\(namespace):wake:\($0)" } + [waitSeconds])
-                return try Self.claim(connection, queues: readable, arguments: arguments, state: state, all: queues)
-            }
-        } catch {
-            owner.advance()
-            throw error
+        return try await claiming { connection throws(RedisError) in
+            if state.brokenDue(now: .now) { try Self.checkTypes(connection, queues: queues, state: state) }
+            let readable = queues.filter { state.broken[$0] == nil }
+            guard !readable.isEmpty else { return [] }
+            let claimed = try Self.claim(connection, queues: readable, arguments: arguments, state: state, all: queues)
+            if !claimed.isEmpty { return claimed }
+            let id = try connection.clientID()
+            guard state.beginWait(client: id) else { return [] }
+            defer { state.endWait() }
+            _ = try connection.command(["BLPOP"] + readable.map { "\(namespace):wake:\($0)" } + [waitSeconds])
+            return try Self.claim(connection, queues: readable, arguments: arguments, state: state, all: queues)
         }
     }
 
     func claim(max: Int, from queues: [String]) async throws -> [ClaimedEntry] {
-        let state = self.state
+        let (all, state) = (self.queues, self.state)
+        let arguments = claimArguments(max: max)
+        return try await claiming { connection throws(RedisError) in
+            let readable = queues.filter { state.broken[$0] == nil }
+            guard !readable.isEmpty else { return [] }
+            return try Self.claim(connection, queues: readable, arguments: arguments, state: state, all: all)
+        }
+    }
+
+    /// The claim script's arguments for a call taking up to `max`, under the owner to claim under now.
+    private func claimArguments(max: Int) -> [[UInt8]] {
         var arguments = self.arguments
         arguments[1] = Array(String(max).utf8)
         arguments[8] = owner.current()
+        return arguments
+    }
+
+    /// Runs `body` on the fetcher's connection. After a call that failed, claims go under a new
+    /// owner: what it took, if anything, the worker never saw.
+    private func claiming(_ body: @escaping @Sendable (RedisConnection) throws(RedisError) -> [ClaimedEntry]) async throws -> [ClaimedEntry] {
         do {
-            return try await thread.run { [arguments] connection throws(RedisError) in
-                let readable = queues.filter { state.broken[$0] == nil }
-                guard !readable.isEmpty else { return [] }
-                return try Self.claim(connection, queues: readable, arguments: arguments, state: state, all: self.queues)
-            }
+            return try await thread.run(body)
         } catch {
             owner.advance()
             throw error

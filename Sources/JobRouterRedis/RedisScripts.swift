@@ -726,17 +726,21 @@ enum RedisScripts {
         -- expired), and then its lease goes.
         local pages = tonumber(ARGV[6] or '5')
         local expired = redis.call('ZRANGEBYSCORE', ns .. ':owners', '-inf', now, 'WITHSCORES', 'LIMIT', 0, limit)
+        -- This server's run_id, read (`INFO`, ~8 µs) only for a pass that resumes or is left.
         local server = nil
+        local function server_id()
+          server = server or string.match(redis.call('INFO', 'server'), 'run_id:(%x+)') or '?'
+          return server
+        end
         for o = 1, #expired, 2 do
           if taken >= limit or pages <= 0 then break end
           local owner, deadline = expired[o], expired[o + 1]
           local pattern = string.gsub(owner, '[%*%?%[%]\\\\]', '\\\\%0') .. '/*'
-          server = server or string.match(redis.call('INFO', 'server'), 'run_id:(%x+)') or '?'
           local cursor = '0'
           local saved = redis.call('HGET', ns .. ':owners:scan', owner)
           if saved then
             local at, on, from = string.match(saved, '^([^@ ]+)@(%S+) (%d+)$')
-            if at == deadline and on == server then cursor = from end
+            if at == deadline and on == server_id() then cursor = from end
           end
           local left = false
           repeat
@@ -756,7 +760,7 @@ enum RedisScripts {
             redis.call('ZREM', ns .. ':owners', owner)
             redis.call('HDEL', ns .. ':owners:scan', owner)
           else
-            redis.call('HSET', ns .. ':owners:scan', owner, deadline .. '@' .. server .. ' ' .. cursor)
+            redis.call('HSET', ns .. ':owners:scan', owner, deadline .. '@' .. server_id() .. ' ' .. cursor)
           end
         end
         redis.call('ZREMRANGEBYSCORE', ns .. ':lost', '-inf', now - 3600000)
