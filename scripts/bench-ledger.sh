@@ -5,6 +5,12 @@
 # how long after the drain the ledger had every attempt stored, and the CPU per job of the worker,
 # Redis and PostgreSQL (medians; up to the moment the ledger held every attempt, so its catching
 # up counts). Prints figures; not a test.
+#
+# A third drain each round measures PostgreSQL's share alone: the ledger off, while `psql` copies
+# the rows the ledger-on drain stored (binary `COPY` of 4,000 rows at a time, one session) as the
+# drain takes their jobs (scripts/copy-with-drain.py). The worker and Redis do no ledger work
+# then; only the inserts take their part of the two cores. Its ratio is about the most any ledger
+# design could keep here.
 #   scripts/bench-ledger.sh [N] [ROUNDS]     (default 100000 3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -53,11 +59,49 @@ postgres_ticks() {
   for pid in "$postmaster" $(ps --ppid "$postmaster" -o pid=); do total=$(( total + $(ticks "$pid") )); done
   echo "$total"
 }
+# Splits a binary COPY file into files of at most 4,000 rows each (header, rows, trailer).
+split_copy() {  # $1 file, $2 directory
+  python3 - "$1" "$2" <<'PY'
+import struct, sys
+data = open(sys.argv[1], 'rb').read()
+header_end = 19 + struct.unpack('>i', data[15:19])[0]
+header, at, rows, part = data[:header_end], header_end, [], 0
+def flush():
+    global rows, part
+    if rows:
+        open(f"{sys.argv[2]}/part{part:05d}.bin", 'wb').write(header + b''.join(rows) + b'\xff\xff')
+        part += 1
+        rows = []
+while True:
+    fields = struct.unpack('>h', data[at:at + 2])[0]
+    if fields == -1:
+        break
+    start, at = at, at + 2
+    for _ in range(fields):
+        length = struct.unpack('>i', data[at:at + 4])[0]
+        at += 4 + max(length, 0)
+    rows.append(data[start:at])
+    if len(rows) == 4000:
+        flush()
+flush()
+PY
+}
+
 results=()
 for round in $(seq 1 "$ROUNDS"); do
 for concurrency in 10 64; do
-  for ledger in false true; do
-    write_config "$concurrency" "$ledger"
+  for ledger in false true inserts; do
+    if [ "$ledger" = inserts ]; then
+      # The rows the ledger-on drain just stored, to be copied again during a ledger-off drain.
+      rm -rf "$run_dir/rows"; mkdir -p "$run_dir/rows"
+      "$POSTGRES_BIN/psql" -h 127.0.0.1 -p "$POSTGRES_PORT" -U postgres -d jobrouter -q \
+        -c "\\copy jobrouter.attempts TO '$run_dir/rows/all.bin' (FORMAT binary)"
+      split_copy "$run_dir/rows/all.bin" "$run_dir/rows"
+      rm "$run_dir/rows/all.bin"
+      write_config "$concurrency" false
+    else
+      write_config "$concurrency" "$ledger"
+    fi
     rcli flushall >/dev/null
     psql_count "TRUNCATE jobrouter.attempts" >/dev/null
     "$BIN" enqueue --config "$run_dir/queues.toml" --batch "$run_dir/jobs.ndjson" >/dev/null 2>&1
@@ -69,9 +113,19 @@ for concurrency in 10 64; do
     postgres_before=$(postgres_ticks)
     "$BIN" work --config "$run_dir/queues.toml" --log-level warning >/dev/null 2>"$run_dir/work.err" &
     WORKER=$!
+    if [ "$ledger" = inserts ]; then
+      python3 scripts/copy-with-drain.py "$REDIS_PORT" bench:default "$N" "$run_dir/rows" \
+        "$POSTGRES_BIN/psql" -h 127.0.0.1 -p "$POSTGRES_PORT" -U postgres -d jobrouter -q -v ON_ERROR_STOP=1 >/dev/null &
+      COPIER=$!
+    fi
     wait "$TIMER"
     read -r t0 t1 < "$run_dir/timer"
     t2=$t1
+    if [ "$ledger" = inserts ]; then
+      wait "$COPIER"
+      t2=$(now)   # how long after the drain the copies ended
+      log "copies: $(psql_count 'SELECT count(*) FROM jobrouter.attempts') rows"
+    fi
     if [ "$ledger" = true ]; then
       while [ "$(psql_count 'SELECT count(*) FROM jobrouter.attempts')" -lt "$N" ]; do sleep 0.05; done
       t2=$(now)
@@ -98,13 +152,21 @@ for row in sys.argv[2:]:
     lags.setdefault((c, ledger), []).append(t2 - t1)
     # Clock ticks (10 ms) to µs per job.
     cpu.setdefault((c, ledger), []).append(tuple(int(ticks) * 1e4 / n for ticks in (worker, redis, postgres)))
+names = {"false": "ledger off", "true": "ledger on ", "inserts": "inserts   "}
 for (c, ledger), values in sorted(rates.items()):
-    extra = f"; every attempt in PostgreSQL at most {max(lags[(c, ledger)]):.2f} s after the drain" if ledger == "true" else ""
-    print(f"concurrency {c:>2}  ledger {'on ' if ledger == 'true' else 'off'}  drain {statistics.median(values):>8,.0f} jobs/s  (median of {len(values)}: {', '.join(f'{v:,.0f}' for v in values)}){extra}")
+    extra = ""
+    if ledger == "true":
+        extra = f"; every attempt in PostgreSQL at most {max(lags[(c, ledger)]):.2f} s after the drain"
+    elif ledger == "inserts":
+        extra = f"; the copies ended {', '.join(f'{lag:.2f}' for lag in lags[(c, ledger)])} s after the drain"
+    print(f"concurrency {c:>2}  {names[ledger]}  drain {statistics.median(values):>8,.0f} jobs/s  (median of {len(values)}: {', '.join(f'{v:,.0f}' for v in values)}){extra}")
 for (c, ledger), values in sorted(cpu.items()):
+    if ledger == "inserts":
+        continue  # the copying session's backend has ended: its CPU is not counted
     worker, redis, postgres = (statistics.median(v[i] for v in values) for i in range(3))
-    print(f"concurrency {c:>2}  ledger {'on ' if ledger == 'true' else 'off'}  CPU per job  worker {worker:.1f} + Redis {redis:.1f} + PostgreSQL {postgres:.1f} = {worker + redis + postgres:.1f} µs (medians)")
+    print(f"concurrency {c:>2}  {names[ledger]}  CPU per job  worker {worker:.1f} + Redis {redis:.1f} + PostgreSQL {postgres:.1f} = {worker + redis + postgres:.1f} µs (medians)")
 for c in ("10", "64"):
-    ratio = statistics.median(rates[(c, 'true')]) / statistics.median(rates[(c, 'false')]) * 100
-    print(f"concurrency {c:>2}  ledger on / off (medians): {ratio:.0f} %")
+    off = statistics.median(rates[(c, 'false')])
+    print(f"concurrency {c:>2}  ledger on / off (medians): {statistics.median(rates[(c, 'true')]) / off * 100:.0f} %;"
+          f" PostgreSQL's inserts alone / off: {statistics.median(rates[(c, 'inserts')]) / off * 100:.0f} %")
 PY
