@@ -31,14 +31,21 @@ def depth():
     return int(line[1:])
 
 
+if not parts:
+    raise SystemExit(f"copy-with-drain: no part*.bin in {parts_dir}")
 copier = subprocess.Popen(psql, stdin=subprocess.PIPE, text=True)
 sent = 0
-while sent < len(parts):
-    taken = total - depth()
-    while sent < len(parts) and (taken >= (sent + 1) * 4000 or taken >= total):
-        copier.stdin.write(f"\\copy jobrouter.attempts FROM '{parts[sent]}' (FORMAT binary)\n")
-        copier.stdin.flush()
-        sent += 1
-    time.sleep(0.001)
-copier.stdin.close()
-sys.exit(copier.wait())
+try:
+    while sent < len(parts):
+        taken = total - depth()
+        while sent < len(parts) and (taken >= (sent + 1) * 4000 or taken >= total):
+            copier.stdin.write(f"\\copy jobrouter.attempts FROM '{parts[sent]}' (FORMAT binary)\n")
+            copier.stdin.flush()
+            sent += 1
+        time.sleep(0.001)
+    copier.stdin.close()
+except BrokenPipeError:
+    pass  # psql stopped on an error (ON_ERROR_STOP): its exit status says so below
+status = copier.wait()
+if status != 0:
+    raise SystemExit(f"copy-with-drain: psql exited with {status} after {sent} of {len(parts)} parts")
