@@ -10,25 +10,19 @@ sent once the drain has taken that part's rows from QUEUE (TOTAL jobs at the sta
 one Redis connection about every millisecond. Returns once psql has copied every part.
 """
 import glob
-import socket
 import subprocess
 import sys
 import time
 
+from resp_connection import RespConnection
+
 port, queue, total, parts_dir, psql = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5:]
 parts = sorted(glob.glob(f"{parts_dir}/part*.bin"))
-sock = socket.create_connection(("127.0.0.1", port))
-sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-reader = sock.makefile("rb")
+redis = RespConnection(port, "copy-with-drain")
 
 
 def depth():
-    data = queue.encode()
-    sock.sendall(b"*2\r\n$4\r\nLLEN\r\n$%d\r\n%s\r\n" % (len(data), data))
-    line = reader.readline()
-    if line[:1] != b":":
-        raise SystemExit(f"copy-with-drain: unexpected reply {line!r}")
-    return int(line[1:])
+    return redis.integer("LLEN", queue)
 
 
 if not parts:

@@ -7,26 +7,13 @@ hash are empty. Prints "<first claim epoch> <empty epoch>" (seconds).
 
 Polls about every millisecond; one connection, so the poller costs little next to the drain.
 """
-import socket
 import sys
 import time
 
+from resp_connection import RespConnection
+
 port, inflight, queues = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
-sock = socket.create_connection(("127.0.0.1", port))
-sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-reader = sock.makefile("rb")
-
-
-def command(*words):
-    parts = [b"*%d\r\n" % len(words)]
-    for word in words:
-        data = word.encode() if isinstance(word, str) else word
-        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    sock.sendall(b"".join(parts))
-    line = reader.readline()
-    if line[:1] != b":":
-        raise SystemExit(f"drain-timer: unexpected reply {line!r}")
-    return int(line[1:])
+redis = RespConnection(port, "drain-timer")
 
 
 # Queue depths and claims in flight, in one round trip.
@@ -36,7 +23,7 @@ keys = queues + [inflight]
 
 
 def sample():
-    value = command("EVAL", script, str(len(keys)), *keys)
+    value = redis.integer("EVAL", script, str(len(keys)), *keys)
     return value // 1000000000, value % 1000000000
 
 
