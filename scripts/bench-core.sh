@@ -46,7 +46,7 @@ now() { date +%s.%N; }
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }   # CPU time in clock ticks (10 ms)
 
 log "ceiling: redis-benchmark -t lpop -c 10"
-ceiling=$(redis-benchmark -p "$REDIS_PORT" -t lpop -c 10 -n "$N" -q 2>/dev/null | tr '\r' '\n' | awk '/LPOP/ {for (i = 1; i <= NF; i++) if ($i ~ /^[0-9.]+$/) {print $i; exit}}')
+ceiling=$(lpop_ceiling "$N")
 redis-cli -p "$REDIS_PORT" flushall >/dev/null
 
 results=()

@@ -11,6 +11,9 @@
 # drain takes their jobs (scripts/copy-with-drain.py). The worker and Redis do no ledger work
 # then; only the inserts take their part of the two cores. Its ratio is about the most any ledger
 # design could keep here.
+#
+# Also prints each drain's ratio to the ceiling bench-core uses (`redis-benchmark -t lpop -c 10`,
+# measured once at the start), so the drains with the ledger on compare with #12's drain targets.
 #   scripts/bench-ledger.sh [N] [ROUNDS]     (default 100000 3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,6 +33,8 @@ rcli() { redis-cli -p "$REDIS_PORT" "$@"; }
 psql_count() { "$POSTGRES_BIN/psql" -h 127.0.0.1 -p "$POSTGRES_PORT" -U postgres -d jobrouter -Atc "$1"; }
 
 write_ping_jobs "$N" "$run_dir/jobs.ndjson"
+log "ceiling: redis-benchmark -t lpop -c 10"
+ceiling=$(lpop_ceiling "$N")
 
 write_config() {  # $1 concurrency, $2 ledger (true/false)
   cat > "$run_dir/queues.toml" <<TOML
@@ -141,11 +146,11 @@ for concurrency in 10 64; do
 done
 done
 
-python3 - "$N" "${results[@]}" <<'PY'
+python3 - "$N" "$ceiling" "${results[@]}" <<'PY'
 import statistics, sys
-n = int(sys.argv[1])
+n, ceiling = int(sys.argv[1]), float(sys.argv[2])
 rates, lags, cpu = {}, {}, {}
-for row in sys.argv[2:]:
+for row in sys.argv[3:]:
     c, ledger, t0, t1, t2, worker, redis, postgres = row.split()
     t0, t1, t2 = float(t0), float(t1), float(t2)
     rates.setdefault((c, ledger), []).append(n / (t1 - t0))
@@ -169,4 +174,8 @@ for c in ("10", "64"):
     off = statistics.median(rates[(c, 'false')])
     print(f"concurrency {c:>2}  ledger on / off (medians): {statistics.median(rates[(c, 'true')]) / off * 100:.0f} %;"
           f" PostgreSQL's inserts alone / off: {statistics.median(rates[(c, 'inserts')]) / off * 100:.0f} %")
+print(f"ceiling         {ceiling:,.0f} LPOP/s (redis-benchmark -t lpop -c 10, this run)")
+for c in ("10", "64"):
+    print(f"concurrency {c:>2}  drains / ceiling (medians): ledger off {statistics.median(rates[(c, 'false')]) / ceiling:.2f} x,"
+          f" ledger on {statistics.median(rates[(c, 'true')]) / ceiling:.2f} x")
 PY

@@ -22,7 +22,7 @@ run_dir=$(mktemp -d /tmp/jobrouter-bench-library.XXXXXX)
 trap 'stop_redis; [ -n "${WORKER:-}" ] && kill -9 "$WORKER" 2>/dev/null; rm -rf "$run_dir"' EXIT
 start_redis "$run_dir/redis"
 
-ceiling=$(redis-benchmark -p "$REDIS_PORT" -t lpop -c 10 -n 200000 -q 2>/dev/null | tr '\r' '\n' | awk '/LPOP/ {for (i = 1; i <= NF; i++) if ($i ~ /^[0-9.]+$/) {print $i; exit}}')
+ceiling=$(lpop_ceiling 200000)
 echo "ceiling                                   $ceiling LPOP/s"
 "$BENCH" "redis://127.0.0.1:$REDIS_PORT/0" "$N" | while read -r line; do
   case "$line" in pickup*) echo "$line"; continue;; esac

@@ -309,6 +309,13 @@ build_release() {
   build_jobrouter release
 }
 
+# The "ceiling" the benchmarks compare drains with: LPOP/s of `redis-benchmark -t lpop -c 10`
+# (N requests, $1) against the private Redis on $REDIS_PORT, printed as a number.
+lpop_ceiling() {
+  redis-benchmark -p "$REDIS_PORT" -t lpop -c 10 -n "$1" -q 2>/dev/null | tr '\r' '\n' \
+    | awk '/LPOP/ {for (i = 1; i <= NF; i++) if ($i ~ /^[0-9.]+$/) {print $i; exit}}'
+}
+
 # Writes $1 `ping` jobs (NDJSON for `enqueue --batch`) to the file $2.
 write_ping_jobs() {
   python3 - "$1" > "$2" <<'PY'
