@@ -200,7 +200,6 @@ public final class LedgerShipper: Service, Sendable {
         let schema = settings.schema
         let ids = batch.filter { !$0.record.isEmpty }.map(\.id)
         let checkSchema = !schemaChecked.withLock { $0 }
-        let copyStream = LedgerCopy.encode(records)
         let copyStatement = LedgerCopy.statement(schema: schema)
         try await pool.withConnection { connection in
             // Until it was found up to date (and again after any failure): the table must exist (the schema may be behind if PostgreSQL was
@@ -213,7 +212,10 @@ public final class LedgerShipper: Service, Sendable {
             }
             // The fast path (most batches): one binary COPY. A batch it does not take, or that
             // holds a record stored already (a unique violation), goes through the INSERT.
-            if let stream = copyStream {
+            // Encoded here, on the connection's own thread: a batch of a few thousand records
+            // takes milliseconds of CPU, which Swift handlers on the cooperative pool should not
+            // wait behind.
+            if let stream = LedgerCopy.encode(records) {
                 do {
                     try connection.copy(copyStatement, data: stream)
                     return
